@@ -1,0 +1,327 @@
+"""Planning and executing the multi-step chain contraction ``y = x @ W`` for a factorised ``W``.
+
+Planning happens in Python on shapes only: opt_einsum finds a pairwise order
+(``contract_path(..., shapes=True)``) and tedepr turns each pairwise step into a fixed recipe of
+``permute_dims`` / ``reshape`` / ``matmul`` / ``sum`` calls, all of them array-API standard. Plans are
+cached by (network, shapes, dtype, strategy), so a layer's forward pass never plans. Executing a plan only
+calls the namespace of the arrays, so the same code runs on NumPy, PyTorch (autograd), JAX (``jax.jit``)
+and array_api_strict.
+
+Strategies:
+
+* ``"chain"`` — the sequential multi-step chain: the input absorbs one core after another, in the
+  format's natural order (TT: G_1, G_2, ...; Tucker: in-factors, core, out-factors; CP: factor by factor).
+* ``"optimal"`` — opt_einsum's optimal (or dynamic-programming for many cores) path over input and cores.
+* ``"reconstruct"`` — build the dense ``W`` from the cores (planned the same way), then one matmul.
+* ``"auto"`` — the strategy with the lowest cost ``flops + step_overhead * steps`` (ties go to the
+  smaller largest intermediate).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import opt_einsum
+
+from .formats import Factorized
+from .namespace import get_namespace
+
+__all__ = [
+    "STRATEGIES", "ContractionPlan", "plan_contraction", "contract", "reconstruct",
+    "plan_reconstruction", "einsum",
+]
+
+STRATEGIES = ("auto", "chain", "optimal", "reconstruct")
+# Extra cost per pairwise step, in FLOP-equivalents: a kernel launch and its permutes cost about as much
+# as a small matmul. Used only by strategy="auto".
+STEP_OVERHEAD_FLOPS = 2.0e4
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One pairwise contraction, fully resolved to standard array-API calls."""
+
+    i: int
+    j: int
+    sum_a: tuple[int, ...]  # axes of a summed away before the product (labels only in a)
+    sum_b: tuple[int, ...]
+    perm_a: tuple[int, ...]  # to (batch, free_a, contracted)
+    perm_b: tuple[int, ...]  # to (batch, contracted, free_b)
+    shape_a: tuple[int, int, int]
+    shape_b: tuple[int, int, int]
+    batched: bool
+    out_shape: tuple[int, ...]  # (batch dims, free_a dims, free_b dims)
+    out_perm: tuple[int, ...] | None  # to the step's output label order
+
+
+@dataclass(frozen=True)
+class ContractionPlan:
+    """A planned contraction of several operands into one.
+
+    Attributes: ``equation`` (einsum form), ``strategy``, ``path`` (opt_einsum pairwise path),
+    ``flops`` (opt_einsum's FLOP count), ``largest_intermediate`` (elements), ``steps``.
+    For ``"reconstruct"``, ``flops`` includes building the dense matrix and the final matmul.
+    """
+
+    equation: str
+    strategy: str
+    path: tuple[tuple[int, int], ...]
+    flops: int
+    largest_intermediate: int
+    _steps: tuple[_Step, ...] = field(repr=False)
+    _final_perm: tuple[int, ...] | None = field(repr=False)
+    # strategy "reconstruct": the plan that builds W, and the matmul shape
+    _reconstruct: ContractionPlan | None = field(default=None, repr=False)
+
+    @property
+    def num_steps(self) -> int:
+        # "reconstruct" adds its final matmul to the steps that build W
+        return len(self._steps) + (self._reconstruct.num_steps + 1 if self._reconstruct else 0)
+
+    @property
+    def cost(self) -> float:
+        """The cost model of ``strategy="auto"``: FLOPs plus a fixed overhead per step."""
+        return self.flops + STEP_OVERHEAD_FLOPS * self.num_steps
+
+    def execute(self, operands, xp=None):
+        """Run the plan on ``operands`` (input first, then cores, as planned)."""
+        xp = get_namespace(*operands, xp=xp)
+        if self._reconstruct is not None:
+            x, cores = operands[0], operands[1:]
+            w = self._reconstruct.execute(cores, xp=xp)
+            x2 = xp.reshape(x, (x.shape[0], -1))
+            return xp.matmul(x2, xp.reshape(w, (x2.shape[1], -1)))
+        ops = list(operands)
+        for s in self._steps:
+            a, b = ops[s.i], ops[s.j]
+            for k in sorted((s.i, s.j), reverse=True):
+                del ops[k]
+            ops.append(_pairwise(xp, a, b, s))
+        (out,) = ops
+        if self._final_perm is not None:
+            out = xp.permute_dims(out, self._final_perm)
+        return out
+
+
+def _pairwise(xp, a, b, s: _Step):
+    if s.sum_a:
+        a = xp.sum(a, axis=s.sum_a)
+    if s.sum_b:
+        b = xp.sum(b, axis=s.sum_b)
+    if s.perm_a != tuple(range(len(s.perm_a))):
+        a = xp.permute_dims(a, s.perm_a)
+    if s.perm_b != tuple(range(len(s.perm_b))):
+        b = xp.permute_dims(b, s.perm_b)
+    if s.batched:
+        out = xp.matmul(xp.reshape(a, s.shape_a), xp.reshape(b, s.shape_b))
+    else:
+        out = xp.matmul(xp.reshape(a, s.shape_a[1:]), xp.reshape(b, s.shape_b[1:]))
+    out = xp.reshape(out, s.out_shape)
+    if s.out_perm is not None:
+        out = xp.permute_dims(out, s.out_perm)
+    return out
+
+
+def _resolve_step(i, j, la, lb, lout, sizes) -> _Step:
+    sa, sb, so = set(la), set(lb), set(lout)
+    sum_a = tuple(k for k, c in enumerate(la) if c not in sb and c not in so)
+    sum_b = tuple(k for k, c in enumerate(lb) if c not in sa and c not in so)
+    la = [c for c in la if c in sb or c in so]
+    lb = [c for c in lb if c in sa or c in so]
+    batch = [c for c in la if c in sb and c in so]
+    contracted = [c for c in la if c in sb and c not in so]
+    free_a = [c for c in la if c not in sb]
+    free_b = [c for c in lb if c not in sa]
+    perm_a = tuple(la.index(c) for c in batch + free_a + contracted)
+    perm_b = tuple(lb.index(c) for c in batch + contracted + free_b)
+
+    def size(labels):
+        return math.prod(sizes[c] for c in labels)
+
+    inter = batch + free_a + free_b
+    out_perm = tuple(inter.index(c) for c in lout)
+    return _Step(
+        i=i, j=j, sum_a=sum_a, sum_b=sum_b, perm_a=perm_a, perm_b=perm_b,
+        shape_a=(size(batch), size(free_a), size(contracted)),
+        shape_b=(size(batch), size(contracted), size(free_b)),
+        batched=bool(batch),
+        out_shape=tuple(sizes[c] for c in inter),
+        out_perm=None if out_perm == tuple(range(len(out_perm))) else out_perm,
+    )
+
+
+def _chain_path(order: tuple[int, ...], n_operands: int) -> list[tuple[int, int]]:
+    """An opt_einsum path contracting operand ``order[0]`` with ``order[1]``, then each next one."""
+    remaining = list(range(n_operands))
+    path, current = [], order[0]
+    for nxt in order[1:]:
+        i, j = sorted((remaining.index(current), remaining.index(nxt)))
+        path.append((i, j))
+        del remaining[j], remaining[i]
+        remaining.append(("tmp", len(path)))
+        current = remaining[-1]
+    return path
+
+
+@lru_cache(maxsize=4096)
+def _plan(labels: tuple[tuple[int, ...], ...], out: tuple[int, ...], shapes: tuple[tuple[int, ...], ...],
+          optimize, strategy: str) -> ContractionPlan:
+    sizes: dict[int, int] = {}
+    for lab, shp in zip(labels, shapes):
+        for c, n in zip(lab, shp):
+            if sizes.setdefault(c, n) != n:
+                raise ValueError(f"index {c} has inconsistent sizes {sizes[c]} and {n}")
+    sym = {c: opt_einsum.get_symbol(k) for k, c in enumerate(sorted(sizes))}
+    eq = ",".join("".join(sym[c] for c in lab) for lab in labels) + "->" + "".join(sym[c] for c in out)
+    if len(labels) == 1:
+        (lab,) = labels
+        sum_axes = tuple(k for k, c in enumerate(lab) if c not in out)
+        if sum_axes:
+            raise ValueError("single-operand reductions are not planned")  # never needed by formats
+        perm = tuple(lab.index(c) for c in out)
+        return ContractionPlan(eq, strategy, (), 0, math.prod(shapes[0]), (),
+                               None if perm == tuple(range(len(perm))) else perm)
+    path, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=optimize)
+    steps = []
+    current = list(labels)
+    for (i, j) in path:
+        la, lb = current[i], current[j]
+        rest = [lab for k, lab in enumerate(current) if k not in (i, j)]
+        needed = set(out).union(*map(set, rest)) if rest else set(out)
+        lout = tuple(dict.fromkeys(c for c in la + lb if c in needed))
+        steps.append(_resolve_step(i, j, la, lb, lout, sizes))
+        current = rest + [lout]
+    (final,) = current
+    final_perm = tuple(final.index(c) for c in out)
+    return ContractionPlan(
+        equation=eq, strategy=strategy, path=tuple(tuple(p) for p in path),
+        flops=int(info.opt_cost), largest_intermediate=int(info.largest_intermediate),
+        _steps=tuple(steps),
+        _final_perm=None if final_perm == tuple(range(len(final_perm))) else final_perm,
+    )
+
+
+def _core_shapes(f: Factorized) -> tuple[tuple[int, ...], ...]:
+    return tuple(tuple(int(n) for n in c.shape) for c in f.cores)
+
+
+def _network_key(f: Factorized):
+    net = f.network()
+    return net.operands, net.in_labels + net.out_labels, net.chain
+
+
+@lru_cache(maxsize=4096)
+def _plan_reconstruction(operands, dense_labels, shapes) -> ContractionPlan:
+    optimize = "optimal" if len(operands) <= 6 else "dp"
+    return _plan(operands, dense_labels, shapes, optimize, "reconstruct")
+
+
+def plan_reconstruction(f: Factorized) -> ContractionPlan:
+    """The plan that builds the dense weight tensor ``(n_1..n_p, m_1..m_q)`` from ``f.cores``."""
+    operands, dense, _ = _network_key(f)
+    return _plan_reconstruction(operands, dense, _core_shapes(f))
+
+
+@lru_cache(maxsize=4096)
+def _plan_for(operands, dense_labels, chain, in_modes, out_modes, shapes, batch, strategy):
+    net_in = dense_labels[: len(in_modes)]
+    net_out = dense_labels[len(in_modes):]
+    b = max(max(lab) for lab in operands) + 1  # label of the batch axis
+    labels = ((b,) + net_in,) + operands
+    out = (b,) + net_out
+    all_shapes = ((batch,) + in_modes,) + shapes
+    if strategy == "chain":
+        return _plan(labels, out, all_shapes, tuple(_chain_path((0,) + tuple(1 + c for c in chain),
+                                                                len(labels))), "chain")
+    if strategy == "optimal":
+        return _plan(labels, out, all_shapes, "optimal" if len(labels) <= 6 else "dp", "optimal")
+    if strategy == "reconstruct":
+        rec = _plan_reconstruction(operands, dense_labels, shapes)
+        n_in, n_out = math.prod(in_modes), math.prod(out_modes)
+        return ContractionPlan(
+            equation=rec.equation, strategy="reconstruct", path=rec.path,
+            flops=rec.flops + 2 * batch * n_in * n_out,
+            largest_intermediate=max(rec.largest_intermediate, n_in * n_out, batch * n_out),
+            _steps=(), _final_perm=None, _reconstruct=rec,
+        )
+    candidates = [_plan_for(operands, dense_labels, chain, in_modes, out_modes, shapes, batch, s)
+                  for s in ("chain", "optimal", "reconstruct")]
+    return min(candidates, key=lambda p: (p.cost, p.largest_intermediate))
+
+
+def plan_contraction(f: Factorized, batch: int = 1, strategy: str = "auto") -> ContractionPlan:
+    """Plan ``x @ W`` for ``batch`` rows of ``x`` (cached: repeated calls cost a dictionary lookup).
+
+    Parameters
+    ----------
+    f : Factorized
+        The factorised matrix (only its shapes are used).
+    batch : int
+        Number of rows of ``x`` after flattening its leading dimensions.
+    strategy : {"auto", "chain", "optimal", "reconstruct"}
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; got {strategy!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+        raise ValueError(f"batch must be a non-negative int; got {batch!r}")
+    operands, dense, chain = _network_key(f)
+    return _plan_for(operands, dense, chain, f.in_modes, f.out_modes, _core_shapes(f),
+                     max(batch, 1), strategy)
+
+
+def reconstruct(f: Factorized):
+    """The dense matrix ``(N_in, N_out)`` of ``f``, in the cores' array library."""
+    xp = get_namespace(*f.cores)
+    w = plan_reconstruction(f).execute(f.cores, xp=xp)
+    return xp.reshape(w, (f.in_features, f.out_features))
+
+
+def contract(x: Any, f: Factorized, *, strategy: str = "auto", xp: Any = None):
+    """``x @ f.to_dense()`` without forming the dense matrix unless the plan says it is cheaper.
+
+    Parameters
+    ----------
+    x : array, shape ``(..., N_in)``
+        Any leading batch dimensions; same array library as ``f.cores``.
+    f : Factorized
+    strategy : {"auto", "chain", "optimal", "reconstruct"}
+    xp : namespace, optional
+        Skip namespace inference.
+
+    Returns
+    -------
+    array, shape ``(..., N_out)``
+    """
+    if not isinstance(f, Factorized):
+        raise TypeError(f"f must be a tedepr Factorized matrix; got {type(f).__name__}")
+    xp = get_namespace(x, *f.cores, xp=xp)
+    shape = tuple(x.shape)
+    if not shape or shape[-1] != f.in_features:
+        raise ValueError(
+            f"x must have shape (..., {f.in_features}) to multiply a {f.shape[0]}x{f.shape[1]} "
+            f"{f.format.upper()} matrix; got shape {shape}"
+        )
+    lead = shape[:-1]
+    batch = math.prod(lead)
+    if batch == 0:
+        return xp.zeros(lead + (f.out_features,), dtype=x.dtype)
+    plan = plan_contraction(f, batch, strategy)
+    x2 = xp.reshape(x, (max(batch, 1),) + f.in_modes)
+    y = plan.execute((x2,) + tuple(f.cores), xp=xp)
+    return xp.reshape(y, lead + (f.out_features,))
+
+
+def einsum(operands, labels, out_labels, *, xp: Any = None):
+    """A planned einsum over integer index labels, executed with array-API calls only.
+
+    ``labels[k]`` labels the axes of ``operands[k]``; ``out_labels`` the result's. Used by the
+    decompositions (mode products, MTTKRP); the plan is cached like every other.
+    """
+    xp = get_namespace(*operands, xp=xp)
+    labels = tuple(tuple(lab) for lab in labels)
+    shapes = tuple(tuple(int(n) for n in op.shape) for op in operands)
+    optimize = "optimal" if len(operands) <= 6 else "dp"
+    return _plan(labels, tuple(out_labels), shapes, optimize, "optimal").execute(list(operands), xp=xp)
