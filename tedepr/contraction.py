@@ -58,6 +58,16 @@ class _Step:
 
 
 @dataclass(frozen=True)
+class _Diagonal:
+    """The diagonal of two equal axes of one operand, whose label repeats (a one-core ring's trace)."""
+
+    operand: int
+    perm: tuple[int, ...]  # the two axes last
+    shape: tuple[int, ...]  # the two axes merged into one of size * size
+    size: int
+
+
+@dataclass(frozen=True)
 class ContractionPlan:
     """A planned contraction of several operands into one.
 
@@ -75,6 +85,9 @@ class ContractionPlan:
     _final_perm: tuple[int, ...] | None = field(repr=False)
     # strategy "reconstruct": the plan that builds W, and the matmul shape
     _reconstruct: ContractionPlan | None = field(default=None, repr=False)
+    # taken before the pairwise steps; a single operand is then summed over ``_sum_axes``
+    _diagonals: tuple[_Diagonal, ...] = field(default=(), repr=False)
+    _sum_axes: tuple[int, ...] = field(default=(), repr=False)
 
     @property
     def num_steps(self) -> int:
@@ -95,6 +108,11 @@ class ContractionPlan:
             x2 = xp.reshape(x, (x.shape[0], -1))
             return xp.matmul(x2, xp.reshape(w, (x2.shape[1], -1)))
         ops = list(operands)
+        for d in self._diagonals:
+            a = xp.reshape(xp.permute_dims(ops[d.operand], d.perm), d.shape)
+            ops[d.operand] = a[..., :: d.size + 1]
+        if self._sum_axes:
+            ops[0] = xp.sum(ops[0], axis=self._sum_axes)
         for s in self._steps:
             a, b = ops[s.i], ops[s.j]
             for k in sorted((s.i, s.j), reverse=True):
@@ -175,16 +193,23 @@ def _plan(labels: tuple[tuple[int, ...], ...], out: tuple[int, ...], shapes: tup
             if sizes.setdefault(c, n) != n:
                 raise ValueError(f"index {c} has inconsistent sizes {sizes[c]} and {n}")
     sym = {c: opt_einsum.get_symbol(k) for k, c in enumerate(sorted(sizes))}
-    eq = ",".join("".join(sym[c] for c in lab) for lab in labels) + "->" + "".join(sym[c] for c in out)
+
+    def equation(labels):
+        terms = ("".join(sym[c] for c in lab) for lab in labels)
+        return ",".join(terms) + "->" + "".join(sym[c] for c in out)
+
+    eq = equation(labels)
+    labels, diagonals = _take_diagonals(labels, sizes)
     if len(labels) == 1:
         (lab,) = labels
         sum_axes = tuple(k for k, c in enumerate(lab) if c not in out)
-        if sum_axes:
-            raise ValueError("single-operand reductions are not planned")  # never needed by formats
-        perm = tuple(lab.index(c) for c in out)
+        kept = [c for c in lab if c in out]
+        perm = tuple(kept.index(c) for c in out)
         return ContractionPlan(eq, strategy, (), 0, math.prod(shapes[0]), (),
-                               None if perm == tuple(range(len(perm))) else perm)
-    path, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=optimize)
+                               None if perm == tuple(range(len(perm))) else perm,
+                               _diagonals=diagonals, _sum_axes=sum_axes)
+    shapes = tuple(tuple(sizes[c] for c in lab) for lab in labels)
+    path, info = opt_einsum.contract_path(equation(labels), *shapes, shapes=True, optimize=optimize)
     steps = []
     current = list(labels)
     for (i, j) in path:
@@ -201,7 +226,32 @@ def _plan(labels: tuple[tuple[int, ...], ...], out: tuple[int, ...], shapes: tup
         flops=int(info.opt_cost), largest_intermediate=int(info.largest_intermediate),
         _steps=tuple(steps),
         _final_perm=None if final_perm == tuple(range(len(final_perm))) else final_perm,
+        _diagonals=diagonals,
     )
+
+
+def _take_diagonals(labels, sizes):
+    """Labels after taking the diagonal of every label repeated within one operand, and the recipes.
+
+    A tensor ring of one core is ``trace(G[:, i, j, :])``: its core carries the ring bond twice. The
+    pairwise steps need distinct labels per operand, so the diagonal is taken first (by a strided
+    slice of the two merged axes, which every array-API library supports).
+    """
+    out, diagonals = [], []
+    for k, lab in enumerate(labels):
+        lab = tuple(lab)
+        while len(set(lab)) < len(lab):
+            c = next(c for c in lab if lab.count(c) > 1)
+            i = lab.index(c)
+            j = lab.index(c, i + 1)
+            keep = tuple(a for a in range(len(lab)) if a not in (i, j))
+            diagonals.append(_Diagonal(
+                operand=k, perm=keep + (i, j),
+                shape=tuple(sizes[lab[a]] for a in keep) + (sizes[c] * sizes[c],), size=sizes[c],
+            ))
+            lab = tuple(lab[a] for a in keep) + (c,)
+        out.append(lab)
+    return tuple(out), tuple(diagonals)
 
 
 def _core_shapes(f: Factorized) -> tuple[tuple[int, ...], ...]:

@@ -1,0 +1,1 @@
+"""Framework backends. Each is imported only on demand: ``import tedepr`` imports neither."""

@@ -1,0 +1,188 @@
+"""`compress` and `score` for PyTorch models: tensorize (coarse grain), score and mask (fine grain).
+
+The budget is counted on the *dense* model (SPEC §5): ``keep = round((1 − sparsity) · dense weights)``.
+The coarse grain gives every tensorized layer a parameter budget of ``oversample · (1 − sparsity)`` of
+its dense weights (`tedepr.report.low_rank_budget`); the fine grain then keeps exactly ``keep`` entries
+over all cores and all weights of layers left dense, chosen globally by the score.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ...contraction import plan_contraction
+from ...pruning import Guards, effective_ranks, prune
+from ...pruning import scores as score_registry
+from ...report import LayerReport, Report, keep_count, low_rank_budget
+from .masking import apply_masks, prunable_parameters
+from .scoring import TorchScoringProblem
+
+__all__ = ["CompressionResult", "compress", "score", "dense_weight_count", "build_report", "DEFAULT_OVERSAMPLE"]
+
+#: coarse/fine split: the low-rank cores hold this many times the final kept count (docs/method.md §6)
+DEFAULT_OVERSAMPLE = 4.0
+
+
+@dataclass
+class CompressionResult:
+    """``model``: the compressed, masked, ready-to-train model; ``report``: a `tedepr.report.Report`;
+    ``masks``: ``name -> bool tensor`` as applied."""
+
+    model: torch.nn.Module
+    report: Report
+    masks: dict[str, torch.Tensor]
+
+
+def dense_weight_count(model: torch.nn.Module) -> int:
+    """Weights of the model counted as SPEC §5 says (tensorized layers count their dense equivalent)."""
+    total = 0
+    for name, p in prunable_parameters(model).items():
+        module_name = name.rpartition(".")[0]
+        module = model.get_submodule(module_name) if module_name else model
+        if callable(getattr(module, "factorized", None)):
+            continue
+        total += p.numel()
+    for module in model.modules():
+        if callable(getattr(module, "factorized", None)):
+            total += module.factorized().dense_params
+    return total
+
+
+def _other_params(model, prunable) -> int:
+    ids = {id(p) for p in prunable.values()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in ids)
+
+
+def build_report(model: torch.nn.Module, masks: dict[str, torch.Tensor] | None, *, dense_weights: int,
+                 target_sparsity: float | None = None, method: str | None = None,
+                 structure=None) -> Report:
+    """Per-layer accounting of a (masked) model; tensorized layers report modes, ranks and FLOPs."""
+    params = prunable_parameters(model)
+    by_module: dict[str, list[str]] = {}
+    for name in params:
+        by_module.setdefault(name.rpartition(".")[0], []).append(name)
+    live = effective_ranks(masks, structure) if (masks and structure) else {}
+    rows = []
+    for module_name, names in by_module.items():
+        module = model.get_submodule(module_name) if module_name else model
+        total = sum(params[n].numel() for n in names)
+        kept = total if masks is None else sum(int(masks[n].sum()) for n in names)
+        if callable(getattr(module, "factorized", None)):
+            f = module.factorized()
+            plan = plan_contraction(f, 1, getattr(module, "strategy", "auto"))
+            rows.append(LayerReport(
+                name=module_name, kind=type(module).__name__, format=f.format, kept=kept, total=total,
+                dense=f.dense_params, in_modes=f.in_modes, out_modes=f.out_modes, ranks=f.ranks,
+                effective_ranks={n.rpartition(".")[2]: live[n] for n in names if n in live} or None,
+                flops=plan.flops, dense_flops=2 * f.dense_params,
+            ))
+        else:
+            rows.append(LayerReport(name=module_name, kind=type(module).__name__, format="dense",
+                                    kept=kept, total=total, dense=total, dense_flops=2 * total))
+    return Report(rows, dense_weights=dense_weights, other_params=_other_params(model, params),
+                  target_sparsity=target_sparsity, method=method)
+
+
+def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: str | None = "tt",
+             rank=None, score: str | None = "trainability", *, oversample: float = DEFAULT_OVERSAMPLE,
+             guards: Guards | None = None, rounds: int | None = None, num_batches: int = 1,
+             seed: int = 0, input_shape=None, loss_fn=None, rescale: bool = False,
+             tensorize_options: dict[str, Any] | None = None, progress=None) -> CompressionResult:
+    """Compress ``model`` to ``sparsity`` of its dense weights, before training.
+
+    Parameters
+    ----------
+    model : nn.Module (not modified)
+    data : DataLoader, iterable of (x, y) batches, (x, y), or None (data-free scores only)
+    sparsity : float in [0, 1)
+        Fraction of the dense model's weights removed (whole model, SPEC §5).
+    format : "tt", "tr", "tucker", "cp", or None
+        None prunes the dense model (the pruning-at-initialization baselines).
+    rank : int, tuple, float or None
+        Ranks of the tensorized layers; None solves them from the budget with ``oversample``.
+    score : a registered score name (`tedepr.scores.available()`), or None
+        None keeps every core entry (low-rank only); then the ranks alone set the size, so use
+        ``oversample=1`` for an equal-budget comparison.
+    oversample : float >= 1
+        Coarse/fine split: the cores hold ``oversample`` times the kept count before pruning.
+    guards : Guards, optional
+        Override the score's structural guards (`Guards.none()` disables them).
+    rounds : int, optional
+        Override the score's number of schedule rounds.
+    rescale : bool
+        After pruning, scale each tensorized core's kept entries by ``1/sqrt(density)`` so the expected
+        variance of the reconstructed weight is preserved (docs/method.md §5).
+    tensorize_options : dict
+        Passed to `tensorize` (``min_params``, ``include``, ``exclude``, ``overrides`` …).
+    progress : callable(k, rounds), optional
+        Called after each scoring round.
+    """
+    from .tensorize import tensorize
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    dense = dense_weight_count(model)
+    keep = keep_count(sparsity, dense)
+    if score is not None:
+        method = score_registry.get(score)  # validates the name before any work
+        if method.needs_data and data is None:
+            raise ValueError(f"score {score!r} needs data: pass data batches, or a data-free score "
+                             "('random', 'magnitude', 'synflow')")
+    if format is None:
+        if score is None:
+            raise ValueError("format=None and score=None would leave the model unchanged; choose one")
+        cmodel = copy.deepcopy(model)
+    else:
+        if rank is None:
+            rank = low_rank_budget(sparsity, oversample if score is not None else 1.0)
+        opts = dict(tensorize_options or {})
+        opts.setdefault("seed", seed)
+        cmodel = tensorize(model, format=format, rank=rank, **opts)
+    notes = []
+    params = prunable_parameters(cmodel)
+    total = sum(p.numel() for p in params.values())
+    problem = None
+    if score is None or keep >= total:
+        if keep > total:
+            notes.append(f"the low-rank model holds {total:,} weights, below the target {keep:,}: nothing pruned")
+            warnings.warn(notes[-1], stacklevel=2)
+        masks = None
+    else:
+        problem = TorchScoringProblem(cmodel, data, num_batches=num_batches, loss_fn=loss_fn,
+                                      input_shape=input_shape)
+        masks = prune(problem, score, keep, guards=guards, rounds=rounds, seed=seed, progress=progress)
+        masks = {n: m.to(params[n].device) for n, m in masks.items()}
+        if rescale:
+            _rescale(cmodel, params, masks, problem.structure())
+        apply_masks(cmodel, masks)
+    structure = problem.structure() if problem is not None else None
+    report = build_report(cmodel, masks, dense_weights=dense, target_sparsity=sparsity,
+                          method=score if format is None else f"{format}+{score}", structure=structure)
+    report.notes.extend(notes)
+    return CompressionResult(cmodel, report, masks or {})
+
+
+def _rescale(model, params, masks, structure):
+    with torch.no_grad():
+        for n, p in params.items():
+            if structure[n].format == "dense":
+                continue
+            density = float(masks[n].float().mean())
+            if density > 0:
+                p.mul_(1.0 / math.sqrt(density))
+
+
+def score(model: torch.nn.Module, data=None, method: str = "snip", *, num_batches: int = 1, seed: int = 0,
+          input_shape=None, loss_fn=None, **options) -> dict[str, torch.Tensor]:
+    """Per-parameter scores of ``model``'s prunable weights (higher = keep), nothing pruned."""
+    from ...pruning import compute_scores
+
+    problem = TorchScoringProblem(model, data, num_batches=num_batches, loss_fn=loss_fn,
+                                  input_shape=input_shape)
+    return compute_scores(problem, method, seed=seed, **options)

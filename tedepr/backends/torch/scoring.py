@@ -1,0 +1,177 @@
+"""torch.autograd implementation of `tedepr.pruning.problem.ScoringProblem`.
+
+The score math lives in the core (`tedepr.pruning.scores`); this module only differentiates. The
+model is evaluated with `torch.func.functional_call`, replacing each prunable parameter by the
+effective weight ``w = θ ⊙ m`` (a leaf that requires grad), so gradients are taken with respect to the
+masked weights and the caller's model is never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import array_api_compat.torch as xp_torch
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ...pruning.problem import CoreInfo
+from .masking import prunable_parameters
+
+__all__ = ["TorchScoringProblem", "structure_of", "as_batches"]
+
+
+def as_batches(data, num_batches: int | None, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``num_batches`` ``(x, y)`` batches of ``data`` as tensors on ``device``.
+
+    ``data``: a DataLoader, any iterable of ``(x, y)`` pairs (NumPy or torch), or one ``(x, y)`` tuple
+    of arrays.
+    """
+    if data is None:
+        return []
+    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], tuple) and hasattr(data[0], "shape"):
+        data = [data]
+    if not isinstance(data, Iterable):
+        raise TypeError(f"data must be a DataLoader, an iterable of (x, y) batches, or None; got {type(data).__name__}")
+    out = []
+    for item in itertools.islice(iter(data), num_batches):
+        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
+            raise TypeError("data must yield (x, y) batches")
+        x, y = item[0], item[1]
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+        y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+        if not torch.is_floating_point(x):
+            x = x.float()
+        out.append((x.to(device), y.long().to(device)))
+    if not out:
+        raise ValueError("data yielded no batches")
+    return out
+
+
+def structure_of(model: torch.nn.Module, names: Iterable[str]) -> dict[str, CoreInfo]:
+    """`CoreInfo` of each named parameter: tensorized cores get their format's slice and bond axes."""
+    out = {}
+    for name in names:
+        module_name, _, attr = name.rpartition(".")
+        module = model.get_submodule(module_name) if module_name else model
+        fmt = module.factorized().format if callable(getattr(module, "factorized", None)) else None
+        if attr.startswith("core_") and fmt:
+            idx = int(attr[len("core_"):])
+            if fmt in ("tt", "tr"):
+                info = CoreInfo(module_name, fmt, idx, slice_axes=(1, 2), bond_axes=(0, 3))
+            elif fmt == "tucker" and idx == 0:
+                ndim = getattr(module, attr).dim()
+                info = CoreInfo(module_name, fmt, idx, slice_axes=(), bond_axes=tuple(range(ndim)))
+            else:  # Tucker / CP factor (dim_k, R)
+                info = CoreInfo(module_name, fmt, idx, slice_axes=(0,), bond_axes=(1,))
+        else:
+            info = CoreInfo(module_name, "dense")
+        out[name] = info
+    return out
+
+
+class TorchScoringProblem:
+    """A torch model, scoring batches and a loss, as a `ScoringProblem`.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Copied; the copy is scored (normalisation layers in train mode for data scores, as in SNIP /
+        GraSP, and eval mode for SynFlow).
+    data : DataLoader, iterable of (x, y), (x, y) arrays, or None
+    num_batches : int
+        Batches of ``data`` used; gradients are averaged over them.
+    loss_fn : callable(logits, y) -> scalar, default cross-entropy.
+    input_shape : tuple, optional
+        Shape of one sample, for the data-free SynFlow input when there is no data.
+    """
+
+    xp = xp_torch
+
+    def __init__(self, model: torch.nn.Module, data=None, *, num_batches: int = 1,
+                 loss_fn: Callable | None = None, input_shape: tuple[int, ...] | None = None,
+                 device: str | torch.device | None = None):
+        if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
+            raise ValueError(f"num_batches must be a positive int; got {num_batches!r}")
+        self.model = copy.deepcopy(model)
+        params = prunable_parameters(self.model)
+        if not params:
+            raise ValueError("the model has no prunable weights (Linear, Conv, recurrent, attention or tensorized cores)")
+        self.device = torch.device(device) if device is not None else next(iter(params.values())).device
+        self.model.to(self.device)
+        self._params = {n: p.detach() for n, p in prunable_parameters(self.model).items()}
+        self._batches = as_batches(data, num_batches, self.device)
+        self.loss_fn = loss_fn or F.cross_entropy
+        if input_shape is None and self._batches:
+            input_shape = tuple(self._batches[0][0].shape[1:])
+        self.input_shape = input_shape
+
+    @property
+    def has_data(self) -> bool:
+        return bool(self._batches)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return dict(self._params)
+
+    def structure(self) -> dict[str, CoreInfo]:
+        return structure_of(self.model, self._params)
+
+    def _effective(self, masks, transform=None, dtype=None):
+        eff = {}
+        for n, w in self._params.items():
+            w = w if transform is None else transform(w)
+            if dtype is not None:
+                w = w.to(dtype)
+            eff[n] = (w * masks[n].to(w.dtype)).requires_grad_(True)
+        return eff
+
+    def _loss(self, eff, x, y):
+        self.model.train()
+        return self.loss_fn(functional_call(self.model, eff, (x,)), y)
+
+    def loss_gradient(self, masks):
+        eff = self._effective(masks)
+        total = {n: torch.zeros_like(w) for n, w in eff.items()}
+        for x, y in self._batches:
+            grads = torch.autograd.grad(self._loss(eff, x, y), list(eff.values()), allow_unused=True)
+            for n, g in zip(eff, grads):
+                if g is not None:
+                    total[n] += g
+        return {n: g / len(self._batches) for n, g in total.items()}
+
+    def hessian_gradient_product(self, masks):
+        g_total = self.loss_gradient(masks)
+        eff = self._effective(masks)
+        total = {n: torch.zeros_like(w) for n, w in eff.items()}
+        for x, y in self._batches:
+            grads = torch.autograd.grad(self._loss(eff, x, y), list(eff.values()), create_graph=True,
+                                        allow_unused=True)
+            z = sum((g * g_total[n]).sum() for n, g in zip(eff, grads) if g is not None)
+            hg = torch.autograd.grad(z, list(eff.values()), allow_unused=True)
+            for n, h in zip(eff, hg):
+                if h is not None:
+                    total[n] += h
+        return {n: h / len(self._batches) for n, h in total.items()}
+
+    def synflow_gradient(self, masks):
+        if self.input_shape is None:
+            raise ValueError("synflow needs the input shape of one sample: pass data or input_shape=")
+        model = copy.deepcopy(self.model).double().eval()
+        with torch.no_grad():  # linearise: every parameter and buffer positive (Tanaka et al. 2020)
+            for p in model.parameters():
+                p.abs_()
+        eff = self._effective(masks, transform=torch.abs, dtype=torch.float64)
+        x = torch.ones((1,) + tuple(self.input_shape), dtype=torch.float64, device=self.device)
+        r = functional_call(model, eff, (x,)).sum()
+        grads = torch.autograd.grad(r, list(eff.values()), allow_unused=True)
+        return {n: (torch.zeros_like(w) if g is None else g) for (n, w), g in zip(eff.items(), grads)}
+
+    def evaluate_masks(self, masks: dict[str, Any]) -> float:
+        """Mean loss of the masked network on the scoring batches (for diagnostics)."""
+        eff = {n: (w * masks[n].to(w.dtype)) for n, w in self._params.items()}
+        with torch.no_grad():
+            return float(sum(self._loss(eff, x, y) for x, y in self._batches) / len(self._batches))

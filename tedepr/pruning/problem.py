@@ -1,0 +1,64 @@
+"""What a backend must provide so that the backend-neutral score math can run on its model.
+
+The score math (`tedepr.pruning.scores`) never differentiates anything itself: it asks a
+`ScoringProblem` — implemented by each backend with its own autodiff (torch.autograd, jax.grad/jvp) —
+for gradients and Hessian-vector products, and combines the arrays with array-API operations.
+
+All gradients are taken with respect to the *effective* weights ``w = θ ⊙ m`` (the masked
+parameters), at the current masks ``m``; so ``θ ⊙ ∂L/∂w`` is the connection sensitivity of every entry,
+pruned ones included (FORCE, de Jorge et al. 2021).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["ScoringProblem", "CoreInfo"]
+
+
+@dataclass(frozen=True)
+class CoreInfo:
+    """How a prunable parameter sits in a tensor network (for the structural guards).
+
+    ``format`` is "tt"/"tr"/"tucker"/"cp" for a tensorized layer's core and "dense" for an ordinary
+    weight. ``layer`` names the layer the parameter belongs to. ``slice_axes`` are the axes that index
+    one "slice" of the core whose entries must not all be pruned (e.g. ``(1, 2)`` — the ``(n_k, m_k)``
+    slice of a TT core, so that every input/output mode index keeps a path), and ``bond_axes`` are the
+    rank axes (for effective-rank reports).
+    """
+
+    layer: str
+    format: str
+    index: int = 0
+    slice_axes: tuple[int, ...] = ()
+    bond_axes: tuple[int, ...] = ()
+
+
+@runtime_checkable
+class ScoringProblem(Protocol):
+    """A model, its data and its loss, seen as arrays keyed by parameter name."""
+
+    #: the array namespace of every array this object returns
+    xp: Any
+
+    def weights(self) -> dict[str, Any]:
+        """The prunable parameters θ (current values), in a fixed order."""
+
+    def structure(self) -> dict[str, CoreInfo]:
+        """A `CoreInfo` for every prunable parameter, same keys as `weights`."""
+
+    @property
+    def has_data(self) -> bool:
+        """Whether `loss_gradient`/`hessian_gradient_product` can be evaluated (data were given)."""
+
+    def loss_gradient(self, masks: dict[str, Any]) -> dict[str, Any]:
+        """``∂L/∂w`` at ``w = θ ⊙ m``, averaged over the scoring batches."""
+
+    def hessian_gradient_product(self, masks: dict[str, Any]) -> dict[str, Any]:
+        """``H g`` at ``w = θ ⊙ m`` where ``g = ∂L/∂w`` and ``H = ∂²L/∂w²`` (GraSP)."""
+
+    def synflow_gradient(self, masks: dict[str, Any]) -> dict[str, Any]:
+        """``∂R/∂w`` at ``w = |θ| ⊙ m`` where ``R = Σ f(1)`` is the network's summed output on an
+        all-ones input with every nonlinearity kept (SynFlow, Tanaka et al. 2020); normalisation
+        layers in eval mode. Evaluated in float64."""

@@ -1,0 +1,123 @@
+"""Budget accounting and the compression report (backend-neutral).
+
+Counting (SPEC §5): ``sparsity`` is the fraction of the *dense* model's weights that is removed;
+``kept = round((1 − sparsity) · dense_count)`` over every weight of the whole model (Linear, Conv,
+recurrent and attention weights). Biases and normalisation parameters are excluded and reported apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["keep_count", "low_rank_budget", "LayerReport", "Report"]
+
+
+def keep_count(sparsity: float, dense_count: int) -> int:
+    """Number of weights kept: ``round((1 − sparsity) · dense_count)``; ``sparsity`` in [0, 1)."""
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not (
+        math.isfinite(sparsity) and 0.0 <= sparsity < 1.0
+    ):
+        raise ValueError(f"sparsity must be a number in [0, 1) (fraction of dense weights removed); got {sparsity!r}")
+    keep = round((1.0 - sparsity) * dense_count)
+    if keep < 1:
+        raise ValueError(
+            f"sparsity={sparsity} keeps {keep} of the model's {dense_count} weights; at least one must remain"
+        )
+    return keep
+
+
+def low_rank_budget(sparsity: float, oversample: float) -> float:
+    """Fraction of each tensorized layer's dense parameters the low-rank cores may hold.
+
+    The coarse grain (rank reduction) gives the cores ``oversample`` times the final kept count; the
+    fine grain (pruning) then removes ``1 − 1/oversample`` of the core entries. ``oversample = 1``
+    is the low-rank-only ablation (nothing left to prune).
+    """
+    if not (isinstance(oversample, (int, float)) and math.isfinite(oversample) and oversample >= 1.0):
+        raise ValueError(f"oversample must be a number >= 1; got {oversample!r}")
+    return min(1.0, oversample * (1.0 - sparsity))
+
+
+@dataclass
+class LayerReport:
+    """One row of the report. ``kept``/``total`` count the layer's trainable weight entries (core
+    entries for a tensorized layer); ``dense`` the weights of the dense layer it stands for."""
+
+    name: str
+    kind: str
+    format: str
+    kept: int
+    total: int
+    dense: int
+    in_modes: tuple | None = None
+    out_modes: tuple | None = None
+    ranks: tuple | None = None
+    effective_ranks: dict | None = None
+    flops: int | None = None
+    dense_flops: int | None = None
+
+    @property
+    def compression(self) -> float:
+        return self.dense / max(self.kept, 1)
+
+
+@dataclass
+class Report:
+    """Per-layer and whole-model accounting of a compressed model."""
+
+    layers: list[LayerReport]
+    dense_weights: int
+    other_params: int = 0
+    target_sparsity: float | None = None
+    method: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def kept_weights(self) -> int:
+        return sum(r.kept for r in self.layers)
+
+    @property
+    def sparsity(self) -> float:
+        """Achieved fraction of the dense model's weights removed."""
+        return 1.0 - self.kept_weights / self.dense_weights
+
+    @property
+    def compression(self) -> float:
+        return self.dense_weights / max(self.kept_weights, 1)
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "target_sparsity": self.target_sparsity,
+            "sparsity": self.sparsity,
+            "dense_weights": self.dense_weights,
+            "kept_weights": self.kept_weights,
+            "compression": self.compression,
+            "other_params": self.other_params,
+            "notes": list(self.notes),
+            "layers": [dict(asdict(r), compression=r.compression) for r in self.layers],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=list)
+
+    def __str__(self) -> str:
+        head = f"{'layer':<28} {'kind':<10} {'format':<7} {'ranks':<22} {'kept/total':>17} {'dense':>9} {'compr.':>8} {'FLOPs':>10}"
+        lines = [head, "-" * len(head)]
+        for r in self.layers:
+            ranks = "" if r.ranks is None else str(tuple(r.ranks)).replace(" ", "")
+            flops = "" if r.flops is None else f"{r.flops:,}"
+            lines.append(
+                f"{r.name[:28]:<28} {r.kind:<10} {r.format:<7} {ranks[:22]:<22} "
+                f"{f'{r.kept:,}/{r.total:,}':>17} {r.dense:>9,} {r.compression:>7.1f}x {flops:>10}"
+            )
+        lines.append("-" * len(head))
+        lines.append(
+            f"whole model: kept {self.kept_weights:,} of {self.dense_weights:,} dense weights "
+            f"(sparsity {100 * self.sparsity:.3f}%, {self.compression:.1f}x); "
+            f"biases/normalisation params (not counted): {self.other_params:,}"
+        )
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
