@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import array_api_compat
 import opt_einsum
 
 from .formats import Factorized
@@ -357,7 +358,7 @@ def contract(x: Any, f: Factorized, *, strategy: str = "auto", xp: Any = None):
     lead = shape[:-1]
     batch = math.prod(lead)
     if batch == 0:
-        return xp.zeros(lead + (f.out_features,), dtype=x.dtype)
+        return xp.zeros(lead + (f.out_features,), dtype=x.dtype, device=array_api_compat.device(x))
     plan = plan_contraction(f, batch, strategy)
     x2 = xp.reshape(x, (max(batch, 1),) + f.in_modes)
     y = plan.execute((x2,) + tuple(f.cores), xp=xp)

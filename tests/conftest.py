@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +79,21 @@ XP_PARAMS = [
 def xp(request):
     """An array-API namespace (session scope so that hypothesis tests may use it)."""
     return namespace(request.param)
+
+
+def examples(xp) -> int:
+    """Hypothesis examples for a test run on ``xp``: the active profile's, an eighth (at least 3) for JAX.
+
+    JAX compiles every primitive for every new shape (~20 ms each), so one drawn example costs it
+    about a second; the shapes drawn are as varied as for the other libraries, only fewer.
+    """
+    n = settings.default.max_examples
+    return max(3, n // 8) if lib_name(xp) == "jax" else n
+
+
+def check_examples(xp, check, **strategies) -> None:
+    """Run ``check(**drawn)`` as a hypothesis test on ``examples(xp)`` examples of ``strategies``."""
+    settings(max_examples=examples(xp))(given(**strategies)(check))()
 
 
 def lib_name(xp) -> str:

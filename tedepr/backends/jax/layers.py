@@ -1,0 +1,429 @@
+"""Tensorized and plain linear layers for JAX: frozen dataclasses of static configuration around pure
+``init``/``apply`` functions over pytrees.
+
+Every layer follows one protocol:
+
+* ``layer.init(key, dtype=jnp.float32) -> params`` — a dict pytree. A tensorized layer's params are
+  ``{"cores": (core_0, ...), "bias": b}`` with the cores in ``Factorized.cores`` order (TT/TR cores
+  ``(r_{k-1}, n_k, m_k, r_k)``; Tucker ``(core, *factors)``; CP factors ``(dim_k, R)``); a dense one's
+  ``{"weight": W, "bias": b}`` with ``W`` of shape ``(in_features, out_features)`` (``y = x @ W``,
+  the transpose of torch's ``nn.Linear.weight``).
+* ``layer.apply(params, x, masks=None) -> y`` — ``masks`` mirrors ``params`` with bool arrays where
+  entries are pruned (``None`` or a missing key: dense). The effective parameter is ``where(m, θ, 0)``.
+* ``layer.structure(prefix) -> {path: CoreInfo}`` — how each prunable array sits in its tensor network,
+  for the structural guards of the pruning core.
+
+The layer objects hold only shapes and options (they are hashable, so they may be closed over by
+``jax.jit``); the contraction plan of a tensorized layer is looked up at trace time from the static
+shapes (`tedepr.plan_contraction` caches it), so ``apply`` is jit-, grad- and vmap-clean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from ...contraction import STRATEGIES, plan_contraction, plan_reconstruction
+from ...formats import Factorized, from_cores
+from ...init import INITS, core_std, random_factorized, target_std
+from ...pruning.problem import CoreInfo
+
+__all__ = [
+    "Dense", "LayerNorm", "BatchNorm",
+    "TTLinear", "TRLinear", "TuckerLinear", "CPLinear", "TensorizedLinear",
+    "core_infos", "masked", "uniform_bias",
+]
+
+
+# ----------------------------------------------------------------------------- helpers
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return value
+
+
+def _check_choice(value, allowed, name: str):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def _check_dtype(dtype) -> Any:
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype must be a floating dtype (e.g. jnp.float32); got {dtype}")
+    return dtype
+
+
+def masked(p, m):
+    """``θ`` where the mask ``m`` is True, exactly 0 elsewhere; ``m=None`` means dense."""
+    if m is None:
+        return p
+    if tuple(m.shape) != tuple(p.shape):
+        raise ValueError(f"a mask of shape {tuple(m.shape)} does not fit a parameter of shape {tuple(p.shape)}")
+    return jnp.where(m, p, jnp.zeros((), dtype=p.dtype))
+
+
+def _sub(masks, key):
+    """The entry ``key`` of a (possibly absent) masks subtree."""
+    if masks is None:
+        return None
+    return masks.get(key) if isinstance(masks, dict) else None
+
+
+def _masked_cores(cores, masks):
+    mc = _sub(masks, "cores")
+    if mc is None:
+        return tuple(cores)
+    if len(mc) != len(cores):
+        raise ValueError(f"masks['cores'] must hold one entry per core ({len(cores)}); got {len(mc)}")
+    return tuple(masked(c, m) for c, m in zip(cores, mc))
+
+
+def uniform_bias(key, n: int, fan_in: int, dtype):
+    """PyTorch's default bias init ``U(−1/√fan_in, 1/√fan_in)``, shape ``(n,)``."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return jax.random.uniform(key, (n,), dtype=dtype, minval=-bound, maxval=bound)
+
+
+def _resolve_std(std, weight_init, fan_in, fan_out) -> float:
+    if std is None:
+        return target_std(weight_init, fan_in, fan_out)
+    std = float(std)
+    if not (math.isfinite(std) and std > 0):
+        raise ValueError(f"std must be a positive finite number; got {std}")
+    return std
+
+
+def core_infos(f: Factorized, layer: str, prefix: str) -> dict[str, CoreInfo]:
+    """`CoreInfo` of every core of ``f`` keyed ``f"{prefix}cores/{k}"`` (same conventions as torch)."""
+    out = {}
+    for k, c in enumerate(f.cores):
+        if f.format in ("tt", "tr"):
+            info = CoreInfo(layer, f.format, k, slice_axes=(1, 2), bond_axes=(0, 3))
+        elif f.format == "tucker" and k == 0:
+            info = CoreInfo(layer, f.format, k, slice_axes=(), bond_axes=tuple(range(len(c.shape))))
+        else:  # a Tucker or CP factor (dim_k, R): each row is one mode index
+            info = CoreInfo(layer, f.format, k, slice_axes=(0,), bond_axes=(1,))
+        out[f"{prefix}cores/{k}"] = info
+    return out
+
+
+def _layer_name(prefix: str) -> str:
+    return prefix[:-1] if prefix.endswith("/") else prefix
+
+
+# ----------------------------------------------------------------------------- plain layers
+@dataclass(frozen=True)
+class Dense:
+    """``y = x @ W + b`` with ``W`` of shape ``(in_features, out_features)``.
+
+    ``weight_init`` names the dense init (``"torch"``: ``U(−1/√fan_in, 1/√fan_in)`` like ``nn.Linear``;
+    ``"he"``/``"glorot"``/``"lecun"``: normal with that std).
+    """
+
+    in_features: int
+    out_features: int
+    bias: bool = True
+    weight_init: str = "torch"
+
+    def __post_init__(self):
+        _check_positive_int(self.in_features, "in_features")
+        _check_positive_int(self.out_features, "out_features")
+        _check_choice(self.weight_init, INITS, "weight_init")
+
+    @property
+    def num_weights(self) -> int:
+        return self.in_features * self.out_features
+
+    def init(self, key, dtype=jnp.float32) -> dict:
+        dtype = _check_dtype(dtype)
+        kw, kb = jax.random.split(key)
+        shape = (self.in_features, self.out_features)
+        if self.weight_init == "torch":
+            bound = 1.0 / math.sqrt(self.in_features)
+            w = jax.random.uniform(kw, shape, dtype=dtype, minval=-bound, maxval=bound)
+        else:
+            s = target_std(self.weight_init, self.in_features, self.out_features)
+            w = jax.random.normal(kw, shape, dtype=dtype) * jnp.asarray(s, dtype)
+        params = {"weight": w}
+        if self.bias:
+            params["bias"] = uniform_bias(kb, self.out_features, self.in_features, dtype)
+        return params
+
+    def apply(self, params, x, masks=None):
+        """``x`` of shape ``(..., in_features)`` -> ``(..., out_features)``."""
+        if x.shape[-1:] != (self.in_features,):
+            raise ValueError(f"x must have shape (..., {self.in_features}); got {tuple(x.shape)}")
+        y = jnp.matmul(x, masked(params["weight"], _sub(masks, "weight")))
+        if self.bias:
+            y = y + params["bias"]
+        return y
+
+    def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
+        return {f"{prefix}weight": CoreInfo(_layer_name(prefix), "dense")}
+
+
+@dataclass(frozen=True)
+class LayerNorm:
+    """Layer normalisation over the last axis; params ``{"scale", "bias"}`` (never pruned)."""
+
+    num_features: int
+    eps: float = 1e-5
+
+    def __post_init__(self):
+        _check_positive_int(self.num_features, "num_features")
+
+    def init(self, key, dtype=jnp.float32) -> dict:
+        dtype = _check_dtype(dtype)
+        return {"scale": jnp.ones((self.num_features,), dtype), "bias": jnp.zeros((self.num_features,), dtype)}
+
+    def apply(self, params, x, masks=None):
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        return (x - mean) * jax.lax.rsqrt(var + self.eps) * params["scale"] + params["bias"]
+
+    def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
+        return {}
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    """Batch normalisation over every axis but ``axis`` (1: channels of NCHW or of (B, C)).
+
+    Params ``{"scale", "bias", "mean", "var"}``; ``mean``/``var`` are running statistics (not trained:
+    `tedepr.backends.jax.training.fit` updates them from `apply_train`). ``apply`` uses the running
+    statistics (eval mode); ``apply_train`` the batch statistics, and returns the updated running ones
+    (PyTorch's rule: ``momentum`` weight on the batch value, unbiased batch variance).
+    """
+
+    num_features: int
+    eps: float = 1e-5
+    momentum: float = 0.1
+    axis: int = 1
+
+    STATS: ClassVar[tuple[str, str]] = ("mean", "var")
+
+    def __post_init__(self):
+        _check_positive_int(self.num_features, "num_features")
+        if not 0.0 <= self.momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1]; got {self.momentum}")
+
+    def init(self, key, dtype=jnp.float32) -> dict:
+        dtype = _check_dtype(dtype)
+        n = self.num_features
+        return {"scale": jnp.ones((n,), dtype), "bias": jnp.zeros((n,), dtype),
+                "mean": jnp.zeros((n,), dtype), "var": jnp.ones((n,), dtype)}
+
+    def _shape(self, x):
+        shape = [1] * x.ndim
+        shape[self.axis] = self.num_features
+        return tuple(shape)
+
+    def _normalise(self, params, x, mean, var):
+        shape = self._shape(x)
+        inv = jax.lax.rsqrt(jnp.reshape(var, shape) + self.eps)
+        return (x - jnp.reshape(mean, shape)) * inv * jnp.reshape(params["scale"], shape) + \
+            jnp.reshape(params["bias"], shape)
+
+    def apply(self, params, x, masks=None):
+        if x.shape[self.axis] != self.num_features:
+            raise ValueError(f"x must have {self.num_features} features on axis {self.axis}; got {tuple(x.shape)}")
+        stats = jax.lax.stop_gradient((params["mean"], params["var"]))
+        return self._normalise(params, x, *stats)
+
+    def apply_train(self, params, x, masks=None):
+        """``(y, {"mean": ..., "var": ...})``: normalised with batch statistics, new running stats."""
+        if x.shape[self.axis] != self.num_features:
+            raise ValueError(f"x must have {self.num_features} features on axis {self.axis}; got {tuple(x.shape)}")
+        axes = tuple(a for a in range(x.ndim) if a != self.axis)
+        mean = jnp.mean(x, axis=axes)
+        var = jnp.mean(jnp.square(x - jnp.reshape(mean, self._shape(x))), axis=axes)
+        n = math.prod(x.shape[a] for a in axes)
+        unbiased = var * (n / max(n - 1, 1))
+        m = self.momentum
+        new = jax.lax.stop_gradient({
+            "mean": (1 - m) * params["mean"] + m * mean,
+            "var": (1 - m) * params["var"] + m * unbiased,
+        })
+        return self._normalise(params, x, mean, var), new
+
+    def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
+        return {}
+
+
+# ----------------------------------------------------------------------------- tensorized linear
+@dataclass(frozen=True)
+class TensorizedLinear:
+    """``y = x @ W + b`` with ``W`` of shape ``(in_features, out_features)`` held as a tensor network.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    rank : int, tuple or float
+        Ranks (`tedepr.shapes.solve_ranks`: int uniform, tuple exact, float parameter budget).
+    in_modes, out_modes : tuple of int, optional
+        Mode factorisation (default: balanced, `tedepr.shapes.auto_modes` with ``d`` modes).
+    bias : bool
+    d : int, optional
+        Number of modes when the modes are chosen automatically.
+    weight_init : {"torch", "he", "glorot", "lecun"}
+        The dense init whose element std the cores reproduce exactly (docs/method.md §3).
+    std : float, optional
+        Target element std (overrides ``weight_init``).
+    strategy : {"auto", "chain", "optimal", "reconstruct"}
+        Contraction strategy (`tedepr.plan_contraction`).
+
+    After construction ``in_modes``/``out_modes`` hold the resolved modes and ``ranks`` the solved ranks.
+    Params: ``{"cores": (...), "bias": (out_features,)}``.
+    """
+
+    in_features: int
+    out_features: int
+    rank: Any = 8
+    in_modes: tuple | None = None
+    out_modes: tuple | None = None
+    bias: bool = True
+    d: int | None = None
+    weight_init: str = "torch"
+    std: float | None = None
+    strategy: str = "auto"
+    format: str = "tt"
+    _template: Factorized = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self):
+        _check_positive_int(self.in_features, "in_features")
+        _check_positive_int(self.out_features, "out_features")
+        _check_choice(self.weight_init, INITS, "weight_init")
+        _check_choice(self.strategy, STRATEGIES, "strategy")
+        if isinstance(self.rank, list):
+            object.__setattr__(self, "rank", tuple(self.rank))
+        # a float64 NumPy instance: validates modes/ranks once and is the shape template of every plan
+        template = random_factorized(
+            self.format, self.in_features, self.out_features, self.rank, std=1.0, seed=0,
+            in_modes=self.in_modes, out_modes=self.out_modes, d=self.d,
+        )
+        object.__setattr__(self, "_template", template)
+        object.__setattr__(self, "in_modes", template.in_modes)
+        object.__setattr__(self, "out_modes", template.out_modes)
+        _resolve_std(self.std, self.weight_init, self.in_features, self.out_features)
+
+    # -- shapes
+    @property
+    def ranks(self) -> tuple:
+        return self._template.ranks
+
+    @property
+    def core_shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(tuple(c.shape) for c in self._template.cores)
+
+    @property
+    def num_weights(self) -> int:
+        """Number of core entries."""
+        return self._template.num_params
+
+    @property
+    def dense_weights(self) -> int:
+        return self.in_features * self.out_features
+
+    @property
+    def core_std(self) -> float:
+        """The std of the i.i.d. normal core entries at init (exact for the target element std)."""
+        target = _resolve_std(self.std, self.weight_init, self.in_features, self.out_features)
+        return core_std(self.format, self.ranks, len(self._template.cores), target)
+
+    def factorized(self, params=None, masks=None) -> Factorized:
+        """The `tedepr.Factorized` of ``params`` (masked), or the shape template when ``params`` is None."""
+        if params is None:
+            return self._template
+        cores = _masked_cores(params["cores"], masks)
+        factored = tuple(r is not None for r in self.ranks) if self.format == "tucker" else None
+        return from_cores(self.format, cores, self.in_modes, self.out_modes, factored=factored)
+
+    def plan(self, batch: int = 1):
+        """The contraction plan used for ``batch`` rows."""
+        return plan_contraction(self._template, batch, self.strategy)
+
+    # -- protocol
+    def init(self, key, dtype=jnp.float32) -> dict:
+        dtype = _check_dtype(dtype)
+        shapes = self.core_shapes
+        keys = jax.random.split(key, len(shapes) + 1)
+        s = jnp.asarray(self.core_std, dtype)
+        cores = tuple(jax.random.normal(k, shp, dtype=dtype) * s for k, shp in zip(keys[:-1], shapes))
+        params = {"cores": cores}
+        if self.bias:
+            params["bias"] = uniform_bias(keys[-1], self.out_features, self.in_features, dtype)
+        return params
+
+    def weight(self, params, masks=None):
+        """The reconstructed dense weight, shape ``(in_features, out_features)``."""
+        cores = _masked_cores(params["cores"], masks)
+        w = plan_reconstruction(self._template).execute(cores, xp=jnp)
+        return jnp.reshape(w, (self.in_features, self.out_features))
+
+    def apply(self, params, x, masks=None):
+        """``x`` of shape ``(..., in_features)`` -> ``(..., out_features)`` by the planned contraction."""
+        cores = _masked_cores(params["cores"], masks)
+        if len(cores) != len(self._template.cores):
+            raise ValueError(f"params['cores'] must hold {len(self._template.cores)} arrays; got {len(cores)}")
+        for k, (c, shp) in enumerate(zip(cores, self.core_shapes)):
+            if tuple(c.shape) != shp:
+                raise ValueError(f"params['cores'][{k}] must have shape {shp}; got {tuple(c.shape)}")
+        y = self._contract(x, cores)
+        if self.bias:
+            y = y + params["bias"]
+        return y
+
+    def _contract(self, x, cores):
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"x must have shape (..., {self.in_features}); got {tuple(x.shape)}")
+        lead = tuple(x.shape[:-1])
+        batch = math.prod(lead)
+        dtype = jnp.result_type(x, *cores)
+        if batch == 0:
+            return jnp.zeros(lead + (self.out_features,), dtype)
+        x2 = jnp.reshape(x, (batch,) + self.in_modes)
+        y = self.plan(batch).execute((x2,) + tuple(cores), xp=jnp)
+        return jnp.reshape(y, lead + (self.out_features,))
+
+    def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
+        return core_infos(self._template, _layer_name(prefix), prefix)
+
+
+@dataclass(frozen=True)
+class TTLinear(TensorizedLinear):
+    """A Linear layer whose weight is a TT-matrix (TT-layers, Novikov et al. 2015); see
+    `TensorizedLinear` for the arguments. Cores ``(r_{k-1}, n_k, m_k, r_k)``, ``r_0 = r_d = 1``."""
+
+    format: str = field(default="tt", init=False)
+
+
+@dataclass(frozen=True)
+class TRLinear(TensorizedLinear):
+    """A Linear layer whose weight is a tensor ring (TR-Nets, Wang et al. 2018); see
+    `TensorizedLinear`. Cores ``(r_{k-1}, n_k, m_k, r_k)``, ``r_0 = r_d``."""
+
+    format: str = field(default="tr", init=False)
+
+
+@dataclass(frozen=True)
+class TuckerLinear(TensorizedLinear):
+    """A Linear layer whose weight is a Tucker tensor over ``in_modes + out_modes``; see
+    `TensorizedLinear`. Params ``cores = (core, *factors)``."""
+
+    format: str = field(default="tucker", init=False)
+
+
+@dataclass(frozen=True)
+class CPLinear(TensorizedLinear):
+    """A Linear layer whose weight is a CP tensor (factors ``(dim_k, R)``); see `TensorizedLinear`."""
+
+    format: str = field(default="cp", init=False)
+
+
+LINEAR_CLASSES = {"tt": TTLinear, "tr": TRLinear, "tucker": TuckerLinear, "cp": CPLinear}
