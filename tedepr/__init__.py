@@ -4,7 +4,7 @@ The core (this package) is backend-neutral: it imports neither torch nor jax. Ba
 ``tedepr.backends.torch`` and ``tedepr.backends.jax`` and are imported only when asked for.
 """
 
-from . import pruning, shapes
+from . import models, pruning, shapes
 from .compression import compress, score
 from .contraction import STRATEGIES, ContractionPlan, contract, einsum, plan_contraction, reconstruct
 from .decompositions import cp_als, decompose, decompose_conv, hooi, hosvd, tr_svd, tt_svd
@@ -18,7 +18,7 @@ from .shapes import FORMATS, auto_modes, balanced_modes, solve_ranks
 __version__ = "0.1.0"
 
 __all__ = [
-    "FORMATS", "STRATEGIES", "Report", "compress", "pruning", "score", "scores", "ContractionPlan", "CPMatrix", "Factorized", "TRMatrix", "TTMatrix",
+    "FORMATS", "STRATEGIES", "Report", "models", "compress", "pruning", "score", "scores", "ContractionPlan", "CPMatrix", "Factorized", "TRMatrix", "TTMatrix",
     "TuckerMatrix", "auto_modes", "balanced_modes", "contract", "conv_modes", "core_std", "cp_als",
     "decompose", "decompose_conv", "einsum", "from_cores", "get_namespace", "hooi", "hosvd",
     "plan_contraction", "random_factorized", "random_factorized_conv", "reconstruct", "shapes",

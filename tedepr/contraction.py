@@ -348,7 +348,10 @@ def contract(x: Any, f: Factorized, *, strategy: str = "auto", xp: Any = None):
     """
     if not isinstance(f, Factorized):
         raise TypeError(f"f must be a tedepr Factorized matrix; got {type(f).__name__}")
-    xp = get_namespace(x, *f.cores, xp=xp)
+    try:
+        xp = get_namespace(x, *f.cores, xp=xp)
+    except TypeError as exc:
+        raise TypeError(f"x and f.cores must come from the same array library: {exc}") from None
     shape = tuple(x.shape)
     if not shape or shape[-1] != f.in_features:
         raise ValueError(

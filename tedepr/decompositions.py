@@ -229,7 +229,10 @@ def hooi(w, in_modes, out_modes, rank, *, factored=None, n_iter: int = 25, tol: 
             others = [None if (j == k) else u for j, u in enumerate(factors)]
             y = _tucker_core(xp, t, others)
             u, _, _ = _svd(xp, _unfold(xp, y, k))
-            factors[k] = u[:, : f.core.shape[k]]
+            # y's unfolding has rank <= the product of the other ranks, so u may have fewer
+            # columns than R_k: R_k is an upper bound here as in hosvd (and a slice past the end
+            # is not portable: array_api_strict rejects it)
+            factors[k] = u[:, : min(f.core.shape[k], u.shape[1])]
         core = _tucker_core(xp, t, factors)
         g = TuckerMatrix(core, factors, in_modes, out_modes, kernel_size=kernel_size)
         new_err = _relative_error(xp, w, g)

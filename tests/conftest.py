@@ -81,19 +81,19 @@ def xp(request):
     return namespace(request.param)
 
 
-def examples(xp) -> int:
-    """Hypothesis examples for a test run on ``xp``: the active profile's, an eighth (at least 3) for JAX.
+def examples(xp, n: int | None = None) -> int:
+    """Hypothesis examples for a test on ``xp``: ``n`` (default: the profile's), an eighth for JAX.
 
     JAX compiles every primitive for every new shape (~20 ms each), so one drawn example costs it
-    about a second; the shapes drawn are as varied as for the other libraries, only fewer.
+    about a second; its shapes are drawn from the same strategies, only fewer of them (at least 2).
     """
-    n = settings.default.max_examples
-    return max(3, n // 8) if lib_name(xp) == "jax" else n
+    n = settings.default.max_examples if n is None else n
+    return max(2, n // 8) if lib_name(xp) == "jax" else n
 
 
-def check_examples(xp, check, **strategies) -> None:
-    """Run ``check(**drawn)`` as a hypothesis test on ``examples(xp)`` examples of ``strategies``."""
-    settings(max_examples=examples(xp))(given(**strategies)(check))()
+def check_examples(xp, check, *, n: int | None = None, **strategies) -> None:
+    """Run ``check(**drawn)`` as a hypothesis test on ``examples(xp, n)`` examples of ``strategies``."""
+    settings(max_examples=examples(xp, n))(given(**strategies)(check))()
 
 
 def lib_name(xp) -> str:

@@ -128,7 +128,11 @@ def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     dense = dense_weight_count(model)
+    if dense == 0:
+        raise ValueError("model has no weights to compress: no eligible layer (Linear, Conv, recurrent, "
+                         "attention or tensorized)")
     keep = keep_count(sparsity, dense)
+    notes: list[str] = []
     if score is not None:
         method = score_registry.get(score)  # validates the name before any work
         if method.needs_data and data is None:
@@ -141,10 +145,7 @@ def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: 
     else:
         if rank is None:
             rank = low_rank_budget(sparsity, oversample if score is not None else 1.0)
-        opts = dict(tensorize_options or {})
-        opts.setdefault("seed", seed)
-        cmodel = tensorize(model, format=format, rank=rank, **opts)
-    notes = []
+        cmodel = _tensorize_seeded(tensorize, model, format, rank, seed, tensorize_options, notes)
     params = prunable_parameters(cmodel)
     total = sum(p.numel() for p in params.values())
     problem = None
@@ -166,6 +167,21 @@ def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: 
                           method=score if format is None else f"{format}+{score}", structure=structure)
     report.notes.extend(notes)
     return CompressionResult(cmodel, report, masks or {})
+
+
+def _tensorize_seeded(tensorize, model, format, rank, seed, options, notes):
+    # the fresh cores are drawn from torch's RNG: seed it without disturbing the caller's stream
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            return tensorize(model, format=format, rank=rank, **(options or {}))
+        except ValueError as exc:
+            if not (isinstance(rank, float) and "even rank 1" in str(exc)):
+                raise
+        # the coarse budget is below rank 1 for some layer: start from rank 1, pruning does the rest
+        notes.append(f"rank budget {rank:.3g} is below rank 1 for some layers; using rank 1")
+        torch.manual_seed(seed)
+        return tensorize(model, format=format, rank=1, **(options or {}))
 
 
 def _rescale(model, params, masks, structure):

@@ -1,7 +1,7 @@
-"""The PyTorch model zoo of the paper's experiments, sized for MNIST (28×28) and CIFAR (32×32) inputs.
+"""The PyTorch model zoo of the paper's experiments, for MNIST (28×28) and CIFAR (32×32) inputs.
 
-Every model takes images ``(N, C, H, W)``; single-channel models also accept ``(N, H, W)``. Every model
-returns logits ``(N, num_classes)``. Build them by name with `get`.
+Every model takes images ``(N, C, H, W)``; single-channel models also accept ``(N, H, W)``. Every
+model returns logits ``(N, num_classes)``. Build them by name with `get`.
 
 =================  ==========================================================================
 name               architecture
@@ -17,9 +17,9 @@ name               architecture
                    64–512 channels, 1×1 conv projection shortcuts
 ``lstm``           sequential MNIST: image rows are time steps (28 steps of 28 features),
                    one LSTM layer of 128 units, Linear on the last hidden state
-``vit``            ViT: 7×7 patches (16 tokens on 28×28; image_size/4 in general) + class token, dim 64, depth 2,
-                   4 heads, pre-norm `nn.TransformerEncoderLayer`s (each holding an
-                   `nn.MultiheadAttention`), MLP width 128
+``vit``            ViT: 7×7 patches (16 tokens on 28×28; side/4 in general) + class token,
+                   dim 64, depth 2, 4 heads, pre-norm `nn.TransformerEncoderLayer`s (each
+                   holding an `nn.MultiheadAttention`), MLP width 128
 =================  ==========================================================================
 """
 
@@ -32,8 +32,17 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "MODELS", "get", "available", "LeNet300_100", "LeNet5", "VGG", "CifarResNet", "ResNet18",
-    "BasicBlock", "LSTMClassifier", "ViT",
+    "MODELS",
+    "get",
+    "available",
+    "LeNet300_100",
+    "LeNet5",
+    "VGG",
+    "CifarResNet",
+    "ResNet18",
+    "BasicBlock",
+    "LSTMClassifier",
+    "ViT",
 ]
 
 
@@ -49,29 +58,38 @@ def _as_nchw(x: torch.Tensor, in_channels: int) -> torch.Tensor:
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(
             f"input must be (N, {in_channels}, H, W)"
-            + (" or (N, H, W)" if in_channels == 1 else "") + f"; got shape {tuple(x.shape)}"
+            + (" or (N, H, W)" if in_channels == 1 else "")
+            + f"; got shape {tuple(x.shape)}"
         )
     return x
 
 
-# ------------------------------------------------------------------------------------------ LeNets
+# ---------- LeNets
 
 
 class LeNet300_100(nn.Module):
     """MLP ``in_features → 300 → 100 → num_classes`` with ReLU; input ``(N, ...)`` is flattened."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
-                 hidden: tuple[int, ...] = (300, 100)):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int = 28,
+        hidden: tuple[int, ...] = (300, 100),
+    ):
         super().__init__()
         self.in_features = in_channels * image_size * image_size
         widths = (self.in_features, *hidden)
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        pairs = zip(widths[:-1], widths[1:], strict=True)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.classifier = nn.Linear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
         if x.shape[1] != self.in_features:
-            raise ValueError(f"input must have {self.in_features} features per sample; got {x.shape[1]}")
+            raise ValueError(
+                f"input must have {self.in_features} features per sample; got {x.shape[1]}"
+            )
         for layer in self.hidden:
             x = F.relu(layer(x))
         return self.classifier(x)
@@ -82,7 +100,7 @@ class LeNet5(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28):
         super().__init__()
-        # LeCun's network expects 32×32; MNIST's 28×28 digits are padded to that size by the first conv.
+        # LeCun's network expects 32×32; the first conv pads MNIST's 28×28 digits to that size.
         padding = 2 if image_size < 32 else 0
         side = ((image_size + 2 * padding - 4) // 2 - 4) // 2
         if side < 1:
@@ -103,28 +121,76 @@ class LeNet5(nn.Module):
         return self.classifier(x)
 
 
-# ------------------------------------------------------------------------------------------ VGG
+# ---------- VGG
 
 VGG_CONFIGS = {
-    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
-    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-              512, 512, 512, 512, "M"),
+    "vgg16": (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+    ),
+    "vgg19": (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ),
 }
 
 
 class VGG(nn.Module):
-    """CIFAR VGG: conv3×3–BN–ReLU stacks with max-pooling, global average pool, ``Linear(512, classes)``.
+    """CIFAR VGG: conv3×3–BN–ReLU stacks, max-pooling, global average pool, Linear(512, classes).
 
     Pooling uses ``ceil_mode=True`` so that 28×28 inputs reach 1×1 after the five pools, as 32×32 do
     (identical to the usual floor pooling on 32×32).
     """
 
-    def __init__(self, config: str | tuple = "vgg16", num_classes: int = 10, in_channels: int = 3,
-                 image_size: int = 32, batch_norm: bool = True):
+    def __init__(
+        self,
+        config: str | tuple = "vgg16",
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 32,
+        batch_norm: bool = True,
+    ):
         super().__init__()
         if isinstance(config, str):
             if config not in VGG_CONFIGS:
-                raise ValueError(f"config must be one of {', '.join(map(repr, VGG_CONFIGS))}; got {config!r}")
+                raise ValueError(
+                    f"config must be one of {', '.join(map(repr, VGG_CONFIGS))}; got {config!r}"
+                )
             config = VGG_CONFIGS[config]
         self.in_channels = in_channels
         layers: list[nn.Module] = []
@@ -146,7 +212,7 @@ class VGG(nn.Module):
         return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-# ------------------------------------------------------------------------------------------ ResNets
+# ---------- ResNets
 
 
 class BasicBlock(nn.Module):
@@ -190,20 +256,33 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """ResNet-(6n+2) for CIFAR (He et al. 2016 §4.2): 3×3 conv(16), three stages of ``n`` basic blocks with
-    16, 32, 64 channels (stride 2 between stages), global average pool, Linear(64, classes)."""
+    """ResNet-(6n+2) for CIFAR (He et al. 2016 §4.2): 3×3 conv(16), three stages of ``n`` basic
+    blocks with 16, 32, 64 channels (stride 2 between stages), global average pool, Linear(64,
+    classes)."""
 
-    def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3, image_size: int = 32,
-                 shortcut: str = "A"):
+    def __init__(
+        self,
+        depth: int = 20,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 32,
+        shortcut: str = "A",
+    ):
         super().__init__()
         if (depth - 2) % 6 != 0 or depth < 8:
             raise ValueError(f"depth must be 6n+2 with n >= 1 (20, 32, 56, ...); got {depth}")
         if shortcut not in ("A", "B"):
-            raise ValueError(f"shortcut must be 'A' (zero-padding identity) or 'B' (1x1 projection); got {shortcut!r}")
+            raise ValueError(
+                "shortcut must be 'A' (zero-padding identity) or 'B' (1x1 projection); "
+                f"got {shortcut!r}"
+            )
         n = (depth - 2) // 6
         self.in_channels = in_channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, padding=1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(inplace=True),
+        )
         blocks: list[nn.Module] = []
         in_planes = 16
         for stage, planes in enumerate((16, 32, 64)):
@@ -221,14 +300,18 @@ class CifarResNet(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """CIFAR ResNet-18: 3×3 conv(64) stem without max-pool, stages of 2 basic blocks with 64/128/256/512
-    channels (projection shortcuts, option "B"), global average pool, Linear(512, classes)."""
+    """CIFAR ResNet-18: 3×3 conv(64) stem without max-pool, stages of 2 basic blocks with
+    64/128/256/512 channels (projection shortcuts, option "B"), global average pool, Linear(512,
+    classes)."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32):
         super().__init__()
         self.in_channels = in_channels
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 3, padding=1, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+        )
         blocks: list[nn.Module] = []
         in_planes = 64
         for stage, planes in enumerate((64, 128, 256, 512)):
@@ -252,18 +335,24 @@ def _kaiming_init(model: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
-# ------------------------------------------------------------------------------------------ LSTM
+# ---------- LSTM
 
 
 class LSTMClassifier(nn.Module):
     """Sequential-image classifier: each image row is one time step.
 
-    Input ``(N, C, H, W)`` (or ``(N, H, W)``) becomes a sequence of ``H`` steps of ``C·W`` features; the
-    LSTM's last hidden state of the top layer goes through ``Linear(hidden_size, num_classes)``.
+    Input ``(N, C, H, W)`` (or ``(N, H, W)``) becomes a sequence of ``H`` steps of ``C·W`` features;
+    the LSTM's last hidden state of the top layer goes through ``Linear(hidden_size, num_classes)``.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
-                 hidden_size: int = 128, num_layers: int = 1):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int = 28,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+    ):
         super().__init__()
         self.in_channels = in_channels
         self.input_size = in_channels * image_size
@@ -275,32 +364,46 @@ class LSTMClassifier(nn.Module):
         n, c, h, w = x.shape
         seq = x.permute(0, 2, 1, 3).reshape(n, h, c * w)
         if seq.shape[2] != self.input_size:
-            raise ValueError(f"each row must have {self.input_size} features (C·W); got {seq.shape[2]}")
+            raise ValueError(
+                f"each row must have {self.input_size} features (C·W); got {seq.shape[2]}"
+            )
         _, (h_n, _) = self.lstm(seq)
         return self.classifier(h_n[-1])
 
 
-# ------------------------------------------------------------------------------------------ ViT
+# ---------- ViT
 
 
 class ViT(nn.Module):
     """A small Vision Transformer (Dosovitskiy et al. 2021).
 
-    Non-overlapping ``patch_size``² patches (default ``image_size // 4``: 7 on 28×28) are flattened (``C·p²`` values) and mapped by a Linear to
-    ``dim``; a learned class token and learned position embeddings are added; ``depth`` pre-norm
-    `nn.TransformerEncoderLayer` (GELU MLP of width ``mlp_dim``, no dropout) follow; the class token's
-    final LayerNorm output goes through ``Linear(dim, num_classes)``.
+    Non-overlapping ``patch_size``² patches (default ``image_size // 4``: 7 on 28×28) are flattened
+    (``C·p²`` values) and mapped by a Linear to ``dim``; a learned class token and learned position
+    embeddings are added; ``depth`` pre-norm `nn.TransformerEncoderLayer` (GELU MLP of width
+    ``mlp_dim``, no dropout) follow; the class token's final LayerNorm output goes through
+    ``Linear(dim, num_classes)``.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
-                 patch_size: int | None = None, dim: int = 64, depth: int = 2, heads: int = 4,
-                 mlp_dim: int = 128, dropout: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int = 28,
+        patch_size: int | None = None,
+        dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        mlp_dim: int = 128,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if patch_size is None:
             patch_size = max(1, image_size // 4)  # 4×4 = 16 tokens: patch 7 on 28×28, 8 on 32×32
         if image_size % patch_size != 0:
-            raise ValueError(f"patch_size must divide image_size; got patch_size={patch_size}, "
-                             f"image_size={image_size}")
+            raise ValueError(
+                f"patch_size must divide image_size; got patch_size={patch_size}, "
+                f"image_size={image_size}"
+            )
         if dim % heads != 0:
             raise ValueError(f"heads must divide dim; got heads={heads}, dim={dim}")
         self.in_channels = in_channels
@@ -312,12 +415,20 @@ class ViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
-        # A plain list of layers rather than nn.TransformerEncoder: the latter's nested-tensor fast path
-        # warns for norm_first layers and bypasses the submodules' forward, which tensorized replacements
-        # of the attention projections rely on.
+        # A plain list of layers rather than nn.TransformerEncoder, whose nested-tensor conversion
+        # warns for norm_first layers. In eval mode without gradients each layer (and its
+        # MultiheadAttention) may take torch's fused fast path, which reads in_proj_weight,
+        # out_proj.weight, linear1/linear2.weight directly instead of calling the submodules.
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(dim, heads, dim_feedforward=mlp_dim, dropout=dropout,
-                                       activation="gelu", batch_first=True, norm_first=True)
+            nn.TransformerEncoderLayer(
+                dim,
+                heads,
+                dim_feedforward=mlp_dim,
+                dropout=dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
@@ -328,9 +439,15 @@ class ViT(nn.Module):
         n, c, h, w = x.shape
         p = self.patch_size
         if h != self.image_size or w != self.image_size:
-            raise ValueError(f"input images must be {self.image_size}×{self.image_size}; got {h}×{w}")
+            raise ValueError(
+                f"input images must be {self.image_size}×{self.image_size}; got {h}×{w}"
+            )
         # (N, C, H, W) -> (N, H/p · W/p, C·p·p), patches in row-major order
-        patches = x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(n, -1, c * p * p)
+        patches = (
+            x.reshape(n, c, h // p, p, w // p, p)
+            .permute(0, 2, 4, 1, 3, 5)
+            .reshape(n, -1, c * p * p)
+        )
         tokens = torch.cat([self.cls_token.expand(n, -1, -1), self.patch_embed(patches)], dim=1)
         tokens = tokens + self.pos_embed
         for layer in self.layers:
@@ -338,18 +455,24 @@ class ViT(nn.Module):
         return self.classifier(self.norm(tokens[:, 0]))
 
 
-# ------------------------------------------------------------------------------------------ registry
+# ---------- registry
 
 
 def _vgg(config: str) -> Callable[..., nn.Module]:
     def build(num_classes=10, in_channels=1, image_size=28, **kw):
-        return VGG(config, num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw)
+        return VGG(
+            config, num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
+        )
+
     return build
 
 
 def _resnet(depth: int) -> Callable[..., nn.Module]:
     def build(num_classes=10, in_channels=1, image_size=28, **kw):
-        return CifarResNet(depth, num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw)
+        return CifarResNet(
+            depth, num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
+        )
+
     return build
 
 
@@ -372,8 +495,15 @@ def available() -> tuple[str, ...]:
     return tuple(sorted(MODELS))
 
 
-def get(name: str, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, *,
-        seed: int | None = None, **kw) -> nn.Module:
+def get(
+    name: str,
+    num_classes: int = 10,
+    in_channels: int = 1,
+    image_size: int = 28,
+    *,
+    seed: int | None = None,
+    **kw,
+) -> nn.Module:
     """Build a zoo model by name.
 
     Parameters
@@ -381,7 +511,8 @@ def get(name: str, num_classes: int = 10, in_channels: int = 1, image_size: int 
     name : one of `available()`.
     num_classes, in_channels, image_size : the data's classes, channels and (square) side in pixels.
     seed : int, optional
-        Seed the parameter initialisation without touching the global torch RNG; ``None`` draws from it.
+        Seeds the parameter initialisation without touching the global torch RNG; ``None`` draws
+        from the global RNG.
     **kw : model-specific options (e.g. ``shortcut="B"`` for the CIFAR ResNets, ``hidden_size`` for
         ``lstm``, ``dim``/``depth``/``heads``/``patch_size`` for ``vit``, ``batch_norm`` for VGG).
     """
@@ -391,10 +522,13 @@ def get(name: str, num_classes: int = 10, in_channels: int = 1, image_size: int 
     _check_int(in_channels, "in_channels")
     _check_int(image_size, "image_size")
     if seed is None:
-        return MODELS[name](num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw)
+        return MODELS[name](
+            num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
+        )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int or None; got {seed!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MODELS[name](num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw)
-
+        return MODELS[name](
+            num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
+        )

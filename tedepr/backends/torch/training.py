@@ -1,22 +1,24 @@
 """Training loop for PyTorch models: deterministic batches, atomic checkpoints, exact resume, DDP.
 
-`fit` trains any ``nn.Module`` classifier — dense, tensorized or masked (``torch.nn.utils.parametrize``
-modules train through ``model.parameters()`` like any other) — and returns its per-epoch history.
+`fit` trains any ``nn.Module`` classifier — dense, tensorized or masked
+(``torch.nn.utils.parametrize`` modules train through ``model.parameters()`` like any other) — and
+returns its per-epoch history.
 
 Determinism and resume
-    `make_loader` orders each epoch's batches by ``(seed, epoch)`` alone (`tedepr.datasets.batch_indices`),
-    and every epoch ends with an atomic checkpoint holding the model (parameters and persistent buffers,
-    mask buffers included), optimizer, scheduler, history and the torch/NumPy/Python RNG states. A run
-    interrupted at any point and restarted with ``resume=True`` therefore ends with exactly the weights
-    and history of an uninterrupted run.
+    `make_loader` orders each epoch's batches by ``(seed, epoch)`` alone
+    (`tedepr.datasets.batch_indices`), and every epoch ends with an atomic checkpoint holding the
+    model (parameters and persistent buffers, mask buffers included), optimizer, scheduler, history
+    and the torch/NumPy/Python RNG states. A run interrupted at any point and restarted with
+    ``resume=True`` therefore ends with exactly the weights and history of an uninterrupted run.
 
 Distributed data parallel
-    Inside an initialised ``torch.distributed`` process group (or with ``distributed=True``) the model is
-    wrapped in `DistributedDataParallel` and every global batch is split by rank (``batch[rank::world]``,
-    batches smaller than the world size are skipped on every rank). Each rank's loss is weighted by its
-    share of the global batch, so the averaged gradient is exactly the gradient of the global batch's
-    mean loss — the same update a single process makes on the whole batch. Only rank 0 writes checkpoints
-    and shows the progress bar; histories are reduced over ranks and identical everywhere.
+    Inside an initialised ``torch.distributed`` process group (or with ``distributed=True``) the
+    model is wrapped in `DistributedDataParallel` and every global batch is split by rank
+    (``batch[rank::world]``, batches smaller than the world size are skipped on every rank). Each
+    rank's loss is weighted by its share of the global batch, so the averaged gradient is exactly
+    the gradient of the global batch's mean loss — the same update a single process makes on the
+    whole batch. Only rank 0 writes checkpoints and shows the progress bar; histories are reduced
+    over ranks and identical everywhere.
 """
 
 from __future__ import annotations
@@ -42,8 +44,16 @@ from tedepr.checkpoint import atomic_save, atomic_write_json
 from tedepr.datasets import batch_indices
 
 __all__ = [
-    "OPTIMIZERS", "SCHEDULES", "LOSSES", "CHECKPOINT_NAME", "FitResult", "ArrayLoader", "make_loader",
-    "fit", "evaluate", "load_checkpoint",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "LOSSES",
+    "CHECKPOINT_NAME",
+    "FitResult",
+    "ArrayLoader",
+    "make_loader",
+    "fit",
+    "evaluate",
+    "load_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,12 +72,13 @@ class FitResult:
     Attributes
     ----------
     history : list of dict
-        One dict per completed epoch (those restored from a checkpoint included), with keys ``epoch``
-        (1-based), ``train_loss``, ``train_acc`` (running over the epoch, in train mode), ``eval_loss``,
-        ``eval_acc`` (``None`` without ``eval_data``), ``lr`` (the learning rate used in that epoch) and
-        ``seconds`` (wall time of the epoch).
+        One dict per completed epoch (those restored from a checkpoint included), with keys
+        ``epoch`` (1-based), ``train_loss``, ``train_acc`` (running over the epoch, in train mode),
+        ``eval_loss``, ``eval_acc`` (``None`` without ``eval_data``), ``lr`` (the learning rate used
+        in that epoch) and ``seconds`` (wall time of the epoch).
     model : nn.Module
-        The trained model — the very object passed to `fit` (trained in place), never the DDP wrapper.
+        The trained model — the very object passed to `fit` (trained in place), never the DDP
+        wrapper.
     start_epoch : int
         Epochs already completed when this call began (non-zero only when resumed).
     """
@@ -77,7 +88,7 @@ class FitResult:
     start_epoch: int = 0
 
 
-# ------------------------------------------------------------------------------------------ data
+# ---------- data
 
 
 def _as_tensor(a, name: str) -> torch.Tensor:
@@ -86,17 +97,20 @@ def _as_tensor(a, name: str) -> torch.Tensor:
     try:
         return torch.as_tensor(a)
     except (TypeError, RuntimeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a NumPy array or torch tensor; got {type(a).__name__}") from exc
+        raise TypeError(
+            f"{name} must be a NumPy array or torch tensor; got {type(a).__name__}"
+        ) from exc
 
 
 @dataclass
 class ArrayLoader:
-    """A re-iterable, deterministic batch loader over in-memory arrays (build it with `make_loader`).
+    """A re-iterable, deterministic batch loader over in-memory arrays (made by `make_loader`).
 
-    Iterating yields ``(x[idx], y[idx])`` with ``x`` of shape ``(B, ...)`` and ``y`` ``int64`` of shape
-    ``(B,)``; the batches of epoch ``e`` are `tedepr.datasets.batch_indices(N, batch_size, shuffle=shuffle,
-    seed=seed, epoch=e, drop_last=drop_last)`, so they do not depend on what happened before epoch ``e``.
-    Plain iteration uses the epoch set by `set_epoch` (0 initially); `fit` asks for each epoch explicitly.
+    Iterating yields ``(x[idx], y[idx])`` with ``x`` of shape ``(B, ...)`` and ``y`` ``int64`` of
+    shape ``(B,)``; the batches of epoch ``e`` are `tedepr.datasets.batch_indices(N, batch_size,
+    shuffle=shuffle, seed=seed, epoch=e, drop_last=drop_last)`, so they do not depend on what
+    happened before epoch ``e``. Plain iteration uses the epoch set by `set_epoch` (0 initially);
+    `fit` asks for each epoch explicitly.
     """
 
     x: torch.Tensor
@@ -108,15 +122,21 @@ class ArrayLoader:
     epoch: int = field(default=0)
 
     def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order plain iteration yields (like `DistributedSampler.set_epoch`)."""
+        """Choose the epoch that plain iteration yields (like `DistributedSampler.set_epoch`)."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative int; got {epoch!r}")
         self.epoch = epoch
 
     def batch_indices(self, epoch: int) -> list[np.ndarray]:
         """The index arrays of the global batches of ``epoch``."""
-        return batch_indices(len(self.y), self.batch_size, shuffle=self.shuffle, seed=self.seed,
-                             epoch=epoch, drop_last=self.drop_last)
+        return batch_indices(
+            len(self.y),
+            self.batch_size,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=epoch,
+            drop_last=self.drop_last,
+        )
 
     def __len__(self) -> int:
         n = len(self.y)
@@ -128,22 +148,29 @@ class ArrayLoader:
             yield self.x[index], self.y[index]
 
 
-def make_loader(x, y, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False
-                ) -> ArrayLoader:
-    """A deterministic, resumable loader over arrays ``x`` ``(N, ...)`` (floating) and ``y`` ``(N,)``.
+def make_loader(
+    x, y, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False
+) -> ArrayLoader:
+    """A deterministic, resumable loader over arrays ``x`` (floating, ``(N, ...)``), ``y`` ``(N,)``.
 
-    The arrays are shared, not copied (a NumPy array becomes a tensor view of the same memory) and never
-    modified. The shuffle of epoch ``e`` is derived from ``(seed, e)`` only.
+    The arrays are shared, not copied (a NumPy array becomes a tensor view of the same memory) and
+    never modified. The shuffle of epoch ``e`` is derived from ``(seed, e)`` only.
     """
     xt, yt = _as_tensor(x, "x"), _as_tensor(y, "y")
     if not xt.is_floating_point():
         raise ValueError(
-            f"x must be floating point (normalise images first, e.g. tedepr.datasets.normalize); got {xt.dtype}"
+            "x must be floating point (normalise images first, e.g. tedepr.datasets.normalize); "
+            f"got {xt.dtype}"
         )
     if yt.dim() != 1 or yt.is_floating_point() or yt.is_complex() or yt.dtype == torch.bool:
-        raise ValueError(f"y must be a 1-D integer array of class indices; got {yt.dtype} of shape {tuple(yt.shape)}")
+        raise ValueError(
+            "y must be a 1-D integer array of class indices; "
+            f"got {yt.dtype} of shape {tuple(yt.shape)}"
+        )
     if xt.dim() < 1 or xt.shape[0] != yt.shape[0]:
-        raise ValueError(f"x and y must have the same length N; got x {tuple(xt.shape)} and y {tuple(yt.shape)}")
+        raise ValueError(
+            f"x and y must have the same length N; got x {tuple(xt.shape)} and y {tuple(yt.shape)}"
+        )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -153,11 +180,17 @@ def make_loader(x, y, batch_size: int, shuffle: bool = True, seed: int = 0, drop
 
 def _check_reiterable(data, name: str) -> None:
     if not isinstance(data, Iterable):
-        raise TypeError(f"{name} must be a DataLoader, make_loader(...) or a re-iterable of (x, y) batches; "
-                        f"got {type(data).__name__}")
-    if iter(data) is data:
-        raise ValueError(f"{name} must be re-iterable (one pass per epoch), not a one-shot iterator or "
-                         "generator; pass a DataLoader, make_loader(...) or a list of batches")
+        raise TypeError(
+            f"{name} must be a DataLoader, make_loader(...) or a re-iterable of (x, y) batches; "
+            f"got {type(data).__name__}"
+        )
+    # Checked by type, not by calling iter(): that would start a DataLoader's workers and draw
+    # its base seed from the global RNG.
+    if isinstance(data, Iterator):
+        raise ValueError(
+            f"{name} must be re-iterable (one pass per epoch), not a one-shot iterator or "
+            "generator; pass a DataLoader, make_loader(...) or a list of batches"
+        )
 
 
 def _unpack(batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +198,9 @@ def _unpack(batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"{name} must yield (x, y) pairs; got {type(batch).__name__}")
     x, y = _as_tensor(batch[0], f"{name} x"), _as_tensor(batch[1], f"{name} y")
     if x.shape[:1] != y.shape[:1]:
-        raise ValueError(f"{name}: a batch's x and y differ in length: {tuple(x.shape)} vs {tuple(y.shape)}")
+        raise ValueError(
+            f"{name}: a batch's x and y differ in length: {tuple(x.shape)} vs {tuple(y.shape)}"
+        )
     return x, y
 
 
@@ -174,14 +209,15 @@ def _is_presharded(data) -> bool:
     return isinstance(sampler, torch.utils.data.distributed.DistributedSampler)
 
 
-def _epoch_batches(data, epoch: int | None, rank: int, world: int, name: str
-                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
-    """Yield this rank's ``(x, y, weight)``; ``weight · mean local loss`` summed over ranks / world is the
-    global batch's mean loss, which is what DDP's gradient averaging then differentiates.
+def _epoch_batches(
+    data, epoch: int | None, rank: int, world: int, name: str
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
+    """Yield this rank's ``(x, y, weight)``; ``weight · mean local loss`` summed over ranks / world
+    is the global batch's mean loss, which is what DDP's gradient averaging then differentiates.
 
-    ``epoch=None`` is evaluation: the order does not matter, no sampler is touched, and global batches
-    smaller than the world size are kept (some ranks then see an empty share) — with an epoch they are
-    skipped, as an empty share cannot take part in a gradient step.
+    ``epoch=None`` is evaluation: the order does not matter, no sampler is touched, and global
+    batches smaller than the world size are kept (some ranks then see an empty share) — with an
+    epoch they are skipped, as an empty share cannot take part in a gradient step.
     """
     training = epoch is not None
     if isinstance(data, ArrayLoader):
@@ -215,9 +251,13 @@ def _epoch_batches(data, epoch: int | None, rank: int, world: int, name: str
             yield x, y, 1.0
 
 
-def _prepare(x: torch.Tensor, y: torch.Tensor, device: torch.device, dtype: torch.dtype | None, name: str):
+def _prepare(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, dtype: torch.dtype | None, name: str
+):
     if not x.is_floating_point():
-        raise ValueError(f"{name}: inputs must be floating point (normalise images first); got {x.dtype}")
+        raise ValueError(
+            f"{name}: inputs must be floating point (normalise images first); got {x.dtype}"
+        )
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise ValueError(f"{name}: labels must be integer class indices; got {y.dtype}")
     x = x.to(device=device, dtype=dtype or x.dtype, non_blocking=True)
@@ -231,7 +271,7 @@ def _float_dtype(model: nn.Module) -> torch.dtype | None:
     return None
 
 
-# ------------------------------------------------------------------------------------------ losses, optimizers
+# ---------- losses, optimizers
 
 
 def _loss_fn(loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -239,8 +279,10 @@ def _loss_fn(loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         return loss
     if loss == "cross_entropy":
         return F.cross_entropy
-    raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))} or a callable (logits, labels) -> "
-                     f"mean loss; got {loss!r}")
+    raise ValueError(
+        f"loss must be one of {', '.join(map(repr, LOSSES))} or a callable (logits, labels) -> "
+        f"mean loss; got {loss!r}"
+    )
 
 
 def _make_optimizer(params, optimizer: str, lr: float, momentum: float, weight_decay: float):
@@ -252,7 +294,7 @@ def _make_optimizer(params, optimizer: str, lr: float, momentum: float, weight_d
 
 
 def _lr_factor(schedule: str, epochs: int) -> Callable[[int], float]:
-    """The learning-rate multiplier of epoch ``e`` (0-based), in closed form so resuming cannot drift."""
+    """The learning-rate factor of epoch ``e`` (0-based), in closed form: a resume cannot drift."""
     if schedule == "cosine":
         return lambda e: 0.5 * (1.0 + math.cos(math.pi * e / epochs))
     if schedule == "step":
@@ -261,19 +303,27 @@ def _lr_factor(schedule: str, epochs: int) -> Callable[[int], float]:
     return lambda e: 1.0
 
 
-# ------------------------------------------------------------------------------------------ RNG
+# ---------- RNG
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
     """All RNG states as tensors and plain Python values (loadable with ``weights_only=True``)."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state()  # noqa: NPY002 (the global state is what we save)
     py_state = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"name": np_state[0], "key": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": {"version": py_state[0], "internal": torch.tensor(py_state[1], dtype=torch.int64),
-                   "gauss_next": py_state[2]},
+        "numpy": {
+            "name": np_state[0],
+            "key": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {
+            "version": py_state[0],
+            "internal": torch.tensor(py_state[1], dtype=torch.int64),
+            "gauss_next": py_state[2],
+        },
     }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
@@ -283,8 +333,15 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"].cpu())
     s = state["numpy"]
-    np.random.set_state((s["name"], s["key"].numpy().astype(np.uint32), s["pos"], s["has_gauss"],
-                         s["cached_gaussian"]))
+    np.random.set_state(  # noqa: NPY002
+        (
+            s["name"],
+            s["key"].numpy().astype(np.uint32),
+            s["pos"],
+            s["has_gauss"],
+            s["cached_gaussian"],
+        )
+    )
     s = state["python"]
     random.setstate((s["version"], tuple(int(v) for v in s["internal"].tolist()), s["gauss_next"]))
     if device.type == "cuda" and "cuda" in state:
@@ -303,22 +360,24 @@ def _isolated_rng(device: torch.device):
 
 def _seed_all(seed: int, device: torch.device) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002
     random.seed(seed)
 
 
-# ------------------------------------------------------------------------------------------ checkpoints
+# ---------- checkpoints
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by `fit` (safe loading: tensors and plain Python values only).
 
-    Keys: ``format``, ``epoch`` (completed epochs), ``model`` (state dict), ``optimizer``, ``scheduler``,
-    ``history``, ``rng`` (one entry per rank), ``config`` (the training arguments).
+    Keys: ``format``, ``epoch`` (completed epochs), ``model`` (state dict), ``optimizer``,
+    ``scheduler``, ``history``, ``rng`` (one entry per rank), ``config`` (the training arguments).
     """
     ckpt = torch.load(Path(path), map_location=map_location, weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(path)!r} is not a tedepr fit checkpoint (format {_CHECKPOINT_FORMAT!r})")
+        raise ValueError(
+            f"{str(path)!r} is not a tedepr fit checkpoint (format {_CHECKPOINT_FORMAT!r})"
+        )
     return ckpt
 
 
@@ -327,7 +386,7 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_json(path.with_name("history.json"), payload["history"])
 
 
-# ------------------------------------------------------------------------------------------ evaluation
+# ---------- evaluation
 
 
 def _module_modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
@@ -335,9 +394,10 @@ def _module_modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
 
 
 @torch.no_grad()
-def _evaluate_sums(model: nn.Module, data, device: torch.device, loss_fn, rank: int, world: int, name: str
-                   ) -> torch.Tensor:
-    """``[Σ loss · n, Σ correct, Σ n]`` over this rank's share of ``data`` (float64, on ``device``)."""
+def _evaluate_sums(
+    model: nn.Module, data, device: torch.device, loss_fn, rank: int, world: int, name: str
+) -> torch.Tensor:
+    """``[Σ loss·n, Σ correct, Σ n]`` over this rank's share of ``data`` (float64, ``device``)."""
     dtype = _float_dtype(model)
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     for x, y, _ in _epoch_batches(data, None, rank, world, name):
@@ -346,8 +406,13 @@ def _evaluate_sums(model: nn.Module, data, device: torch.device, loss_fn, rank: 
         x, y = _prepare(x, y, device, dtype, name)
         out = model(x)
         n = y.shape[0]
-        sums += torch.stack([loss_fn(out, y).double() * n, (out.argmax(1) == y).sum().double(),
-                             torch.tensor(float(n), dtype=torch.float64, device=device)])
+        sums += torch.stack(
+            [
+                loss_fn(out, y).double() * n,
+                (out.argmax(1) == y).sum().double(),
+                torch.tensor(float(n), dtype=torch.float64, device=device),
+            ]
+        )
     return sums
 
 
@@ -358,10 +423,13 @@ def _finish(sums: torch.Tensor, name: str) -> tuple[float, float]:
     return loss_sum / count, correct / count
 
 
-def evaluate(model: nn.Module, data, device: str | torch.device = "cpu", *, loss="cross_entropy"
-             ) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` over ``data`` (a DataLoader, `make_loader` or re-iterable of
-    ``(x, y)`` batches) in eval mode without gradients. The model's train/eval flags are restored.
+def evaluate(
+    model: nn.Module, data, device: str | torch.device = "cpu", *, loss="cross_entropy"
+) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` over ``data``, in eval mode and without gradients.
+
+    ``data`` is a DataLoader, `make_loader(...)` or a re-iterable of ``(x, y)`` batches. The
+    train/eval flags of the model's modules are restored afterwards.
 
     Returns
     ``(loss, accuracy)`` as Python floats; accuracy in [0, 1].
@@ -381,21 +449,32 @@ def evaluate(model: nn.Module, data, device: str | torch.device = "cpu", *, loss
     return _finish(sums, "data")
 
 
-# ------------------------------------------------------------------------------------------ fit
+# ---------- fit
 
 
 def _device(device) -> torch.device:
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device must be a torch device or a string like 'cpu' or 'cuda:0'; got {device!r}") from exc
+        raise ValueError(
+            f"device must be a torch device or a string like 'cpu' or 'cuda:0'; got {device!r}"
+        ) from exc
 
 
-def _check_number(value, name: str, low: float, high: float = math.inf, *, low_open: bool = False,
-                  high_open: bool = True) -> float:
+def _check_number(
+    value,
+    name: str,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = True,
+) -> float:
     ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
     if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        ok = (value > low if low_open else value >= low) and (
+            value < high if high_open else value <= high
+        )
     if not ok:
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
@@ -414,49 +493,75 @@ def _distributed(distributed) -> bool:
     if distributed is None:
         return initialised
     if not isinstance(distributed, bool):
-        raise ValueError(f"distributed must be None (auto-detect), True or False; got {distributed!r}")
+        raise ValueError(
+            f"distributed must be None (auto-detect), True or False; got {distributed!r}"
+        )
     if distributed and not initialised:
-        raise ValueError("distributed=True needs an initialised process group: call "
-                         "torch.distributed.init_process_group() first (e.g. under torchrun)")
+        raise ValueError(
+            "distributed=True needs an initialised process group: call "
+            "torch.distributed.init_process_group() first (e.g. under torchrun)"
+        )
     return distributed
 
 
-def fit(model: nn.Module, train_data, *, epochs: int, lr: float = 0.1, optimizer: str = "sgd",
-        momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine", eval_data=None,
-        loss="cross_entropy", device: str | torch.device = "cpu", checkpoint_dir: str | Path | None = None,
-        resume: bool = False, seed: int = 0, progress: bool = True, log_every: int = 50,
-        distributed: bool | None = None) -> FitResult:
+def fit(
+    model: nn.Module,
+    train_data,
+    *,
+    epochs: int,
+    lr: float = 0.1,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    schedule: str = "cosine",
+    eval_data=None,
+    loss="cross_entropy",
+    device: str | torch.device = "cpu",
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    log_every: int = 50,
+    distributed: bool | None = None,
+) -> FitResult:
     """Train a classifier for ``epochs`` epochs; checkpoint every epoch; resume exactly.
 
     Parameters
     ----------
     model : nn.Module
-        Maps inputs ``(B, ...)`` to logits ``(B, num_classes)``. Trained **in place** (as torch optimizers
-        always do) and moved to ``device``; every parameter with ``requires_grad`` is trained.
+        Maps inputs ``(B, ...)`` to logits ``(B, num_classes)``. Trained **in place** (as torch
+        optimizers always do) and moved to ``device``; every parameter with ``requires_grad`` is
+        trained.
     train_data
-        `make_loader(...)` (deterministic and resumable), a ``torch.utils.data.DataLoader`` (resumable
-        when its shuffling uses the global torch RNG and ``num_workers`` is 0 or workers are seeded), or any
-        re-iterable of ``(x, y)`` batches (NumPy arrays or tensors; ``x`` floating, ``y`` integer labels).
+        `make_loader(...)` (deterministic and resumable), a ``torch.utils.data.DataLoader``
+        (resumable when its shuffling uses the global torch RNG and ``num_workers`` is 0 or workers
+        are seeded), or any re-iterable of ``(x, y)`` batches (NumPy arrays or tensors; ``x``
+        floating, ``y`` integer labels).
     epochs : int >= 1
     lr : float > 0
         Peak learning rate.
-    optimizer : ``"sgd"`` (momentum ``momentum``), ``"adam"`` or ``"adamw"`` (``betas=(momentum, 0.999)``).
+    optimizer : ``"sgd"``, ``"adam"`` or ``"adamw"``
+        SGD uses ``momentum``; Adam and AdamW use ``betas=(momentum, 0.999)``.
+    momentum : float in [0, 1)
     weight_decay : float >= 0
         L2 penalty for ``"sgd"``/``"adam"``, decoupled decay for ``"adamw"``.
-    schedule : ``"cosine"`` (``lr·½(1+cos(π e/epochs))`` for epoch ``e``), ``"step"`` (×0.1 at 50% and 75%
-        of the epochs) or ``"constant"``. The learning rate changes once per epoch.
+    schedule : ``"cosine"``, ``"step"`` or ``"constant"``
+        The learning rate of epoch ``e`` (0-based) is ``lr·½(1+cos(π e/epochs))`` for cosine; for
+        step it is multiplied by 0.1 at 50% and again at 75% of the epochs. It changes once per
+        epoch.
     eval_data : optional, same kinds as ``train_data``
         Evaluated after every epoch (`evaluate`).
     loss : ``"cross_entropy"`` or a callable ``(logits, labels) -> mean loss``.
     device : torch device or string.
     checkpoint_dir : path, optional
-        Where ``last.pt`` (and a readable ``history.json``) are atomically rewritten after every epoch.
+        Where ``last.pt`` (and a readable ``history.json``) are atomically rewritten after every
+        epoch.
     resume : bool
-        Continue from ``checkpoint_dir/last.pt`` if it exists (a fresh start if not). The checkpoint's
-        training arguments must match this call's; its weights replace ``model``'s.
+        Continue from ``checkpoint_dir/last.pt`` if it exists (a fresh start if not). The
+        checkpoint's training arguments must match this call's; its weights replace ``model``'s.
     seed : int >= 0
-        Seeds the global torch/NumPy/Python RNGs for the run (dropout, DataLoader shuffling); the caller's
-        RNG states are restored when `fit` returns.
+        Seeds the global torch/NumPy/Python RNGs for the run (dropout, DataLoader shuffling); the
+        caller's RNG states are restored when `fit` returns.
     progress : bool
         Show a tqdm bar per epoch (tqdm hides it when stderr is not a terminal).
     log_every : int >= 1
@@ -474,9 +579,13 @@ def fit(model: nn.Module, train_data, *, epochs: int, lr: float = 0.1, optimizer
     epochs = _check_int(epochs, "epochs", 1)
     lr = _check_number(lr, "lr", 0.0, low_open=True)
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}; got {optimizer!r}")
+        raise ValueError(
+            f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}; got {optimizer!r}"
+        )
     if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; got {schedule!r}")
+        raise ValueError(
+            f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; got {schedule!r}"
+        )
     momentum = _check_number(momentum, "momentum", 0.0, 1.0)
     weight_decay = _check_number(weight_decay, "weight_decay", 0.0)
     seed = _check_int(seed, "seed", 0)
@@ -507,9 +616,17 @@ def fit(model: nn.Module, train_data, *, epochs: int, lr: float = 0.1, optimizer
         raise ValueError("model has no trainable parameters (requires_grad=True)")
     opt = _make_optimizer(params, optimizer, lr, momentum, weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(schedule, epochs))
-    config = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "momentum": momentum,
-              "weight_decay": weight_decay, "schedule": schedule, "seed": seed, "world_size": world,
-              "loss": loss if isinstance(loss, str) else "callable"}
+    config = {
+        "epochs": epochs,
+        "lr": lr,
+        "optimizer": optimizer,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "schedule": schedule,
+        "seed": seed,
+        "world_size": world,
+        "loss": loss if isinstance(loss, str) else "callable",
+    }
 
     with _isolated_rng(device):
         ckpt = _read_for_resume(ckpt_path, resume, rank, use_ddp)
@@ -537,8 +654,20 @@ def fit(model: nn.Module, train_data, *, epochs: int, lr: float = 0.1, optimizer
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             epoch_lr = opt.param_groups[0]["lr"]
-            sums = _train_epoch(net, train_data, opt, loss_fn, device, dtype, epoch, epochs, rank, world,
-                                progress, log_every)
+            sums = _train_epoch(
+                net,
+                train_data,
+                opt,
+                loss_fn,
+                device,
+                dtype,
+                epoch,
+                epochs,
+                rank,
+                world,
+                progress,
+                log_every,
+            )
             if use_ddp:
                 dist.all_reduce(sums)
             train_loss, train_acc = _finish(sums, "train_data")
@@ -548,23 +677,37 @@ def fit(model: nn.Module, train_data, *, epochs: int, lr: float = 0.1, optimizer
                 modes = _module_modes(model)
                 model.eval()
                 try:
-                    sums = _evaluate_sums(model, eval_data, device, loss_fn, rank, world, "eval_data")
+                    sums = _evaluate_sums(
+                        model, eval_data, device, loss_fn, rank, world, "eval_data"
+                    )
                 finally:
                     for m, mode in modes:
                         m.training = mode
                 if use_ddp:
                     dist.all_reduce(sums)
                 eval_loss, eval_acc = _finish(sums, "eval_data")
-            record = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
-                      "eval_loss": eval_loss, "eval_acc": eval_acc, "lr": epoch_lr,
-                      "seconds": time.perf_counter() - t0}
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "train_acc": train_acc,
+                "eval_loss": eval_loss,
+                "eval_acc": eval_acc,
+                "lr": epoch_lr,
+                "seconds": time.perf_counter() - t0,
+            }
             history.append(record)
             if not math.isfinite(train_loss):
                 logger.warning("epoch %d: train loss is %s (lower lr?)", epoch + 1, train_loss)
-            logger.info("epoch %d/%d: train loss %.4f acc %.4f%s, lr %.3g, %.1fs", epoch + 1, epochs,
-                        train_loss, train_acc,
-                        "" if eval_loss is None else f", eval loss {eval_loss:.4f} acc {eval_acc:.4f}",
-                        epoch_lr, record["seconds"])
+            logger.info(
+                "epoch %d/%d: train loss %.4f acc %.4f%s, lr %.3g, %.1fs",
+                epoch + 1,
+                epochs,
+                train_loss,
+                train_acc,
+                "" if eval_loss is None else f", eval loss {eval_loss:.4f} acc {eval_acc:.4f}",
+                epoch_lr,
+                record["seconds"],
+            )
             if ckpt_path is not None:
                 rng = _rng_state(device)
                 if use_ddp:
@@ -573,11 +716,19 @@ def fit(model: nn.Module, train_data, *, epochs: int, lr: float = 0.1, optimizer
                 else:
                     states = [rng]
                 if rank == 0:
-                    _save_checkpoint(ckpt_path, {
-                        "format": _CHECKPOINT_FORMAT, "epoch": epoch + 1, "model": model.state_dict(),
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "history": history, "rng": states, "config": config,
-                    })
+                    _save_checkpoint(
+                        ckpt_path,
+                        {
+                            "format": _CHECKPOINT_FORMAT,
+                            "epoch": epoch + 1,
+                            "model": model.state_dict(),
+                            "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict(),
+                            "history": history,
+                            "rng": states,
+                            "config": config,
+                        },
+                    )
     return FitResult(history=[dict(h) for h in history], model=model, start_epoch=start_epoch)
 
 
@@ -598,22 +749,48 @@ def _read_for_resume(ckpt_path: Path | None, resume: bool, rank: int, use_ddp: b
 
 
 def _check_config(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    diffs = [f"{k}={saved.get(k)!r} (checkpoint) vs {current[k]!r} (this call)"
-             for k in current if saved.get(k) != current[k]]
+    diffs = [
+        f"{k}={saved.get(k)!r} (checkpoint) vs {current[k]!r} (this call)"
+        for k in current
+        if saved.get(k) != current[k]
+    ]
     if diffs:
-        raise ValueError(f"resume=True: {path} was written by a run with other arguments: " + "; ".join(diffs)
-                         + ". Use the same arguments, or another checkpoint_dir (or resume=False) to start afresh")
+        raise ValueError(
+            f"resume=True: {path} was written by a run with other arguments: "
+            + "; ".join(diffs)
+            + ". Use the same arguments, or another checkpoint_dir (or resume=False) to start "
+            "afresh"
+        )
 
 
-def _train_epoch(net: nn.Module, data, opt, loss_fn, device, dtype, epoch: int, epochs: int, rank: int,
-                 world: int, progress: bool, log_every: int) -> torch.Tensor:
+def _train_epoch(
+    net: nn.Module,
+    data,
+    opt,
+    loss_fn,
+    device,
+    dtype,
+    epoch: int,
+    epochs: int,
+    rank: int,
+    world: int,
+    progress: bool,
+    log_every: int,
+) -> torch.Tensor:
     net.train()
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     total = len(data) if hasattr(data, "__len__") else None
-    bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True,
-               disable=True if (not progress or rank != 0) else None)
+    bar = tqdm(
+        total=total,
+        desc=f"epoch {epoch + 1}/{epochs}",
+        leave=False,
+        dynamic_ncols=True,
+        disable=True if (not progress or rank != 0) else None,
+    )
     try:
-        for step, (x, y, weight) in enumerate(_epoch_batches(data, epoch, rank, world, "train_data")):
+        for step, (x, y, weight) in enumerate(
+            _epoch_batches(data, epoch, rank, world, "train_data")
+        ):
             x, y = _prepare(x, y, device, dtype, "train_data")
             opt.zero_grad(set_to_none=True)
             out = net(x)
@@ -621,13 +798,20 @@ def _train_epoch(net: nn.Module, data, opt, loss_fn, device, dtype, epoch: int, 
             (batch_loss * weight if weight != 1.0 else batch_loss).backward()
             opt.step()
             n = y.shape[0]
-            sums += torch.stack([batch_loss.detach().double() * n, (out.argmax(1) == y).sum().double(),
-                                 torch.tensor(float(n), dtype=torch.float64, device=device)])
+            sums += torch.stack(
+                [
+                    batch_loss.detach().double() * n,
+                    (out.argmax(1) == y).sum().double(),
+                    torch.tensor(float(n), dtype=torch.float64, device=device),
+                ]
+            )
             bar.update()
             if (step + 1) % log_every == 0:
                 running = (sums[0] / sums[2]).item()
                 bar.set_postfix(loss=f"{running:.4f}", refresh=False)
-                logger.debug("epoch %d step %d: running train loss %.4f", epoch + 1, step + 1, running)
+                logger.debug(
+                    "epoch %d step %d: running train loss %.4f", epoch + 1, step + 1, running
+                )
     finally:
         bar.close()
     return sums

@@ -1,0 +1,1 @@
+"""The JAX backend: tensorized layers as pure functions over pytrees, models, masks, training, scoring."""

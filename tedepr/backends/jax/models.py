@@ -1,0 +1,475 @@
+"""Models for JAX as named layers plus a pure forward function, and the model zoo (same names and
+architectures as ``tedepr.backends.torch.models``).
+
+A `Model` is ``layers`` (an ordered mapping ``name -> layer``; names use ``/`` where torch's module
+names use ``.``, e.g. ``blocks/0/conv1``) and ``forward(call, x)``, a Python function that computes the
+network by calling ``call(name, *inputs)`` for each layer. The parameters are a dict
+``{layer name: layer params}``; masks mirror them (or are a flat dict ``{"layer/…/leaf": bool array}``).
+Because the forward function refers to layers only by name, `tedepr.backends.jax.tensorize` can swap a
+dense layer for a tensorized one without touching the architecture code — and a user model built from
+this package's layers gets the same treatment.
+
+=================  ==========================================================================
+name               architecture (as the torch zoo)
+=================  ==========================================================================
+``lenet300_100``   MLP in–300–100–classes with ReLU
+``lenet5``         conv5×5(6)–pool–conv5×5(16)–pool–120–84–classes (28×28 padded by 2)
+``vgg16/19``       CIFAR VGG, conv3×3–BN–ReLU, ceil-mode max-pools, global average, Linear(512, C)
+``resnet20/32/56`` CIFAR ResNet, 16/32/64 channels, shortcut "A" (default) or "B"
+``resnet18``       CIFAR ResNet-18, 64–512 channels, projection shortcuts
+``lstm``           sequential images: rows are steps (28 × 28), LSTM(128), Linear on the last h
+``vit``            7×7 patches, dim 64, depth 2, 4 heads, MLP 128, pre-norm, class token
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ...pruning.problem import CoreInfo
+from .attention import TransformerEncoderLayer
+from .conv import Conv2d
+from .layers import BatchNorm, Dense, LayerNorm, _check_dtype
+from .masking import normalize_masks
+from .recurrent import LSTM
+
+__all__ = [
+    "Model", "Parameter", "MODELS", "get", "available", "max_pool2d", "as_nchw",
+    "lenet300_100", "lenet5", "vgg", "cifar_resnet", "resnet18", "lstm_classifier", "vit",
+]
+
+
+# ------------------------------------------------------------------------------------------ building blocks
+@dataclass(frozen=True)
+class Parameter:
+    """A free parameter (ViT's class token, position embeddings): params ``{"value": array}``, never
+    pruned. ``apply(params)`` returns the value. Init: normal with std ``std`` (zeros when 0)."""
+
+    shape: tuple
+    std: float = 0.02
+
+    def init(self, key, dtype=jnp.float32) -> dict:
+        dtype = _check_dtype(dtype)
+        if self.std == 0:
+            return {"value": jnp.zeros(self.shape, dtype)}
+        return {"value": jax.random.normal(key, tuple(self.shape), dtype) * jnp.asarray(self.std, dtype)}
+
+    def apply(self, params, masks=None):
+        return params["value"]
+
+    def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
+        return {}
+
+
+def max_pool2d(x, window: int = 2, ceil_mode: bool = False):
+    """``F.max_pool2d(x, window)`` on NCHW (stride = window); ``ceil_mode`` keeps a partial last window."""
+    pads = [(0, 0), (0, 0)]
+    for axis in (2, 3):
+        size = x.shape[axis]
+        if ceil_mode:
+            out = -(-(size - window) // window) + 1 if size >= window else 1
+            pads.append((0, max(0, (out - 1) * window + window - size)))
+        else:
+            pads.append((0, 0))
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, window, window),
+                                 (1, 1, window, window), pads)
+
+
+def as_nchw(x, in_channels: int):
+    """Images ``(N, C, H, W)``; ``(N, H, W)`` is accepted when ``in_channels == 1``."""
+    if x.ndim == 3 and in_channels == 1:
+        return x[:, None]
+    if x.ndim != 4 or x.shape[1] != in_channels:
+        raise ValueError(f"input must be (N, {in_channels}, H, W)" + (" or (N, H, W)" if in_channels == 1 else "")
+                         + f"; got shape {tuple(x.shape)}")
+    return x
+
+
+# ------------------------------------------------------------------------------------------ Model
+class _Context:
+    """What ``forward`` receives as ``call``: applies layers by name, collects BatchNorm statistics."""
+
+    def __init__(self, model, params, masks, train):
+        self.model, self.params, self.masks, self.train = model, params, masks, train
+        self.stats: dict[str, dict] = {}
+        self.used: set[str] = set()
+
+    def __call__(self, name: str, *args, **kwargs):
+        try:
+            layer = self.model.layers[name]
+        except KeyError:
+            raise KeyError(f"forward called layer {name!r}, which the model does not have; layers: "
+                           f"{', '.join(self.model.layers)}") from None
+        self.used.add(name)
+        p = self.params[name]
+        m = None if self.masks is None else self.masks.get(name)
+        if isinstance(layer, Parameter):
+            return layer.apply(p)
+        if isinstance(layer, BatchNorm) and self.train:
+            y, self.stats[name] = layer.apply_train(p, *args, m)
+            return y
+        return layer.apply(p, *args, masks=m, **kwargs)
+
+
+class Model:
+    """A network: named layers, a forward function and the shape of one input sample.
+
+    Parameters
+    ----------
+    layers : mapping ``name -> layer`` (any object of this package with ``init``/``apply``/``structure``)
+    forward : callable ``(call, x) -> logits``
+        ``call(name, *inputs)`` applies the named layer (a `Parameter` takes no input).
+    input_shape : tuple
+        Shape of one sample (e.g. ``(1, 28, 28)``): the all-ones SynFlow input and `Model.dummy_input`.
+    name : str
+    """
+
+    def __init__(self, layers: Mapping[str, Any], forward: Callable, input_shape, name: str = "model"):
+        if not layers:
+            raise ValueError("layers must hold at least one layer")
+        for n, layer in layers.items():
+            if not isinstance(n, str) or not n or n.startswith("/") or n.endswith("/"):
+                raise ValueError(f"layer names must be non-empty strings without leading/trailing '/'; got {n!r}")
+            if not (hasattr(layer, "init") and hasattr(layer, "apply")):
+                raise TypeError(f"layer {n!r} must have init/apply (a tedepr.backends.jax layer); "
+                                f"got {type(layer).__name__}")
+        if not callable(forward):
+            raise TypeError(f"forward must be a callable (call, x) -> output; got {type(forward).__name__}")
+        self.layers = MappingProxyType(dict(layers))
+        self.forward = forward
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.name = name
+
+    def replace(self, **layers) -> Model:
+        """A new model with some layers replaced (by name); the forward function is shared."""
+        return self.with_layers({**self.layers, **layers})
+
+    def with_layers(self, layers: Mapping[str, Any]) -> Model:
+        missing = set(self.layers) - set(layers)
+        if missing:
+            raise ValueError(f"layers must keep every layer name of the model; missing {sorted(missing)}")
+        return Model(layers, self.forward, self.input_shape, self.name)
+
+    # -- protocol
+    def init(self, key, dtype=jnp.float32) -> dict:
+        """Parameters ``{layer name: layer params}``; each layer gets its own key (by position)."""
+        dtype = _check_dtype(dtype)
+        keys = jax.random.split(key, len(self.layers))
+        return {n: layer.init(k, dtype) for (n, layer), k in zip(self.layers.items(), keys)}
+
+    def _run(self, params, x, masks, train):
+        masks = normalize_masks(params, masks)
+        ctx = _Context(self, params, masks, train)
+        out = self.forward(ctx, x)
+        return out, ctx.stats
+
+    def apply(self, params, x, masks=None, train: bool = False):
+        """Logits for the batch ``x``. ``train=True`` normalises with batch statistics (BatchNorm);
+        use `apply_train` to also get the updated running statistics."""
+        return self._run(params, x, masks, train)[0]
+
+    def apply_train(self, params, x, masks=None):
+        """``(logits, stats)``: a training-mode forward and ``{bn layer name: {"mean", "var"}}``, the
+        running statistics after this batch."""
+        return self._run(params, x, masks, True)
+
+    def structure(self) -> dict[str, CoreInfo]:
+        """`CoreInfo` of every prunable array, keyed by its ``/``-joined path in the params."""
+        out = {}
+        for n, layer in self.layers.items():
+            out.update(layer.structure(f"{n}/"))
+        return out
+
+    def dummy_input(self, batch: int = 1, dtype=jnp.float32):
+        return jnp.ones((batch,) + self.input_shape, dtype)
+
+    @property
+    def tensorized_layers(self) -> dict[str, Any]:
+        """The layers holding tensor networks."""
+        return {n: layer for n, layer in self.layers.items()
+                if any(info.format != "dense" for info in layer.structure(f"{n}/").values())}
+
+    def dense_weight_count(self) -> int:
+        """Weights counted as SPEC §5 says: every prunable weight, tensorized layers at their dense size."""
+        return sum(getattr(layer, "dense_weights", getattr(layer, "num_weights", 0))
+                   for layer in self.layers.values())
+
+    def __repr__(self) -> str:
+        lines = [f"Model({self.name!r}, input_shape={self.input_shape}, {len(self.layers)} layers:"]
+        for n, layer in self.layers.items():
+            lines.append(f"  {n}: {layer!r}")
+        return "\n".join(lines) + ")"
+
+
+# ------------------------------------------------------------------------------------------ zoo
+def _check_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return value
+
+
+def lenet300_100(num_classes=10, in_channels=1, image_size=28, hidden=(300, 100)) -> Model:
+    """MLP ``C·H·W → 300 → 100 → num_classes`` with ReLU on the flattened image."""
+    n_in = in_channels * image_size * image_size
+    widths = (n_in, *hidden)
+    layers = {f"hidden/{k}": Dense(a, b) for k, (a, b) in enumerate(zip(widths[:-1], widths[1:]))}
+    layers["classifier"] = Dense(widths[-1], num_classes)
+    depth = len(hidden)
+
+    def forward(call, x):
+        x = jnp.reshape(x, (x.shape[0], -1))
+        if x.shape[1] != n_in:
+            raise ValueError(f"input must have {n_in} features per sample; got {x.shape[1]}")
+        for k in range(depth):
+            x = jax.nn.relu(call(f"hidden/{k}", x))
+        return call("classifier", x)
+
+    return Model(layers, forward, (in_channels, image_size, image_size), "lenet300_100")
+
+
+def lenet5(num_classes=10, in_channels=1, image_size=28) -> Model:
+    """LeNet-5 with ReLU and max-pooling; 28×28 inputs are zero-padded by 2 by the first conv."""
+    padding = 2 if image_size < 32 else 0
+    side = ((image_size + 2 * padding - 4) // 2 - 4) // 2
+    if side < 1:
+        raise ValueError(f"image_size must be at least 16 for LeNet-5; got {image_size}")
+    layers = {
+        "conv1": Conv2d(in_channels, 6, 5, padding=padding), "conv2": Conv2d(6, 16, 5),
+        "fc1": Dense(16 * side * side, 120), "fc2": Dense(120, 84), "classifier": Dense(84, num_classes),
+    }
+
+    def forward(call, x):
+        x = as_nchw(x, in_channels)
+        x = max_pool2d(jax.nn.relu(call("conv1", x)))
+        x = max_pool2d(jax.nn.relu(call("conv2", x)))
+        x = jax.nn.relu(call("fc1", jnp.reshape(x, (x.shape[0], -1))))
+        x = jax.nn.relu(call("fc2", x))
+        return call("classifier", x)
+
+    return Model(layers, forward, (in_channels, image_size, image_size), "lenet5")
+
+
+VGG_CONFIGS = {
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"),
+}
+
+
+def vgg(config="vgg16", num_classes=10, in_channels=3, image_size=32, batch_norm=True) -> Model:
+    """CIFAR VGG; layer names ``features/<i>`` follow torch's ``nn.Sequential`` indices."""
+    if isinstance(config, str):
+        if config not in VGG_CONFIGS:
+            raise ValueError(f"config must be one of {', '.join(map(repr, VGG_CONFIGS))}; got {config!r}")
+        name, config = config, VGG_CONFIGS[config]
+    else:
+        name = "vgg"
+    layers: dict[str, Any] = {}
+    plan = []  # ("conv", idx, bn idx or None) | ("pool",)
+    channels, idx = in_channels, 0
+    for item in config:
+        if item == "M":
+            plan.append(("pool",))
+            idx += 1
+            continue
+        layers[f"features/{idx}"] = Conv2d(channels, item, 3, padding=1, bias=not batch_norm)
+        bn = None
+        if batch_norm:
+            bn = f"features/{idx + 1}"
+            layers[bn] = BatchNorm(item)
+        plan.append(("conv", f"features/{idx}", bn))
+        idx += 3 if batch_norm else 2
+        channels = item
+    layers["classifier"] = Dense(channels, num_classes)
+
+    def forward(call, x):
+        x = as_nchw(x, in_channels)
+        for step in plan:
+            if step[0] == "pool":
+                x = max_pool2d(x, 2, ceil_mode=True)
+                continue
+            x = call(step[1], x)
+            if step[2] is not None:
+                x = call(step[2], x)
+            x = jax.nn.relu(x)
+        return call("classifier", jnp.mean(x, axis=(2, 3)))
+
+    return Model(layers, forward, (in_channels, image_size, image_size), name)
+
+
+def _basic_block(layers, prefix, in_planes, planes, stride, shortcut):
+    """Add a basic block's layers; returns its forward ``(call, x) -> y``."""
+    layers[f"{prefix}/conv1"] = Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False,
+                                       weight_init="he_fan_out")
+    layers[f"{prefix}/bn1"] = BatchNorm(planes)
+    layers[f"{prefix}/conv2"] = Conv2d(planes, planes, 3, padding=1, bias=False, weight_init="he_fan_out")
+    layers[f"{prefix}/bn2"] = BatchNorm(planes)
+    identity = stride == 1 and in_planes == planes
+    projection = not identity and shortcut == "B"
+    if projection:
+        layers[f"{prefix}/projection/0"] = Conv2d(in_planes, planes, 1, stride=stride, bias=False,
+                                                  weight_init="he_fan_out")
+        layers[f"{prefix}/projection/1"] = BatchNorm(planes)
+    pad = planes - in_planes
+
+    def block(call, x):
+        out = jax.nn.relu(call(f"{prefix}/bn1", call(f"{prefix}/conv1", x)))
+        out = call(f"{prefix}/bn2", call(f"{prefix}/conv2", out))
+        if identity:
+            short = x
+        elif projection:
+            short = call(f"{prefix}/projection/1", call(f"{prefix}/projection/0", x))
+        else:  # option A: subsample and zero-pad the new channels
+            short = x[:, :, ::stride, ::stride]
+            short = jnp.pad(short, ((0, 0), (pad // 2, pad - pad // 2), (0, 0), (0, 0)))
+        return jax.nn.relu(out + short)
+
+    return block
+
+
+def _resnet(stem_width, stages, blocks_per_stage, shortcut, num_classes, in_channels, image_size, name):
+    layers: dict[str, Any] = {
+        "stem/0": Conv2d(in_channels, stem_width, 3, padding=1, bias=False, weight_init="he_fan_out"),
+        "stem/1": BatchNorm(stem_width),
+    }
+    blocks, in_planes, k = [], stem_width, 0
+    for stage, planes in enumerate(stages):
+        for i in range(blocks_per_stage):
+            stride = 2 if stage > 0 and i == 0 else 1
+            blocks.append(_basic_block(layers, f"blocks/{k}", in_planes, planes, stride, shortcut))
+            in_planes, k = planes, k + 1
+    layers["classifier"] = Dense(in_planes, num_classes)
+
+    def forward(call, x):
+        x = jax.nn.relu(call("stem/1", call("stem/0", as_nchw(x, in_channels))))
+        for block in blocks:
+            x = block(call, x)
+        return call("classifier", jnp.mean(x, axis=(2, 3)))
+
+    return Model(layers, forward, (in_channels, image_size, image_size), name)
+
+
+def cifar_resnet(depth=20, num_classes=10, in_channels=3, image_size=32, shortcut="A") -> Model:
+    """ResNet-(6n+2) for CIFAR (He et al. 2016 §4.2); layer names as torch's ``CifarResNet``."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or (depth - 2) % 6 != 0 or depth < 8:
+        raise ValueError(f"depth must be 6n+2 with n >= 1 (20, 32, 56, ...); got {depth}")
+    if shortcut not in ("A", "B"):
+        raise ValueError(f"shortcut must be 'A' (zero-padding identity) or 'B' (1x1 projection); got {shortcut!r}")
+    return _resnet(16, (16, 32, 64), (depth - 2) // 6, shortcut, num_classes, in_channels, image_size,
+                   f"resnet{depth}")
+
+
+def resnet18(num_classes=10, in_channels=3, image_size=32) -> Model:
+    """CIFAR ResNet-18: 3×3 stem, no max-pool, 4 stages × 2 blocks, projection shortcuts."""
+    return _resnet(64, (64, 128, 256, 512), 2, "B", num_classes, in_channels, image_size, "resnet18")
+
+
+def lstm_classifier(num_classes=10, in_channels=1, image_size=28, hidden_size=128) -> Model:
+    """Sequential images: each row is a time step of ``C·W`` features; one LSTM layer; Linear on the
+    last hidden state."""
+    input_size = in_channels * image_size
+    layers = {"lstm": LSTM(input_size, hidden_size, batch_first=True),
+              "classifier": Dense(hidden_size, num_classes)}
+
+    def forward(call, x):
+        x = as_nchw(x, in_channels)
+        n, c, h, w = x.shape
+        seq = jnp.reshape(jnp.transpose(x, (0, 2, 1, 3)), (n, h, c * w))
+        _, (h_n, _) = call("lstm", seq)
+        return call("classifier", h_n)
+
+    return Model(layers, forward, (in_channels, image_size, image_size), "lstm")
+
+
+def vit(num_classes=10, in_channels=1, image_size=28, patch_size=7, dim=64, depth=2, heads=4,
+        mlp_dim=128) -> Model:
+    """A small ViT: flattened patches → Linear(dim), class token, position embeddings, ``depth`` pre-norm
+    GELU encoder layers, LayerNorm, Linear on the class token."""
+    if image_size % patch_size != 0:
+        raise ValueError(f"patch_size must divide image_size; got patch_size={patch_size}, image_size={image_size}")
+    if dim % heads != 0:
+        raise ValueError(f"heads must divide dim; got heads={heads}, dim={dim}")
+    num_patches = (image_size // patch_size) ** 2
+    p = patch_size
+    layers: dict[str, Any] = {
+        "patch_embed": Dense(in_channels * p * p, dim),
+        "cls_token": Parameter((1, 1, dim)),
+        "pos_embed": Parameter((1, num_patches + 1, dim)),
+    }
+    for k in range(depth):
+        layers[f"layers/{k}"] = TransformerEncoderLayer(dim, heads, mlp_dim, activation="gelu",
+                                                        batch_first=True, norm_first=True)
+    layers["norm"] = LayerNorm(dim)
+    layers["classifier"] = Dense(dim, num_classes)
+
+    def forward(call, x):
+        x = as_nchw(x, in_channels)
+        n, c, h, w = x.shape
+        if h != image_size or w != image_size:
+            raise ValueError(f"input images must be {image_size}×{image_size}; got {h}×{w}")
+        patches = jnp.reshape(x, (n, c, h // p, p, w // p, p))
+        patches = jnp.reshape(jnp.transpose(patches, (0, 2, 4, 1, 3, 5)), (n, -1, c * p * p))
+        cls = jnp.broadcast_to(call("cls_token"), (n, 1, dim)).astype(patches.dtype)
+        tokens = jnp.concatenate([cls, call("patch_embed", patches)], axis=1) + call("pos_embed")
+        for k in range(depth):
+            tokens = call(f"layers/{k}", tokens)
+        return call("classifier", call("norm", tokens[:, 0]))
+
+    return Model(layers, forward, (in_channels, image_size, image_size), "vit")
+
+
+def _vgg(config):
+    def build(num_classes=10, in_channels=1, image_size=28, **kw):
+        return vgg(config, num_classes, in_channels, image_size, **kw)
+    return build
+
+
+def _cifar(depth):
+    def build(num_classes=10, in_channels=1, image_size=28, **kw):
+        return cifar_resnet(depth, num_classes, in_channels, image_size, **kw)
+    return build
+
+
+MODELS: dict[str, Callable[..., Model]] = {
+    "lenet300_100": lenet300_100,
+    "lenet5": lenet5,
+    "vgg16": _vgg("vgg16"),
+    "vgg19": _vgg("vgg19"),
+    "resnet20": _cifar(20),
+    "resnet32": _cifar(32),
+    "resnet56": _cifar(56),
+    "resnet18": resnet18,
+    "lstm": lstm_classifier,
+    "vit": vit,
+}
+
+
+def available() -> tuple[str, ...]:
+    """The registered model names, sorted."""
+    return tuple(sorted(MODELS))
+
+
+def get(name: str, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, **kw) -> Model:
+    """Build a zoo model by name (``**kw``: model options, e.g. ``shortcut="B"``, ``hidden_size``,
+    ``dim``/``depth``/``heads``/``patch_size``/``mlp_dim``, ``batch_norm``).
+
+    Returns a `Model`; ``model.init(key)`` gives its parameters.
+    """
+    if name not in MODELS:
+        raise ValueError(f"name must be one of {', '.join(map(repr, available()))}; got {name!r}")
+    _check_int(num_classes, "num_classes")
+    _check_int(in_channels, "in_channels")
+    _check_int(image_size, "image_size")
+    return MODELS[name](num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw)
+
+
+def count_params(params) -> int:
+    """Number of scalar entries in a params pytree."""
+    return sum(math.prod(a.shape) for a in jax.tree.leaves(params))

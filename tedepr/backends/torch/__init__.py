@@ -1,0 +1,15 @@
+"""PyTorch backend: tensorized layers, `tensorize`, and pruning masks (needs torch)."""
+
+from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
+from .conv import CONV_CLASSES, CPConv2d, TRConv2d, TTConv2d, TuckerConv2d, conv_class
+from .layers import LINEAR_CLASSES, CPLinear, TensorizedLayer, TRLinear, TTLinear, TuckerLinear, linear_class
+from .masking import (
+    apply_masks,
+    count_weights,
+    get_masks,
+    load_masked_state_dict,
+    prunable_parameters,
+    remove_masks,
+)
+from .recurrent import TensorizedGRU, TensorizedLSTM
+from .tensorize import LAYER_KINDS, tensorize

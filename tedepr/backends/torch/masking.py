@@ -1,0 +1,269 @@
+"""Fixed pruning masks on any parameter: tensorized cores and dense weights alike.
+
+A mask is a ``torch.nn.utils.parametrize`` parametrization ``w -> w * mask`` whose boolean mask is a
+persistent buffer (so it is saved in ``state_dict``). `apply_masks` also zeroes the pruned entries of the
+trainable parameter itself. With both in place the pruned entries stay exactly zero through training:
+
+* forward: the module reads ``w * mask``;
+* gradients: ``∂L/∂w_original = ∂L/∂w ⊙ mask`` is zero on pruned entries;
+* optimizers: SGD (momentum, weight decay), Adam and AdamW only ever see zero gradients and zero
+  values there, so their state and updates stay zero (decoupled decay multiplies zero).
+
+Parameters are named as in ``model.named_parameters()`` of the unmasked model (``"fc1.core_0"``,
+``"conv.weight"``), before and after masking.
+
+Saving and loading: ``torch.save(model.state_dict(), path)`` holds the masks. A fresh, unmasked model
+has no slots for them, so load with `load_masked_state_dict` (it attaches masks of the saved shapes,
+then loads), or by hand: ``apply_masks(model, {name: torch.zeros_like(p, dtype=torch.bool) ...})`` for
+the masked names, then ``model.load_state_dict(state)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+__all__ = ["prunable_parameters", "apply_masks", "get_masks", "remove_masks", "count_weights",
+           "load_masked_state_dict"]
+
+_NORM_TYPES: tuple[type, ...] = tuple(
+    t for t in (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
+                getattr(nn, "RMSNorm", None), nn.LocalResponseNorm) if t is not None)
+
+
+class _Mask(nn.Module):
+    """Parametrization ``w -> w * mask`` with the boolean mask as a persistent buffer."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.mask
+
+    def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
+        # Assigning to the masked attribute stores the masked value, so pruned entries stay zero.
+        return w * self.mask
+
+    def extra_repr(self) -> str:
+        return f"kept={int(self.mask.sum())}/{self.mask.numel()}"
+
+
+# ---------------------------------------------------------------------------- discovery
+def _tensor_names(module: nn.Module) -> tuple[str, ...]:
+    """Names of the prunable weights owned directly by ``module``, in registration order."""
+    own = getattr(module, "_prunable_tensor_names", None)
+    if own is not None:
+        return tuple(own())
+    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag,
+                           nn.Bilinear)):
+        return ("weight",)
+    if isinstance(module, nn.RNNBase):
+        return tuple(n for n in module._flat_weights_names if n.startswith("weight"))
+    if isinstance(module, nn.MultiheadAttention):
+        return ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+    return ()
+
+
+def _trainable(module: nn.Module, name: str) -> torch.Tensor | None:
+    """The tensor the optimizer updates for ``module.<name>`` (the original when parametrized)."""
+    if parametrize.is_parametrized(module, name):
+        return module.parametrizations[name].original
+    return module._parameters.get(name)
+
+
+def _walk(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, torch.Tensor]]:
+    """``(full name, owning module, attribute, parameter)`` for every prunable weight, deduplicated."""
+    seen: set[int] = set()
+    for mod_name, module in model.named_modules():
+        if isinstance(module, parametrize.ParametrizationList) or isinstance(module, _Mask):
+            continue
+        for pname in _tensor_names(module):
+            p = _trainable(module, pname)
+            if p is None or not isinstance(p, nn.Parameter) or id(p) in seen:
+                continue
+            seen.add(id(p))
+            yield (f"{mod_name}.{pname}" if mod_name else pname), module, pname, p
+
+
+def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Every prunable weight of ``model`` by name, in ``named_parameters()`` order.
+
+    Prunable: all cores of tensorized layers, and the weights of ``nn.Linear``, ``nn.Conv*``,
+    ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``weight_ih``/``weight_hh``), ``nn.MultiheadAttention`` (input
+    projection; the output projection is an ``nn.Linear``), ``nn.Embedding``, and the dense
+    hidden-to-hidden weights of `TensorizedLSTM`/`TensorizedGRU`. Never biases or normalisation
+    parameters. For a masked parameter the value is the trainable (unmasked) original; the name stays
+    the unmasked model's.
+    """
+    return {name: p for name, _, _, p in _walk(model)}
+
+
+# ---------------------------------------------------------------------------- masks
+def _mask_module(module: nn.Module, name: str) -> _Mask | None:
+    if not parametrize.is_parametrized(module, name):
+        return None
+    for p in module.parametrizations[name]:
+        if isinstance(p, _Mask):
+            return p
+    return None
+
+
+def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
+    """Attach fixed boolean masks (True = kept) to prunable parameters of ``model``, in place.
+
+    Every mask is validated before anything changes (name in `prunable_parameters`, bool dtype, the
+    parameter's shape). The pruned entries of each parameter are zeroed and a parametrization
+    ``w * mask`` is registered; a parameter that already has a mask gets the new one instead. Masks are
+    copied to the parameter's device; the caller's tensors are not kept or changed.
+    """
+    if not isinstance(masks, Mapping):
+        raise TypeError(f"masks must be a dict of parameter name -> bool tensor; got "
+                        f"{type(masks).__name__}")
+    entries = {name: (module, pname, p) for name, module, pname, p in _walk(model)}
+    for name, mask in masks.items():
+        if name not in entries:
+            known = list(entries)
+            shown = ", ".join(map(repr, known[:8])) + (f", ... ({len(known)} in all)"
+                                                         if len(known) > 8 else "")
+            raise ValueError(f"masks has unknown parameter name {name!r}; prunable parameters are: "
+                             f"{shown or 'none'}")
+        if not isinstance(mask, torch.Tensor):
+            raise TypeError(f"masks[{name!r}] must be a torch tensor; got {type(mask).__name__}")
+        if mask.dtype != torch.bool:
+            raise TypeError(f"masks[{name!r}] must have dtype torch.bool; got {mask.dtype}")
+        p = entries[name][2]
+        if tuple(mask.shape) != tuple(p.shape):
+            raise ValueError(f"masks[{name!r}] has shape {tuple(mask.shape)} but the parameter has "
+                             f"shape {tuple(p.shape)}")
+        module, pname = entries[name][0], entries[name][1]
+        if parametrize.is_parametrized(module, pname) and _mask_module(module, pname) is None:
+            raise ValueError(f"{name!r} already has a parametrization that is not a tedepr mask; "
+                             "masks apply to plain parameters only")
+    for name, mask in masks.items():
+        module, pname, p = entries[name]
+        mask = mask.detach().to(device=p.device, copy=True)
+        with torch.no_grad():
+            p.masked_fill_(~mask, 0)
+        existing = _mask_module(module, pname)
+        if existing is not None:
+            existing.mask.copy_(mask)
+        else:
+            parametrize.register_parametrization(module, pname, _Mask(mask))
+
+
+def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the masks attached to ``model``, keyed by the unmasked parameter names."""
+    out = {}
+    for name, module, pname, _ in _walk(model):
+        m = _mask_module(module, pname)
+        if m is not None:
+            out[name] = m.mask.detach().clone()
+    return out
+
+
+def remove_masks(model: nn.Module) -> None:
+    """Detach every mask, in place, leaving plain parameters that hold the masked values.
+
+    The parameter objects stay the same (optimizers keep working); the pruned entries stay zero but
+    are no longer held there.
+    """
+    for _, module, pname, _ in list(_walk(model)):
+        if _mask_module(module, pname) is not None:
+            parametrize.remove_parametrizations(module, pname, leave_parametrized=True)
+
+
+def load_masked_state_dict(model: nn.Module, state_dict: Mapping[str, Any], strict: bool = True):
+    """Load a state dict saved from a masked model into ``model`` (masked or not), in place.
+
+    The masks found in ``state_dict`` (keys ``<module>.parametrizations.<name>.<i>.mask``) are attached
+    first, so their slots exist; then ``model.load_state_dict(state_dict, strict)`` runs and its result
+    is returned.
+    """
+    masks = {}
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if len(parts) >= 4 and parts[-1] == "mask" and parts[-2].isdigit() \
+                and parts[-4] == "parametrizations":
+            name = ".".join(parts[:-4] + [parts[-3]])
+            masks[name] = torch.as_tensor(value).to(torch.bool)
+    if masks:
+        apply_masks(model, masks)
+    return model.load_state_dict(state_dict, strict=strict)
+
+
+# ---------------------------------------------------------------------------- counting
+def _all_parameters(model: nn.Module):
+    """``(module name, module, attribute, parameter)`` for every trainable tensor, deduplicated."""
+    seen: set[int] = set()
+    for mod_name, module in model.named_modules():
+        if isinstance(module, (parametrize.ParametrizationList, _Mask)) or (
+                mod_name.endswith("parametrizations") and isinstance(module, nn.ModuleDict)):
+            continue
+        names = list(module._parameters)
+        if parametrize.is_parametrized(module):
+            names += list(module.parametrizations.keys())
+        for pname in names:
+            p = _trainable(module, pname)
+            if p is None or id(p) in seen:
+                continue
+            seen.add(id(p))
+            yield mod_name, module, pname, p
+
+
+def count_weights(model: nn.Module) -> dict[str, Any]:
+    """Dense-equivalent weight counts (SPEC §5 Counting), per layer and in total.
+
+    Returns
+    -------
+    dict with
+        ``"layers"``: ``{layer name: {"type", "dense", "params", "kept"}}`` — for a tensorized layer
+        ``dense`` is the entry count of the matrix it replaces, ``params`` its core entries and ``kept``
+        the entries its masks keep; for a dense layer all three count its weights (``kept`` after
+        masks). A dense layer's name is its module's; tensorized sub-maps (e.g. of `TensorizedLSTM`)
+        are layers of their own.
+        ``"dense"``, ``"params"``, ``"kept"``: the sums over layers (``dense`` is the denominator of
+        ``sparsity``).
+        ``"biases"``, ``"norm"``, ``"other"``: parameter entries excluded from the weight count —
+        biases, normalisation parameters, and anything else (e.g. positional embeddings).
+    """
+    layers: dict[str, dict[str, Any]] = {}
+    weight_ids: set[int] = set()
+    for name, module, pname, p in _walk(model):
+        weight_ids.add(id(p))
+        mod_name = name[: -len(pname) - 1] if name != pname else ""
+        entry = layers.get(mod_name)
+        if entry is None:
+            kind = parametrize.type_before_parametrizations(module).__name__
+            entry = layers[mod_name] = {"type": kind, "dense": 0, "params": 0, "kept": 0}
+            dense = getattr(module, "dense_params", None)
+            if isinstance(dense, int) and hasattr(module, "kept_params"):
+                entry["dense"] = dense  # tensorized: counts the dense matrix it replaces
+        mask = _mask_module(module, pname)
+        entry["params"] += p.numel()
+        entry["kept"] += p.numel() if mask is None else int(mask.mask.sum())
+        if not hasattr(module, "kept_params"):
+            entry["dense"] += p.numel()
+    biases = norm = other = 0
+    for _, module, pname, p in _all_parameters(model):
+        if id(p) in weight_ids:
+            continue
+        if isinstance(module, _NORM_TYPES):
+            norm += p.numel()
+        elif "bias" in pname:
+            biases += p.numel()
+        else:
+            other += p.numel()
+    return {
+        "layers": layers,
+        "dense": sum(e["dense"] for e in layers.values()),
+        "params": sum(e["params"] for e in layers.values()),
+        "kept": sum(e["kept"] for e in layers.values()),
+        "biases": biases,
+        "norm": norm,
+        "other": other,
+    }
