@@ -1,4 +1,4 @@
-"""Cost of planning a contraction: uncached (every lru cache of tedepr.contraction cleared) vs cached.
+"""Cost of planning a contraction: uncached (tedepr.contraction's lru caches cleared) vs cached.
 
 Layer: a 5-core TT-matrix, in_modes (4,4,4,4,4), out_modes (4,4,4,4,4) (a 1024 x 1024 weight),
 rank 8, batch 64. For each strategy, prints the median time of one ``plan_contraction`` call in
@@ -30,7 +30,7 @@ CACHED_CALLS = 2000
 
 
 def clear_plan_caches() -> list[str]:
-    """Clear every lru cache of tedepr.contraction (``_plan`` and the per-layer/reconstruct caches)."""
+    """Clear every lru cache of tedepr.contraction (``_plan``, per-layer and reconstruct plans)."""
     cleared = []
     for name in sorted(vars(contraction)):
         obj = getattr(contraction, name)

@@ -1,11 +1,11 @@
 """Shared fixtures for the core property tests.
 
-* ``xp``: an array namespace, parametrised over NumPy (through array_api_compat), array_api_strict,
-  PyTorch (array_api_compat.torch) and JAX (jax.numpy). A library that is not installed shows up as a
-  SKIP with its reason, never as a silent pass.
+* ``xp``: an array namespace, parametrised over NumPy (through array_api_compat),
+  array_api_strict, PyTorch (array_api_compat.torch) and JAX (jax.numpy). A library that is not
+  installed shows up as a SKIP with its reason, never as a silent pass.
 * JAX float64 is enabled for this test session only (the library itself never touches it).
-* Hypothesis profiles ``dev`` (fast) and ``ci`` (derandomised), chosen by ``HYPOTHESIS_PROFILE``, else
-  ``ci`` when ``CI`` is set, else ``dev``.
+* Hypothesis profiles ``dev`` (fast) and ``ci`` (derandomised), chosen by ``HYPOTHESIS_PROFILE``,
+  else ``ci`` when ``CI`` is set, else ``dev``.
 * Conversion helpers, `assert_close` (namespace, dtype, shape, then relative error), and the
   `factorized_specs` strategy: one drawn NumPy spec feeds both tedepr and the NumPy reference.
 """
@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import math
 import os
 import sys
@@ -29,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the tests run from a checkout, installed or not
     sys.path.insert(0, str(REPO))
 
-# Float64 tolerance is far above rounding (~1e-15) and far below any convention bug (O(1)); float32's
-# is ~100x its unit roundoff, enough for the small shapes drawn here.
+# Float64's tolerance is far above rounding (~1e-15) and far below any convention bug (O(1));
+# float32's is ~100x its unit roundoff, enough for the small shapes drawn here.
 RTOL = {"float64": 1e-10, "float32": 1e-5}
 DTYPES = ("float32", "float64")
 FORMATS = ("tt", "tr", "tucker", "cp")
@@ -46,10 +45,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 
 def pytest_configure(config):
     # SciPy's convention: x64 inside the test session only, before any JAX array exists.
-    if importlib.util.find_spec("jax") is not None:
+    try:
         import jax
-
-        jax.config.update("jax_enable_x64", True)
+    except ImportError:  # the jax-marked tests skip themselves with the reason
+        return
+    jax.config.update("jax_enable_x64", True)
 
 
 # ----------------------------------------------------------------------------- namespaces
@@ -81,19 +81,24 @@ def xp(request):
     return namespace(request.param)
 
 
-def examples(xp, n: int | None = None) -> int:
-    """Hypothesis examples for a test on ``xp``: ``n`` (default: the profile's), an eighth for JAX.
+def examples(xp, n: int | None = None, jax: int | None = None) -> int:
+    """Hypothesis examples for a test on ``xp``: ``n`` (default: the profile's); for JAX ``jax``
+    (default: an eighth of ``n``, at least 2).
 
     JAX compiles every primitive for every new shape (~20 ms each), so one drawn example costs it
-    about a second; its shapes are drawn from the same strategies, only fewer of them (at least 2).
+    about a second (several for a decomposition); its shapes come from the same strategies, only
+    fewer of them.
     """
     n = settings.default.max_examples if n is None else n
-    return max(2, n // 8) if lib_name(xp) == "jax" else n
+    if lib_name(xp) != "jax":
+        return n
+    return max(2, n // 8) if jax is None else jax
 
 
-def check_examples(xp, check, *, n: int | None = None, **strategies) -> None:
-    """Run ``check(**drawn)`` as a hypothesis test on ``examples(xp, n)`` examples of ``strategies``."""
-    settings(max_examples=examples(xp, n))(given(**strategies)(check))()
+def check_examples(xp, check, *, n: int | None = None, jax: int | None = None,
+                   **strategies) -> None:
+    """Run ``check(**drawn)`` as a hypothesis test on ``examples(xp, n, jax)`` drawn examples."""
+    settings(max_examples=examples(xp, n, jax))(given(**strategies)(check))()
 
 
 def lib_name(xp) -> str:
@@ -114,7 +119,7 @@ def to_xp(xp, a: np.ndarray, dtype: str, *, device=None):
 
 
 def to_numpy(a) -> np.ndarray:
-    """Any array as a NumPy array (torch: detached, on the CPU; array_api_strict: moved to its CPU)."""
+    """Any array as a NumPy array (torch: detached, on the CPU; array_api_strict: to its CPU)."""
     mod = type(a).__module__.split(".")[0]
     if mod == "torch":
         return a.detach().cpu().numpy()
@@ -127,7 +132,7 @@ def to_numpy(a) -> np.ndarray:
 
 
 def rounded(a: np.ndarray, dtype: str) -> np.ndarray:
-    """``a`` rounded to ``dtype`` and back to float64: the exact input the library sees, for the oracle."""
+    """``a`` rounded to ``dtype``, in float64: the exact input the library sees (for the oracle)."""
     return np.asarray(a, dtype=np.dtype(dtype)).astype(np.float64)
 
 
@@ -143,10 +148,10 @@ def rel_error(actual, expected) -> float:
 
 
 def assert_close(actual, expected, dtype: str, *, xp, device=None, rtol=None):
-    """Check that ``actual`` is an ``xp`` array of ``dtype`` and ``expected``'s shape, then its values.
+    """Check that ``actual`` is an ``xp`` array of ``dtype`` and ``expected``'s shape, then values.
 
     ``expected`` is a float64 NumPy array; the relative error `rel_error` must be at most
-    ``RTOL[dtype]`` (1e-10 for float64, 1e-5 for float32). ``device``: also check the array's device.
+    ``RTOL[dtype]`` (1e-10 for float64, 1e-5 for float32). ``device``: also check the device.
     """
     import array_api_compat
 
@@ -170,8 +175,8 @@ def assert_close(actual, expected, dtype: str, *, xp, device=None, rtol=None):
 class Spec:
     """A factorised matrix drawn as NumPy float64 cores, in ``Factorized.cores`` order.
 
-    ``ranks`` follow tedepr.shapes (TT/TR ``(r_0..r_d)``, Tucker one per mode with ``None`` for a mode
-    without factor, CP ``(R,)``); ``factored`` is Tucker's per-mode flag (None for other formats).
+    ``ranks`` follow tedepr.shapes (TT/TR ``(r_0..r_d)``, Tucker one per mode with ``None`` for a
+    mode without factor, CP ``(R,)``); ``factored`` is Tucker's per-mode flag (None otherwise).
     """
 
     format: str
@@ -201,7 +206,7 @@ class Spec:
         return cores[0], [next(it) if f else None for f in self.factored]
 
     def build(self, xp, dtype: str, cores=None, *, device=None):
-        """The tedepr object, with ``cores`` (NumPy or ``xp`` arrays; default ours) in ``xp``/``dtype``."""
+        """The tedepr object with ``cores`` (NumPy or ``xp`` arrays; default ours) in ``xp``."""
         import tedepr
 
         cores = self.cores if cores is None else cores
@@ -230,9 +235,11 @@ def spec_from_seed(format, in_modes, out_modes, ranks, seed) -> Spec:
 
 
 @st.composite
-def factorized_specs(draw, formats=FORMATS, max_modes: int = 3, max_mode: int = 4, max_rank: int = 3):
-    """A random factorised matrix: format, 1..``max_modes`` modes per side (equal for TT/TR), mode sizes
-    1..``max_mode``, ranks 1..``max_rank`` valid for tedepr.shapes, Tucker with some factors None."""
+def factorized_specs(draw, formats=FORMATS, max_modes: int = 3, max_mode: int = 4,
+                     max_rank: int = 3):
+    """A random factorised matrix: format, 1..``max_modes`` modes per side (equal for TT/TR), mode
+    sizes 1..``max_mode``, ranks 1..``max_rank`` valid for tedepr.shapes, Tucker with some factors
+    None; the cores are standard normal NumPy float64 arrays from a drawn seed."""
     fmt = draw(st.sampled_from(formats))
     p = draw(st.integers(1, max_modes))
     q = p if fmt in ("tt", "tr") else draw(st.integers(1, max_modes))
@@ -242,7 +249,7 @@ def factorized_specs(draw, formats=FORMATS, max_modes: int = 3, max_mode: int = 
     rank = st.integers(1, max_rank)
     if fmt == "tt":
         sizes = [n * m for n, m in zip(in_modes, out_modes)]
-        # bond k splits the network into cores < k and >= k: its rank cannot usefully exceed either side
+        # bond k splits the network into cores < k and >= k: its rank cannot usefully exceed either
         caps = [min(math.prod(sizes[:k]), math.prod(sizes[k:]), max_rank) for k in range(1, p)]
         ranks = (1,) + tuple(draw(st.integers(1, c)) for c in caps) + (1,)
     elif fmt == "tr":
@@ -261,6 +268,6 @@ def factorized_specs(draw, formats=FORMATS, max_modes: int = 3, max_mode: int = 
 
 
 def draw_array(draw, shape, *, scale: float = 1.0) -> np.ndarray:
-    """A standard-normal float64 array of ``shape`` from a drawn seed (NumPy input for both sides)."""
+    """A standard-normal float64 array of ``shape`` from a drawn seed (input for both sides)."""
     seed = draw(st.integers(0, 2**32 - 1))
     return scale * np.random.default_rng(seed).standard_normal(shape)

@@ -115,8 +115,8 @@ def _array_device(a):
 def expected_grads(spec, x, g, cores):
     """Exact gradients of ``L = Σ g ⊙ (x @ W(cores))`` with respect to every core, in NumPy.
 
-    ``∂L/∂W = x2ᵀ g2`` (leading dims flattened). Every format is linear in each core separately, so
-    ``∂L/∂G_k[j] = ⟨∂L/∂W, W(G_k := e_j)⟩`` with ``W`` from the loop reconstruction of the reference.
+    ``∂L/∂W = x2ᵀ g2`` (leading dims flattened). Every format is linear in each core separately,
+    so ``∂L/∂G_k[j] = ⟨∂L/∂W, W(G_k := e_j)⟩``, ``W`` from the reference's loop reconstruction.
     """
     dl_dw = x.reshape(-1, spec.n_in).T @ g.reshape(-1, spec.n_out)
     grads = []

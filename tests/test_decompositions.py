@@ -1,5 +1,6 @@
-"""Decompositions: exactness at full rank, a-priori error bounds, agreement with the textbook reference
-(loop TT-SVD, HOSVD), HOOI never worse than HOSVD, CP-ALS recovering an exact CP tensor, conv kernels."""
+"""Decompositions: exactness at full rank, a-priori error bounds, agreement with the textbook
+reference (loop TT-SVD, HOSVD), HOOI never worse than HOSVD, CP-ALS recovering an exact CP tensor,
+conv kernels."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def test_full_rank_decompositions_reproduce_the_input(xp):
         measured = frobenius(reference_dense(f) - expected) / frobenius(expected)
         assert f.error <= RTOL[dtype] and abs(f.error - measured) <= RTOL[dtype]
 
-    check_examples(xp, check, case=full_rank_cases(), dtype=st.sampled_from(DTYPES))
+    check_examples(xp, check, jax=3, case=full_rank_cases(), dtype=st.sampled_from(DTYPES))
 
 
 # ----------------------------------------------------------------------------- TT-SVD
@@ -107,8 +108,8 @@ def test_tt_svd_bound_and_reference(xp):
         if rtol is not None and all(r < c for r, c in zip(f.ranks[1:-1], ranks[1:-1])):
             assert f.error <= rtol * (1 + 1e-9)  # no cap was binding: the target is met
 
-    check_examples(xp, check, case=matrices(min_modes=2, min_mode=2), max_rank=st.integers(1, 4),
-                   rtol=st.none() | st.sampled_from((0.05, 0.3, 0.6)))
+    check_examples(xp, check, jax=3, case=matrices(min_modes=2, min_mode=2),
+                   max_rank=st.integers(1, 4), rtol=st.none() | st.sampled_from((0.05, 0.3, 0.6)))
 
 
 # ----------------------------------------------------------------------------- TR-SVD
@@ -124,8 +125,8 @@ def test_tr_svd_bound(xp):
         assert_close(f.to_dense(), reference_dense(f), "float64", xp=xp)
 
     # modes >= 2 keep the first unfolding's rank >= 4 >= r_0 (a larger r_0 is a documented error)
-    check_examples(xp, check, case=matrices(min_modes=2, min_mode=2), r0=st.integers(1, 2),
-                   interior=st.integers(1, 4))
+    check_examples(xp, check, jax=3, case=matrices(min_modes=2, min_mode=2),
+                   r0=st.integers(1, 2), interior=st.integers(1, 4))
 
 
 # ----------------------------------------------------------------------------- Tucker
@@ -156,7 +157,7 @@ def test_hosvd_bound_and_reference(xp):
         assert err <= bound * (1 + 1e-9) + BOUND_SLACK * frobenius(w)  # De Lathauwer et al. 2000
         assert math.isclose(f.error, err / frobenius(w), rel_tol=1e-9, abs_tol=1e-13)
 
-    check_examples(xp, check, case=tucker_cases())
+    check_examples(xp, check, jax=3, case=tucker_cases())
 
 
 def test_hooi_is_never_worse_than_hosvd(xp):
@@ -177,7 +178,7 @@ def test_hooi_is_never_worse_than_hosvd(xp):
                 u = to_numpy(u)
                 np.testing.assert_allclose(u.T @ u, np.eye(u.shape[1]), atol=1e-12)
 
-    check_examples(xp, check, n=15, case=tucker_cases())
+    check_examples(xp, check, n=15, jax=2, case=tucker_cases())
 
 
 # ----------------------------------------------------------------------------- CP-ALS
@@ -213,7 +214,7 @@ def test_cp_als_recovers_an_exact_cp_tensor(xp):
         measured = frobenius(reference_dense(f) - w) / frobenius(w)
         assert measured <= RTOL["float64"] and abs(f.error - measured) <= RTOL["float64"]
 
-    check_examples(xp, check, n=15, case=exact_cp_tensors())
+    check_examples(xp, check, n=15, jax=2, case=exact_cp_tensors())
 
 
 # ----------------------------------------------------------------------------- conv kernels
@@ -239,5 +240,5 @@ def test_decompose_conv_full_rank_reproduces_the_kernel(xp):
             assert f.ranks[1] is None  # Tucker-2: the spatial mode stays in the core
         assert rel_error(f.to_kernel(), expected) <= RTOL[dtype]
 
-    check_examples(xp, check, kernel=kernels(), fmt=st.sampled_from(("tt", "tucker")),
+    check_examples(xp, check, jax=3, kernel=kernels(), fmt=st.sampled_from(("tt", "tucker")),
                    dtype=st.sampled_from(DTYPES))

@@ -1,4 +1,4 @@
-"""Formats against the NumPy reference: dense reconstruction, parameter counts, ranks, conv kernels."""
+"""Formats against the NumPy reference: dense reconstruction, parameter counts, ranks, kernels."""
 
 from __future__ import annotations
 

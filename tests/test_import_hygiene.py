@@ -50,7 +50,7 @@ BLOCKED = ("torch", "jax", "jaxlib")
 class _Blocker:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked for this test)", name=name)
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)", name=name)
         return None
 
 

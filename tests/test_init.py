@@ -1,4 +1,4 @@
-"""Exact variance-preserving initialisation (docs/method.md §3), checked empirically over many draws.
+"""Exact variance-preserving initialisation (docs/method.md §3), checked empirically.
 
 The reconstructed weight's empirical std, pooled over 1000 seeded draws, must be within 3% of the
 target. Each check also verifies its own power: the standard error of the estimate (from the spread
@@ -81,7 +81,8 @@ def test_named_init_std_empirically(init):
     check_std(lambda seed: tedepr.random_factorized("tt", init=init, seed=seed, **kw), target)
 
 
-CONV_CASES = {  # (C_in, C_out, kernel, rank, options); two channel modes keep every TT/TR core large
+# (C_in, C_out, kernel, rank, options); two channel modes keep every TT/TR core large
+CONV_CASES = {
     "tt": (16, 16, 3, 8, dict(d=2)),
     "tr": (16, 16, 3, 4, dict(d=2)),
     "tucker": (32, 32, 3, 8, {}),

@@ -74,7 +74,7 @@ def test_max_tt_ranks(modes):
 
 
 def independent_uniform(fmt, r, in_modes, out_modes, factored=None):
-    """The uniform ranks an int ``r`` means (TensorLy conventions, capped where the modes allow less)."""
+    """The uniform ranks an int ``r`` means (capped where modes allow less)."""
     if fmt == "tt":
         return tuple(min(r, c) if 0 < k < len(in_modes) else 1
                      for k, c in enumerate(independent_tt_caps(in_modes, out_modes)))

@@ -1,4 +1,5 @@
-"""PyTorch tensorized layers and tensorize(), checked against the NumPy reference and torch's own layers."""
+"""PyTorch tensorized layers and tensorize(), checked against the NumPy reference and torch's own
+layers."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
@@ -92,10 +95,15 @@ def test_linear_matches_reference_float32(format):
     assert rel(y, expected) <= 1e-5
 
 
-@pytest.mark.parametrize("format,in_modes,out_modes", [
-    ("tucker", (4, 6), (30,)), ("cp", (2, 3, 4), (5, 6)), ("tt", (2, 12), (6, 5)),
-    ("tr", (4, 6), (5, 6)),
-])
+@pytest.mark.parametrize(
+    "format,in_modes,out_modes",
+    [
+        ("tucker", (4, 6), (30,)),
+        ("cp", (2, 3, 4), (5, 6)),
+        ("tt", (2, 12), (6, 5)),
+        ("tr", (4, 6), (5, 6)),
+    ],
+)
 def test_linear_explicit_modes(format, in_modes, out_modes):
     torch.manual_seed(2)
     layer = linear_class(format)(24, 30, 2, in_modes, out_modes, bias=False, dtype=torch.float64)
@@ -114,8 +122,13 @@ def test_linear_structure_and_repr():
     assert layer.kept_params == layer.num_params
     assert layer.ranks == (1, 3, 3, 1)
     text = repr(layer)
-    for part in ("format='tt'", "in_modes=(4, 3, 2)", "ranks=(1, 3, 3, 1)", "kept=153/153",
-                 "compression=4.7x"):
+    for part in (
+        "format='tt'",
+        "in_modes=(4, 3, 2)",
+        "ranks=(1, 3, 3, 1)",
+        "kept=153/153",
+        "compression=4.7x",
+    ):
         assert part in text
     assert layer.weight.shape == (30, 24)
     assert rel(layer.weight.T, ref_matrix(layer)) <= 1e-5
@@ -164,16 +177,21 @@ def test_linear_exact_init_std(format):
     # Target: nn.Linear's default, std 1/sqrt(3 * fan_in). 300 independent layers pooled; a bias of
     # sqrt(prod r) (the tltorch bug) would be off by a factor >= 2.
     expected = 1 / math.sqrt(3 * 64)
-    got = _empirical_std(lambda s: linear_class(format)(64, 64, rank=4, d=2, seed=s,
-                                                        dtype=torch.float64).dense_weight(), 300)
+    got = _empirical_std(
+        lambda s: linear_class(format)(
+            64, 64, rank=4, d=2, seed=s, dtype=torch.float64
+        ).dense_weight(),
+        300,
+    )
     assert abs(got / expected - 1) < 0.05, (got, expected)
 
 
 def test_conv_exact_init_std():
     # fan_in = C_in/groups * kh * kw = 4 * 3 * 3
     expected = 1 / math.sqrt(3 * 36)
-    got = _empirical_std(lambda s: TRConv2d(8, 8, 3, groups=2, rank=3, seed=s,
-                                            dtype=torch.float64).kernel(), 400)
+    got = _empirical_std(
+        lambda s: TRConv2d(8, 8, 3, groups=2, rank=3, seed=s, dtype=torch.float64).kernel(), 400
+    )
     assert abs(got / expected - 1) < 0.05, (got, expected)
 
 
@@ -182,7 +200,7 @@ def test_linear_init_reproducible_under_manual_seed():
     a = TTLinear(24, 30, rank=3)
     torch.manual_seed(7)
     b = TTLinear(24, 30, rank=3)
-    for p, q in zip(a.parameters(), b.parameters()):
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)
 
 
@@ -242,13 +260,22 @@ CONV_CONFIGS = [
 def _strategies(format, groups):
     if groups != 1:
         return ["auto", "reconstruct"]
-    return ["auto", "reconstruct", "unfold"] + (["factorized"] if format in ("tucker", "cp") else [])
+    return ["auto", "reconstruct", "unfold"] + (
+        ["factorized"] if format in ("tucker", "cp") else []
+    )
 
 
 def _conv_reference(layer, x):
     kernel = ref.matrix_to_kernel(ref_matrix(layer), layer.kernel_size)
-    return ref.conv2d_reference(np64(x), kernel, layer.stride, layer.padding, layer.dilation,
-                                layer.groups, None if layer.bias is None else np64(layer.bias))
+    return ref.conv2d_reference(
+        np64(x),
+        kernel,
+        layer.stride,
+        layer.padding,
+        layer.dilation,
+        layer.groups,
+        None if layer.bias is None else np64(layer.bias),
+    )
 
 
 @pytest.mark.parametrize("format", FORMATS)
@@ -282,8 +309,9 @@ def test_conv_matches_reference_float32(format):
 def test_conv_gradients_reach_every_core(format):
     for strategy in _strategies(format, 1):
         torch.manual_seed(21)
-        layer = conv_class(format)(4, 6, 3, padding=1, rank=2, strategy=strategy,
-                                   dtype=torch.float64)
+        layer = conv_class(format)(
+            4, 6, 3, padding=1, rank=2, strategy=strategy, dtype=torch.float64
+        )
         layer(torch.randn(2, 4, 5, 5, dtype=torch.float64)).pow(2).sum().backward()
         for name, p in layer.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, (strategy, name)
@@ -339,21 +367,29 @@ def test_conv_bad_arguments():
     with pytest.raises(ValueError, match="TT/TR convolutions only"):
         TuckerConv2d(4, 6, 3, d=2)
     with pytest.raises(ValueError, match=r"\(N, 4, H, W\)"):
-        TTConv2d(4, 6, 3)(torch.randn(1, 5, 8, 8))
+        TTConv2d(4, 6, 3, rank=2)(torch.randn(1, 5, 8, 8))
 
 
 # ----------------------------------------------------------------------------- LSTM / GRU
 def _dense_rnn_like(layer, cls):
     """A torch RNN holding ``layer``'s reconstructed weights."""
-    rnn = cls(layer.input_size, layer.hidden_size, layer.num_layers, bias=layer.bias,
-              batch_first=layer.batch_first, dtype=torch.float64)
+    rnn = cls(
+        layer.input_size,
+        layer.hidden_size,
+        layer.num_layers,
+        bias=layer.bias,
+        batch_first=layer.batch_first,
+        dtype=torch.float64,
+    )
     with torch.no_grad():
         for k in range(layer.num_layers):
             rnn.get_parameter(f"weight_ih_l{k}").copy_(
-                getattr(layer, f"weight_ih_l{k}").dense_weight().T)
+                getattr(layer, f"weight_ih_l{k}").dense_weight().T
+            )
             hh = getattr(layer, f"weight_hh_l{k}")
             rnn.get_parameter(f"weight_hh_l{k}").copy_(
-                hh.dense_weight().T if isinstance(hh, TensorizedLayer) else hh)
+                hh.dense_weight().T if isinstance(hh, TensorizedLayer) else hh
+            )
             if layer.bias:
                 rnn.get_parameter(f"bias_ih_l{k}").copy_(getattr(layer, f"bias_ih_l{k}"))
                 rnn.get_parameter(f"bias_hh_l{k}").copy_(getattr(layer, f"bias_hh_l{k}"))
@@ -364,8 +400,15 @@ def _dense_rnn_like(layer, cls):
 @pytest.mark.parametrize("tensorize_hidden", [False, True])
 def test_lstm_matches_nn_lstm(format, tensorize_hidden):
     torch.manual_seed(30)
-    layer = TensorizedLSTM(12, 6, num_layers=2, format=format, rank=2,
-                           tensorize_hidden=tensorize_hidden, dtype=torch.float64)
+    layer = TensorizedLSTM(
+        12,
+        6,
+        num_layers=2,
+        format=format,
+        rank=2,
+        tensorize_hidden=tensorize_hidden,
+        dtype=torch.float64,
+    )
     dense = _dense_rnn_like(layer, nn.LSTM)
     x = torch.randn(5, 3, 12, dtype=torch.float64)
     hx = (torch.randn(2, 3, 6, dtype=torch.float64), torch.randn(2, 3, 6, dtype=torch.float64))
@@ -403,8 +446,16 @@ def test_lstm_batch_first_float32_and_gradients():
 @pytest.mark.parametrize("format", ["tt", "cp"])
 def test_gru_matches_nn_gru(format):
     torch.manual_seed(32)
-    layer = TensorizedGRU(12, 6, num_layers=2, format=format, rank=2, batch_first=True,
-                          tensorize_hidden=format == "cp", dtype=torch.float64)
+    layer = TensorizedGRU(
+        12,
+        6,
+        num_layers=2,
+        format=format,
+        rank=2,
+        batch_first=True,
+        tensorize_hidden=format == "cp",
+        dtype=torch.float64,
+    )
     dense = _dense_rnn_like(layer, nn.GRU)
     x = torch.randn(3, 5, 12, dtype=torch.float64)
     h0 = torch.randn(2, 3, 6, dtype=torch.float64)
@@ -417,8 +468,12 @@ def test_lstm_from_dense_full_rank_and_errors():
     torch.manual_seed(33)
     dense = nn.LSTM(12, 6, num_layers=2, dtype=torch.float64)
     layer = TensorizedLSTM.from_dense(dense, "tt", rank=None, tensorize_hidden=True)
-    assert set(layer.decomposition_error) == {"weight_ih_l0", "weight_hh_l0", "weight_ih_l1",
-                                              "weight_hh_l1"}
+    assert set(layer.decomposition_error) == {
+        "weight_ih_l0",
+        "weight_hh_l0",
+        "weight_ih_l1",
+        "weight_hh_l1",
+    }
     assert max(layer.decomposition_error.values()) <= 1e-12
     x = torch.randn(4, 2, 12, dtype=torch.float64)
     assert rel(layer(x)[0], dense(x)[0]) <= 1e-10
@@ -426,7 +481,7 @@ def test_lstm_from_dense_full_rank_and_errors():
         TensorizedLSTM.from_dense(nn.LSTM(12, 6, bidirectional=True))
     with pytest.raises(TypeError, match="PackedSequence"):
         packed = nn.utils.rnn.pack_padded_sequence(torch.randn(4, 2, 12), [4, 3])
-        TensorizedLSTM(12, 6)(packed)
+        TensorizedLSTM(12, 6, rank=2)(packed)
     with pytest.raises(ValueError, match="format must be one of"):
         TensorizedLSTM(12, 6, format="ttt")
 
@@ -434,8 +489,12 @@ def test_lstm_from_dense_full_rank_and_errors():
 def test_lstm_default_init_matches_torch_std():
     # nn.LSTM draws U(-1/sqrt(H), 1/sqrt(H)): std 1/sqrt(3H), for the tensorized map too.
     expected = 1 / math.sqrt(3 * 16)
-    got = _empirical_std(lambda s: TensorizedLSTM(16, 16, rank=4, seed=s, dtype=torch.float64)
-                         .weight_ih_l0.dense_weight(), 200)
+    got = _empirical_std(
+        lambda s: TensorizedLSTM(
+            16, 16, rank=4, seed=s, dtype=torch.float64
+        ).weight_ih_l0.dense_weight(),
+        200,
+    )
     assert abs(got / expected - 1) < 0.05
 
 
@@ -466,8 +525,9 @@ def _randomise_biases(module):
 def test_mha_matches_nn_mha(format, batch_first):
     torch.manual_seed(40)
     e, h, n, tgt, src = 12, 3, 2, 4, 5
-    layer = TensorizedMultiheadAttention(e, h, format=format, rank=2, batch_first=batch_first,
-                                         dtype=torch.float64)
+    layer = TensorizedMultiheadAttention(
+        e, h, format=format, rank=2, batch_first=batch_first, dtype=torch.float64
+    )
     _randomise_biases(layer)
     mha = nn.MultiheadAttention(e, h, batch_first=batch_first, dtype=torch.float64)
     _load_mha(layer, mha)
@@ -503,8 +563,9 @@ def test_mha_matches_nn_mha(format, batch_first):
 
 def test_mha_kdim_vdim_causal_unbatched():
     torch.manual_seed(41)
-    layer = TensorizedMultiheadAttention(12, 2, format="tt", rank=2, kdim=8, vdim=10,
-                                         dtype=torch.float64)
+    layer = TensorizedMultiheadAttention(
+        12, 2, format="tt", rank=2, kdim=8, vdim=10, dtype=torch.float64
+    )
     _randomise_biases(layer)
     mha = nn.MultiheadAttention(12, 2, kdim=8, vdim=10, dtype=torch.float64)
     _load_mha(layer, mha)
@@ -522,6 +583,28 @@ def test_mha_kdim_vdim_causal_unbatched():
         layer(q, k, v, attn_mask=torch.zeros(3, 4, dtype=torch.bool))
 
 
+def test_attention_float32_and_gradients():
+    torch.manual_seed(45)
+    layer = TensorizedTransformerEncoderLayer(
+        12, 3, dim_feedforward=20, dropout=0.0, batch_first=True, format="cp", rank=3
+    )
+    _randomise_biases(layer)
+    dense = nn.TransformerEncoderLayer(12, 3, dim_feedforward=20, dropout=0.0, batch_first=True)
+    _load_mha(layer.self_attn, dense.self_attn)
+    with torch.no_grad():
+        for name in ("linear1", "linear2"):
+            getattr(dense, name).weight.copy_(getattr(layer, name).dense_weight().T)
+            getattr(dense, name).bias.copy_(getattr(layer, name).bias)
+        for name in ("norm1", "norm2"):
+            getattr(dense, name).load_state_dict(getattr(layer, name).state_dict())
+    x = torch.randn(2, 5, 12)
+    y = layer(x)
+    assert y.dtype == torch.float32 and rel(y, dense(x)) <= 1e-5
+    y.pow(2).sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
 def test_mha_from_dense_full_rank():
     torch.manual_seed(42)
     mha = nn.MultiheadAttention(12, 3, batch_first=True, dtype=torch.float64)
@@ -535,21 +618,39 @@ def test_mha_from_dense_full_rank():
 def test_mha_init_matches_torch_default_std():
     # Xavier-uniform on the packed (3E, E) input projection: std sqrt(2 / (4E)).
     e = 16
-    got = _empirical_std(lambda s: TensorizedMultiheadAttention(e, 2, rank=4, seed=s,
-                                                                dtype=torch.float64)
-                         .q_proj.dense_weight(), 200)
+    got = _empirical_std(
+        lambda s: TensorizedMultiheadAttention(
+            e, 2, rank=4, seed=s, dtype=torch.float64
+        ).q_proj.dense_weight(),
+        200,
+    )
     assert abs(got / math.sqrt(2 / (4 * e)) - 1) < 0.05
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_encoder_layer_matches_nn(norm_first):
     torch.manual_seed(43)
-    layer = TensorizedTransformerEncoderLayer(12, 3, dim_feedforward=20, dropout=0.0,
-                                              batch_first=True, norm_first=norm_first, format="tr",
-                                              rank=2, dtype=torch.float64)
+    layer = TensorizedTransformerEncoderLayer(
+        12,
+        3,
+        dim_feedforward=20,
+        dropout=0.0,
+        batch_first=True,
+        norm_first=norm_first,
+        format="tr",
+        rank=2,
+        dtype=torch.float64,
+    )
     _randomise_biases(layer)
-    dense = nn.TransformerEncoderLayer(12, 3, dim_feedforward=20, dropout=0.0, batch_first=True,
-                                       norm_first=norm_first, dtype=torch.float64)
+    dense = nn.TransformerEncoderLayer(
+        12,
+        3,
+        dim_feedforward=20,
+        dropout=0.0,
+        batch_first=True,
+        norm_first=norm_first,
+        dtype=torch.float64,
+    )
     _load_mha(layer.self_attn, dense.self_attn)
     with torch.no_grad():
         for name in ("linear1", "linear2"):
@@ -616,9 +717,15 @@ def test_tensorize_replaces_expected_layers_and_leaves_original():
 def test_tensorize_include_exclude_overrides_layers():
     model = _Net()
     with pytest.warns(UserWarning, match="leaves small dense.*65 weights"):
-        new = tensorize(model, "tt", rank=4, min_params=0, layers=("linear", "conv2d"),
-                        exclude=["head"], overrides={"conv": {"format": "tucker", "rank": 3},
-                                                     "fc*": {"format": "cp", "seed": 1}})
+        new = tensorize(
+            model,
+            "tt",
+            rank=4,
+            min_params=0,
+            layers=("linear", "conv2d"),
+            exclude=["head"],
+            overrides={"conv": {"format": "tucker", "rank": 3}, "fc*": {"format": "cp", "seed": 1}},
+        )
     assert isinstance(new.conv, TuckerConv2d) and new.conv.ranks == (3, None, 3)
     assert type(new.fc1).__name__ == "CPLinear"
     assert type(new.small) is nn.Conv2d  # a rank-4 TT of a 16x4 1x1 conv is not smaller
@@ -636,8 +743,9 @@ def test_tensorize_decompose_exact_low_rank_weights_reproduce_model():
             lin = model[k]
             low = TTLinear(lin.in_features, lin.out_features, rank=2, dtype=torch.float64)
             lin.weight.copy_(low.dense_weight().T)
-    new = tensorize(model, "tt", rank=8, min_params=0, decompose=True,
-                    overrides={"*": {"rtol": 1e-12}})
+    new = tensorize(
+        model, "tt", rank=None, min_params=0, decompose=True, overrides={"*": {"rtol": 1e-12}}
+    )
     assert all(isinstance(m, TTLinear) for m in (new[0], new[2]))
     assert max(new[0].ranks) == 2 and new[0].decomposition_error <= 1e-12
     x = torch.randn(4, 24, dtype=torch.float64)
@@ -656,8 +764,11 @@ def test_tensorize_shared_module_stays_shared_and_training_mode_kept():
 def test_tensorize_root_module_and_transformer_encoder():
     root = tensorize(nn.Linear(32, 32), "cp", rank=2, min_params=0)
     assert type(root).__name__ == "CPLinear"
-    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True),
-                                num_layers=2, enable_nested_tensor=True)
+    enc = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True),
+        num_layers=2,
+        enable_nested_tensor=True,
+    )
     new = tensorize(enc, "tt", rank=2, min_params=0)
     assert isinstance(new.layers[0].self_attn, TensorizedMultiheadAttention)
     assert isinstance(new.layers[1].linear2, TTLinear)

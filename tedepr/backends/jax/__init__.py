@@ -1,1 +1,66 @@
-"""The JAX backend: tensorized layers as pure functions over pytrees, models, masks, training, scoring."""
+"""The JAX backend: tensorized layers as pure ``init``/``apply`` functions over pytrees, the model zoo,
+`tensorize`, masks, an optax training loop with checkpoints and data parallelism, and the
+`ScoringProblem` for the pruning core.
+
+Every layer is a small frozen dataclass of static configuration::
+
+    layer = TTLinear(784, 300, rank=8)
+    params = layer.init(jax.random.key(0))          # {"cores": (G_1, ..., G_d), "bias": b}
+    y = jax.jit(layer.apply)(params, x)             # x (..., 784) -> (..., 300)
+
+Importing this package imports jax and optax; ``import tedepr`` alone never does. Nothing here changes
+JAX's global configuration (float64 is used only inside a local `jax.enable_x64` context for SynFlow).
+"""
+
+from .attention import (
+    MultiheadAttention,
+    TensorizedMultiheadAttention,
+    TensorizedTransformerEncoderLayer,
+    TransformerEncoderLayer,
+    scaled_dot_product_attention,
+)
+from .compress import CompressionResult, build_report, compress, score
+from .conv import CONV_PATHS, Conv2d, CPConv2d, TensorizedConv2d, TRConv2d, TTConv2d, TuckerConv2d, conv2d
+from .layers import (
+    BatchNorm,
+    CPLinear,
+    Dense,
+    LayerNorm,
+    TensorizedLinear,
+    TRLinear,
+    TTLinear,
+    TuckerLinear,
+)
+from .masking import (
+    apply_masks,
+    count_kept,
+    flatten_masks,
+    normalize_masks,
+    ones_masks,
+    prunable_leaves,
+    prunable_paths,
+)
+from .models import MODELS, Model, Parameter, available, get, max_pool2d
+from .recurrent import LSTM, TensorizedLSTM
+from .scoring import JaxScoringProblem
+from .tensorize import DEFAULT_MIN_PARAMS, tensorize, tensorize_layer, transfer_params
+from .training import FitResult, evaluate, fit, load_checkpoint, make_optimizer, make_train_step
+
+__all__ = [
+    # layers
+    "TTLinear", "TRLinear", "TuckerLinear", "CPLinear", "TensorizedLinear",
+    "TTConv2d", "TRConv2d", "TuckerConv2d", "CPConv2d", "TensorizedConv2d", "CONV_PATHS",
+    "TensorizedLSTM", "TensorizedMultiheadAttention", "TensorizedTransformerEncoderLayer",
+    "Dense", "Conv2d", "LSTM", "MultiheadAttention", "TransformerEncoderLayer", "LayerNorm", "BatchNorm",
+    "Parameter", "conv2d", "max_pool2d", "scaled_dot_product_attention",
+    # models
+    "Model", "MODELS", "get", "available", "tensorize", "tensorize_layer", "transfer_params",
+    "DEFAULT_MIN_PARAMS",
+    # masks
+    "prunable_paths", "prunable_leaves", "apply_masks", "normalize_masks", "flatten_masks", "ones_masks",
+    "count_kept",
+    # training
+    "fit", "evaluate", "FitResult", "make_optimizer", "make_train_step", "load_checkpoint",
+    # scoring and compression
+    "JaxScoringProblem", "compress", "score", "CompressionResult", "build_report",
+]

@@ -27,6 +27,7 @@ from .layers import (
     _check_dtype,
     _check_positive_int,
     _sub,
+    draw,
 )
 
 __all__ = [
@@ -147,8 +148,7 @@ class _XavierPacked:
     def init(self, key, dtype=jnp.float32) -> dict:
         e = self.dense.in_features
         bound = math.sqrt(6.0 / (e + 3 * e))
-        kw, kb = jax.random.split(key)
-        params = {"weight": jax.random.uniform(kw, (e, e), dtype, -bound, bound)}
+        params = {"weight": draw(key, "uniform", [(e, e)], dtype, bound)[0]}
         if self.dense.bias:
             params["bias"] = jnp.zeros((e,), dtype)
         return params

@@ -33,6 +33,7 @@ from .layers import (
     _resolve_std,
     _sub,
     core_infos,
+    draw,
     masked,
     uniform_bias,
 )
@@ -157,19 +158,17 @@ class Conv2d(_ConvConfig):
 
     def init(self, key, dtype=jnp.float32) -> dict:
         dtype = _check_dtype(dtype)
-        kw, kb = jax.random.split(key)
         fan_in = self.fan_in
-        if self.weight_init == "torch":
-            bound = 1.0 / math.sqrt(fan_in)
-            w = jax.random.uniform(kw, self.kernel_shape, dtype=dtype, minval=-bound, maxval=bound)
+        if self.weight_init == "torch":  # weight and bias share the bound 1/√fan_in: one draw
+            shapes = [self.kernel_shape, (self.out_channels,)] if self.bias else [self.kernel_shape]
+            return dict(zip(("weight", "bias"), draw(key, "uniform", shapes, dtype, 1.0 / math.sqrt(fan_in))))
+        kw, kb = jax.random.split(key)
+        fan_out = self.out_channels * self.kernel_size[0] * self.kernel_size[1]
+        if self.weight_init == "he_fan_out":
+            s = math.sqrt(2.0 / fan_out)
         else:
-            fan_out = self.out_channels * self.kernel_size[0] * self.kernel_size[1]
-            if self.weight_init == "he_fan_out":
-                s = math.sqrt(2.0 / fan_out)
-            else:
-                s = target_std(self.weight_init, fan_in, fan_out)
-            w = jax.random.normal(kw, self.kernel_shape, dtype=dtype) * jnp.asarray(s, dtype)
-        params = {"weight": w}
+            s = target_std(self.weight_init, fan_in, fan_out)
+        params = {"weight": draw(kw, "normal", [self.kernel_shape], dtype, s)[0]}
         if self.bias:
             params["bias"] = uniform_bias(kb, self.out_channels, fan_in, dtype)
         return params
@@ -283,12 +282,10 @@ class TensorizedConv2d(_ConvConfig):
     def init(self, key, dtype=jnp.float32) -> dict:
         dtype = _check_dtype(dtype)
         shapes = self.core_shapes
-        keys = jax.random.split(key, len(shapes) + 1)
-        s = jnp.asarray(self.core_std, dtype)
-        params = {"cores": tuple(jax.random.normal(k, shp, dtype=dtype) * s
-                                 for k, shp in zip(keys[:-1], shapes))}
+        kc, kb = jax.random.split(key)
+        params = {"cores": tuple(draw(kc, "normal", shapes, dtype, self.core_std))}
         if self.bias:
-            params["bias"] = uniform_bias(keys[-1], self.out_channels, self.fan_in, dtype)
+            params["bias"] = uniform_bias(kb, self.out_channels, self.fan_in, dtype)
         return params
 
     def kernel(self, params, masks=None):

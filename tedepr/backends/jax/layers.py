@@ -84,6 +84,23 @@ def _masked_cores(cores, masks):
     return tuple(masked(c, m) for c, m in zip(cores, mc))
 
 
+def draw(key, kind: str, shapes, dtype, scale=1.0):
+    """Arrays of ``shapes`` drawn with ONE random call (``kind``: ``"normal"`` N(0, scale²) or
+    ``"uniform"`` U(−scale, scale)) and split: XLA compiles each random call separately, so one call per
+    layer keeps init compilation short."""
+    sizes = [math.prod(s) for s in shapes]
+    total = sum(sizes)
+    if kind == "normal":
+        flat = jax.random.normal(key, (total,), dtype=dtype) * jnp.asarray(scale, dtype)
+    else:
+        flat = jax.random.uniform(key, (total,), dtype=dtype, minval=-scale, maxval=scale)
+    out, start = [], 0
+    for shape, size in zip(shapes, sizes):
+        out.append(jnp.reshape(flat[start:start + size], tuple(shape)))
+        start += size
+    return out
+
+
 def uniform_bias(key, n: int, fan_in: int, dtype):
     """PyTorch's default bias init ``U(−1/√fan_in, 1/√fan_in)``, shape ``(n,)``."""
     bound = 1.0 / math.sqrt(fan_in)
@@ -142,15 +159,15 @@ class Dense:
 
     def init(self, key, dtype=jnp.float32) -> dict:
         dtype = _check_dtype(dtype)
-        kw, kb = jax.random.split(key)
         shape = (self.in_features, self.out_features)
-        if self.weight_init == "torch":
-            bound = 1.0 / math.sqrt(self.in_features)
-            w = jax.random.uniform(kw, shape, dtype=dtype, minval=-bound, maxval=bound)
-        else:
-            s = target_std(self.weight_init, self.in_features, self.out_features)
-            w = jax.random.normal(kw, shape, dtype=dtype) * jnp.asarray(s, dtype)
-        params = {"weight": w}
+        bound = 1.0 / math.sqrt(self.in_features)
+        if self.weight_init == "torch":  # weight and bias share the bound: one draw
+            shapes = [shape, (self.out_features,)] if self.bias else [shape]
+            arrays = draw(key, "uniform", shapes, dtype, bound)
+            return dict(zip(("weight", "bias"), arrays))
+        kw, kb = jax.random.split(key)
+        s = target_std(self.weight_init, self.in_features, self.out_features)
+        params = {"weight": draw(kw, "normal", [shape], dtype, s)[0]}
         if self.bias:
             params["bias"] = uniform_bias(kb, self.out_features, self.in_features, dtype)
         return params
@@ -352,12 +369,10 @@ class TensorizedLinear:
     def init(self, key, dtype=jnp.float32) -> dict:
         dtype = _check_dtype(dtype)
         shapes = self.core_shapes
-        keys = jax.random.split(key, len(shapes) + 1)
-        s = jnp.asarray(self.core_std, dtype)
-        cores = tuple(jax.random.normal(k, shp, dtype=dtype) * s for k, shp in zip(keys[:-1], shapes))
-        params = {"cores": cores}
+        kc, kb = jax.random.split(key)
+        params = {"cores": tuple(draw(kc, "normal", shapes, dtype, self.core_std))}
         if self.bias:
-            params["bias"] = uniform_bias(keys[-1], self.out_features, self.in_features, dtype)
+            params["bias"] = uniform_bias(kb, self.out_features, self.in_features, dtype)
         return params
 
     def weight(self, params, masks=None):

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from ...pruning.problem import CoreInfo
 from .attention import TransformerEncoderLayer
 from .conv import Conv2d
-from .layers import BatchNorm, Dense, LayerNorm, _check_dtype
+from .layers import BatchNorm, Dense, LayerNorm, _check_dtype, draw
 from .masking import normalize_masks
 from .recurrent import LSTM
 
@@ -59,7 +59,7 @@ class Parameter:
         dtype = _check_dtype(dtype)
         if self.std == 0:
             return {"value": jnp.zeros(self.shape, dtype)}
-        return {"value": jax.random.normal(key, tuple(self.shape), dtype) * jnp.asarray(self.std, dtype)}
+        return {"value": draw(key, "normal", [tuple(self.shape)], dtype, self.std)[0]}
 
     def apply(self, params, masks=None):
         return params["value"]
@@ -159,8 +159,13 @@ class Model:
 
     # -- protocol
     def init(self, key, dtype=jnp.float32) -> dict:
-        """Parameters ``{layer name: layer params}``; each layer gets its own key (by position)."""
-        dtype = _check_dtype(dtype)
+        """Parameters ``{layer name: layer params}``; each layer gets its own key (by position).
+
+        Jitted as one program (a single compilation instead of one per random draw's shape).
+        """
+        return jax.jit(self._init, static_argnums=1)(key, _check_dtype(dtype))
+
+    def _init(self, key, dtype):
         keys = jax.random.split(key, len(self.layers))
         return {n: layer.init(k, dtype) for (n, layer), k in zip(self.layers.items(), keys)}
 

@@ -31,6 +31,7 @@ from .layers import (
     _check_positive_int,
     _layer_name,
     _sub,
+    draw,
     masked,
 )
 
@@ -83,11 +84,9 @@ class _LSTMBase:
         return (jnp.swapaxes(outputs, 0, 1) if self.batch_first else outputs), final
 
     def _biases(self, key, dtype) -> dict:
-        k1, k2 = jax.random.split(key)
-        bound = 1.0 / math.sqrt(self.hidden_size)
         n = 4 * self.hidden_size
-        return {"bias_ih": jax.random.uniform(k1, (n,), dtype, -bound, bound),
-                "bias_hh": jax.random.uniform(k2, (n,), dtype, -bound, bound)}
+        b_ih, b_hh = draw(key, "uniform", [(n,), (n,)], dtype, 1.0 / math.sqrt(self.hidden_size))
+        return {"bias_ih": b_ih, "bias_hh": b_hh}
 
 
 @dataclass(frozen=True)
@@ -115,16 +114,11 @@ class LSTM(_LSTMBase):
 
     def init(self, key, dtype=jnp.float32) -> dict:
         dtype = _check_dtype(dtype)
-        k1, k2, k3 = jax.random.split(key, 3)
-        bound = 1.0 / math.sqrt(self.hidden_size)
         h4 = 4 * self.hidden_size
-        params = {
-            "weight_ih": jax.random.uniform(k1, (self.input_size, h4), dtype, -bound, bound),
-            "weight_hh": jax.random.uniform(k2, (self.hidden_size, h4), dtype, -bound, bound),
-        }
-        if self.bias:
-            params.update(self._biases(k3, dtype))
-        return params
+        shapes = [(self.input_size, h4), (self.hidden_size, h4)] + ([(h4,), (h4,)] if self.bias else [])
+        # nn.LSTM draws every parameter from U(±1/√H): one draw
+        arrays = draw(key, "uniform", shapes, dtype, 1.0 / math.sqrt(self.hidden_size))
+        return dict(zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), arrays))
 
     def apply(self, params, x, masks=None, state=None):
         x = _time_major(x, self.batch_first, self.input_size)
@@ -198,6 +192,10 @@ class TensorizedLSTM(_LSTMBase):
         else:
             hh = Dense(self.hidden_size, h4, bias=False)  # "torch" init: U(±1/√H), as nn.LSTM
         object.__setattr__(self, "hh", hh)
+
+    def sublayers(self) -> dict[str, Any]:
+        """The input-to-hidden and hidden-to-hidden maps."""
+        return {"ih": self.ih, "hh": self.hh}
 
     def _std(self, fan_in: int) -> float:
         if self.std is not None:

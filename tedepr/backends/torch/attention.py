@@ -1,9 +1,10 @@
 """Tensorized attention: TensorizedMultiheadAttention and TensorizedTransformerEncoderLayer.
 
-The query, key, value and output projections are four tensorized Linear layers (``q_proj``, ``k_proj``,
-``v_proj``, ``out_proj``); the encoder layer also tensorizes both feed-forward projections. Masks,
-shapes and dropout follow ``nn.MultiheadAttention`` / ``nn.TransformerEncoderLayer``: given the
-reconstructed weights (``in_proj_weight = cat(W_q.T, W_k.T, W_v.T)``), the outputs are the same.
+The query, key, value and output projections are four tensorized Linear layers (``q_proj``,
+``k_proj``, ``v_proj``, ``out_proj``); the encoder layer also tensorizes both feed-forward
+projections. Masks, shapes and dropout follow ``nn.MultiheadAttention`` /
+``nn.TransformerEncoderLayer``: given the reconstructed weights (``in_proj_weight = cat(W_q.T,
+W_k.T, W_v.T)``), the outputs are the same.
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ __all__ = ["TensorizedMultiheadAttention", "TensorizedTransformerEncoderLayer"]
 
 
 def _additive_mask(mask: torch.Tensor | None, dtype, name: str) -> torch.Tensor | None:
-    """``nn.MultiheadAttention``'s convention (bool True = blocked; float = added) as a float mask."""
+    """``nn.MultiheadAttention``'s convention (bool True = blocked; float = added) as a float
+    mask."""
     if mask is None:
         return None
     if mask.dtype == torch.bool:
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(mask, -math.inf)
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+            mask, -math.inf
+        )
     if not torch.is_floating_point(mask):
         raise TypeError(f"{name} must be a bool or floating tensor; got {mask.dtype}")
     return mask.to(dtype)
@@ -53,11 +57,12 @@ class TensorizedMultiheadAttention(nn.Module):
     d, init, std, strategy, seed, device, dtype :
         As `TTLinear`. With ``init=None`` and ``std=None`` the reconstructed projections get
         ``nn.MultiheadAttention``'s std: Xavier-uniform on the packed ``(3E, E)`` input projection
-        (``sqrt(2/(4E))``; ``sqrt(2/(E+kdim))`` for separate key/value sizes) and ``nn.Linear``'s default
-        on the output projection.
+        (``sqrt(2/(4E))``; ``sqrt(2/(E+kdim))`` for separate key/value sizes) and ``nn.Linear``'s
+        default on the output projection.
 
     Forward as ``nn.MultiheadAttention.forward``: ``query`` ``(L, N, E)`` (``(N, L, E)`` with
-    ``batch_first``, or unbatched ``(L, E)``), ``key`` ``(S, N, kdim)``, ``value`` ``(S, N, vdim)`` ->
+    ``batch_first``, or unbatched ``(L, E)``), ``key`` ``(S, N, kdim)``, ``value`` ``(S, N, vdim)``
+    ->
     ``(attn_output (L, N, E), attn_weights (N, L, S) or (N, num_heads, L, S), or None)``.
     """
 
@@ -109,15 +114,31 @@ class TensorizedMultiheadAttention(nn.Module):
         cls = LINEAR_CLASSES[format]
         seeds = _spawn(seed, 4)
         same = self.kdim == embed_dim and self.vdim == embed_dim
-        for k, (name, n_in) in enumerate((("q_proj", embed_dim), ("k_proj", self.kdim),
-                                          ("v_proj", self.vdim), ("out_proj", embed_dim))):
+        for k, (name, n_in) in enumerate(
+            (
+                ("q_proj", embed_dim),
+                ("k_proj", self.kdim),
+                ("v_proj", self.vdim),
+                ("out_proj", embed_dim),
+            )
+        ):
             layer_std, layer_init = std, init or "torch"
             if std is None and init is None and name != "out_proj":
                 fan = 4 * embed_dim if same else embed_dim + n_in  # xavier on (3E, E) or (E, n_in)
                 layer_std = math.sqrt(2.0 / fan)
-            layer = cls(n_in, embed_dim, rank, bias=bias, d=d, init=layer_init, std=layer_std,
-                        strategy=strategy, seed=seeds[k], device=device,
-                        dtype=dtype)
+            layer = cls(
+                n_in,
+                embed_dim,
+                rank,
+                bias=bias,
+                d=d,
+                init=layer_init,
+                std=layer_std,
+                strategy=strategy,
+                seed=seeds[k],
+                device=device,
+                dtype=dtype,
+            )
             if bias:
                 nn.init.zeros_(layer.bias)
             setattr(self, name, layer)
@@ -143,8 +164,10 @@ class TensorizedMultiheadAttention(nn.Module):
     ):
         batched = query.dim() == 3
         if query.dim() not in (2, 3) or key.dim() != query.dim() or value.dim() != query.dim():
-            raise ValueError(f"query, key and value must all be 3-D (batched) or 2-D (unbatched); got "
-                             f"shapes {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+            raise ValueError(
+                f"query, key and value must all be 3-D (batched) or 2-D (unbatched); got "
+                f"shapes {tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
+            )
         if not batched:
             query, key, value = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
             if key_padding_mask is not None:
@@ -153,18 +176,25 @@ class TensorizedMultiheadAttention(nn.Module):
             query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
         # from here on: (N, L, E)
         n, tgt, src = query.shape[0], query.shape[1], key.shape[1]
-        for name, t, dim in (("query", query, self.embed_dim), ("key", key, self.kdim),
-                             ("value", value, self.vdim)):
+        for name, t, dim in (
+            ("query", query, self.embed_dim),
+            ("key", key, self.kdim),
+            ("value", value, self.vdim),
+        ):
             if t.shape[-1] != dim:
                 raise ValueError(f"{name} must have {dim} features; got shape {tuple(t.shape)}")
         if key.shape[:2] != value.shape[:2] or key.shape[0] != n:
-            raise ValueError(f"key and value must share batch and length with the query's batch; got "
-                             f"key {tuple(key.shape)}, value {tuple(value.shape)}, batch {n}")
+            raise ValueError(
+                f"key and value must share batch and length with the query's batch; got "
+                f"key {tuple(key.shape)}, value {tuple(value.shape)}, batch {n}"
+            )
         h, hd = self.num_heads, self.head_dim
         q = self.q_proj(query).reshape(n, tgt, h, hd).transpose(1, 2)
         k = self.k_proj(key).reshape(n, src, h, hd).transpose(1, 2)
         v = self.v_proj(value).reshape(n, src, h, hd).transpose(1, 2)
-        mask = self._merged_mask(attn_mask, key_padding_mask, is_causal, n, tgt, src, q.dtype, q.device)
+        mask = self._merged_mask(
+            attn_mask, key_padding_mask, is_causal, n, tgt, src, q.dtype, q.device
+        )
         p = self.dropout if self.training else 0.0
         weights = None
         if need_weights:
@@ -181,8 +211,9 @@ class TensorizedMultiheadAttention(nn.Module):
                 weights = weights.squeeze(0)
         else:
             causal_only = is_causal and attn_mask is None and key_padding_mask is None
-            out = F.scaled_dot_product_attention(q, k, v, None if causal_only else mask, p,
-                                                 is_causal=causal_only)
+            out = F.scaled_dot_product_attention(
+                q, k, v, None if causal_only else mask, p, is_causal=causal_only
+            )
         out = self.out_proj(out.transpose(1, 2).reshape(n, tgt, self.embed_dim))
         if not batched:
             out = out.squeeze(0)
@@ -202,21 +233,33 @@ class TensorizedMultiheadAttention(nn.Module):
             elif am.dim() == 3 and tuple(am.shape) == (n * self.num_heads, tgt, src):
                 merged = am.reshape(n, self.num_heads, tgt, src)
             else:
-                raise ValueError(f"attn_mask must have shape ({tgt}, {src}) or "
-                                 f"({n * self.num_heads}, {tgt}, {src}); got {tuple(attn_mask.shape)}")
+                raise ValueError(
+                    f"attn_mask must have shape ({tgt}, {src}) or "
+                    f"({n * self.num_heads}, {tgt}, {src}); got {tuple(attn_mask.shape)}"
+                )
         kpm = _additive_mask(key_padding_mask, dtype, "key_padding_mask")
         if kpm is not None:
             if tuple(kpm.shape) != (n, src):
-                raise ValueError(f"key_padding_mask must have shape ({n}, {src}); got "
-                                 f"{tuple(key_padding_mask.shape)}")
+                raise ValueError(
+                    f"key_padding_mask must have shape ({n}, {src}); got "
+                    f"{tuple(key_padding_mask.shape)}"
+                )
             kpm = kpm.reshape(n, 1, 1, src)
             merged = kpm if merged is None else merged + kpm
         return merged
 
     @classmethod
-    def from_dense(cls, mha: nn.MultiheadAttention, format: str = "tt", rank=8,
-                   rtol: float | None = None, *, d: int | None = None, strategy: str = "auto",
-                   **options: Any) -> TensorizedMultiheadAttention:
+    def from_dense(
+        cls,
+        mha: nn.MultiheadAttention,
+        format: str = "tt",
+        rank=8,
+        rtol: float | None = None,
+        *,
+        d: int | None = None,
+        strategy: str = "auto",
+        **options: Any,
+    ) -> TensorizedMultiheadAttention:
         """Decompose a trained ``nn.MultiheadAttention``'s four projections (float64).
 
         Packed ``in_proj_weight`` rows are ``[W_q; W_k; W_v]`` in ``(out, in)`` layout; biases are
@@ -230,20 +273,41 @@ class TensorizedMultiheadAttention(nn.Module):
         if mha._qkv_same_embed_dim:
             weights = mha.in_proj_weight.detach().chunk(3)
         else:
-            weights = (mha.q_proj_weight.detach(), mha.k_proj_weight.detach(),
-                       mha.v_proj_weight.detach())
-        biases = (mha.in_proj_bias.detach().chunk(3) if mha.in_proj_bias is not None
-                  else (None, None, None))
+            weights = (
+                mha.q_proj_weight.detach(),
+                mha.k_proj_weight.detach(),
+                mha.v_proj_weight.detach(),
+            )
+        biases = (
+            mha.in_proj_bias.detach().chunk(3)
+            if mha.in_proj_bias is not None
+            else (None, None, None)
+        )
         ref = weights[0]
-        layer = cls(e, mha.num_heads, format=format, rank=1, bias=mha.in_proj_bias is not None,
-                    batch_first=mha.batch_first, dropout=mha.dropout, kdim=mha.kdim, vdim=mha.vdim,
-                    strategy=strategy, seed=0, device=ref.device, dtype=ref.dtype)
+        layer = cls(
+            e,
+            mha.num_heads,
+            format=format,
+            rank=1,
+            bias=mha.in_proj_bias is not None,
+            batch_first=mha.batch_first,
+            dropout=mha.dropout,
+            kdim=mha.kdim,
+            vdim=mha.vdim,
+            strategy=strategy,
+            seed=0,
+            device=ref.device,
+            dtype=ref.dtype,
+        )
         lin = LINEAR_CLASSES[layer.format]
         out_bias = None if mha.out_proj.bias is None else mha.out_proj.bias.detach()
         errors = {}
-        for name, w, b in (("q_proj", weights[0], biases[0]), ("k_proj", weights[1], biases[1]),
-                           ("v_proj", weights[2], biases[2]),
-                           ("out_proj", mha.out_proj.weight.detach(), out_bias)):
+        for name, w, b in (
+            ("q_proj", weights[0], biases[0]),
+            ("k_proj", weights[1], biases[1]),
+            ("v_proj", weights[2], biases[2]),
+            ("out_proj", mha.out_proj.weight.detach(), out_bias),
+        ):
             sub = lin._from_matrix(w.T, b, rank, rtol, d=d, strategy=strategy, **options)
             setattr(layer, name, sub)
             errors[name] = sub.decomposition_error
@@ -267,12 +331,12 @@ class TensorizedTransformerEncoderLayer(nn.Module):
     """``nn.TransformerEncoderLayer`` with tensorized attention projections and feed-forward maps.
 
     Arguments as ``nn.TransformerEncoderLayer`` (``d_model``, ``nhead``, ``dim_feedforward``,
-    ``dropout``, ``activation``, ``layer_norm_eps``, ``batch_first``, ``norm_first``, ``bias``), plus
-    keyword-only ``format``, ``rank``, ``d``, ``init``, ``std``, ``strategy``, ``seed``, ``device``,
-    ``dtype`` for the tensorized maps (``init=None``: each map's torch default).
+    ``dropout``, ``activation``, ``layer_norm_eps``, ``batch_first``, ``norm_first``, ``bias``),
+    plus keyword-only ``format``, ``rank``, ``d``, ``init``, ``std``, ``strategy``, ``seed``,
+    ``device``, ``dtype`` for the tensorized maps (``init=None``: each map's torch default).
 
-    Forward: ``src`` ``(L, N, d_model)`` (``(N, L, d_model)`` with ``batch_first``), optional ``src_mask``,
-    ``src_key_padding_mask``, ``is_causal`` -> same shape as ``src``.
+    Forward: ``src`` ``(L, N, d_model)`` (``(N, L, d_model)`` with ``batch_first``), optional
+    ``src_mask``, ``src_key_padding_mask``, ``is_causal`` -> same shape as ``src``.
     """
 
     def __init__(
@@ -302,24 +366,44 @@ class TensorizedTransformerEncoderLayer(nn.Module):
         seeds = _spawn(seed, 3)
         common = dict(d=d, std=std, strategy=strategy, device=device, dtype=dtype)
         self.self_attn = TensorizedMultiheadAttention(
-            d_model, nhead, format=format, rank=rank, bias=bias, batch_first=batch_first,
-            dropout=dropout, init=init, seed=seeds[0], **common)
+            d_model,
+            nhead,
+            format=format,
+            rank=rank,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            init=init,
+            seed=seeds[0],
+            **common,
+        )
         cls = LINEAR_CLASSES[format]
-        self.linear1 = cls(d_model, dim_feedforward, rank, bias=bias, init=init or "torch",
-                           seed=seeds[1], **common)
+        self.linear1 = cls(
+            d_model, dim_feedforward, rank, bias=bias, init=init or "torch", seed=seeds[1], **common
+        )
         self.dropout = nn.Dropout(dropout)
-        self.linear2 = cls(dim_feedforward, d_model, rank, bias=bias, init=init or "torch",
-                           seed=seeds[2], **common)
+        self.linear2 = cls(
+            dim_feedforward, d_model, rank, bias=bias, init=init or "torch", seed=seeds[2], **common
+        )
         self.norm_first = norm_first
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias, device=device, dtype=dtype)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias, device=device, dtype=dtype)
+        self.norm1 = nn.LayerNorm(
+            d_model, eps=layer_norm_eps, bias=bias, device=device, dtype=dtype
+        )
+        self.norm2 = nn.LayerNorm(
+            d_model, eps=layer_norm_eps, bias=bias, device=device, dtype=dtype
+        )
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.activation = _activation(activation)
         self.decomposition_error: dict[str, Any] | None = None
 
-    def forward(self, src: torch.Tensor, src_mask: torch.Tensor | None = None,
-                src_key_padding_mask: torch.Tensor | None = None, is_causal: bool = False):
+    def forward(
+        self,
+        src: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+        src_key_padding_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ):
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -330,28 +414,46 @@ class TensorizedTransformerEncoderLayer(nn.Module):
         return x
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
-        x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                           need_weights=False, is_causal=is_causal)[0]
+        x = self.self_attn(
+            x,
+            x,
+            x,
+            attn_mask=attn_mask,
+            key_padding_mask=key_padding_mask,
+            need_weights=False,
+            is_causal=is_causal,
+        )[0]
         return self.dropout1(x)
 
     def _ff_block(self, x):
         return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
 
     @classmethod
-    def from_dense(cls, layer: nn.TransformerEncoderLayer, format: str = "tt", rank=8,
-                   rtol: float | None = None, *, d: int | None = None, strategy: str = "auto",
-                   **options: Any) -> TensorizedTransformerEncoderLayer:
+    def from_dense(
+        cls,
+        layer: nn.TransformerEncoderLayer,
+        format: str = "tt",
+        rank=8,
+        rtol: float | None = None,
+        *,
+        d: int | None = None,
+        strategy: str = "auto",
+        **options: Any,
+    ) -> TensorizedTransformerEncoderLayer:
         """Decompose a trained ``nn.TransformerEncoderLayer`` (attention and both FFN maps).
 
         Norms, dropout and activation are copied; ``decomposition_error`` maps ``"self_attn"`` (a
         dict), ``"linear1"`` and ``"linear2"`` to relative errors.
         """
         if not isinstance(layer, nn.TransformerEncoderLayer):
-            raise TypeError(f"layer must be an nn.TransformerEncoderLayer; got {type(layer).__name__}")
+            raise TypeError(
+                f"layer must be an nn.TransformerEncoderLayer; got {type(layer).__name__}"
+            )
         new = cls.__new__(cls)
         nn.Module.__init__(new)
         new.self_attn = TensorizedMultiheadAttention.from_dense(
-            layer.self_attn, format, rank, rtol, d=d, strategy=strategy, **options)
+            layer.self_attn, format, rank, rtol, d=d, strategy=strategy, **options
+        )
         lin = LINEAR_CLASSES[check_format(format)]
         new.linear1 = lin.from_dense(layer.linear1, rank, rtol, d=d, strategy=strategy, **options)
         new.dropout = nn.Dropout(layer.dropout.p)
@@ -362,8 +464,10 @@ class TensorizedTransformerEncoderLayer(nn.Module):
         new.dropout1 = nn.Dropout(layer.dropout1.p)
         new.dropout2 = nn.Dropout(layer.dropout2.p)
         new.activation = layer.activation
-        new.decomposition_error = {"self_attn": new.self_attn.decomposition_error,
-                                   "linear1": new.linear1.decomposition_error,
-                                   "linear2": new.linear2.decomposition_error}
+        new.decomposition_error = {
+            "self_attn": new.self_attn.decomposition_error,
+            "linear1": new.linear1.decomposition_error,
+            "linear2": new.linear2.decomposition_error,
+        }
         new.train(layer.training)
         return new

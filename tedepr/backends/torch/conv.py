@@ -1,23 +1,24 @@
 """Tensorized ``nn.Conv2d`` replacements: TTConv2d, TRConv2d, TuckerConv2d, CPConv2d.
 
-The kernel ``K`` ``(C_out, C_in/groups, kh, kw)`` is factorised through its matrix view
-``W = K.reshape(C_out, -1).T`` of shape ``(C_in/groups·kh·kw, C_out)`` (docs/method.md §2): TT/TR in the
+The kernel ``K`` ``(C_out, C_in/groups, kh, kw)`` is factorised through its matrix view ``W =
+K.reshape(C_out, -1).T`` of shape ``(C_in/groups·kh·kw, C_out)`` (docs/method.md §2): TT/TR in the
 Garipov layout (channel modes plus a spatial core), Tucker-2 (factors on the channels only), CP with
 four factors (Lebedev et al. 2015).
 
 Forward strategies:
 
-* ``"reconstruct"`` — build ``K`` from the cores (planned once), then one ``F.conv2d``. Always valid.
-* ``"factorized"`` — Tucker-2: 1×1 conv (``U_in``) → kh×kw conv with the core → 1×1 conv (``U_out``);
-  CP: 1×1 → kh×1 depthwise → 1×kw depthwise → 1×1. Tucker and CP with ``groups=1`` only.
+* ``"reconstruct"`` — build ``K`` from the cores (planned once), then one ``F.conv2d``. Always
+  valid.
+* ``"factorized"`` — Tucker-2: 1×1 conv (``U_in``) → kh×kw conv with the core → 1×1 conv
+  (``U_out``); CP: 1×1 → kh×1 depthwise → 1×kw depthwise → 1×1. Tucker and CP with ``groups=1``.
 * ``"unfold"`` — the TT-conv of Garipov et al. (2016): ``F.unfold`` the patches and run the planned
   chain contraction on them (any format, ``groups=1``). Never chosen by ``"auto"``: it materialises
   every patch (``kh·kw`` times the input).
-* ``"auto"`` — the cheaper of ``"reconstruct"`` and ``"factorized"`` by a FLOP estimate (plus a fixed
-  overhead per launched op), decided once per input shape ``(N, H, W)`` and cached.
+* ``"auto"`` — the cheaper of ``"reconstruct"`` and ``"factorized"`` by a FLOP estimate (plus a
+  fixed overhead per launched op), decided once per input shape ``(N, H, W)`` and cached.
 
-With ``groups > 1`` the per-group kernel is factorised and only ``"reconstruct"`` applies (the grouped
-structure is then one ``F.conv2d`` call). Padding modes other than ``"zeros"`` are rejected.
+With ``groups > 1`` the per-group kernel is factorised and only ``"reconstruct"`` applies (the
+grouped structure is then one ``F.conv2d`` call). Padding modes other than ``"zeros"`` are rejected.
 """
 
 from __future__ import annotations
@@ -33,10 +34,17 @@ from ...contraction import STEP_OVERHEAD_FLOPS, plan_reconstruction
 from ...decompositions import decompose_conv
 from ...init import random_factorized_conv
 from ...shapes import check_format
-from .layers import TORCH_OPS, TensorizedLayer, _check_strategy, _resolve_d, _torch_seed
+from .layers import TensorizedLayer, _check_strategy, _resolve_d, _torch_seed
 
-__all__ = ["TTConv2d", "TRConv2d", "TuckerConv2d", "CPConv2d", "CONV_CLASSES", "conv_class",
-           "CONV_STRATEGIES"]
+__all__ = [
+    "TTConv2d",
+    "TRConv2d",
+    "TuckerConv2d",
+    "CPConv2d",
+    "CONV_CLASSES",
+    "conv_class",
+    "CONV_STRATEGIES",
+]
 
 CONV_STRATEGIES = ("auto", "reconstruct", "factorized", "unfold")
 PADDING_MODES = ("zeros",)
@@ -49,8 +57,11 @@ def _pair(value, name: str, minimum: int) -> tuple[int, int]:
         pair = tuple(pair)
     except TypeError:
         pair = None
-    if (pair is None or len(pair) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair)):
+    if (
+        pair is None
+        or len(pair) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair)
+    ):
         raise ValueError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}")
     return pair
 
@@ -82,26 +93,41 @@ class _TensorizedConv2d(TensorizedLayer):
         dtype=None,
     ) -> None:
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+        for name, v in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("groups", groups),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups} must divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
+            raise ValueError(
+                f"groups={groups} must divide in_channels={in_channels} and "
+                f"out_channels={out_channels}"
+            )
         if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))} "
-                             f"(tensorized convolutions pad with zeros only); got {padding_mode!r}")
+            raise ValueError(
+                f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))} "
+                f"(tensorized convolutions pad with zeros only); got {padding_mode!r}"
+            )
         _check_strategy(strategy, CONV_STRATEGIES)
         if strategy in ("factorized", "unfold") and groups != 1:
-            raise ValueError(f"strategy={strategy!r} needs groups=1; with groups={groups} use "
-                             "'reconstruct' or 'auto'")
+            raise ValueError(
+                f"strategy={strategy!r} needs groups=1; with groups={groups} use "
+                "'reconstruct' or 'auto'"
+            )
         if strategy == "factorized" and self.format not in ("tucker", "cp"):
-            raise ValueError(f"strategy='factorized' exists for 'tucker' and 'cp' convolutions; "
-                             f"{type(self).__name__} allows 'auto', 'reconstruct' or 'unfold'")
-        if self.format in ("tucker", "cp") and (in_modes is not None or out_modes is not None
-                                                or d is not None):
-            raise ValueError(f"in_modes, out_modes and d apply to TT/TR convolutions only; the "
-                             f"{self.format!r} scheme has fixed modes (docs/method.md §2)")
+            raise ValueError(
+                f"strategy='factorized' exists for 'tucker' and 'cp' convolutions; "
+                f"{type(self).__name__} allows 'auto', 'reconstruct' or 'unfold'"
+            )
+        if self.format in ("tucker", "cp") and (
+            in_modes is not None or out_modes is not None or d is not None
+        ):
+            raise ValueError(
+                f"in_modes, out_modes and d apply to TT/TR convolutions only; the "
+                f"{self.format!r} scheme has fixed modes (docs/method.md §2)"
+            )
         kh, kw = _pair(kernel_size, "kernel_size", 1)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = (kh, kw)
@@ -112,17 +138,28 @@ class _TensorizedConv2d(TensorizedLayer):
         self.padding = self._check_padding(padding)
         self._pads = self._resolve_padding()
         d = _resolve_d(d, in_modes, out_modes, None)
-        f = random_factorized_conv(self.format, in_channels // groups, out_channels, (kh, kw), rank,
-                                   std=std, init=init, seed=_torch_seed(seed), in_modes=in_modes,
-                                   out_modes=out_modes, d=d)
+        f = random_factorized_conv(
+            self.format,
+            in_channels // groups,
+            out_channels,
+            (kh, kw),
+            rank,
+            std=std,
+            init=init,
+            seed=_torch_seed(seed),
+            in_modes=in_modes,
+            out_modes=out_modes,
+            d=d,
+        )
         # the unfold path contracts patches with tedepr's own planner ("auto" picks its order)
         self._set_factorization(f, strategy="auto", device=device, dtype=dtype)
         self._conv_strategy = strategy
         self._choices: dict[tuple[int, int, int], str] = {}
         if bias:
             bound = 1.0 / math.sqrt(in_channels // groups * kh * kw)
-            self.bias = nn.Parameter(torch.empty(out_channels, device=device,
-                                                 dtype=dtype or torch.get_default_dtype()))
+            self.bias = nn.Parameter(
+                torch.empty(out_channels, device=device, dtype=dtype or torch.get_default_dtype())
+            )
             nn.init.uniform_(self.bias, -bound, bound)
         else:
             self.register_parameter("bias", None)
@@ -131,11 +168,13 @@ class _TensorizedConv2d(TensorizedLayer):
     def _check_padding(self, padding):
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
-                raise ValueError(f"padding must be an int, a pair of ints, 'same' or 'valid'; "
-                                 f"got {padding!r}")
+                raise ValueError(
+                    f"padding must be an int, a pair of ints, 'same' or 'valid'; got {padding!r}"
+                )
             if padding == "same" and self.stride != (1, 1):
-                raise ValueError(f"padding='same' needs stride 1 (as in nn.Conv2d); got "
-                                 f"stride={self.stride}")
+                raise ValueError(
+                    f"padding='same' needs stride 1 (as in nn.Conv2d); got stride={self.stride}"
+                )
             return padding
         return _pair(padding, "padding", 0)
 
@@ -145,9 +184,12 @@ class _TensorizedConv2d(TensorizedLayer):
             return (0, 0, 0, 0)
         if self.padding == "same":
             pads = []
-            for k, dil in zip(self.kernel_size, self.dilation):
+            for k, dil in zip(self.kernel_size, self.dilation, strict=True):
                 total = dil * (k - 1)
-                pads += [total // 2, total - total // 2]  # like torch: the extra row/column at the end
+                pads += [
+                    total // 2,
+                    total - total // 2,
+                ]  # like torch: the extra row/column at the end
             return tuple(pads)
         ph, pw = self.padding
         return (ph, ph, pw, pw)
@@ -165,16 +207,21 @@ class _TensorizedConv2d(TensorizedLayer):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C_in, H, W)`` or ``(C_in, H, W)`` -> ``(N, C_out, H_out, W_out)`` (or unbatched)."""
+        """``(N, C_in, H, W)`` or ``(C_in, H, W)`` -> ``(N, C_out, H_out, W_out)`` (or
+        unbatched)."""
         if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
-            raise ValueError(f"input must have shape (N, {self.in_channels}, H, W) or "
-                             f"({self.in_channels}, H, W); got {tuple(x.shape)}")
+            raise ValueError(
+                f"input must have shape (N, {self.in_channels}, H, W) or "
+                f"({self.in_channels}, H, W); got {tuple(x.shape)}"
+            )
         if x.dim() == 3:
             return self.forward(x.unsqueeze(0)).squeeze(0)
         strategy = self._choose(x.shape[0], x.shape[2], x.shape[3])
         x, pad = self._prepare(x)
         if strategy == "reconstruct":
-            return F.conv2d(x, self.kernel(), self.bias, self.stride, pad, self.dilation, self.groups)
+            return F.conv2d(
+                x, self.kernel(), self.bias, self.stride, pad, self.dilation, self.groups
+            )
         if strategy == "unfold":
             return self._forward_unfold(x, pad)
         return self._forward_factorized(x, pad)
@@ -226,7 +273,8 @@ class _TensorizedConv2d(TensorizedLayer):
         return choice
 
     def flop_estimates(self, n: int, h: int, w: int) -> dict[str, float]:
-        """Estimated cost (FLOPs plus a fixed overhead per op) of each strategy ``"auto"`` weighs."""
+        """Estimated cost (FLOPs plus a fixed overhead per op) of each strategy ``"auto"``
+        weighs."""
         top, bottom, left, right = self._pads
         hp, wp = h + top + bottom, w + left + right
         ho, wo = self._output_size(hp, wp)
@@ -235,8 +283,11 @@ class _TensorizedConv2d(TensorizedLayer):
         rec = self._reconstruction
         c_in_g = self.in_channels // self.groups
         kh, kw = self.kernel_size
-        costs = {"reconstruct": rec.flops + 2.0 * n * ho * wo * self.out_channels * c_in_g * kh * kw
-                 + STEP_OVERHEAD_FLOPS * (rec.num_steps + 1)}
+        costs = {
+            "reconstruct": rec.flops
+            + 2.0 * n * ho * wo * self.out_channels * c_in_g * kh * kw
+            + STEP_OVERHEAD_FLOPS * (rec.num_steps + 1)
+        }
         if self.groups == 1:
             factorized = self._factorized_flops(n, h, w, hp, wp, ho, wo)
             if factorized is not None:
@@ -247,8 +298,10 @@ class _TensorizedConv2d(TensorizedLayer):
         return None
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-             f"stride={self.stride}")
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
         if self.padding not in ((0, 0), "valid"):
             s += f", padding={self.padding}"
         if self.dilation != (1, 1):
@@ -259,28 +312,60 @@ class _TensorizedConv2d(TensorizedLayer):
 
     # ------------------------------------------------------------------ from a trained layer
     @classmethod
-    def from_dense(cls, conv: nn.Conv2d, rank=8, rtol: float | None = None, *, in_modes=None,
-                   out_modes=None, d: int | None = None, strategy: str = "auto", **options: Any):
+    def from_dense(
+        cls,
+        conv: nn.Conv2d,
+        rank=8,
+        rtol: float | None = None,
+        *,
+        in_modes=None,
+        out_modes=None,
+        d: int | None = None,
+        strategy: str = "auto",
+        **options: Any,
+    ):
         """Decompose a trained ``nn.Conv2d`` into this scheme (`tedepr.decompose_conv`, float64).
 
-        Geometry, bias, dtype and device come from ``conv``; ``rank=None`` is exact for TT and Tucker.
-        The achieved relative Frobenius error of the kernel is in ``decomposition_error``.
+        Geometry, bias, dtype and device come from ``conv``; ``rank=None`` is exact for TT and
+        Tucker. The achieved relative Frobenius error of the kernel is in ``decomposition_error``.
         """
         if not isinstance(conv, nn.Conv2d):
             raise TypeError(f"conv must be an nn.Conv2d; got {type(conv).__name__}")
         if conv.padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}; "
-                             f"the convolution has padding_mode={conv.padding_mode!r}")
+            raise ValueError(
+                f"padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}; "
+                f"the convolution has padding_mode={conv.padding_mode!r}"
+            )
         weight = conv.weight.detach()
-        f = decompose_conv(weight.to(torch.float64), cls.format, rank, rtol=rtol, in_modes=in_modes,
-                           out_modes=out_modes, d=d, **options)
+        f = decompose_conv(
+            weight.to(torch.float64),
+            cls.format,
+            rank,
+            rtol=rtol,
+            in_modes=in_modes,
+            out_modes=out_modes,
+            d=d,
+            **options,
+        )
         channel_modes = {}
         if cls.format in ("tt", "tr"):
             channel_modes = {"in_modes": f.in_modes[:-1], "out_modes": f.out_modes[:-1]}
-        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, conv.bias is not None, rank=tuple(f.ranks),
-                    strategy=strategy, seed=0, device=weight.device, dtype=weight.dtype,
-                    **channel_modes)
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            rank=tuple(f.ranks),
+            strategy=strategy,
+            seed=0,
+            device=weight.device,
+            dtype=weight.dtype,
+            **channel_modes,
+        )
         layer._load_cores(f.cores)
         if conv.bias is not None:
             with torch.no_grad():
@@ -292,12 +377,12 @@ class _TensorizedConv2d(TensorizedLayer):
 class TTConv2d(_TensorizedConv2d):
     """``nn.Conv2d`` whose kernel is a TT-matrix in the layout of Garipov et al. (2016).
 
-    Arguments as ``nn.Conv2d`` (``padding_mode="zeros"`` only) plus, keyword-only: ``rank`` (int, exact
-    ranks or float budget), ``in_modes``/``out_modes``/``d`` for the channel modes (the spatial mode
-    ``kh·kw`` is the last core, ``(r_{d}, kh·kw, 1, 1)``), ``init``/``std`` (exact variance
-    preservation; the default ``"torch"`` matches ``nn.Conv2d``'s std ``1/sqrt(3·fan_in)`` with
-    ``fan_in = C_in/groups·kh·kw``), ``strategy`` (``"auto"``, ``"reconstruct"`` or ``"unfold"``),
-    ``seed``, ``device``, ``dtype``.
+    Arguments as ``nn.Conv2d`` (``padding_mode="zeros"`` only) plus, keyword-only: ``rank`` (int,
+    exact ranks or float budget), ``in_modes``/``out_modes``/``d`` for the channel modes (the
+    spatial mode ``kh·kw`` is the last core, ``(r_{d}, kh·kw, 1, 1)``), ``init``/``std`` (exact
+    variance preservation; the default ``"torch"`` matches ``nn.Conv2d``'s std ``1/sqrt(3·fan_in)``
+    with ``fan_in = C_in/groups·kh·kw``), ``strategy`` (``"auto"``, ``"reconstruct"`` or
+    ``"unfold"``), ``seed``, ``device``, ``dtype``.
 
     Shapes: ``(N, C_in, H, W) -> (N, C_out, H_out, W_out)`` as ``nn.Conv2d``.
     """
@@ -313,11 +398,11 @@ class TRConv2d(_TensorizedConv2d):
 
 
 class TuckerConv2d(_TensorizedConv2d):
-    """``nn.Conv2d`` with a Tucker-2 kernel: ``core_0`` ``(R_in, kh·kw, R_out)``, ``core_1`` = ``U_in``
-    ``(C_in/groups, R_in)``, ``core_2`` = ``U_out`` ``(C_out, R_out)``.
+    """``nn.Conv2d`` with a Tucker-2 kernel: ``core_0`` ``(R_in, kh·kw, R_out)``, ``core_1`` =
+    ``U_in`` ``(C_in/groups, R_in)``, ``core_2`` = ``U_out`` ``(C_out, R_out)``.
 
-    ``rank``: an int (both channel ranks), ``(R_in, R_out)``, or a float budget. Arguments otherwise as
-    `TTConv2d`; ``strategy="factorized"`` runs 1×1 → kh×kw → 1×1 convolutions.
+    ``rank``: an int (both channel ranks), ``(R_in, R_out)``, or a float budget. Arguments otherwise
+    as `TTConv2d`; ``strategy="factorized"`` runs 1×1 → kh×kw → 1×1 convolutions.
     """
 
     format = "tucker"
@@ -327,23 +412,37 @@ class TuckerConv2d(_TensorizedConv2d):
         r_in, _, r_out = core.shape
         kh, kw = self.kernel_size
         z = F.conv2d(x, u_in.T.reshape(r_in, -1, 1, 1))
-        z = F.conv2d(z, core.permute(2, 0, 1).reshape(r_out, r_in, kh, kw), None, self.stride, pad,
-                     self.dilation)
+        z = F.conv2d(
+            z,
+            core.permute(2, 0, 1).reshape(r_out, r_in, kh, kw),
+            None,
+            self.stride,
+            pad,
+            self.dilation,
+        )
         return F.conv2d(z, u_out.reshape(self.out_channels, r_out, 1, 1), self.bias)
 
     def _factorized_flops(self, n, h, w, hp, wp, ho, wo):
         r_in, _, r_out = self._core_shapes[0]
         kh, kw = self.kernel_size
-        return (2.0 * n * (h * w * self.in_channels * r_in + ho * wo * r_out * r_in * kh * kw
-                           + ho * wo * r_out * self.out_channels) + 3 * STEP_OVERHEAD_FLOPS)
+        return (
+            2.0
+            * n
+            * (
+                h * w * self.in_channels * r_in
+                + ho * wo * r_out * r_in * kh * kw
+                + ho * wo * r_out * self.out_channels
+            )
+            + 3 * STEP_OVERHEAD_FLOPS
+        )
 
 
 class CPConv2d(_TensorizedConv2d):
     """``nn.Conv2d`` with a CP kernel (Lebedev et al. 2015): factors ``U_c`` ``(C_in/groups, R)``,
     ``U_h`` ``(kh, R)``, ``U_w`` ``(kw, R)``, ``U_o`` ``(C_out, R)`` as ``core_0 .. core_3``.
 
-    ``strategy="factorized"`` runs 1×1 → kh×1 depthwise → 1×kw depthwise → 1×1 convolutions. Arguments
-    otherwise as `TTConv2d`.
+    ``strategy="factorized"`` runs 1×1 → kh×1 depthwise → 1×kw depthwise → 1×1 convolutions.
+    Arguments otherwise as `TTConv2d`.
     """
 
     format = "cp"
@@ -360,12 +459,20 @@ class CPConv2d(_TensorizedConv2d):
     def _factorized_flops(self, n, h, w, hp, wp, ho, wo):
         r = self._core_shapes[0][1]
         kh, kw = self.kernel_size
-        return (2.0 * n * r * (h * w * self.in_channels + ho * w * kh + ho * wo * kw
-                               + ho * wo * self.out_channels) + 4 * STEP_OVERHEAD_FLOPS)
+        return (
+            2.0
+            * n
+            * r
+            * (h * w * self.in_channels + ho * w * kh + ho * wo * kw + ho * wo * self.out_channels)
+            + 4 * STEP_OVERHEAD_FLOPS
+        )
 
 
 CONV_CLASSES: dict[str, type[_TensorizedConv2d]] = {
-    "tt": TTConv2d, "tr": TRConv2d, "tucker": TuckerConv2d, "cp": CPConv2d,
+    "tt": TTConv2d,
+    "tr": TRConv2d,
+    "tucker": TuckerConv2d,
+    "cp": CPConv2d,
 }
 
 

@@ -1,9 +1,10 @@
 """Tensorized ``nn.Linear`` replacements: TTLinear, TRLinear, TuckerLinear, CPLinear.
 
 Every tensorized layer stores the cores of one factorised matrix (docs/method.md §2) as direct
-parameters ``core_0``, ``core_1``, ... in `tedepr.Factorized.cores` order, so masks can be attached to
-any of them by name (`tedepr.backends.torch.masking`). The forward pass runs tedepr's planned chain
-contraction; plans are made once per batch size and kept on the module, so a forward call never plans.
+parameters ``core_0``, ``core_1``, ... in `tedepr.Factorized.cores` order, so masks can be attached
+to any of them by name (`tedepr.backends.torch.masking`). The forward pass runs tedepr's planned
+chain contraction; plans are made once per batch size and kept on the module, so a forward call
+never plans.
 """
 
 from __future__ import annotations
@@ -24,8 +25,14 @@ from ...init import random_factorized
 from ...shapes import check_format
 
 __all__ = [
-    "TensorizedLayer", "TTLinear", "TRLinear", "TuckerLinear", "CPLinear", "LINEAR_CLASSES",
-    "linear_class", "TORCH_OPS",
+    "TensorizedLayer",
+    "TTLinear",
+    "TRLinear",
+    "TuckerLinear",
+    "CPLinear",
+    "LINEAR_CLASSES",
+    "linear_class",
+    "TORCH_OPS",
 ]
 
 # Plans kept per layer (one per distinct batch size seen); the oldest is dropped beyond this.
@@ -35,10 +42,11 @@ _MAX_PLANS = 32
 class _TorchOps:
     """The array-API calls a `ContractionPlan` makes, bound to raw torch functions.
 
-    ``array_api_compat.torch`` wraps each call in Python-level argument handling; on a CPU TT layer
-    784→300 (rank 8, 4 cores, batch 1) that cost ~30% of the forward time (285 µs raw vs 399 µs
-    wrapped, single thread; benchmark in the report of this module's change). Anything a plan may call
-    beyond these four falls back to the compat namespace, so a new call in the core never breaks here.
+    ``array_api_compat.torch`` wraps each call in Python-level argument handling. Measured on the
+    CPU dev box (one thread, fastest of 5x50 calls): a TT 784->300 forward (rank 8, 4 cores) took
+    399 us wrapped vs 285 us raw at batch 1, a Tucker-2 one 193 us vs 87 us. Anything a plan may
+    call beyond these four falls back to the compat namespace, so a new call in the core never
+    breaks here.
     """
 
     matmul = staticmethod(torch.matmul)
@@ -59,8 +67,8 @@ TORCH_OPS = _TorchOps()
 def _torch_seed(seed):
     """A seed for tedepr's NumPy-based init; drawn from torch's generator when None.
 
-    Drawing from torch's default generator makes ``torch.manual_seed`` reproduce the layer, as it does
-    for every built-in torch layer.
+    Drawing from torch's default generator makes ``torch.manual_seed`` reproduce the layer, as it
+    does for every built-in torch layer.
     """
     if seed is None:
         return int(torch.randint(0, 2**62, (1,), dtype=torch.int64).item())
@@ -76,7 +84,9 @@ def _spawn(seed, n: int) -> list:
 
 def _check_strategy(strategy: str, allowed: Sequence[str] = STRATEGIES) -> str:
     if strategy not in allowed:
-        raise ValueError(f"strategy must be one of {', '.join(map(repr, allowed))}; got {strategy!r}")
+        raise ValueError(
+            f"strategy must be one of {', '.join(map(repr, allowed))}; got {strategy!r}"
+        )
     return strategy
 
 
@@ -97,8 +107,8 @@ class TensorizedLayer(nn.Module):
     """Base class of the layers whose weight is one factorised matrix.
 
     The trainable cores are the parameters ``core_0 .. core_{n-1}`` (`Factorized.cores` order); a
-    parametrization (e.g. a pruning mask) on any of them is honoured everywhere, because the layer only
-    ever reads them through ``getattr``.
+    parametrization (e.g. a pruning mask) on any of them is honoured everywhere, because the layer
+    only ever reads them through ``getattr``.
 
     Attributes
     ----------
@@ -164,14 +174,27 @@ class TensorizedLayer(nn.Module):
 
     def factorized(self) -> Factorized:
         """The `tedepr.Factorized` of the current (masked) cores; they stay attached to autograd."""
-        return from_cores(self.format, self.cores, self._in_modes, self._out_modes,
-                          factored=self._factored, kernel_size=self._kernel_size)
+        return from_cores(
+            self.format,
+            self.cores,
+            self._in_modes,
+            self._out_modes,
+            factored=self._factored,
+            kernel_size=self._kernel_size,
+        )
 
     def _shape_template(self) -> Factorized:
-        # Meta tensors: plans depend on shapes only, so nothing is read from (or copied off) the device.
+        # Meta tensors: plans depend on shapes only, so nothing is read from (or copied off) the
+        # device.
         cores = [torch.empty(s, device="meta") for s in self._core_shapes]
-        return from_cores(self.format, cores, self._in_modes, self._out_modes,
-                          factored=self._factored, kernel_size=self._kernel_size)
+        return from_cores(
+            self.format,
+            cores,
+            self._in_modes,
+            self._out_modes,
+            factored=self._factored,
+            kernel_size=self._kernel_size,
+        )
 
     @property
     def num_params(self) -> int:
@@ -203,9 +226,11 @@ class TensorizedLayer(nn.Module):
     def _describe(self) -> str:
         f = self._shape_template()
         kept, total = self.kept_params, self.num_params
-        return (f"format={self.format!r}, in_modes={self._in_modes}, out_modes={self._out_modes}, "
-                f"ranks={f.ranks}, kept={kept}/{total}, "
-                f"compression={self.dense_params / max(kept, 1):.1f}x")
+        return (
+            f"format={self.format!r}, in_modes={self._in_modes}, out_modes={self._out_modes}, "
+            f"ranks={f.ranks}, kept={kept}/{total}, "
+            f"compression={self.dense_params / max(kept, 1):.1f}x"
+        )
 
     # ------------------------------------------------------------------ evaluation
     def _plan(self, batch: int) -> ContractionPlan:
@@ -276,15 +301,26 @@ class _TensorizedLinear(TensorizedLayer):
         super().__init__()
         _check_strategy(strategy)
         d = _resolve_d(d, in_modes, out_modes, self._default_d)
-        f = random_factorized(self.format, in_features, out_features, rank, std=std, init=init,
-                              seed=_torch_seed(seed), in_modes=in_modes, out_modes=out_modes, d=d)
+        f = random_factorized(
+            self.format,
+            in_features,
+            out_features,
+            rank,
+            std=std,
+            init=init,
+            seed=_torch_seed(seed),
+            in_modes=in_modes,
+            out_modes=out_modes,
+            d=d,
+        )
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self._set_factorization(f, strategy=strategy, device=device, dtype=dtype)
         if bias:
             bound = 1.0 / math.sqrt(in_features)
-            self.bias = nn.Parameter(torch.empty(out_features, device=device,
-                                                 dtype=dtype or torch.get_default_dtype()))
+            self.bias = nn.Parameter(
+                torch.empty(out_features, device=device, dtype=dtype or torch.get_default_dtype())
+            )
             nn.init.uniform_(self.bias, -bound, bound)
         else:
             self.register_parameter("bias", None)
@@ -292,7 +328,9 @@ class _TensorizedLinear(TensorizedLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ W + bias``: ``(..., in_features) -> (..., out_features)``."""
         if x.dim() == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"input must have shape (..., {self.in_features}); got {tuple(x.shape)}")
+            raise ValueError(
+                f"input must have shape (..., {self.in_features}); got {tuple(x.shape)}"
+            )
         lead = x.shape[:-1]
         y = self._matmul(x.reshape(-1, self.in_features)).reshape(lead + (self.out_features,))
         if self.bias is not None:
@@ -309,35 +347,86 @@ class _TensorizedLinear(TensorizedLayer):
         return self.dense_weight().T
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"{self._describe()}, bias={self.bias is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"{self._describe()}, bias={self.bias is not None}"
+        )
 
     @classmethod
-    def from_dense(cls, linear: nn.Linear, rank=8, rtol: float | None = None, *, in_modes=None,
-                   out_modes=None, d: int | None = None, strategy: str = "auto", **options: Any):
+    def from_dense(
+        cls,
+        linear: nn.Linear,
+        rank=8,
+        rtol: float | None = None,
+        *,
+        in_modes=None,
+        out_modes=None,
+        d: int | None = None,
+        strategy: str = "auto",
+        **options: Any,
+    ):
         """Decompose a trained ``nn.Linear`` into this format.
 
         The matrix ``linear.weight.T`` ``(in_features, out_features)`` is decomposed with
-        `tedepr.decompose` in float64 (``rank``, ``rtol``, modes and ``**options`` as there; ``rank=None``
-        is exact for TT and Tucker). The layer keeps ``linear``'s dtype, device and bias, and reports the
-        achieved relative Frobenius error in ``decomposition_error``.
+        `tedepr.decompose` in float64 (``rank``, ``rtol``, modes and ``**options`` as there;
+        ``rank=None`` is exact for TT and Tucker). The layer keeps ``linear``'s dtype, device and
+        bias, and reports the achieved relative Frobenius error in ``decomposition_error``.
         """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear must be an nn.Linear; got {type(linear).__name__}")
-        return cls._from_matrix(linear.weight.detach().T, linear.bias, rank, rtol, in_modes=in_modes,
-                                out_modes=out_modes, d=d, strategy=strategy, **options)
+        return cls._from_matrix(
+            linear.weight.detach().T,
+            linear.bias,
+            rank,
+            rtol,
+            in_modes=in_modes,
+            out_modes=out_modes,
+            d=d,
+            strategy=strategy,
+            **options,
+        )
 
     @classmethod
-    def _from_matrix(cls, w: torch.Tensor, bias, rank, rtol, *, in_modes=None, out_modes=None, d=None,
-                     strategy="auto", **options):
-        """A layer holding the decomposition of ``w`` ``(N_in, N_out)``; ``bias`` copied if given."""
+    def _from_matrix(
+        cls,
+        w: torch.Tensor,
+        bias,
+        rank,
+        rtol,
+        *,
+        in_modes=None,
+        out_modes=None,
+        d=None,
+        strategy="auto",
+        **options,
+    ):
+        """A layer holding the decomposition of ``w`` ``(N_in, N_out)``; ``bias`` copied if
+        given."""
         _check_strategy(strategy)
         d = _resolve_d(d, in_modes, out_modes, cls._default_d)
-        f = decompose(w.detach().to(torch.float64), cls.format, rank, rtol=rtol, in_modes=in_modes,
-                      out_modes=out_modes, d=d, **options)
+        f = decompose(
+            w.detach().to(torch.float64),
+            cls.format,
+            rank,
+            rtol=rtol,
+            in_modes=in_modes,
+            out_modes=out_modes,
+            d=d,
+            **options,
+        )
         n_in, n_out = (int(n) for n in w.shape)
-        layer = cls(n_in, n_out, rank=tuple(f.ranks), in_modes=f.in_modes, out_modes=f.out_modes,
-                    bias=bias is not None, strategy=strategy, seed=0, device=w.device, dtype=w.dtype)
+        layer = cls(
+            n_in,
+            n_out,
+            rank=tuple(f.ranks),
+            in_modes=f.in_modes,
+            out_modes=f.out_modes,
+            bias=bias is not None,
+            strategy=strategy,
+            seed=0,
+            device=w.device,
+            dtype=w.dtype,
+        )
         layer._load_cores(f.cores)
         if bias is not None:
             with torch.no_grad():
@@ -367,7 +456,8 @@ class TTLinear(_TensorizedLinear):
     strategy : {"auto", "chain", "optimal", "reconstruct"}
         Contraction strategy (`tedepr.plan_contraction`); planned once per batch size.
     seed : int or numpy Generator, optional
-        Seed of the core draw; None draws it from torch's generator (so ``torch.manual_seed`` applies).
+        Seed of the core draw; None draws it from torch's generator (so ``torch.manual_seed``
+        applies).
     device, dtype : where and how the parameters are stored.
 
     Shapes: input ``(..., in_features)``, output ``(..., out_features)``. Cores are the parameters
@@ -400,13 +490,17 @@ class TuckerLinear(_TensorizedLinear):
 
 
 class CPLinear(_TensorizedLinear):
-    """``nn.Linear`` with a CP weight, one factor ``(dim_k, R)`` per mode; arguments as `TTLinear`."""
+    """``nn.Linear`` with a CP weight, one factor ``(dim_k, R)`` per mode; arguments as
+    `TTLinear`."""
 
     format = "cp"
 
 
 LINEAR_CLASSES: dict[str, type[_TensorizedLinear]] = {
-    "tt": TTLinear, "tr": TRLinear, "tucker": TuckerLinear, "cp": CPLinear,
+    "tt": TTLinear,
+    "tr": TRLinear,
+    "tucker": TuckerLinear,
+    "cp": CPLinear,
 }
 
 

@@ -1,8 +1,9 @@
 """Fixed pruning masks on any parameter: tensorized cores and dense weights alike.
 
 A mask is a ``torch.nn.utils.parametrize`` parametrization ``w -> w * mask`` whose boolean mask is a
-persistent buffer (so it is saved in ``state_dict``). `apply_masks` also zeroes the pruned entries of the
-trainable parameter itself. With both in place the pruned entries stay exactly zero through training:
+persistent buffer (so it is saved in ``state_dict``). `apply_masks` also zeroes the pruned entries
+of the trainable parameter itself. With both in place the pruned entries stay exactly zero through
+training:
 
 * forward: the module reads ``w * mask``;
 * gradients: ``∂L/∂w_original = ∂L/∂w ⊙ mask`` is zero on pruned entries;
@@ -12,10 +13,12 @@ trainable parameter itself. With both in place the pruned entries stay exactly z
 Parameters are named as in ``model.named_parameters()`` of the unmasked model (``"fc1.core_0"``,
 ``"conv.weight"``), before and after masking.
 
-Saving and loading: ``torch.save(model.state_dict(), path)`` holds the masks. A fresh, unmasked model
-has no slots for them, so load with `load_masked_state_dict` (it attaches masks of the saved shapes,
-then loads), or by hand: ``apply_masks(model, {name: torch.zeros_like(p, dtype=torch.bool) ...})`` for
-the masked names, then ``model.load_state_dict(state)``.
+Saving and loading: ``torch.save(model.state_dict(), path)`` holds the masks. A fresh, unmasked
+model has no slots for them, so load with `load_masked_state_dict` (it attaches masks of the saved
+shapes, then loads), or by hand: ``apply_masks(model, {name: torch.zeros_like(p, dtype=torch.bool)
+...})`` for the masked names, then ``model.load_state_dict(state)``. (torch refuses to pickle a
+parametrized module as a whole, so ``torch.save(model)`` works only before masking or after
+`remove_masks`.)
 """
 
 from __future__ import annotations
@@ -27,12 +30,27 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["prunable_parameters", "apply_masks", "get_masks", "remove_masks", "count_weights",
-           "load_masked_state_dict"]
+__all__ = [
+    "prunable_parameters",
+    "apply_masks",
+    "get_masks",
+    "remove_masks",
+    "count_weights",
+    "load_masked_state_dict",
+]
 
+_ORDER = "_tedepr_parameter_order"
 _NORM_TYPES: tuple[type, ...] = tuple(
-    t for t in (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
-                getattr(nn, "RMSNorm", None), nn.LocalResponseNorm) if t is not None)
+    t
+    for t in (
+        nn.modules.batchnorm._NormBase,
+        nn.LayerNorm,
+        nn.GroupNorm,
+        getattr(nn, "RMSNorm", None),
+        nn.LocalResponseNorm,
+    )
+    if t is not None
+)
 
 
 class _Mask(nn.Module):
@@ -59,8 +77,9 @@ def _tensor_names(module: nn.Module) -> tuple[str, ...]:
     own = getattr(module, "_prunable_tensor_names", None)
     if own is not None:
         return tuple(own())
-    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag,
-                           nn.Bilinear)):
+    if isinstance(
+        module, (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding, nn.EmbeddingBag, nn.Bilinear)
+    ):
         return ("weight",)
     if isinstance(module, nn.RNNBase):
         return tuple(n for n in module._flat_weights_names if n.startswith("weight"))
@@ -77,7 +96,8 @@ def _trainable(module: nn.Module, name: str) -> torch.Tensor | None:
 
 
 def _walk(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, torch.Tensor]]:
-    """``(full name, owning module, attribute, parameter)`` for every prunable weight, deduplicated."""
+    """``(full name, owning module, attribute, parameter)`` for every prunable weight,
+    deduplicated."""
     seen: set[int] = set()
     for mod_name, module in model.named_modules():
         if isinstance(module, parametrize.ParametrizationList) or isinstance(module, _Mask):
@@ -90,15 +110,28 @@ def _walk(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, torch.Tensor]
             yield (f"{mod_name}.{pname}" if mod_name else pname), module, pname, p
 
 
+def _owners(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
+    """Every ``(module, attribute)`` holding each prunable parameter (tied weights have several)."""
+    owners: dict[int, list[tuple[nn.Module, str]]] = {}
+    for module in model.modules():
+        if isinstance(module, (parametrize.ParametrizationList, _Mask)):
+            continue
+        for pname in _tensor_names(module):
+            p = _trainable(module, pname)
+            if isinstance(p, nn.Parameter):
+                owners.setdefault(id(p), []).append((module, pname))
+    return owners
+
+
 def prunable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """Every prunable weight of ``model`` by name, in ``named_parameters()`` order.
 
     Prunable: all cores of tensorized layers, and the weights of ``nn.Linear``, ``nn.Conv*``,
-    ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``weight_ih``/``weight_hh``), ``nn.MultiheadAttention`` (input
-    projection; the output projection is an ``nn.Linear``), ``nn.Embedding``, and the dense
+    ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (``weight_ih``/``weight_hh``), ``nn.MultiheadAttention``
+    (input projection; the output projection is an ``nn.Linear``), ``nn.Embedding``, and the dense
     hidden-to-hidden weights of `TensorizedLSTM`/`TensorizedGRU`. Never biases or normalisation
-    parameters. For a masked parameter the value is the trainable (unmasked) original; the name stays
-    the unmasked model's.
+    parameters. For a masked parameter the value is the trainable (unmasked) original; the name
+    stays the unmasked model's.
     """
     return {name: p for name, _, _, p in _walk(model)}
 
@@ -117,42 +150,58 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
     """Attach fixed boolean masks (True = kept) to prunable parameters of ``model``, in place.
 
     Every mask is validated before anything changes (name in `prunable_parameters`, bool dtype, the
-    parameter's shape). The pruned entries of each parameter are zeroed and a parametrization
-    ``w * mask`` is registered; a parameter that already has a mask gets the new one instead. Masks are
+    parameter's shape). The pruned entries of each parameter are zeroed and a parametrization ``w *
+    mask`` is registered; a parameter that already has a mask gets the new one instead. Masks are
     copied to the parameter's device; the caller's tensors are not kept or changed.
     """
     if not isinstance(masks, Mapping):
-        raise TypeError(f"masks must be a dict of parameter name -> bool tensor; got "
-                        f"{type(masks).__name__}")
+        raise TypeError(
+            f"masks must be a dict of parameter name -> bool tensor; got {type(masks).__name__}"
+        )
     entries = {name: (module, pname, p) for name, module, pname, p in _walk(model)}
+    owners = _owners(model)
     for name, mask in masks.items():
         if name not in entries:
             known = list(entries)
-            shown = ", ".join(map(repr, known[:8])) + (f", ... ({len(known)} in all)"
-                                                         if len(known) > 8 else "")
-            raise ValueError(f"masks has unknown parameter name {name!r}; prunable parameters are: "
-                             f"{shown or 'none'}")
+            shown = ", ".join(map(repr, known[:8])) + (
+                f", ... ({len(known)} in all)" if len(known) > 8 else ""
+            )
+            raise ValueError(
+                f"masks has unknown parameter name {name!r}; prunable parameters are: "
+                f"{shown or 'none'}"
+            )
         if not isinstance(mask, torch.Tensor):
             raise TypeError(f"masks[{name!r}] must be a torch tensor; got {type(mask).__name__}")
         if mask.dtype != torch.bool:
             raise TypeError(f"masks[{name!r}] must have dtype torch.bool; got {mask.dtype}")
         p = entries[name][2]
         if tuple(mask.shape) != tuple(p.shape):
-            raise ValueError(f"masks[{name!r}] has shape {tuple(mask.shape)} but the parameter has "
-                             f"shape {tuple(p.shape)}")
-        module, pname = entries[name][0], entries[name][1]
-        if parametrize.is_parametrized(module, pname) and _mask_module(module, pname) is None:
-            raise ValueError(f"{name!r} already has a parametrization that is not a tedepr mask; "
-                             "masks apply to plain parameters only")
+            raise ValueError(
+                f"masks[{name!r}] has shape {tuple(mask.shape)} but the parameter has "
+                f"shape {tuple(p.shape)}"
+            )
+        for module, pname in owners[id(p)]:
+            if parametrize.is_parametrized(module, pname) and _mask_module(module, pname) is None:
+                raise ValueError(
+                    f"{name!r} already has a parametrization that is not a tedepr mask; "
+                    "masks apply to plain parameters only"
+                )
     for name, mask in masks.items():
-        module, pname, p = entries[name]
+        p = entries[name][2]
         mask = mask.detach().to(device=p.device, copy=True)
         with torch.no_grad():
             p.masked_fill_(~mask, 0)
-        existing = _mask_module(module, pname)
-        if existing is not None:
-            existing.mask.copy_(mask)
-        else:
+        # A tied parameter is masked in every module that holds it, or the unmasked use would
+        # feed gradients into its pruned entries.
+        for module, pname in owners[id(p)]:
+            existing = _mask_module(module, pname)
+            if existing is not None:
+                existing.mask.copy_(mask)
+                continue
+            if not parametrize.is_parametrized(module):
+                # parametrize moves the parameter out of _parameters; remove_masks restores the
+                # order
+                module.__dict__.setdefault(_ORDER, tuple(module._parameters))
             parametrize.register_parametrization(module, pname, _Mask(mask))
 
 
@@ -172,25 +221,46 @@ def remove_masks(model: nn.Module) -> None:
     The parameter objects stay the same (optimizers keep working); the pruned entries stay zero but
     are no longer held there.
     """
-    for _, module, pname, _ in list(_walk(model)):
-        if _mask_module(module, pname) is not None:
-            parametrize.remove_parametrizations(module, pname, leave_parametrized=True)
+    touched = {}
+    for holders in _owners(model).values():
+        for module, pname in holders:
+            if _mask_module(module, pname) is not None:
+                parametrize.remove_parametrizations(module, pname, leave_parametrized=True)
+                touched[id(module)] = module
+    for module in touched.values():
+        order = module.__dict__.get(_ORDER)
+        if order is None or parametrize.is_parametrized(module):
+            continue
+        # back to the unmasked module's parameter order (named_parameters, optimizer param lists)
+        items = list(module._parameters.items())
+        rank = {name: k for k, name in enumerate(order)}
+        items.sort(key=lambda kv: rank.get(kv[0], len(rank)))
+        module._parameters.clear()
+        module._parameters.update(items)
+        del module.__dict__[_ORDER]
 
 
 def load_masked_state_dict(model: nn.Module, state_dict: Mapping[str, Any], strict: bool = True):
     """Load a state dict saved from a masked model into ``model`` (masked or not), in place.
 
-    The masks found in ``state_dict`` (keys ``<module>.parametrizations.<name>.<i>.mask``) are attached
-    first, so their slots exist; then ``model.load_state_dict(state_dict, strict)`` runs and its result
-    is returned.
+    The masks found in ``state_dict`` (keys ``<module>.parametrizations.<name>.<i>.mask``) are
+    attached first, so their slots exist; then ``model.load_state_dict(state_dict, strict)`` runs
+    and its result is returned. A mask key whose parameter ``model`` does not have (or holds under
+    another name, as a tied weight) is left to ``load_state_dict`` to report or place.
     """
+    known = set(prunable_parameters(model))
     masks = {}
     for key, value in state_dict.items():
         parts = key.split(".")
-        if len(parts) >= 4 and parts[-1] == "mask" and parts[-2].isdigit() \
-                and parts[-4] == "parametrizations":
+        if (
+            len(parts) >= 4
+            and parts[-1] == "mask"
+            and parts[-2].isdigit()
+            and parts[-4] == "parametrizations"
+        ):
             name = ".".join(parts[:-4] + [parts[-3]])
-            masks[name] = torch.as_tensor(value).to(torch.bool)
+            if name in known:
+                masks[name] = torch.as_tensor(value).to(torch.bool)
     if masks:
         apply_masks(model, masks)
     return model.load_state_dict(state_dict, strict=strict)
@@ -202,7 +272,8 @@ def _all_parameters(model: nn.Module):
     seen: set[int] = set()
     for mod_name, module in model.named_modules():
         if isinstance(module, (parametrize.ParametrizationList, _Mask)) or (
-                mod_name.endswith("parametrizations") and isinstance(module, nn.ModuleDict)):
+            mod_name.endswith("parametrizations") and isinstance(module, nn.ModuleDict)
+        ):
             continue
         names = list(module._parameters)
         if parametrize.is_parametrized(module):
@@ -222,14 +293,13 @@ def count_weights(model: nn.Module) -> dict[str, Any]:
     -------
     dict with
         ``"layers"``: ``{layer name: {"type", "dense", "params", "kept"}}`` — for a tensorized layer
-        ``dense`` is the entry count of the matrix it replaces, ``params`` its core entries and ``kept``
-        the entries its masks keep; for a dense layer all three count its weights (``kept`` after
-        masks). A dense layer's name is its module's; tensorized sub-maps (e.g. of `TensorizedLSTM`)
-        are layers of their own.
-        ``"dense"``, ``"params"``, ``"kept"``: the sums over layers (``dense`` is the denominator of
-        ``sparsity``).
-        ``"biases"``, ``"norm"``, ``"other"``: parameter entries excluded from the weight count —
-        biases, normalisation parameters, and anything else (e.g. positional embeddings).
+        ``dense`` is the entry count of the matrix it replaces, ``params`` its core entries and
+        ``kept`` the entries its masks keep; for a dense layer all three count its weights (``kept``
+        after masks). A dense layer's name is its module's; tensorized sub-maps (e.g. of
+        `TensorizedLSTM`) are layers of their own. ``"dense"``, ``"params"``, ``"kept"``: the sums
+        over layers (``dense`` is the denominator of ``sparsity``). ``"biases"``, ``"norm"``,
+        ``"other"``: parameter entries excluded from the weight count — biases, normalisation
+        parameters, and anything else (e.g. positional embeddings).
     """
     layers: dict[str, dict[str, Any]] = {}
     weight_ids: set[int] = set()

@@ -1,7 +1,7 @@
 """Tensorized recurrent layers: TensorizedLSTM and TensorizedGRU.
 
-As in TT-LSTM (Yang et al. 2017) and TR-LSTM (Pan et al. 2019), the input-to-hidden maps of all gates
-form ONE tensorized map ``input_size -> gates·hidden_size`` per layer (``weight_ih_l{k}``, a
+As in TT-LSTM (Yang et al. 2017) and TR-LSTM (Pan et al. 2019), the input-to-hidden maps of all
+gates form ONE tensorized map ``input_size -> gates·hidden_size`` per layer (``weight_ih_l{k}``, a
 tensorized Linear without bias). Because it does not depend on the state, it is applied to the whole
 sequence at once; only the hidden-to-hidden map runs step by step. The hidden-to-hidden map
 ``weight_hh_l{k}`` is a dense parameter in ``nn.LSTM`` layout ``(gates·hidden_size, hidden_size)``
@@ -29,7 +29,6 @@ __all__ = ["TensorizedLSTM", "TensorizedGRU"]
 
 class _TensorizedRNNBase(nn.Module):
     _gates = 0
-    _mode = ""
 
     def __init__(
         self,
@@ -55,8 +54,11 @@ class _TensorizedRNNBase(nn.Module):
         super().__init__()
         format = check_format(format)
         _check_strategy(strategy)
-        for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
-                        ("num_layers", num_layers)):
+        for name, v in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
         dropout = float(dropout)
@@ -75,15 +77,42 @@ class _TensorizedRNNBase(nn.Module):
         cls = LINEAR_CLASSES[format]
         for k in range(num_layers):
             n_in = input_size if k == 0 else hidden_size
-            setattr(self, f"weight_ih_l{k}", cls(
-                n_in, gh, rank, in_modes if k == 0 else None, bias=False, d=d, init=init,
-                std=map_std, strategy=strategy, seed=seeds[2 * k],
-                device=device, dtype=dtype))
+            setattr(
+                self,
+                f"weight_ih_l{k}",
+                cls(
+                    n_in,
+                    gh,
+                    rank,
+                    in_modes if k == 0 else None,
+                    bias=False,
+                    d=d,
+                    init=init,
+                    std=map_std,
+                    strategy=strategy,
+                    seed=seeds[2 * k],
+                    device=device,
+                    dtype=dtype,
+                ),
+            )
             if tensorize_hidden:
-                setattr(self, f"weight_hh_l{k}", cls(
-                    hidden_size, gh, rank, bias=False, d=d, init=init, std=map_std,
-                    strategy=strategy, seed=seeds[2 * k + 1], device=device,
-                    dtype=dtype))
+                setattr(
+                    self,
+                    f"weight_hh_l{k}",
+                    cls(
+                        hidden_size,
+                        gh,
+                        rank,
+                        bias=False,
+                        d=d,
+                        init=init,
+                        std=map_std,
+                        strategy=strategy,
+                        seed=seeds[2 * k + 1],
+                        device=device,
+                        dtype=dtype,
+                    ),
+                )
             else:
                 w = torch.empty(gh, hidden_size, device=device, dtype=dtype)
                 with torch.no_grad():
@@ -128,12 +157,16 @@ class _TensorizedRNNBase(nn.Module):
     # ------------------------------------------------------------------ forward
     def _check_input(self, x, hx):
         if isinstance(x, nn.utils.rnn.PackedSequence):
-            raise TypeError(f"{type(self).__name__} does not take a PackedSequence; pass the padded "
-                            "tensor (and mask the padded steps downstream)")
+            raise TypeError(
+                f"{type(self).__name__} does not take a PackedSequence; pass the padded "
+                "tensor (and mask the padded steps downstream)"
+            )
         if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
-            raise ValueError(f"input must have shape (L, N, {self.input_size}) (batch_first: "
-                             f"(N, L, {self.input_size})) or (L, {self.input_size}); got "
-                             f"{tuple(x.shape)}")
+            raise ValueError(
+                f"input must have shape (L, N, {self.input_size}) (batch_first: "
+                f"(N, L, {self.input_size})) or (L, {self.input_size}); got "
+                f"{tuple(x.shape)}"
+            )
         batched = x.dim() == 3
         if not batched:
             x = x.unsqueeze(1)
@@ -152,11 +185,14 @@ class _TensorizedRNNBase(nn.Module):
         return h
 
     def _layers(self, x, states):
-        """Run every layer over ``x`` ``(L, N, input)``; ``states`` one tuple of ``(N, H)`` per layer."""
+        """Run every layer over ``x`` ``(L, N, input)``; ``states`` one tuple of ``(N, H)`` per
+        layer."""
         seq, batch = x.shape[0], x.shape[1]
         finals = []
         for k in range(self.num_layers):
-            gx = getattr(self, f"weight_ih_l{k}")(x.reshape(seq * batch, -1)).reshape(seq, batch, -1)
+            gx = getattr(self, f"weight_ih_l{k}")(x.reshape(seq * batch, -1)).reshape(
+                seq, batch, -1
+            )
             b_ih, b_hh = getattr(self, f"bias_ih_l{k}"), getattr(self, f"bias_hh_l{k}")
             outputs, state = self._scan(k, gx, b_ih, b_hh, states[k])
             finals.append(state)
@@ -171,27 +207,52 @@ class _TensorizedRNNBase(nn.Module):
         return y.transpose(0, 1) if self.batch_first else y
 
     @classmethod
-    def _from_dense(cls, rnn, expected, format, rank, rtol, tensorize_hidden, strategy, kw, options):
+    def _from_dense(
+        cls, rnn, expected, format, rank, rtol, tensorize_hidden, strategy, kw, options
+    ):
         if not isinstance(rnn, expected):
             raise TypeError(f"rnn must be an {expected.__name__}; got {type(rnn).__name__}")
         if rnn.bidirectional or getattr(rnn, "proj_size", 0):
-            raise ValueError(f"{cls.__name__}.from_dense supports unidirectional layers without "
-                             f"projections; got bidirectional={rnn.bidirectional}, "
-                             f"proj_size={getattr(rnn, 'proj_size', 0)}")
+            raise ValueError(
+                f"{cls.__name__}.from_dense supports unidirectional layers without "
+                f"projections; got bidirectional={rnn.bidirectional}, "
+                f"proj_size={getattr(rnn, 'proj_size', 0)}"
+            )
         w0 = rnn.weight_ih_l0.detach()
-        layer = cls(rnn.input_size, rnn.hidden_size, rnn.num_layers, rnn.bias, rnn.batch_first,
-                    rnn.dropout, format=format, rank=1,
-                    tensorize_hidden=tensorize_hidden, strategy=strategy, seed=0, device=w0.device,
-                    dtype=w0.dtype)
+        layer = cls(
+            rnn.input_size,
+            rnn.hidden_size,
+            rnn.num_layers,
+            rnn.bias,
+            rnn.batch_first,
+            rnn.dropout,
+            format=format,
+            rank=1,
+            tensorize_hidden=tensorize_hidden,
+            strategy=strategy,
+            seed=0,
+            device=w0.device,
+            dtype=w0.dtype,
+        )
         lin = LINEAR_CLASSES[layer.format]
         errors = {}
         for k in range(rnn.num_layers):
             names = [f"weight_ih_l{k}"] + ([f"weight_hh_l{k}"] if tensorize_hidden else [])
             for name in names:
-                sub_kw = dict(kw) if name == "weight_ih_l0" else {
-                    key: v for key, v in kw.items() if key not in ("in_modes",)}
-                sub = lin._from_matrix(getattr(rnn, name).detach().T, None, rank, rtol,
-                                       strategy=strategy, **sub_kw, **options)
+                sub_kw = (
+                    dict(kw)
+                    if name == "weight_ih_l0"
+                    else {key: v for key, v in kw.items() if key not in ("in_modes",)}
+                )
+                sub = lin._from_matrix(
+                    getattr(rnn, name).detach().T,
+                    None,
+                    rank,
+                    rtol,
+                    strategy=strategy,
+                    **sub_kw,
+                    **options,
+                )
                 setattr(layer, name, sub)
                 errors[name] = sub.decomposition_error
             with torch.no_grad():
@@ -257,16 +318,35 @@ class TensorizedLSTM(_TensorizedRNNBase):
         return outputs, (h, c)
 
     @classmethod
-    def from_dense(cls, lstm: nn.LSTM, format: str = "tt", rank=8, rtol: float | None = None, *,
-                   tensorize_hidden: bool = False, in_modes=None, d: int | None = None,
-                   strategy: str = "auto", **options: Any) -> TensorizedLSTM:
+    def from_dense(
+        cls,
+        lstm: nn.LSTM,
+        format: str = "tt",
+        rank=8,
+        rtol: float | None = None,
+        *,
+        tensorize_hidden: bool = False,
+        in_modes=None,
+        d: int | None = None,
+        strategy: str = "auto",
+        **options: Any,
+    ) -> TensorizedLSTM:
         """Decompose a trained ``nn.LSTM``'s input-to-hidden maps (``weight_ih_l{k}.T``).
 
-        Dense weights and biases are copied; ``decomposition_error`` maps each decomposed weight's name
-        to its relative Frobenius error.
+        Dense weights and biases are copied; ``decomposition_error`` maps each decomposed weight's
+        name to its relative Frobenius error.
         """
-        return cls._from_dense(lstm, nn.LSTM, format, rank, rtol, tensorize_hidden, strategy,
-                               {"in_modes": in_modes, "d": d}, options)
+        return cls._from_dense(
+            lstm,
+            nn.LSTM,
+            format,
+            rank,
+            rtol,
+            tensorize_hidden,
+            strategy,
+            {"in_modes": in_modes, "d": d},
+            options,
+        )
 
 
 class TensorizedGRU(_TensorizedRNNBase):
@@ -304,9 +384,28 @@ class TensorizedGRU(_TensorizedRNNBase):
         return outputs, (h,)
 
     @classmethod
-    def from_dense(cls, gru: nn.GRU, format: str = "tt", rank=8, rtol: float | None = None, *,
-                   tensorize_hidden: bool = False, in_modes=None, d: int | None = None,
-                   strategy: str = "auto", **options: Any) -> TensorizedGRU:
+    def from_dense(
+        cls,
+        gru: nn.GRU,
+        format: str = "tt",
+        rank=8,
+        rtol: float | None = None,
+        *,
+        tensorize_hidden: bool = False,
+        in_modes=None,
+        d: int | None = None,
+        strategy: str = "auto",
+        **options: Any,
+    ) -> TensorizedGRU:
         """Decompose a trained ``nn.GRU``'s input-to-hidden maps; as `TensorizedLSTM.from_dense`."""
-        return cls._from_dense(gru, nn.GRU, format, rank, rtol, tensorize_hidden, strategy,
-                               {"in_modes": in_modes, "d": d}, options)
+        return cls._from_dense(
+            gru,
+            nn.GRU,
+            format,
+            rank,
+            rtol,
+            tensorize_hidden,
+            strategy,
+            {"in_modes": in_modes, "d": d},
+            options,
+        )

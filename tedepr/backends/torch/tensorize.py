@@ -24,8 +24,12 @@ logger = logging.getLogger(__name__)
 
 LAYER_KINDS = ("linear", "conv2d", "lstm", "gru", "attention")
 _DEFAULT_LAYERS = ("linear", "conv2d", "lstm", "attention")
-_TENSORIZED = (TensorizedLayer, _TensorizedRNNBase, TensorizedMultiheadAttention,
-               TensorizedTransformerEncoderLayer)
+_TENSORIZED = (
+    TensorizedLayer,
+    _TensorizedRNNBase,
+    TensorizedMultiheadAttention,
+    TensorizedTransformerEncoderLayer,
+)
 
 
 def _kind(module: nn.Module) -> str | None:
@@ -57,34 +61,76 @@ def _unsupported(kind: str, m: nn.Module) -> str | None:
     return None
 
 
-def _build(kind: str, m: nn.Module, fmt: str, rank, kw: dict[str, Any], decompose: bool) -> nn.Module:
+def _build(
+    kind: str, m: nn.Module, fmt: str, rank, kw: dict[str, Any], decompose: bool
+) -> nn.Module:
     if kind == "linear":
         cls = linear_class(fmt)
         if decompose:
             return cls.from_dense(m, rank, **kw)
-        return cls(m.in_features, m.out_features, rank, bias=m.bias is not None,
-                   device=m.weight.device, dtype=m.weight.dtype, **kw)
+        return cls(
+            m.in_features,
+            m.out_features,
+            rank,
+            bias=m.bias is not None,
+            device=m.weight.device,
+            dtype=m.weight.dtype,
+            **kw,
+        )
     if kind == "conv2d":
         cls = conv_class(fmt)
         if decompose:
             return cls.from_dense(m, rank, **kw)
-        return cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                   m.groups, m.bias is not None, m.padding_mode, rank=rank, device=m.weight.device,
-                   dtype=m.weight.dtype, **kw)
+        return cls(
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            m.dilation,
+            m.groups,
+            m.bias is not None,
+            m.padding_mode,
+            rank=rank,
+            device=m.weight.device,
+            dtype=m.weight.dtype,
+            **kw,
+        )
     if kind in ("lstm", "gru"):
         cls = TensorizedLSTM if kind == "lstm" else TensorizedGRU
         if decompose:
             return cls.from_dense(m, fmt, rank, **kw)
         w = m.weight_ih_l0
-        return cls(m.input_size, m.hidden_size, m.num_layers, m.bias, m.batch_first, m.dropout,
-                   format=fmt, rank=rank, device=w.device, dtype=w.dtype, **kw)
+        return cls(
+            m.input_size,
+            m.hidden_size,
+            m.num_layers,
+            m.bias,
+            m.batch_first,
+            m.dropout,
+            format=fmt,
+            rank=rank,
+            device=w.device,
+            dtype=w.dtype,
+            **kw,
+        )
     if decompose:
         return TensorizedMultiheadAttention.from_dense(m, fmt, rank, **kw)
     w = m.out_proj.weight
     return TensorizedMultiheadAttention(
-        m.embed_dim, m.num_heads, format=fmt, rank=rank, bias=m.in_proj_bias is not None,
-        batch_first=m.batch_first, dropout=m.dropout, kdim=m.kdim, vdim=m.vdim, device=w.device,
-        dtype=w.dtype, **kw)
+        m.embed_dim,
+        m.num_heads,
+        format=fmt,
+        rank=rank,
+        bias=m.in_proj_bias is not None,
+        batch_first=m.batch_first,
+        dropout=m.dropout,
+        kdim=m.kdim,
+        vdim=m.vdim,
+        device=w.device,
+        dtype=w.dtype,
+        **kw,
+    )
 
 
 def _weight_count(module: nn.Module) -> int:
@@ -130,17 +176,18 @@ def tensorize(
     min_params : int
         Layers with fewer dense weights than this stay dense.
     include, exclude : glob or sequence of globs, optional
-        Module names (as in ``model.named_modules()``, matched with `fnmatch.fnmatchcase`) to consider
-        / to leave dense.
+        Module names (as in ``model.named_modules()``, matched with `fnmatch.fnmatchcase`) to
+        consider / to leave dense.
     overrides : dict mapping a glob to a dict of keyword arguments, optional
-        Per-layer arguments (``"format"``, ``"rank"``, and any argument of the new layer's class or of
-        its ``from_dense``, e.g. ``{"classifier.*": {"rank": 4, "d": 2}, "*": {"init": "he"}}``); every
-        matching glob applies, later ones winning.
+        Per-layer arguments (``"format"``, ``"rank"``, and any argument of the new layer's class or
+        of its ``from_dense``, e.g. ``{"classifier.*": {"rank": 4, "d": 2}, "*": {"init": "he"}}``);
+        every matching glob applies, later ones winning.
     layers : sequence of {"linear", "conv2d", "lstm", "gru", "attention"}
         Kinds of layers to replace.
     decompose : bool
-        True: decompose the trained weights (``from_dense``; each new layer's ``decomposition_error``
-        reports the relative error). False: fresh exact variance-preserving init.
+        True: decompose the trained weights (``from_dense``; each new layer's
+        ``decomposition_error`` reports the relative error). False: fresh exact variance-preserving
+        init.
 
     Returns
     -------
@@ -165,14 +212,18 @@ def tensorize(
     layers = (layers,) if isinstance(layers, str) else tuple(layers)
     bad = [k for k in layers if k not in LAYER_KINDS]
     if bad or not layers:
-        raise ValueError(f"layers must be a non-empty sequence of {', '.join(map(repr, LAYER_KINDS))}; "
-                         f"got {layers!r}")
+        raise ValueError(
+            f"layers must be a non-empty sequence of {', '.join(map(repr, LAYER_KINDS))}; "
+            f"got {layers!r}"
+        )
     include, exclude = _globs(include, "include"), _globs(exclude, "exclude")
     overrides = {} if overrides is None else overrides
     if not isinstance(overrides, Mapping) or not all(
-            isinstance(g, str) and isinstance(kw, Mapping) for g, kw in overrides.items()):
-        raise TypeError("overrides must map glob strings to dicts of keyword arguments; got "
-                        f"{overrides!r}")
+        isinstance(g, str) and isinstance(kw, Mapping) for g, kw in overrides.items()
+    ):
+        raise TypeError(
+            f"overrides must map glob strings to dicts of keyword arguments; got {overrides!r}"
+        )
 
     new_model = copy.deepcopy(model)
     handled: list[str] = []  # modules whose descendants are never visited
@@ -195,8 +246,22 @@ def tensorize(
         if id(m) in memo:
             new = memo[id(m)]
         else:
-            new = _decide(name, label, kind, m, format, rank, min_params, include, exclude,
-                          overrides, layers, decompose, reasons, used_overrides)
+            new = _decide(
+                name,
+                label,
+                kind,
+                m,
+                format,
+                rank,
+                min_params,
+                include,
+                exclude,
+                overrides,
+                layers,
+                decompose,
+                reasons,
+                used_overrides,
+            )
             memo[id(m)] = new
         if new is None:
             continue
@@ -213,20 +278,39 @@ def tensorize(
         detail = "; ".join(reasons[:12]) + ("; ..." if len(reasons) > 12 else "")
         raise ValueError(
             f"tensorize found no eligible layer to replace in {type(model).__name__} ("
-            + (detail or "it holds no nn.Linear, nn.Conv2d, nn.LSTM, nn.GRU or nn.MultiheadAttention")
-            + ")")
+            + (
+                detail
+                or "it holds no nn.Linear, nn.Conv2d, nn.LSTM, nn.GRU or nn.MultiheadAttention"
+            )
+            + ")"
+        )
     if root_replacement is not None:
         return root_replacement
     for name, m in new_model.named_modules():
         # torch's nested-tensor fast path reads dense attention weights the new layers do not have.
-        if isinstance(m, nn.TransformerEncoder) and any(r.startswith(name + ".") or not name
-                                                        for r in replaced):
+        if isinstance(m, nn.TransformerEncoder) and any(
+            r.startswith(name + ".") or not name for r in replaced
+        ):
             m.use_nested_tensor = False
     return new_model
 
 
-def _decide(name, label, kind, m, fmt, rank, min_params, include, exclude, overrides, layers,
-            decompose, reasons, used_overrides) -> nn.Module | None:
+def _decide(
+    name,
+    label,
+    kind,
+    m,
+    fmt,
+    rank,
+    min_params,
+    include,
+    exclude,
+    overrides,
+    layers,
+    decompose,
+    reasons,
+    used_overrides,
+) -> nn.Module | None:
     """The replacement of ``m``, or None (the reason appended to ``reasons``)."""
     if kind not in layers:
         reasons.append(f"{label}: {kind!r} not in layers")
@@ -259,12 +343,21 @@ def _decide(name, label, kind, m, fmt, rank, min_params, include, exclude, overr
         raise type(exc)(f"tensorize could not replace {label} ({type(m).__name__}): {exc}") from exc
     count = _weight_count(new)
     if count >= dense:
-        warnings.warn(f"tensorize leaves {label} dense: its {fmt_l!r} factorisation would hold {count} "
-                      f"weights, not fewer than the dense {dense}", stacklevel=3)
+        warnings.warn(
+            f"tensorize leaves {label} dense: its {fmt_l!r} factorisation would hold {count} "
+            f"weights, not fewer than the dense {dense}",
+            stacklevel=3,
+        )
         reasons.append(f"{label}: factorisation not smaller ({count} >= {dense})")
         return None
     used_overrides.update(matched)
     new.train(m.training)
-    logger.info("tensorize: %s %s -> %s (%d -> %d weights)", label, type(m).__name__,
-                type(new).__name__, dense, count)
+    logger.info(
+        "tensorize: %s %s -> %s (%d -> %d weights)",
+        label,
+        type(m).__name__,
+        type(new).__name__,
+        dense,
+        count,
+    )
     return new

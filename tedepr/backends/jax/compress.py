@@ -1,0 +1,210 @@
+"""`compress` and `score` for JAX models: tensorize (coarse grain), score and mask (fine grain).
+
+Same contract as ``tedepr.backends.torch.compress``: the budget is counted on the *dense* model (SPEC
+§5), ``keep = round((1 − sparsity) · dense weights)``; the coarse grain gives every tensorized layer a
+parameter budget of ``oversample · (1 − sparsity)`` of its dense weights; the fine grain keeps exactly
+``keep`` entries over all cores and the weights of layers left dense, chosen globally by the score.
+The result holds the compressed `Model`, its masked params, the masks and the report.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ...contraction import plan_contraction
+from ...pruning import Guards, effective_ranks, prune
+from ...pruning import scores as score_registry
+from ...report import LayerReport, Report, keep_count, low_rank_budget
+from .masking import apply_masks, flatten_masks, leaf_paths, prunable_leaves
+from .models import Model
+from .scoring import JaxScoringProblem
+from .tensorize import tensorize, transfer_params
+from .training import trainable_mask
+
+__all__ = ["CompressionResult", "compress", "score", "build_report", "find_layer", "DEFAULT_OVERSAMPLE"]
+
+#: coarse/fine split, the same default as the torch backend (docs/method.md §6)
+DEFAULT_OVERSAMPLE = 4.0
+
+
+@dataclass
+class CompressionResult:
+    """``model``: the compressed `Model`; ``params``: its params with pruned entries exactly 0;
+    ``masks``: flat ``{path: bool array}`` as applied (empty when nothing was pruned); ``report``: a
+    `tedepr.report.Report`. ``apply(x)`` runs the masked model."""
+
+    model: Model
+    params: Any
+    masks: dict[str, Any]
+    report: Report
+
+    def apply(self, x, train: bool = False):
+        return self.model.apply(self.params, x, self.masks or None, train=train)
+
+
+def find_layer(model: Model, name: str):
+    """The layer object called ``name`` — a top-level layer or a sublayer (``"layers/0/self_attn/q_proj"``)."""
+    if name in model.layers:
+        return model.layers[name]
+    for top in sorted(model.layers, key=len, reverse=True):
+        if name.startswith(top + "/"):
+            layer, rest = model.layers[top], name[len(top) + 1:].split("/")
+            for part in rest:
+                subs = layer.sublayers() if hasattr(layer, "sublayers") else {}
+                if part not in subs:
+                    raise KeyError(name)
+                layer = subs[part]
+            return layer
+    raise KeyError(name)
+
+
+def _other_params(model: Model, params) -> int:
+    trainable = jax.tree.leaves(trainable_mask(model, params))
+    prunable = set(prunable_leaves(params))
+    return sum(int(np.prod(a.shape)) for p, a, t in zip(leaf_paths(params), jax.tree.leaves(params), trainable)
+               if t and p not in prunable)
+
+
+def build_report(model: Model, params, masks=None, *, dense_weights: int, target_sparsity: float | None = None,
+                 method: str | None = None, structure=None) -> Report:
+    """Per-layer accounting of a (masked) model; tensorized layers report modes, ranks and FLOPs."""
+    weights = prunable_leaves(params)
+    structure = structure or model.structure()
+    flat = flatten_masks(masks, params) if masks else {}
+    by_layer: dict[str, list[str]] = {}
+    for path in weights:
+        info = structure.get(path)
+        by_layer.setdefault(info.layer if info is not None else path.rpartition("/")[0], []).append(path)
+    live = effective_ranks(flat, structure) if flat else {}
+    rows = []
+    for layer_name, paths in by_layer.items():
+        total = sum(int(np.prod(weights[p].shape)) for p in paths)
+        kept = sum(int(np.sum(np.asarray(flat[p]))) if p in flat else int(np.prod(weights[p].shape))
+                   for p in paths)
+        try:
+            layer = find_layer(model, layer_name)
+        except KeyError:
+            layer = None
+        kind = type(layer).__name__ if layer is not None else "layer"
+        if layer is not None and callable(getattr(layer, "factorized", None)):
+            f = layer.factorized()
+            plan = plan_contraction(f, 1, getattr(layer, "strategy", "auto"))
+            eff = {p[len(layer_name) + 1:]: live[p] for p in paths if p in live}
+            rows.append(LayerReport(
+                name=layer_name, kind=kind, format=f.format, kept=kept, total=total, dense=f.dense_params,
+                in_modes=f.in_modes, out_modes=f.out_modes, ranks=f.ranks, effective_ranks=eff or None,
+                flops=plan.flops, dense_flops=2 * f.dense_params,
+            ))
+        else:
+            rows.append(LayerReport(name=layer_name, kind=kind, format="dense", kept=kept, total=total,
+                                    dense=total, dense_flops=2 * total))
+    return Report(rows, dense_weights=dense_weights, other_params=_other_params(model, params),
+                  target_sparsity=target_sparsity, method=method)
+
+
+def _rescale(params, masks, structure):
+    """Scale each tensorized core's kept entries by ``1/sqrt(density)`` (docs/method.md §5)."""
+    factors = {}
+    for path, m in masks.items():
+        if structure[path].format == "dense":
+            continue
+        density = float(np.mean(np.asarray(m)))
+        if density > 0:
+            factors[path] = 1.0 / math.sqrt(density)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    return jax.tree_util.tree_unflatten(treedef, [
+        leaf * jnp.asarray(factors[p], leaf.dtype) if p in factors else leaf
+        for p, leaf in zip(leaf_paths(params), leaves)])
+
+
+def compress(model: Model, data=None, sparsity: float = 0.99, format: str | None = "tt", rank=None,
+             score: str | None = "trainability", *, params=None, oversample: float = DEFAULT_OVERSAMPLE,
+             guards: Guards | None = None, rounds: int | None = None, num_batches: int = 1, seed: int = 0,
+             input_shape=None, loss_fn=None, rescale: bool = False,
+             tensorize_options: dict[str, Any] | None = None, progress=None,
+             dtype=jnp.float32) -> CompressionResult:
+    """Compress ``model`` to ``sparsity`` of its dense weights, before training.
+
+    Parameters
+    ----------
+    model : Model (not modified)
+    data : ``(x, y)`` arrays, an iterable of ``(x, y)`` batches, or None (data-free scores only)
+    sparsity : float in [0, 1)
+        Fraction of the dense model's weights removed (whole model, SPEC §5).
+    format : "tt", "tr", "tucker", "cp", or None (prune the dense model: the PaI baselines)
+    rank : int, tuple, float or None
+        Ranks of the tensorized layers; None solves them from the budget with ``oversample``.
+    score : a registered score name (`tedepr.scores.available()`), or None (low-rank only)
+    params : optional
+        Params of ``model``: layers left dense keep them; new layers are initialised from ``seed``.
+        Default: ``model`` (after tensorizing) initialised from ``jax.random.key(seed)``.
+    oversample, guards, rounds, num_batches, seed, rescale, progress :
+        As the torch backend's `compress`.
+    input_shape : one sample's shape for SynFlow (default ``model.input_shape``).
+    loss_fn : ``"cross_entropy"`` (default) or a callable ``(logits, labels) -> mean loss``.
+    tensorize_options : dict
+        Passed to `tensorize` (``min_params``, ``include``, ``exclude``, ``overrides``, ``d``, ...).
+    dtype : dtype of freshly initialised params.
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
+    dense = model.dense_weight_count()
+    keep = keep_count(sparsity, dense)
+    if score is not None:
+        method = score_registry.get(score)  # validates the name before any work
+        if method.needs_data and data is None:
+            raise ValueError(f"score {score!r} needs data: pass data batches, or a data-free score "
+                             "('random', 'magnitude', 'synflow')")
+    if format is None:
+        if score is None:
+            raise ValueError("format=None and score=None would leave the model unchanged; choose one")
+        cmodel = model
+    else:
+        if rank is None:
+            rank = low_rank_budget(sparsity, oversample if score is not None else 1.0)
+        cmodel = tensorize(model, format=format, rank=rank, **dict(tensorize_options or {}))
+    key = jax.random.key(seed)
+    cparams = cmodel.init(key, dtype) if params is None else transfer_params(model, params, cmodel, key)
+    notes = []
+    total = sum(int(np.prod(a.shape)) for a in prunable_leaves(cparams).values())
+    problem, masks = None, None
+    if score is None or keep >= total:
+        if keep > total:
+            notes.append(f"the low-rank model holds {total:,} weights, below the target {keep:,}: nothing pruned")
+            warnings.warn(notes[-1], stacklevel=2)
+    else:
+        problem = JaxScoringProblem(cmodel, cparams, data, num_batches=num_batches,
+                                    loss=loss_fn or "cross_entropy", input_shape=input_shape)
+        masks = prune(problem, score, keep, guards=guards, rounds=rounds, seed=seed, progress=progress)
+        masks = {n: jnp.asarray(m, dtype=jnp.bool_) for n, m in masks.items()}
+        if rescale:
+            cparams = _rescale(cparams, masks, problem.structure())
+        cparams = apply_masks(cparams, masks)
+    structure = problem.structure() if problem is not None else None
+    report = build_report(cmodel, cparams, masks, dense_weights=dense, target_sparsity=sparsity,
+                          method=score if format is None else f"{format}+{score}", structure=structure)
+    report.notes.extend(notes)
+    return CompressionResult(cmodel, cparams, masks or {}, report)
+
+
+def score(model: Model, data=None, method: str = "snip", *, params=None, num_batches: int = 1, seed: int = 0,
+          input_shape=None, loss_fn=None, dtype=jnp.float32, **options) -> dict[str, Any]:
+    """Per-parameter scores ``{path: array}`` of the prunable weights (higher = keep); nothing pruned.
+
+    ``params`` default: ``model.init(jax.random.key(seed), dtype)``.
+    """
+    from ...pruning import compute_scores
+
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
+    params = model.init(jax.random.key(seed), dtype) if params is None else params
+    problem = JaxScoringProblem(model, params, data, num_batches=num_batches, loss=loss_fn or "cross_entropy",
+                                input_shape=input_shape)
+    return compute_scores(problem, method, seed=seed, **options)
