@@ -136,22 +136,24 @@ def rounded(a: np.ndarray, dtype: str) -> np.ndarray:
     return np.asarray(a, dtype=np.dtype(dtype)).astype(np.float64)
 
 
-def rel_error(actual, expected) -> float:
-    """``max|actual − expected| / max|expected|`` (absolute when ``expected`` is all zero)."""
+def rel_error(actual, expected, scale=None) -> float:
+    """``max|actual − expected| / max|scale|``, ``scale`` defaulting to ``expected`` (absolute error
+    when the scale is all zero)."""
     actual = np.asarray(to_numpy(actual), dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     if actual.size == 0:
         return 0.0
-    scale = float(np.max(np.abs(expected)))
+    norm = float(np.max(np.abs(expected if scale is None else scale)))
     err = float(np.max(np.abs(actual - expected)))
-    return err / scale if scale > 0 else err
+    return err / norm if norm > 0 else err
 
 
-def assert_close(actual, expected, dtype: str, *, xp, device=None, rtol=None):
+def assert_close(actual, expected, dtype: str, *, xp, device=None, scale=None):
     """Check that ``actual`` is an ``xp`` array of ``dtype`` and ``expected``'s shape, then values.
 
     ``expected`` is a float64 NumPy array; the relative error `rel_error` must be at most
     ``RTOL[dtype]`` (1e-10 for float64, 1e-5 for float32). ``device``: also check the device.
+    ``scale``: measure the error relative to this instead of ``expected`` (see its one use).
     """
     import array_api_compat
 
@@ -165,9 +167,8 @@ def assert_close(actual, expected, dtype: str, *, xp, device=None, rtol=None):
         assert array_api_compat.device(actual) == device, (
             f"device {array_api_compat.device(actual)}, expected {device}"
         )
-    tol = RTOL[dtype] if rtol is None else rtol
-    err = rel_error(actual, expected)
-    assert err <= tol, f"relative error {err:.3g} > {tol:g} ({dtype})"
+    err = rel_error(actual, expected, scale)
+    assert err <= RTOL[dtype], f"relative error {err:.3g} > {RTOL[dtype]:g} ({dtype})"
 
 
 # ----------------------------------------------------------------------------- drawn specs

@@ -223,9 +223,15 @@ def test_planned_einsum_matches_numpy_einsum(xp):
         letters = "abcdefgh"
         eq = ",".join("".join(letters[c] for c in lab) for lab in labels) + "->"
         eq += "".join(letters[c] for c in out)
-        expected = np.einsum(eq, *[rounded(a, dtype) for a in operands], optimize=False)
+        inputs = [rounded(a, dtype) for a in operands]
+        expected = np.einsum(eq, *inputs, optimize=False)
         got = tedepr.einsum([to_xp(xp, a, dtype) for a in operands], labels, out, xp=xp)
-        # sums of up to 3^5 products: the float64 bound holds, float32 is judged like contract
-        assert_close(got, expected, dtype, xp=xp)
+        # A drawn network may reduce everything to one scalar that cancels to near 0, below float32's
+        # reach relative to itself; a sum's rounding error is bounded relative to its terms'
+        # magnitudes (Higham, Accuracy and Stability, §4.2), so float32 is measured against those.
+        scale = None
+        if dtype == "float32":
+            scale = np.einsum(eq, *[np.abs(a) for a in inputs], optimize=False)
+        assert_close(got, expected, dtype, xp=xp, scale=scale)
 
     check_examples(xp, check, case=einsum_cases(), dtype=st.sampled_from(DTYPES))

@@ -105,15 +105,16 @@ def test_linear_gradient_reaches_every_core_and_masks_zero_it():
         def loss(p, masks=None, layer=layer, x=x):
             return jnp.sum(layer.apply(p, x, masks) ** 2)
 
-        grads = jax.grad(loss)(params)
-        for k, g in enumerate(grads["cores"]):
-            assert float(jnp.linalg.norm(g)) > 0, f"{fmt}: no gradient reaches core {k}"
         masks = {"cores": tuple(jnp.asarray(np.random.default_rng(k).random(c.shape) < 0.6)
                                 for k, c in enumerate(params["cores"]))}
         masked_params = {**params, "cores": tuple(jnp.where(m, c, 0.0)
                                                   for m, c in zip(masks["cores"], params["cores"]))}
-        np.testing.assert_allclose(layer.apply(params, x, masks), layer.apply(masked_params, x), rtol=1e-12)
-        for m, g in zip(masks["cores"], jax.grad(loss)(params, masks)["cores"]):
+        grad = jax.jit(jax.grad(loss))
+        for k, g in enumerate(grad(params)["cores"]):
+            assert float(jnp.linalg.norm(g)) > 0, f"{fmt}: no gradient reaches core {k}"
+        apply = jax.jit(layer.apply)
+        np.testing.assert_allclose(apply(params, x, masks), apply(masked_params, x), rtol=1e-12)
+        for m, g in zip(masks["cores"], grad(params, masks)["cores"]):
             assert np.all(np.asarray(g)[~np.asarray(m)] == 0.0), f"{fmt}: gradient reaches a pruned entry"
 
 
@@ -121,11 +122,11 @@ def test_vmap_over_inputs_and_params():
     layer = TTLinear(12, 20, 2)
     params = jax.tree.map(jnp.asarray, _random_params(layer, 5))
     xs = jnp.asarray(np.random.default_rng(2).standard_normal((3, 4, 12)))
-    batched = jax.vmap(layer.apply, in_axes=(None, 0))(params, xs)
-    np.testing.assert_allclose(batched, layer.apply(params, xs), rtol=1e-12)
-    stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), params)
-    both = jax.vmap(layer.apply, in_axes=(0, None))(stacked, xs[0])
-    np.testing.assert_allclose(both[0], layer.apply(params, xs[0]), rtol=1e-12)
+    batched = jax.jit(jax.vmap(layer.apply, in_axes=(None, 0)))(params, xs)
+    np.testing.assert_allclose(batched, jax.jit(layer.apply)(params, xs), rtol=1e-12)
+    stacked = jax.tree.map(lambda a: jnp.stack([a, -a]), params)
+    both = jax.jit(jax.vmap(layer.apply, in_axes=(0, None)))(stacked, xs)
+    np.testing.assert_allclose(both[0], jax.jit(layer.apply)(params, xs), rtol=1e-12)
 
 
 @pytest.mark.parametrize("fmt", ["tt", "tr", "tucker", "cp"])
@@ -208,7 +209,7 @@ def test_conv_gradient_reaches_every_core_on_every_path():
         for path in ("reconstruct", "factored"):
             layer = cls(4, 6, 3, 2, padding=1, path=path)
             params = jax.tree.map(jnp.asarray, _random_params(layer, 2))
-            grads = jax.grad(lambda p, layer=layer: jnp.sum(layer.apply(p, x) ** 2))(params)
+            grads = jax.jit(jax.grad(lambda p, layer=layer: jnp.sum(layer.apply(p, x) ** 2)))(params)
             for k, g in enumerate(grads["cores"]):
                 assert float(jnp.linalg.norm(g)) > 0, f"{fmt}/{path}: no gradient reaches core {k}"
 
@@ -246,7 +247,7 @@ def _lstm_reference(x, w_ih, w_hh, b):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("fmt, hidden_tt", [("tt", False), ("tr", True), ("tucker", False), ("cp", False)])
+@pytest.mark.parametrize("fmt, hidden_tt", [("tt", False), ("tr", True)])
 def test_tensorized_lstm_matches_reference(fmt, hidden_tt, dtype):
     layer = TensorizedLSTM(6, 4, 2, fmt, batch_first=True, tensorize_hidden=hidden_tt)
     rng = np.random.default_rng(3)
@@ -266,7 +267,7 @@ def test_tensorized_lstm_matches_reference(fmt, hidden_tt, dtype):
     assert out.shape == (3, 5, 4) and out.dtype == getattr(jnp, dtype)
     assert rel_error(out, np.swapaxes(ref_out, 0, 1)) <= RTOL[dtype]
     assert rel_error(h, ref_h) <= RTOL[dtype] and rel_error(c, ref_c) <= RTOL[dtype]
-    grads = jax.grad(lambda q: jnp.sum(layer.apply(q, x)[0] ** 2))(params)
+    grads = jax.jit(jax.grad(lambda q: jnp.sum(layer.apply(q, x)[0] ** 2)))(params)
     for k, g in enumerate(grads["ih"]["cores"]):
         assert float(jnp.linalg.norm(g)) > 0, f"no gradient reaches input core {k}"
 

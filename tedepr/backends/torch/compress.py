@@ -59,6 +59,14 @@ def _other_params(model, prunable) -> int:
     return sum(p.numel() for p in model.parameters() if id(p) not in ids)
 
 
+def _class_name(module) -> str:
+    # torch.nn.utils.parametrize swaps in a subclass named "Parametrized<Name>"
+    cls = type(module)
+    if torch.nn.utils.parametrize.is_parametrized(module):
+        cls = cls.__mro__[1]
+    return cls.__name__
+
+
 def build_report(model: torch.nn.Module, masks: dict[str, torch.Tensor] | None, *, dense_weights: int,
                  target_sparsity: float | None = None, method: str | None = None,
                  structure=None) -> Report:
@@ -73,17 +81,18 @@ def build_report(model: torch.nn.Module, masks: dict[str, torch.Tensor] | None, 
         module = model.get_submodule(module_name) if module_name else model
         total = sum(params[n].numel() for n in names)
         kept = total if masks is None else sum(int(masks[n].sum()) for n in names)
+        kind = _class_name(module)
         if callable(getattr(module, "factorized", None)):
             f = module.factorized()
             plan = plan_contraction(f, 1, getattr(module, "strategy", "auto"))
             rows.append(LayerReport(
-                name=module_name, kind=type(module).__name__, format=f.format, kept=kept, total=total,
+                name=module_name, kind=kind, format=f.format, kept=kept, total=total,
                 dense=f.dense_params, in_modes=f.in_modes, out_modes=f.out_modes, ranks=f.ranks,
                 effective_ranks={n.rpartition(".")[2]: live[n] for n in names if n in live} or None,
                 flops=plan.flops, dense_flops=2 * f.dense_params,
             ))
         else:
-            rows.append(LayerReport(name=module_name, kind=type(module).__name__, format="dense",
+            rows.append(LayerReport(name=module_name, kind=kind, format="dense",
                                     kept=kept, total=total, dense=total, dense_flops=2 * total))
     return Report(rows, dense_weights=dense_weights, other_params=_other_params(model, params),
                   target_sparsity=target_sparsity, method=method)
@@ -92,7 +101,7 @@ def build_report(model: torch.nn.Module, masks: dict[str, torch.Tensor] | None, 
 def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: str | None = "tt",
              rank=None, score: str | None = "trainability", *, oversample: float = DEFAULT_OVERSAMPLE,
              guards: Guards | None = None, rounds: int | None = None, num_batches: int = 1,
-             seed: int = 0, input_shape=None, loss_fn=None, rescale: bool = False,
+             seed: int = 0, input_shape=None, loss_fn=None, rescale: bool = True,
              tensorize_options: dict[str, Any] | None = None, progress=None) -> CompressionResult:
     """Compress ``model`` to ``sparsity`` of its dense weights, before training.
 
@@ -116,8 +125,9 @@ def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: 
     rounds : int, optional
         Override the score's number of schedule rounds.
     rescale : bool
-        After pruning, scale each tensorized core's kept entries by ``1/sqrt(density)`` so the expected
-        variance of the reconstructed weight is preserved (docs/method.md §5).
+        After pruning, scale the kept entries of every pruned array by ``1/sqrt(density)`` so the
+        expected variance of the reconstructed weight is that of the dense init (docs/method.md §7).
+        Applied alike to tensor cores and dense weights (the baselines get it too).
     tensorize_options : dict
         Passed to `tensorize` (``min_params``, ``include``, ``exclude``, ``overrides`` …).
     progress : callable(k, rounds), optional
@@ -160,7 +170,7 @@ def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: 
         masks = prune(problem, score, keep, guards=guards, rounds=rounds, seed=seed, progress=progress)
         masks = {n: m.to(params[n].device) for n, m in masks.items()}
         if rescale:
-            _rescale(cmodel, params, masks, problem.structure())
+            _rescale(params, masks)
         apply_masks(cmodel, masks)
     structure = problem.structure() if problem is not None else None
     report = build_report(cmodel, masks, dense_weights=dense, target_sparsity=sparsity,
@@ -184,11 +194,11 @@ def _tensorize_seeded(tensorize, model, format, rank, seed, options, notes):
         return tensorize(model, format=format, rank=1, **(options or {}))
 
 
-def _rescale(model, params, masks, structure):
+def _rescale(params, masks):
+    # Var(W) of a product of independently pruned cores scales by the product of their densities
+    # (a dense weight by its density): dividing each by sqrt(density) restores the init variance.
     with torch.no_grad():
         for n, p in params.items():
-            if structure[n].format == "dense":
-                continue
             density = float(masks[n].float().mean())
             if density > 0:
                 p.mul_(1.0 / math.sqrt(density))
