@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from .contraction import einsum
@@ -262,9 +263,10 @@ def cp_als(w, in_modes, out_modes, rank: int, *, n_iter: int = 200, tol: float =
     factors = []
     for k in range(n):
         u, _, _ = _svd(xp, _unfold(xp, t, k))
-        u = u[:, :rank]
+        u = u[:, : min(rank, u.shape[1])]  # a slice past the end is not portable
         if u.shape[1] < rank:
-            extra = xp.asarray(rng.standard_normal((t.shape[k], rank - u.shape[1])), dtype=w.dtype)
+            extra = xp.asarray(rng.standard_normal((t.shape[k], rank - u.shape[1])), dtype=w.dtype,
+                               device=array_api_compat.device(w))
             u = xp.concat([u, extra], axis=1)
         factors.append(u)
     full = tuple(range(n))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import array_api_compat
 import numpy as np
 from conftest import (
     DTYPES,
@@ -13,6 +14,7 @@ from conftest import (
     assert_close,
     check_examples,
     draw_array,
+    lib_name,
     rel_error,
     rounded,
     to_numpy,
@@ -215,6 +217,21 @@ def test_cp_als_recovers_an_exact_cp_tensor(xp):
         assert measured <= RTOL["float64"] and abs(f.error - measured) <= RTOL["float64"]
 
     check_examples(xp, check, n=15, jax=2, case=exact_cp_tensors())
+
+
+def test_cp_als_rank_above_a_mode_size(xp):
+    # R = 5 exceeds the modes 2 and 3: the SVD start has fewer columns than R and is padded with
+    # random ones, created on the input's device (array_api_strict: a second device)
+    device = xp.Device("device1") if lib_name(xp) == "array_api_strict" else None
+    w = np.random.default_rng(0).standard_normal((6, 4))
+    wx = to_xp(xp, w, "float64", device=device)
+    f = tedepr.decompose(wx, "cp", 5, in_modes=(2, 3), out_modes=(4,), n_iter=30)
+    assert f.ranks == (5,) and [tuple(c.shape) for c in f.cores] == [(2, 5), (3, 5), (4, 5)]
+    if device is not None:
+        assert all(array_api_compat.device(c) == device for c in f.cores)
+    measured = frobenius(reference_dense(f) - w) / frobenius(w)
+    # each ALS update is a least-squares solve, so it never does worse than all-zero factors
+    assert measured < 1 and math.isclose(f.error, measured, rel_tol=1e-9)
 
 
 # ----------------------------------------------------------------------------- conv kernels

@@ -11,9 +11,9 @@ import pytest
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 
-import reference  # noqa: E402
 from conftest import RTOL, rel_error  # noqa: E402
 
+import reference  # noqa: E402
 from tedepr.backends.jax import (  # noqa: E402
     CPConv2d,
     CPLinear,
@@ -47,7 +47,8 @@ def _random_params(layer, seed, scale=1.0):
 
 
 def _to_jax(params, dtype):
-    """The params as JAX arrays of ``dtype``, and the same values (rounded to ``dtype``) in float64."""
+    """The params as JAX arrays of ``dtype``, and the same values (rounded to ``dtype``) as
+    float64 NumPy."""
     as_jax = jax.tree.map(lambda a: jnp.asarray(a, dtype=getattr(jnp, dtype)), params)
     rounded = jax.tree.map(lambda a: np.asarray(a, dtype=np.float64), as_jax)
     return as_jax, rounded
@@ -89,7 +90,9 @@ def test_linear_forward_matches_reference(case, dtype):
     x64 = np.random.default_rng(1).standard_normal((2, 3, n_in))
     x, x_exact = _to_jax(x64, dtype)
     y = jax.jit(layer.apply)(params, x)
-    expected = reference.matmul_reference(x_exact, _ref_dense(layer, exact["cores"])) + exact["bias"]
+    expected = (
+        reference.matmul_reference(x_exact, _ref_dense(layer, exact["cores"])) + exact["bias"]
+    )
     assert y.dtype == getattr(jnp, dtype) and y.shape == (2, 3, n_out)
     assert rel_error(y, expected) <= RTOL[dtype]
     # the reconstructed weight is the reference's too
@@ -105,17 +108,27 @@ def test_linear_gradient_reaches_every_core_and_masks_zero_it():
         def loss(p, masks=None, layer=layer, x=x):
             return jnp.sum(layer.apply(p, x, masks) ** 2)
 
-        masks = {"cores": tuple(jnp.asarray(np.random.default_rng(k).random(c.shape) < 0.6)
-                                for k, c in enumerate(params["cores"]))}
-        masked_params = {**params, "cores": tuple(jnp.where(m, c, 0.0)
-                                                  for m, c in zip(masks["cores"], params["cores"]))}
+        masks = {
+            "cores": tuple(
+                jnp.asarray(np.random.default_rng(k).random(c.shape) < 0.6)
+                for k, c in enumerate(params["cores"])
+            )
+        }
+        masked_params = {
+            **params,
+            "cores": tuple(
+                jnp.where(m, c, 0.0) for m, c in zip(masks["cores"], params["cores"], strict=True)
+            ),
+        }
         grad = jax.jit(jax.grad(loss))
         for k, g in enumerate(grad(params)["cores"]):
             assert float(jnp.linalg.norm(g)) > 0, f"{fmt}: no gradient reaches core {k}"
         apply = jax.jit(layer.apply)
         np.testing.assert_allclose(apply(params, x, masks), apply(masked_params, x), rtol=1e-12)
-        for m, g in zip(masks["cores"], grad(params, masks)["cores"]):
-            assert np.all(np.asarray(g)[~np.asarray(m)] == 0.0), f"{fmt}: gradient reaches a pruned entry"
+        for m, g in zip(masks["cores"], grad(params, masks)["cores"], strict=True):
+            assert np.all(np.asarray(g)[~np.asarray(m)] == 0.0), (
+                f"{fmt}: gradient reaches a pruned entry"
+            )
 
 
 def test_vmap_over_inputs_and_params():
@@ -131,8 +144,9 @@ def test_vmap_over_inputs_and_params():
 
 @pytest.mark.parametrize("fmt", ["tt", "tr", "tucker", "cp"])
 def test_init_std_is_exact_over_draws(fmt):
-    """Core entries are N(0, s²) with tedepr.core_std's s, and the reconstructed weight's elements have
-    exactly the target variance (nn.Linear's 1/(3·fan_in)), within 5 standard errors over 3000 draws."""
+    """Core entries are N(0, s²) with tedepr.core_std's s, and the reconstructed weight's elements
+    have exactly the target variance (nn.Linear's 1/(3·fan_in)), within 5 standard errors over 3000
+    draws."""
     layer = LINEARS[fmt](12, 8, 2, (3, 4), (2, 4))
     draws = 3000
     keys = jax.random.split(jax.random.key(0), draws)
@@ -157,12 +171,15 @@ def test_dense_init_matches_torch_default():
     assert abs(np.std(w) * math.sqrt(3 * 50) - 1) < 0.05
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(in_features=0), "in_features"),
-    (dict(strategy="fast"), "strategy"),
-    (dict(weight_init="xavier"), "weight_init"),
-    (dict(in_modes=(5, 2)), "in_modes"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(in_features=0), "in_features"),
+        (dict(strategy="fast"), "strategy"),
+        (dict(weight_init="xavier"), "weight_init"),
+        (dict(in_modes=(5, 2)), "in_modes"),
+    ],
+)
 def test_linear_bad_arguments_name_the_argument(bad, match):
     kwargs = dict(in_features=12, out_features=20, rank=2)
     kwargs.update(bad)
@@ -189,15 +206,25 @@ def test_conv_forward_matches_reference(fmt, path, dtype):
     for stride, padding, dilation, groups in CONV_CONFIGS:
         if groups > 1 and path == "factored":
             continue
-        layer = CONVS[fmt](4, 6, (3, 2), 2, stride=stride, padding=padding, dilation=dilation,
-                           groups=groups, path=path)
+        layer = CONVS[fmt](
+            4,
+            6,
+            (3, 2),
+            2,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            path=path,
+        )
         params, exact = _to_jax(_random_params(layer, 11), dtype)
         y = jax.jit(layer.apply)(params, x)
         t = layer.factorized()
         w = reference.to_dense(fmt, _ref_cores(layer, exact["cores"]), t.in_modes, t.out_modes)
         kernel = reference.matrix_to_kernel(w, (3, 2))
-        expected = reference.conv2d_reference(x_exact, kernel, stride, padding, dilation, groups,
-                                              exact["bias"])
+        expected = reference.conv2d_reference(
+            x_exact, kernel, stride, padding, dilation, groups, exact["bias"]
+        )
         assert y.dtype == getattr(jnp, dtype) and y.shape == expected.shape
         err = rel_error(y, expected)
         assert err <= RTOL[dtype], (stride, padding, dilation, groups, err)
@@ -209,7 +236,9 @@ def test_conv_gradient_reaches_every_core_on_every_path():
         for path in ("reconstruct", "factored"):
             layer = cls(4, 6, 3, 2, padding=1, path=path)
             params = jax.tree.map(jnp.asarray, _random_params(layer, 2))
-            grads = jax.jit(jax.grad(lambda p, layer=layer: jnp.sum(layer.apply(p, x) ** 2)))(params)
+            grads = jax.jit(jax.grad(lambda p, layer=layer: jnp.sum(layer.apply(p, x) ** 2)))(
+                params
+            )
             for k, g in enumerate(grads["cores"]):
                 assert float(jnp.linalg.norm(g)) > 0, f"{fmt}/{path}: no gradient reaches core {k}"
 
@@ -239,7 +268,7 @@ def _lstm_reference(x, w_ih, w_hh, b):
     outs = []
     for step in range(t):
         gates = x[step] @ w_ih + h @ w_hh + b
-        i, f, g, o = (gates[:, k * h_size:(k + 1) * h_size] for k in range(4))
+        i, f, g, o = (gates[:, k * h_size : (k + 1) * h_size] for k in range(4))
         c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
         h = _sigmoid(o) * np.tanh(c)
         outs.append(h)
@@ -251,8 +280,11 @@ def _lstm_reference(x, w_ih, w_hh, b):
 def test_tensorized_lstm_matches_reference(fmt, hidden_tt, dtype):
     layer = TensorizedLSTM(6, 4, 2, fmt, batch_first=True, tensorize_hidden=hidden_tt)
     rng = np.random.default_rng(3)
-    p = {"ih": {"cores": tuple(0.5 * rng.standard_normal(s) for s in layer.ih.core_shapes)},
-         "bias_ih": rng.standard_normal(16), "bias_hh": rng.standard_normal(16)}
+    p = {
+        "ih": {"cores": tuple(0.5 * rng.standard_normal(s) for s in layer.ih.core_shapes)},
+        "bias_ih": rng.standard_normal(16),
+        "bias_hh": rng.standard_normal(16),
+    }
     if hidden_tt:
         p["hh"] = {"cores": tuple(0.5 * rng.standard_normal(s) for s in layer.hh.core_shapes)}
     else:
@@ -262,8 +294,9 @@ def test_tensorized_lstm_matches_reference(fmt, hidden_tt, dtype):
     out, (h, c) = jax.jit(layer.apply)(params, x)
     w_ih = _ref_dense(layer.ih, exact["ih"]["cores"])
     w_hh = _ref_dense(layer.hh, exact["hh"]["cores"]) if hidden_tt else exact["hh"]["weight"]
-    ref_out, ref_h, ref_c = _lstm_reference(np.swapaxes(x_exact, 0, 1), w_ih, w_hh,
-                                            exact["bias_ih"] + exact["bias_hh"])
+    ref_out, ref_h, ref_c = _lstm_reference(
+        np.swapaxes(x_exact, 0, 1), w_ih, w_hh, exact["bias_ih"] + exact["bias_hh"]
+    )
     assert out.shape == (3, 5, 4) and out.dtype == getattr(jnp, dtype)
     assert rel_error(out, np.swapaxes(ref_out, 0, 1)) <= RTOL[dtype]
     assert rel_error(h, ref_h) <= RTOL[dtype] and rel_error(c, ref_c) <= RTOL[dtype]
@@ -300,14 +333,17 @@ def _mha_reference(layer, p, x):
 
 def _encoder_params(layer, rng):
     def tensorized(sub):
-        return {"cores": tuple(0.5 * rng.standard_normal(s) for s in sub.core_shapes),
-                "bias": rng.standard_normal(sub.out_features)}
+        return {
+            "cores": tuple(0.5 * rng.standard_normal(s) for s in sub.core_shapes),
+            "bias": rng.standard_normal(sub.out_features),
+        }
 
     subs = layer.sublayers()
     attn = subs["self_attn"]
     return {
         "self_attn": {n: tensorized(s) for n, s in attn.sublayers().items()},
-        "linear1": tensorized(subs["linear1"]), "linear2": tensorized(subs["linear2"]),
+        "linear1": tensorized(subs["linear1"]),
+        "linear2": tensorized(subs["linear2"]),
         "norm1": {"scale": rng.standard_normal(8), "bias": rng.standard_normal(8)},
         "norm2": {"scale": rng.standard_normal(8), "bias": rng.standard_normal(8)},
     }
@@ -316,7 +352,9 @@ def _encoder_params(layer, rng):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("norm_first", [True, False])
 def test_tensorized_encoder_layer_matches_reference(norm_first, dtype):
-    layer = TensorizedTransformerEncoderLayer(8, 2, 16, 2, "tt", activation="relu", norm_first=norm_first)
+    layer = TensorizedTransformerEncoderLayer(
+        8, 2, 16, 2, "tt", activation="relu", norm_first=norm_first
+    )
     rng = np.random.default_rng(4)
     params, exact = _to_jax(_encoder_params(layer, rng), dtype)
     x, x_exact = _to_jax(rng.standard_normal((2, 5, 8)), dtype)
@@ -353,4 +391,6 @@ def test_attention_gradients_reach_every_core():
     for name, g in grads.items():
         for k, core in enumerate(g["cores"]):
             assert float(jnp.linalg.norm(core)) > 0, f"{name}: no gradient reaches core {k}"
-    assert all(float(jnp.max(jnp.abs(p["bias"]))) == 0.0 for p in params.values())  # torch zeroes them
+    assert all(
+        float(jnp.max(jnp.abs(p["bias"]))) == 0.0 for p in params.values()
+    )  # torch zeroes them

@@ -20,13 +20,13 @@ optax = pytest.importorskip("optax")
 from tedepr.backends.jax import (  # noqa: E402
     Dense,
     Model,
+    apply_masks,
     evaluate,
     fit,
     get,
     load_checkpoint,
     make_optimizer,
     make_train_step,
-    apply_masks,
     normalize_masks,
     prunable_leaves,
     tensorize,
@@ -41,7 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _tiny_tt_mlp():
     """LeNet-300-100's shape at 4×4 pixels, hidden 8–6, 3 classes, with TT layers."""
-    return tensorize(get("lenet300_100", num_classes=3, image_size=4, hidden=(8, 6)), "tt", 2, min_params=0)
+    return tensorize(
+        get("lenet300_100", num_classes=3, image_size=4, hidden=(8, 6)), "tt", 2, min_params=0
+    )
 
 
 def _data(n=40, seed=0, classes=3):
@@ -51,7 +53,9 @@ def _data(n=40, seed=0, classes=3):
 
 def _random_masks(params, density=0.5, seed=0):
     rng = np.random.default_rng(seed)
-    return {path: rng.random(leaf.shape) < density for path, leaf in prunable_leaves(params).items()}
+    return {
+        path: rng.random(leaf.shape) < density for path, leaf in prunable_leaves(params).items()
+    }
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "adamw"])
@@ -67,11 +71,19 @@ def test_pruned_entries_stay_exactly_zero_in_params_and_moments(optimizer):
     opt_state = tx.init(params)
     x, y = _data()
     for k in range(20):
-        params, opt_state, loss, _ = step(params, opt_state, masks, x[k % 5 * 8:(k % 5 + 1) * 8],
-                                          y[k % 5 * 8:(k % 5 + 1) * 8], jnp.asarray(0.05, jnp.float32))
+        params, opt_state, loss, _ = step(
+            params,
+            opt_state,
+            masks,
+            x[k % 5 * 8 : (k % 5 + 1) * 8],
+            y[k % 5 * 8 : (k % 5 + 1) * 8],
+            jnp.asarray(0.05, jnp.float32),
+        )
     assert np.isfinite(float(loss))
     weights = prunable_leaves(params)
-    moments = {path_string(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(opt_state)[0]}
+    moments = {
+        path_string(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(opt_state)[0]
+    }
     for path, m in flat.items():
         value = np.asarray(weights[path])
         assert np.all(value[~m] == 0.0), f"{path}: a pruned entry moved"
@@ -79,24 +91,35 @@ def test_pruned_entries_stay_exactly_zero_in_params_and_moments(optimizer):
         mine = [v for k, v in moments.items() if k.endswith("/" + path)]
         assert mine, f"{path}: the optimizer holds no moment for it"
         for state in mine:
-            assert np.all(np.asarray(state)[~m] == 0.0), f"{path}: optimizer moment nonzero at a pruned entry"
+            assert np.all(np.asarray(state)[~m] == 0.0), (
+                f"{path}: optimizer moment nonzero at a pruned entry"
+            )
     # the unpruned entries did train
     fresh = apply_masks(model.init(jax.random.key(0)), flat)
-    assert any(not np.array_equal(np.asarray(a), np.asarray(b))
-               for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(fresh)))
+    assert any(
+        not np.array_equal(np.asarray(a), np.asarray(b))
+        for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(fresh), strict=True)
+    )
 
 
-class _FailingOnSecondPass:
-    """Eval data that raise on their second iteration: kills `fit` after epoch 1's checkpoint."""
+class _Interrupted(Exception):
+    pass
+
+
+class _InterruptOnSecondPass:
+    """Eval data whose second pass raises: kills `fit` right after epoch 1's checkpoint."""
 
     def __init__(self, data):
         self.data, self.passes = data, 0
 
     def __iter__(self):
-        self.passes += 1
-        if self.passes > 1:
-            raise KeyboardInterrupt("simulated interruption")
-        return iter([self.data])
+        def batches():
+            self.passes += 1
+            if self.passes > 1:
+                raise _Interrupted("simulated interruption")
+            yield self.data
+
+        return batches()
 
 
 def test_resume_gives_identical_params(tmp_path):
@@ -106,13 +129,22 @@ def test_resume_gives_identical_params(tmp_path):
     train, test = _data(40, 0), _data(16, 1)
     kw = dict(masks=masks, epochs=3, lr=0.05, optimizer="adam", batch_size=8, progress=False)
     full = fit(model, params, train, eval_data=[test], checkpoint_dir=tmp_path / "a", **kw)
-    with pytest.raises(KeyboardInterrupt):
-        fit(model, params, train, eval_data=_FailingOnSecondPass(test), checkpoint_dir=tmp_path / "b", **kw)
+    with pytest.raises(_Interrupted):
+        fit(
+            model,
+            params,
+            train,
+            eval_data=_InterruptOnSecondPass(test),
+            checkpoint_dir=tmp_path / "b",
+            **kw,
+        )
     ckpt = load_checkpoint(tmp_path / "b" / "last.npz")
     assert ckpt["meta"]["epoch"] == 1 and set(ckpt["masks"]) == set(masks)
-    resumed = fit(model, params, train, eval_data=[test], checkpoint_dir=tmp_path / "b", resume=True, **kw)
+    resumed = fit(
+        model, params, train, eval_data=[test], checkpoint_dir=tmp_path / "b", resume=True, **kw
+    )
     assert resumed.start_epoch == 1
-    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
+    for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params), strict=True):
         assert np.array_equal(np.asarray(a), np.asarray(b))
     strip = [{k: v for k, v in h.items() if k != "seconds"} for h in full.history]
     assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.history]
@@ -130,24 +162,43 @@ def test_same_updates_as_the_torch_backend():
 
     rng = np.random.default_rng(3)
     x, y = rng.standard_normal((20, 5)), rng.integers(0, 3, 20)
-    model = Model({"fc1": Dense(5, 7), "fc2": Dense(7, 3)},
-                  lambda call, z: call("fc2", jax.nn.relu(call("fc1", z))), (5,), "mlp")
+    model = Model(
+        {"fc1": Dense(5, 7), "fc2": Dense(7, 3)},
+        lambda call, z: call("fc2", jax.nn.relu(call("fc1", z))),
+        (5,),
+        "mlp",
+    )
     params = model.init(jax.random.key(2), jnp.float64)
-    net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3)).double()
+    net = torch.nn.Sequential(
+        torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3)
+    ).double()
     with torch.no_grad():
         for i, name in ((0, "fc1"), (2, "fc2")):
             net[i].weight.copy_(torch.tensor(np.asarray(params[name]["weight"]).T))
             net[i].bias.copy_(torch.tensor(np.asarray(params[name]["bias"])))
     for optimizer in ("sgd", "adamw"):
-        kw = dict(epochs=2, lr=0.05, optimizer=optimizer, weight_decay=1e-2, schedule="cosine", seed=4,
-                  progress=False)
+        kw = dict(
+            epochs=2,
+            lr=0.05,
+            optimizer=optimizer,
+            weight_decay=1e-2,
+            schedule="cosine",
+            seed=4,
+            progress=False,
+        )
         ours = fit(model, params, (x, y), batch_size=6, **kw)
         net_copy = __import__("copy").deepcopy(net)
-        theirs = torch_fit(net_copy, make_loader(torch.tensor(x), torch.tensor(y), 6, shuffle=True, seed=4), **kw)
+        theirs = torch_fit(
+            net_copy, make_loader(torch.tensor(x), torch.tensor(y), 6, shuffle=True, seed=4), **kw
+        )
         for i, name in ((0, "fc1"), (2, "fc2")):
-            np.testing.assert_allclose(np.asarray(ours.params[name]["weight"]),
-                                       net_copy[i].weight.detach().numpy().T, rtol=1e-10, atol=1e-12)
-        for a, b in zip(ours.history, theirs.history):
+            np.testing.assert_allclose(
+                np.asarray(ours.params[name]["weight"]),
+                net_copy[i].weight.detach().numpy().T,
+                rtol=1e-10,
+                atol=1e-12,
+            )
+        for a, b in zip(ours.history, theirs.history, strict=True):
             assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-10)
             assert a["lr"] == pytest.approx(b["lr"], rel=1e-12)
 
@@ -163,11 +214,12 @@ _SHARDING_SCRIPT = textwrap.dedent("""
         x = jax.nn.relu(call("bn", call("conv", x)))
         return call("fc", jnp.reshape(x, (x.shape[0], -1)))
 
-    model = Model({"conv": Conv2d(1, 3, 3, padding=1), "bn": BatchNorm(3), "fc": Dense(3 * 5 * 5, 4)},
-                  forward, (1, 5, 5))
+    layers = {"conv": Conv2d(1, 3, 3, padding=1), "bn": BatchNorm(3), "fc": Dense(3 * 5 * 5, 4)}
+    model = Model(layers, forward, (1, 5, 5))
     params = model.init(jax.random.key(0))
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((43, 1, 5, 5)).astype(np.float32)   # 5 batches of 8, then 3 (replicated)
+    # 43 samples: 5 batches of 8 (sharded), then one of 3 (replicated)
+    x = rng.standard_normal((43, 1, 5, 5)).astype(np.float32)
     y = rng.integers(0, 4, 43)
     masks = {"fc/weight": rng.random((75, 4)) < 0.5}
     kw = dict(masks=masks, epochs=2, lr=0.05, batch_size=8, progress=False)
@@ -187,10 +239,17 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 def test_two_devices_match_one_device_in_a_subprocess(tmp_path):
     script = tmp_path / "shard.py"
     script.write_text(_SHARDING_SCRIPT)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
+    )
     env.pop("JAX_ENABLE_X64", None)
-    proc = subprocess.run([sys.executable, str(script), str(REPO)], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(REPO)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "max abs difference" in proc.stdout
 
@@ -199,9 +258,13 @@ def test_fit_rejects_bad_arguments():
     model = _tiny_tt_mlp()
     params = model.init(jax.random.key(0))
     data = _data(8)
-    for kw, match in ((dict(optimizer="rmsprop"), "optimizer"), (dict(schedule="linear"), "schedule"),
-                      (dict(lr=0.0), "lr"), (dict(epochs=0), "epochs"),
-                      (dict(resume=True), "checkpoint_dir")):
+    for kw, match in (
+        (dict(optimizer="rmsprop"), "optimizer"),
+        (dict(schedule="linear"), "schedule"),
+        (dict(lr=0.0), "lr"),
+        (dict(epochs=0), "epochs"),
+        (dict(resume=True), "checkpoint_dir"),
+    ):
         with pytest.raises(ValueError, match=match):
             fit(model, params, data, **{"epochs": 1, **kw})
     with pytest.raises(ValueError, match="floating"):

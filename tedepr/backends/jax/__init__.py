@@ -1,5 +1,5 @@
-"""The JAX backend: tensorized layers as pure ``init``/``apply`` functions over pytrees, the model zoo,
-`tensorize`, masks, an optax training loop with checkpoints and data parallelism, and the
+"""The JAX backend: tensorized layers as pure ``init``/``apply`` functions over pytrees, the model
+zoo, `tensorize`, masks, an optax training loop with checkpoints and data parallelism, and the
 `ScoringProblem` for the pruning core.
 
 Every layer is a small frozen dataclass of static configuration::
@@ -8,8 +8,9 @@ Every layer is a small frozen dataclass of static configuration::
     params = layer.init(jax.random.key(0))          # {"cores": (G_1, ..., G_d), "bias": b}
     y = jax.jit(layer.apply)(params, x)             # x (..., 784) -> (..., 300)
 
-Importing this package imports jax and optax; ``import tedepr`` alone never does. Nothing here changes
-JAX's global configuration (float64 is used only inside a local `jax.enable_x64` context for SynFlow).
+Importing this package imports jax and optax; ``import tedepr`` alone never does. Nothing here
+changes JAX's global configuration (float64 is used only inside a local `jax.enable_x64` context for
+SynFlow).
 """
 
 from .attention import (
@@ -20,7 +21,16 @@ from .attention import (
     scaled_dot_product_attention,
 )
 from .compress import CompressionResult, build_report, compress, score
-from .conv import CONV_PATHS, Conv2d, CPConv2d, TensorizedConv2d, TRConv2d, TTConv2d, TuckerConv2d, conv2d
+from .conv import (
+    CONV_PATHS,
+    Conv2d,
+    CPConv2d,
+    TensorizedConv2d,
+    TRConv2d,
+    TTConv2d,
+    TuckerConv2d,
+    conv2d,
+)
 from .layers import (
     BatchNorm,
     CPLinear,
@@ -48,19 +58,59 @@ from .training import FitResult, evaluate, fit, load_checkpoint, make_optimizer,
 
 __all__ = [
     # layers
-    "TTLinear", "TRLinear", "TuckerLinear", "CPLinear", "TensorizedLinear",
-    "TTConv2d", "TRConv2d", "TuckerConv2d", "CPConv2d", "TensorizedConv2d", "CONV_PATHS",
-    "TensorizedLSTM", "TensorizedMultiheadAttention", "TensorizedTransformerEncoderLayer",
-    "Dense", "Conv2d", "LSTM", "MultiheadAttention", "TransformerEncoderLayer", "LayerNorm", "BatchNorm",
-    "Parameter", "conv2d", "max_pool2d", "scaled_dot_product_attention",
+    "TTLinear",
+    "TRLinear",
+    "TuckerLinear",
+    "CPLinear",
+    "TensorizedLinear",
+    "TTConv2d",
+    "TRConv2d",
+    "TuckerConv2d",
+    "CPConv2d",
+    "TensorizedConv2d",
+    "CONV_PATHS",
+    "TensorizedLSTM",
+    "TensorizedMultiheadAttention",
+    "TensorizedTransformerEncoderLayer",
+    "Dense",
+    "Conv2d",
+    "LSTM",
+    "MultiheadAttention",
+    "TransformerEncoderLayer",
+    "LayerNorm",
+    "BatchNorm",
+    "Parameter",
+    "conv2d",
+    "max_pool2d",
+    "scaled_dot_product_attention",
     # models
-    "Model", "MODELS", "get", "available", "tensorize", "tensorize_layer", "transfer_params",
+    "Model",
+    "MODELS",
+    "get",
+    "available",
+    "tensorize",
+    "tensorize_layer",
+    "transfer_params",
     "DEFAULT_MIN_PARAMS",
     # masks
-    "prunable_paths", "prunable_leaves", "apply_masks", "normalize_masks", "flatten_masks", "ones_masks",
+    "prunable_paths",
+    "prunable_leaves",
+    "apply_masks",
+    "normalize_masks",
+    "flatten_masks",
+    "ones_masks",
     "count_kept",
     # training
-    "fit", "evaluate", "FitResult", "make_optimizer", "make_train_step", "load_checkpoint",
+    "fit",
+    "evaluate",
+    "FitResult",
+    "make_optimizer",
+    "make_train_step",
+    "load_checkpoint",
     # scoring and compression
-    "JaxScoringProblem", "compress", "score", "CompressionResult", "build_report",
+    "JaxScoringProblem",
+    "compress",
+    "score",
+    "CompressionResult",
+    "build_report",
 ]

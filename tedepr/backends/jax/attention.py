@@ -1,8 +1,9 @@
 """Multi-head attention and Transformer encoder layers for JAX, dense and tensorized.
 
-The tensorized versions hold each of the Q/K/V/output projections and both feed-forward projections as
-its own tensor network (SPEC §3). Inputs are ``(B, T, E)`` when ``batch_first`` (the default here,
-as the zoo's ViT uses) and ``(T, B, E)`` otherwise. Dropout is not modelled (inference-style, pure).
+The tensorized versions hold each of the Q/K/V/output projections and both feed-forward projections
+as its own tensor network (SPEC §3). Inputs are ``(B, T, E)`` when ``batch_first`` (the default
+here, as the zoo's ViT uses) and ``(T, B, E)`` otherwise. Dropout is not modelled (inference-style,
+pure).
 
 Initialisation follows PyTorch's ``nn.MultiheadAttention``: Q/K/V weights Xavier-uniform over the
 packed ``(3E, E)`` input projection (std ``√(1/(2E))``), output weight ``nn.Linear``'s default (std
@@ -31,8 +32,11 @@ from .layers import (
 )
 
 __all__ = [
-    "MultiheadAttention", "TensorizedMultiheadAttention", "TransformerEncoderLayer",
-    "TensorizedTransformerEncoderLayer", "scaled_dot_product_attention",
+    "MultiheadAttention",
+    "TensorizedMultiheadAttention",
+    "TransformerEncoderLayer",
+    "TensorizedTransformerEncoderLayer",
+    "scaled_dot_product_attention",
 ]
 
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
@@ -55,19 +59,27 @@ class _Composite:
     def _init_sublayers(self, key, dtype) -> dict:
         subs = self.sublayers()
         keys = jax.random.split(key, len(subs))
-        return {name: layer.init(k, dtype) for (name, layer), k in zip(subs.items(), keys)}
+        return {
+            name: layer.init(k, dtype) for (name, layer), k in zip(subs.items(), keys, strict=True)
+        }
 
     def _call(self, name, params, x, masks):
         return self.sublayers()[name].apply(params[name], x, _sub(masks, name))
 
     @property
     def num_weights(self) -> int:
-        return sum(layer.num_weights for layer in self.sublayers().values() if hasattr(layer, "num_weights"))
+        return sum(
+            layer.num_weights
+            for layer in self.sublayers().values()
+            if hasattr(layer, "num_weights")
+        )
 
     @property
     def dense_weights(self) -> int:
-        return sum(getattr(layer, "dense_weights", getattr(layer, "num_weights", 0))
-                   for layer in self.sublayers().values())
+        return sum(
+            getattr(layer, "dense_weights", getattr(layer, "num_weights", 0))
+            for layer in self.sublayers().values()
+        )
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
         out = {}
@@ -97,7 +109,9 @@ class _AttentionBase(_Composite):
         value = key if value is None else value
         for name, a in (("query", query), ("key", key), ("value", value)):
             if a.ndim != 3 or a.shape[-1] != self.embed_dim:
-                raise ValueError(f"{name} must have shape (B, T, {self.embed_dim}); got {tuple(a.shape)}")
+                raise ValueError(
+                    f"{name} must have shape (B, T, {self.embed_dim}); got {tuple(a.shape)}"
+                )
         if not self.batch_first:
             query, key, value = (jnp.swapaxes(a, 0, 1) for a in (query, key, value))
         h, e = self.num_heads, self.embed_dim
@@ -115,8 +129,8 @@ class _AttentionBase(_Composite):
 
 @dataclass(frozen=True)
 class MultiheadAttention(_AttentionBase):
-    """Dense multi-head attention: params ``{"q_proj", "k_proj", "v_proj", "out_proj"}``, each a `Dense`
-    ``(E, E)`` (weights stored ``(in, out)``)."""
+    """Dense multi-head attention: params ``{"q_proj", "k_proj", "v_proj", "out_proj"}``, each a
+    `Dense` ``(E, E)`` (weights stored ``(in, out)``)."""
 
     embed_dim: int
     num_heads: int
@@ -128,8 +142,11 @@ class MultiheadAttention(_AttentionBase):
         self._check()
         e = self.embed_dim
         qkv = _XavierPacked(Dense(e, e, self.bias))
-        object.__setattr__(self, "_subs", {"q_proj": qkv, "k_proj": qkv, "v_proj": qkv,
-                                           "out_proj": Dense(e, e, self.bias)})
+        object.__setattr__(
+            self,
+            "_subs",
+            {"q_proj": qkv, "k_proj": qkv, "v_proj": qkv, "out_proj": Dense(e, e, self.bias)},
+        )
 
     def sublayers(self) -> dict[str, Any]:
         return self._subs
@@ -137,7 +154,7 @@ class MultiheadAttention(_AttentionBase):
 
 @dataclass(frozen=True)
 class _XavierPacked:
-    """A `Dense` ``(E, E)`` initialised as one third of torch's packed ``(3E, E)`` Xavier-uniform."""
+    """A `Dense` ``(E, E)`` initialised as a third of torch's packed ``(3E, E)`` Xavier-uniform."""
 
     dense: Dense
 
@@ -165,7 +182,8 @@ class TensorizedMultiheadAttention(_AttentionBase):
     """Multi-head attention whose Q/K/V/output projections are tensor networks.
 
     ``rank``, ``format``, ``in_modes``/``out_modes`` (of each ``(E, E)`` projection), ``d`` and
-    ``strategy`` as `tedepr.backends.jax.TensorizedLinear`. Params: ``{"q_proj": {"cores", "bias"}, ...}``.
+    ``strategy`` as `tedepr.backends.jax.TensorizedLinear`. Params: ``{"q_proj": {"cores", "bias"},
+    ...}``.
     """
 
     embed_dim: int
@@ -187,10 +205,26 @@ class TensorizedMultiheadAttention(_AttentionBase):
             object.__setattr__(self, "rank", tuple(self.rank))
         e = self.embed_dim
         cls = LINEAR_CLASSES[self.format]
-        stds = {"q_proj": math.sqrt(1.0 / (2 * e)), "k_proj": math.sqrt(1.0 / (2 * e)),
-                "v_proj": math.sqrt(1.0 / (2 * e)), "out_proj": 1.0 / math.sqrt(3 * e)}
-        subs = {name: cls(e, e, self.rank, self.in_modes, self.out_modes, bias=self.bias, d=self.d,
-                          std=stds[name], strategy=self.strategy) for name in _PROJECTIONS}
+        stds = {
+            "q_proj": math.sqrt(1.0 / (2 * e)),
+            "k_proj": math.sqrt(1.0 / (2 * e)),
+            "v_proj": math.sqrt(1.0 / (2 * e)),
+            "out_proj": 1.0 / math.sqrt(3 * e),
+        }
+        subs = {
+            name: cls(
+                e,
+                e,
+                self.rank,
+                self.in_modes,
+                self.out_modes,
+                bias=self.bias,
+                d=self.d,
+                std=stds[name],
+                strategy=self.strategy,
+            )
+            for name in _PROJECTIONS
+        }
         object.__setattr__(self, "_subs", subs)
         object.__setattr__(self, "in_modes", subs["q_proj"].in_modes)
         object.__setattr__(self, "out_modes", subs["q_proj"].out_modes)
@@ -219,7 +253,9 @@ class _EncoderBase(_Composite):
             return self._call("self_attn", params, z, masks)
 
         def ff(z):
-            return self._call("linear2", params, self._act(self._call("linear1", params, z, masks)), masks)
+            return self._call(
+                "linear2", params, self._act(self._call("linear1", params, z, masks)), masks
+            )
 
         def norm(name, z):
             return self._call(name, params, z, masks)
@@ -233,8 +269,8 @@ class _EncoderBase(_Composite):
 
 @dataclass(frozen=True)
 class TransformerEncoderLayer(_EncoderBase):
-    """``nn.TransformerEncoderLayer`` without dropout: sublayers ``self_attn`` (`MultiheadAttention`),
-    ``linear1``/``linear2`` (`Dense`), ``norm1``/``norm2`` (`LayerNorm`)."""
+    """``nn.TransformerEncoderLayer`` without dropout: sublayers ``self_attn``
+    (`MultiheadAttention`), ``linear1``/``linear2`` (`Dense`), ``norm1``/``norm2`` (`LayerNorm`)."""
 
     d_model: int
     nhead: int
@@ -250,11 +286,17 @@ class TransformerEncoderLayer(_EncoderBase):
     def __post_init__(self):
         self._check()
         d, f = self.d_model, self.dim_feedforward
-        object.__setattr__(self, "_subs", {
-            "self_attn": MultiheadAttention(d, self.nhead, self.bias, self.batch_first),
-            "linear1": Dense(d, f, self.bias), "linear2": Dense(f, d, self.bias),
-            "norm1": LayerNorm(d, self.layer_norm_eps), "norm2": LayerNorm(d, self.layer_norm_eps),
-        })
+        object.__setattr__(
+            self,
+            "_subs",
+            {
+                "self_attn": MultiheadAttention(d, self.nhead, self.bias, self.batch_first),
+                "linear1": Dense(d, f, self.bias),
+                "linear2": Dense(f, d, self.bias),
+                "norm1": LayerNorm(d, self.layer_norm_eps),
+                "norm2": LayerNorm(d, self.layer_norm_eps),
+            },
+        )
 
     def sublayers(self) -> dict[str, Any]:
         return self._subs
@@ -263,7 +305,8 @@ class TransformerEncoderLayer(_EncoderBase):
 @dataclass(frozen=True)
 class TensorizedTransformerEncoderLayer(_EncoderBase):
     """A Transformer encoder layer whose attention projections and both feed-forward projections are
-    tensor networks (``rank``/``format``/``d``/``strategy`` as `TensorizedLinear`; modes automatic)."""
+    tensor networks (``rank``/``format``/``d``/``strategy`` as `TensorizedLinear`; modes
+    automatic)."""
 
     d_model: int
     nhead: int
@@ -287,11 +330,20 @@ class TensorizedTransformerEncoderLayer(_EncoderBase):
         d, f = self.d_model, self.dim_feedforward
         cls = LINEAR_CLASSES[self.format]
         subs = {
-            "self_attn": TensorizedMultiheadAttention(d, self.nhead, self.rank, self.format, self.bias,
-                                                      self.batch_first, d=self.d, strategy=self.strategy),
+            "self_attn": TensorizedMultiheadAttention(
+                d,
+                self.nhead,
+                self.rank,
+                self.format,
+                self.bias,
+                self.batch_first,
+                d=self.d,
+                strategy=self.strategy,
+            ),
             "linear1": cls(d, f, self.rank, bias=self.bias, d=self.d, strategy=self.strategy),
             "linear2": cls(f, d, self.rank, bias=self.bias, d=self.d, strategy=self.strategy),
-            "norm1": LayerNorm(d, self.layer_norm_eps), "norm2": LayerNorm(d, self.layer_norm_eps),
+            "norm1": LayerNorm(d, self.layer_norm_eps),
+            "norm2": LayerNorm(d, self.layer_norm_eps),
         }
         object.__setattr__(self, "_subs", subs)
 

@@ -1,10 +1,10 @@
 """`compress` and `score` for JAX models: tensorize (coarse grain), score and mask (fine grain).
 
-Same contract as ``tedepr.backends.torch.compress``: the budget is counted on the *dense* model (SPEC
-§5), ``keep = round((1 − sparsity) · dense weights)``; the coarse grain gives every tensorized layer a
-parameter budget of ``oversample · (1 − sparsity)`` of its dense weights; the fine grain keeps exactly
-``keep`` entries over all cores and the weights of layers left dense, chosen globally by the score.
-The result holds the compressed `Model`, its masked params, the masks and the report.
+Same contract as ``tedepr.backends.torch.compress``: the budget is counted on the *dense* model
+(SPEC §5), ``keep = round((1 − sparsity) · dense weights)``; the coarse grain gives every tensorized
+layer a parameter budget of ``oversample · (1 − sparsity)`` of its dense weights; the fine grain
+keeps exactly ``keep`` entries over all cores and the weights of layers left dense, chosen globally
+by the score. The result holds the compressed `Model`, its masked params, the masks and the report.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ from .scoring import JaxScoringProblem
 from .tensorize import tensorize, transfer_params
 from .training import trainable_mask
 
-__all__ = ["CompressionResult", "compress", "score", "build_report", "find_layer", "DEFAULT_OVERSAMPLE"]
+__all__ = [
+    "CompressionResult",
+    "compress",
+    "score",
+    "build_report",
+    "find_layer",
+    "DEFAULT_OVERSAMPLE",
+]
 
 #: coarse/fine split, the same default as the torch backend (docs/method.md §6)
 DEFAULT_OVERSAMPLE = 4.0
@@ -50,12 +57,13 @@ class CompressionResult:
 
 
 def find_layer(model: Model, name: str):
-    """The layer object called ``name`` — a top-level layer or a sublayer (``"layers/0/self_attn/q_proj"``)."""
+    """The layer object called ``name``: a top-level layer or a sublayer
+    (``"layers/0/self_attn/q_proj"``)."""
     if name in model.layers:
         return model.layers[name]
     for top in sorted(model.layers, key=len, reverse=True):
         if name.startswith(top + "/"):
-            layer, rest = model.layers[top], name[len(top) + 1:].split("/")
+            layer, rest = model.layers[top], name[len(top) + 1 :].split("/")
             for part in rest:
                 subs = layer.sublayers() if hasattr(layer, "sublayers") else {}
                 if part not in subs:
@@ -68,12 +76,23 @@ def find_layer(model: Model, name: str):
 def _other_params(model: Model, params) -> int:
     trainable = jax.tree.leaves(trainable_mask(model, params))
     prunable = set(prunable_leaves(params))
-    return sum(int(np.prod(a.shape)) for p, a, t in zip(leaf_paths(params), jax.tree.leaves(params), trainable)
-               if t and p not in prunable)
+    return sum(
+        int(np.prod(a.shape))
+        for p, a, t in zip(leaf_paths(params), jax.tree.leaves(params), trainable, strict=True)
+        if t and p not in prunable
+    )
 
 
-def build_report(model: Model, params, masks=None, *, dense_weights: int, target_sparsity: float | None = None,
-                 method: str | None = None, structure=None) -> Report:
+def build_report(
+    model: Model,
+    params,
+    masks=None,
+    *,
+    dense_weights: int,
+    target_sparsity: float | None = None,
+    method: str | None = None,
+    structure=None,
+) -> Report:
     """Per-layer accounting of a (masked) model; tensorized layers report modes, ranks and FLOPs."""
     weights = prunable_leaves(params)
     structure = structure or model.structure()
@@ -81,13 +100,17 @@ def build_report(model: Model, params, masks=None, *, dense_weights: int, target
     by_layer: dict[str, list[str]] = {}
     for path in weights:
         info = structure.get(path)
-        by_layer.setdefault(info.layer if info is not None else path.rpartition("/")[0], []).append(path)
+        by_layer.setdefault(info.layer if info is not None else path.rpartition("/")[0], []).append(
+            path
+        )
     live = effective_ranks(flat, structure) if flat else {}
     rows = []
     for layer_name, paths in by_layer.items():
         total = sum(int(np.prod(weights[p].shape)) for p in paths)
-        kept = sum(int(np.sum(np.asarray(flat[p]))) if p in flat else int(np.prod(weights[p].shape))
-                   for p in paths)
+        kept = sum(
+            int(np.sum(np.asarray(flat[p]))) if p in flat else int(np.prod(weights[p].shape))
+            for p in paths
+        )
         try:
             layer = find_layer(model, layer_name)
         except KeyError:
@@ -96,17 +119,42 @@ def build_report(model: Model, params, masks=None, *, dense_weights: int, target
         if layer is not None and callable(getattr(layer, "factorized", None)):
             f = layer.factorized()
             plan = plan_contraction(f, 1, getattr(layer, "strategy", "auto"))
-            eff = {p[len(layer_name) + 1:]: live[p] for p in paths if p in live}
-            rows.append(LayerReport(
-                name=layer_name, kind=kind, format=f.format, kept=kept, total=total, dense=f.dense_params,
-                in_modes=f.in_modes, out_modes=f.out_modes, ranks=f.ranks, effective_ranks=eff or None,
-                flops=plan.flops, dense_flops=2 * f.dense_params,
-            ))
+            eff = {p[len(layer_name) + 1 :]: live[p] for p in paths if p in live}
+            rows.append(
+                LayerReport(
+                    name=layer_name,
+                    kind=kind,
+                    format=f.format,
+                    kept=kept,
+                    total=total,
+                    dense=f.dense_params,
+                    in_modes=f.in_modes,
+                    out_modes=f.out_modes,
+                    ranks=f.ranks,
+                    effective_ranks=eff or None,
+                    flops=plan.flops,
+                    dense_flops=2 * f.dense_params,
+                )
+            )
         else:
-            rows.append(LayerReport(name=layer_name, kind=kind, format="dense", kept=kept, total=total,
-                                    dense=total, dense_flops=2 * total))
-    return Report(rows, dense_weights=dense_weights, other_params=_other_params(model, params),
-                  target_sparsity=target_sparsity, method=method)
+            rows.append(
+                LayerReport(
+                    name=layer_name,
+                    kind=kind,
+                    format="dense",
+                    kept=kept,
+                    total=total,
+                    dense=total,
+                    dense_flops=2 * total,
+                )
+            )
+    return Report(
+        rows,
+        dense_weights=dense_weights,
+        other_params=_other_params(model, params),
+        target_sparsity=target_sparsity,
+        method=method,
+    )
 
 
 def _rescale(params, masks, structure):
@@ -119,17 +167,36 @@ def _rescale(params, masks, structure):
         if density > 0:
             factors[path] = 1.0 / math.sqrt(density)
     leaves, treedef = jax.tree_util.tree_flatten(params)
-    return jax.tree_util.tree_unflatten(treedef, [
-        leaf * jnp.asarray(factors[p], leaf.dtype) if p in factors else leaf
-        for p, leaf in zip(leaf_paths(params), leaves)])
+    return jax.tree_util.tree_unflatten(
+        treedef,
+        [
+            leaf * jnp.asarray(factors[p], leaf.dtype) if p in factors else leaf
+            for p, leaf in zip(leaf_paths(params), leaves, strict=True)
+        ],
+    )
 
 
-def compress(model: Model, data=None, sparsity: float = 0.99, format: str | None = "tt", rank=None,
-             score: str | None = "trainability", *, params=None, oversample: float = DEFAULT_OVERSAMPLE,
-             guards: Guards | None = None, rounds: int | None = None, num_batches: int = 1, seed: int = 0,
-             input_shape=None, loss_fn=None, rescale: bool = False,
-             tensorize_options: dict[str, Any] | None = None, progress=None,
-             dtype=jnp.float32) -> CompressionResult:
+def compress(
+    model: Model,
+    data=None,
+    sparsity: float = 0.99,
+    format: str | None = "tt",
+    rank=None,
+    score: str | None = "trainability",
+    *,
+    params=None,
+    oversample: float = DEFAULT_OVERSAMPLE,
+    guards: Guards | None = None,
+    rounds: int | None = None,
+    num_batches: int = 1,
+    seed: int = 0,
+    input_shape=None,
+    loss_fn=None,
+    rescale: bool = False,
+    tensorize_options: dict[str, Any] | None = None,
+    progress=None,
+    dtype=jnp.float32,
+) -> CompressionResult:
     """Compress ``model`` to ``sparsity`` of its dense weights, before training.
 
     Parameters
@@ -160,43 +227,79 @@ def compress(model: Model, data=None, sparsity: float = 0.99, format: str | None
     if score is not None:
         method = score_registry.get(score)  # validates the name before any work
         if method.needs_data and data is None:
-            raise ValueError(f"score {score!r} needs data: pass data batches, or a data-free score "
-                             "('random', 'magnitude', 'synflow')")
+            raise ValueError(
+                f"score {score!r} needs data: pass data batches, or a data-free score "
+                "('random', 'magnitude', 'synflow')"
+            )
     if format is None:
         if score is None:
-            raise ValueError("format=None and score=None would leave the model unchanged; choose one")
+            raise ValueError(
+                "format=None and score=None would leave the model unchanged; choose one"
+            )
         cmodel = model
     else:
         if rank is None:
             rank = low_rank_budget(sparsity, oversample if score is not None else 1.0)
         cmodel = tensorize(model, format=format, rank=rank, **dict(tensorize_options or {}))
     key = jax.random.key(seed)
-    cparams = cmodel.init(key, dtype) if params is None else transfer_params(model, params, cmodel, key)
+    cparams = (
+        cmodel.init(key, dtype) if params is None else transfer_params(model, params, cmodel, key)
+    )
     notes = []
     total = sum(int(np.prod(a.shape)) for a in prunable_leaves(cparams).values())
     problem, masks = None, None
     if score is None or keep >= total:
         if keep > total:
-            notes.append(f"the low-rank model holds {total:,} weights, below the target {keep:,}: nothing pruned")
+            notes.append(
+                f"the low-rank model holds {total:,} weights, below the target {keep:,}: "
+                "nothing pruned"
+            )
             warnings.warn(notes[-1], stacklevel=2)
     else:
-        problem = JaxScoringProblem(cmodel, cparams, data, num_batches=num_batches,
-                                    loss=loss_fn or "cross_entropy", input_shape=input_shape)
-        masks = prune(problem, score, keep, guards=guards, rounds=rounds, seed=seed, progress=progress)
+        problem = JaxScoringProblem(
+            cmodel,
+            cparams,
+            data,
+            num_batches=num_batches,
+            loss=loss_fn or "cross_entropy",
+            input_shape=input_shape,
+        )
+        masks = prune(
+            problem, score, keep, guards=guards, rounds=rounds, seed=seed, progress=progress
+        )
         masks = {n: jnp.asarray(m, dtype=jnp.bool_) for n, m in masks.items()}
         if rescale:
             cparams = _rescale(cparams, masks, problem.structure())
         cparams = apply_masks(cparams, masks)
     structure = problem.structure() if problem is not None else None
-    report = build_report(cmodel, cparams, masks, dense_weights=dense, target_sparsity=sparsity,
-                          method=score if format is None else f"{format}+{score}", structure=structure)
+    report = build_report(
+        cmodel,
+        cparams,
+        masks,
+        dense_weights=dense,
+        target_sparsity=sparsity,
+        method=score if format is None else f"{format}+{score}",
+        structure=structure,
+    )
     report.notes.extend(notes)
     return CompressionResult(cmodel, cparams, masks or {}, report)
 
 
-def score(model: Model, data=None, method: str = "snip", *, params=None, num_batches: int = 1, seed: int = 0,
-          input_shape=None, loss_fn=None, dtype=jnp.float32, **options) -> dict[str, Any]:
-    """Per-parameter scores ``{path: array}`` of the prunable weights (higher = keep); nothing pruned.
+def score(
+    model: Model,
+    data=None,
+    method: str = "snip",
+    *,
+    params=None,
+    num_batches: int = 1,
+    seed: int = 0,
+    input_shape=None,
+    loss_fn=None,
+    dtype=jnp.float32,
+    **options,
+) -> dict[str, Any]:
+    """Per-parameter scores ``{path: array}`` of the prunable weights (higher = keep); nothing
+    pruned.
 
     ``params`` default: ``model.init(jax.random.key(seed), dtype)``.
     """
@@ -205,6 +308,12 @@ def score(model: Model, data=None, method: str = "snip", *, params=None, num_bat
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     params = model.init(jax.random.key(seed), dtype) if params is None else params
-    problem = JaxScoringProblem(model, params, data, num_batches=num_batches, loss=loss_fn or "cross_entropy",
-                                input_shape=input_shape)
+    problem = JaxScoringProblem(
+        model,
+        params,
+        data,
+        num_batches=num_batches,
+        loss=loss_fn or "cross_entropy",
+        input_shape=input_shape,
+    )
     return compute_scores(problem, method, seed=seed, **options)

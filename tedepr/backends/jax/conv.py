@@ -1,4 +1,5 @@
-"""Plain and tensorized 2-D convolutions for JAX (NCHW like PyTorch, kernels ``(C_out, C_in/groups, kh, kw)``).
+"""Plain and tensorized 2-D convolutions for JAX (NCHW like PyTorch, kernels ``(C_out, C_in/groups,
+kh, kw)``).
 
 A tensorized convolution factorises the kernel's matrix view ``(C_in/groups·kh·kw, C_out)`` with the
 schemes of docs/method.md §2 (TT/TR with a spatial last core, Tucker-2, CP). Three evaluation paths:
@@ -38,16 +39,28 @@ from .layers import (
     uniform_bias,
 )
 
-__all__ = ["Conv2d", "TensorizedConv2d", "TTConv2d", "TRConv2d", "TuckerConv2d", "CPConv2d",
-           "CONV_PATHS", "conv2d"]
+__all__ = [
+    "Conv2d",
+    "TensorizedConv2d",
+    "TTConv2d",
+    "TRConv2d",
+    "TuckerConv2d",
+    "CPConv2d",
+    "CONV_PATHS",
+    "conv2d",
+]
 
 CONV_PATHS = ("auto", "reconstruct", "factored")
 _DIMS = ("NCHW", "OIHW", "NCHW")
 
 
 def _pair(value, name: str, minimum: int) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair):
+    pair = (
+        (value, value) if isinstance(value, int) and not isinstance(value, bool) else tuple(value)
+    )
+    if len(pair) != 2 or any(
+        isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in pair
+    ):
         raise ValueError(f"{name} must be an int >= {minimum} or a pair of them; got {value!r}")
     return pair
 
@@ -61,20 +74,28 @@ def _padding(padding, kernel_size, dilation, stride) -> tuple[tuple[int, int], t
             if stride != (1, 1):
                 raise ValueError(f"padding='same' needs stride 1; got stride={stride}")
             out = []
-            for k, d in zip(kernel_size, dilation):
+            for k, d in zip(kernel_size, dilation, strict=True):
                 total = d * (k - 1)
                 out.append((total // 2, total - total // 2))
             return tuple(out)
-        raise ValueError(f"padding must be an int, a pair of ints, 'valid' or 'same'; got {padding!r}")
+        raise ValueError(
+            f"padding must be an int, a pair of ints, 'valid' or 'same'; got {padding!r}"
+        )
     ph, pw = _pair(padding, "padding", 0)
     return ((ph, ph), (pw, pw))
 
 
 def conv2d(x, kernel, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups: int = 1):
-    """Cross-correlation like ``torch.nn.functional.conv2d``: ``x (N, C, H, W)``, ``kernel (O, C/g, kh, kw)``."""
+    """Cross-correlation like ``torch.nn.functional.conv2d``: ``x (N, C, H, W)``,
+    ``kernel (O, C/g, kh, kw)``."""
     return jax.lax.conv_general_dilated(
-        x, kernel, window_strides=stride, padding=padding, rhs_dilation=dilation,
-        dimension_numbers=_DIMS, feature_group_count=groups,
+        x,
+        kernel,
+        window_strides=stride,
+        padding=padding,
+        rhs_dilation=dilation,
+        dimension_numbers=_DIMS,
+        feature_group_count=groups,
     )
 
 
@@ -88,15 +109,17 @@ def _out_size(size, k, s, d, pads):
 
 
 class _ConvConfig:
-    """Validation shared by the plain and tensorized convolutions (fields set by the dataclasses)."""
+    """Validation shared by the plain and tensorized convolutions (fields: the dataclasses')."""
 
     def _normalise(self):
         _check_positive_int(self.in_channels, "in_channels")
         _check_positive_int(self.out_channels, "out_channels")
         _check_positive_int(self.groups, "groups")
         if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"groups={self.groups} must divide in_channels={self.in_channels} and "
-                             f"out_channels={self.out_channels}")
+            raise ValueError(
+                f"groups={self.groups} must divide in_channels={self.in_channels} and "
+                f"out_channels={self.out_channels}"
+            )
         ks = _pair(self.kernel_size, "kernel_size", 1)
         stride = _pair(self.stride, "stride", 1)
         dilation = _pair(self.dilation, "dilation", 1)
@@ -124,7 +147,8 @@ class _ConvConfig:
 
 @dataclass(frozen=True)
 class Conv2d(_ConvConfig):
-    """A dense 2-D convolution, NCHW; params ``{"weight": (C_out, C_in/groups, kh, kw), "bias": (C_out,)}``.
+    """A dense 2-D convolution, NCHW; params ``{"weight": (C_out, C_in/groups, kh, kw), "bias":
+    (C_out,)}``.
 
     ``padding``: int, pair, ``"valid"`` or ``"same"``. ``weight_init``: ``"torch"`` (``nn.Conv2d``'s
     ``U(−1/√fan_in, 1/√fan_in)``), ``"he"``/``"glorot"``/``"lecun"`` (normal), or ``"he_fan_out"``
@@ -161,7 +185,13 @@ class Conv2d(_ConvConfig):
         fan_in = self.fan_in
         if self.weight_init == "torch":  # weight and bias share the bound 1/√fan_in: one draw
             shapes = [self.kernel_shape, (self.out_channels,)] if self.bias else [self.kernel_shape]
-            return dict(zip(("weight", "bias"), draw(key, "uniform", shapes, dtype, 1.0 / math.sqrt(fan_in))))
+            return dict(
+                zip(
+                    ("weight", "bias"),
+                    draw(key, "uniform", shapes, dtype, 1.0 / math.sqrt(fan_in)),
+                    strict=True,
+                )
+            )
         kw, kb = jax.random.split(key)
         fan_out = self.out_channels * self.kernel_size[0] * self.kernel_size[1]
         if self.weight_init == "he_fan_out":
@@ -229,10 +259,20 @@ class TensorizedConv2d(_ConvConfig):
         if isinstance(self.rank, list):
             object.__setattr__(self, "rank", tuple(self.rank))
         if self.path == "factored" and self.groups != 1:
-            raise ValueError(f"path='factored' needs groups=1; got groups={self.groups} (use 'reconstruct')")
+            raise ValueError(
+                f"path='factored' needs groups=1; got groups={self.groups} (use 'reconstruct')"
+            )
         template = random_factorized_conv(
-            self.format, self.in_channels // self.groups, self.out_channels, self.kernel_size, self.rank,
-            std=1.0, seed=0, in_modes=self.in_modes, out_modes=self.out_modes, d=self.d,
+            self.format,
+            self.in_channels // self.groups,
+            self.out_channels,
+            self.kernel_size,
+            self.rank,
+            std=1.0,
+            seed=0,
+            in_modes=self.in_modes,
+            out_modes=self.out_modes,
+            d=self.d,
         )
         object.__setattr__(self, "_template", template)
         if self.format in ("tt", "tr"):
@@ -269,14 +309,20 @@ class TensorizedConv2d(_ConvConfig):
         return core_std(self.format, self.ranks, len(self._template.cores), target)
 
     def factorized(self, params=None, masks=None) -> Factorized:
-        """The kernel's matrix view as a `tedepr.Factorized` (``kernel_size`` set; ``to_kernel()``)."""
+        """The kernel's matrix view as a `tedepr.Factorized` (has ``to_kernel()``)."""
         if params is None:
             return self._template
         cores = _masked_cores(params["cores"], masks)
         t = self._template
         factored = tuple(r is not None for r in t.ranks) if self.format == "tucker" else None
-        return from_cores(self.format, cores, t.in_modes, t.out_modes, factored=factored,
-                          kernel_size=self.kernel_size)
+        return from_cores(
+            self.format,
+            cores,
+            t.in_modes,
+            t.out_modes,
+            factored=factored,
+            kernel_size=self.kernel_size,
+        )
 
     # -- protocol
     def init(self, key, dtype=jnp.float32) -> dict:
@@ -304,17 +350,26 @@ class TensorizedConv2d(_ConvConfig):
         n, _, ho, wo = self.output_shape(input_shape)
         h, w = input_shape[2], input_shape[3]
         rows = n * ho * wo
-        recon = plan_reconstruction(self._template).flops + 2 * rows * self.fan_in * self.out_channels
+        recon = (
+            plan_reconstruction(self._template).flops + 2 * rows * self.fan_in * self.out_channels
+        )
         kh, kw = self.kernel_size
         if self.format == "tucker":
             r_in, _, r_out = self.ranks
-            factored = 2 * (n * h * w * self.in_channels * r_in + rows * r_in * kh * kw * r_out
-                            + rows * r_out * self.out_channels)
+            factored = 2 * (
+                n * h * w * self.in_channels * r_in
+                + rows * r_in * kh * kw * r_out
+                + rows * r_out * self.out_channels
+            )
         elif self.format == "cp":
             (r,) = self.ranks
             h1 = _out_size(h, kh, self.stride[0], self.dilation[0], self._pads[0])
-            factored = 2 * (n * h * w * self.in_channels * r + n * h1 * w * r * kh + rows * r * kw
-                            + rows * r * self.out_channels)
+            factored = 2 * (
+                n * h * w * self.in_channels * r
+                + n * h1 * w * r * kh
+                + rows * r * kw
+                + rows * r * self.out_channels
+            )
         else:
             factored = plan_contraction(self._template, rows, "auto").flops
         return "factored" if factored < recon else "reconstruct"
@@ -323,9 +378,11 @@ class TensorizedConv2d(_ConvConfig):
         """``x (N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``."""
         _check_input(x, self.in_channels)
         cores = _masked_cores(params["cores"], masks)
-        for k, (c, shp) in enumerate(zip(cores, self.core_shapes)):
+        for k, (c, shp) in enumerate(zip(cores, self.core_shapes, strict=True)):
             if tuple(c.shape) != shp:
-                raise ValueError(f"params['cores'][{k}] must have shape {shp}; got {tuple(c.shape)}")
+                raise ValueError(
+                    f"params['cores'][{k}] must have shape {shp}; got {tuple(c.shape)}"
+                )
         path = self.choose_path(tuple(x.shape))
         if path == "reconstruct":
             y = self._conv(x, self.kernel({"cores": cores}))
@@ -352,19 +409,29 @@ class TensorizedConv2d(_ConvConfig):
         r = u_c.shape[1]
         (sh, sw), (dh, dw), (ph, pw) = self.stride, self.dilation, self._pads
         z = jnp.einsum("nchw,cr->nrhw", x, u_c)
-        z = conv2d(z, jnp.transpose(u_h)[:, None, :, None], (sh, 1), (ph, (0, 0)), (dh, 1), groups=r)
-        z = conv2d(z, jnp.transpose(u_w)[:, None, None, :], (1, sw), ((0, 0), pw), (1, dw), groups=r)
+        z = conv2d(
+            z, jnp.transpose(u_h)[:, None, :, None], (sh, 1), (ph, (0, 0)), (dh, 1), groups=r
+        )
+        z = conv2d(
+            z, jnp.transpose(u_w)[:, None, None, :], (1, sw), ((0, 0), pw), (1, dw), groups=r
+        )
         return jnp.einsum("nrhw,or->nohw", z, u_o)
 
     def _patches(self, x, cores):
         # rows (c, y, x) in C order: exactly the row order of the kernel's matrix view
         p = jax.lax.conv_general_dilated_patches(
-            x, self.kernel_size, self.stride, self._pads, rhs_dilation=self.dilation,
+            x,
+            self.kernel_size,
+            self.stride,
+            self._pads,
+            rhs_dilation=self.dilation,
             dimension_numbers=_DIMS,
         )
         n, f, ho, wo = p.shape
         rows = jnp.reshape(jnp.transpose(p, (0, 2, 3, 1)), (n * ho * wo,) + self._template.in_modes)
-        y = plan_contraction(self._template, n * ho * wo, "auto").execute((rows,) + tuple(cores), xp=jnp)
+        y = plan_contraction(self._template, n * ho * wo, "auto").execute(
+            (rows,) + tuple(cores), xp=jnp
+        )
         return jnp.transpose(jnp.reshape(y, (n, ho, wo, self.out_channels)), (0, 3, 1, 2))
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
@@ -388,8 +455,8 @@ class TRConv2d(TensorizedConv2d):
 
 @dataclass(frozen=True)
 class TuckerConv2d(TensorizedConv2d):
-    """Conv2d with a Tucker-2 kernel (factors on the channel modes, Kim et al. 2016); ``rank`` may be
-    ``(R_in, R_out)``; see `TensorizedConv2d`."""
+    """Conv2d with a Tucker-2 kernel (factors on the channel modes, Kim et al. 2016); ``rank`` may
+    be ``(R_in, R_out)``; see `TensorizedConv2d`."""
 
     format: str = field(default="tucker", init=False)
 

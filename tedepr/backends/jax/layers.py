@@ -1,16 +1,18 @@
-"""Tensorized and plain linear layers for JAX: frozen dataclasses of static configuration around pure
-``init``/``apply`` functions over pytrees.
+"""Tensorized and plain linear layers for JAX: frozen dataclasses of static configuration around
+pure ``init``/``apply`` functions over pytrees.
 
 Every layer follows one protocol:
 
 * ``layer.init(key, dtype=jnp.float32) -> params`` — a dict pytree. A tensorized layer's params are
   ``{"cores": (core_0, ...), "bias": b}`` with the cores in ``Factorized.cores`` order (TT/TR cores
-  ``(r_{k-1}, n_k, m_k, r_k)``; Tucker ``(core, *factors)``; CP factors ``(dim_k, R)``); a dense one's
-  ``{"weight": W, "bias": b}`` with ``W`` of shape ``(in_features, out_features)`` (``y = x @ W``,
-  the transpose of torch's ``nn.Linear.weight``).
+  ``(r_{k-1}, n_k, m_k, r_k)``; Tucker ``(core, *factors)``; CP factors ``(dim_k, R)``); a dense
+  one's ``{"weight": W, "bias": b}`` with ``W`` of shape ``(in_features, out_features)`` (``y = x @
+  W``, the transpose of torch's ``nn.Linear.weight``).
 * ``layer.apply(params, x, masks=None) -> y`` — ``masks`` mirrors ``params`` with bool arrays where
-  entries are pruned (``None`` or a missing key: dense). The effective parameter is ``where(m, θ, 0)``.
-* ``layer.structure(prefix) -> {path: CoreInfo}`` — how each prunable array sits in its tensor network,
+  entries are pruned (``None`` or a missing key: dense). The effective parameter is ``where(m, θ,
+  0)``.
+* ``layer.structure(prefix) -> {path: CoreInfo}`` — how each prunable array sits in its tensor
+network,
   for the structural guards of the pruning core.
 
 The layer objects hold only shapes and options (they are hashable, so they may be closed over by
@@ -33,9 +35,17 @@ from ...init import INITS, core_std, random_factorized, target_std
 from ...pruning.problem import CoreInfo
 
 __all__ = [
-    "Dense", "LayerNorm", "BatchNorm",
-    "TTLinear", "TRLinear", "TuckerLinear", "CPLinear", "TensorizedLinear",
-    "core_infos", "masked", "uniform_bias",
+    "Dense",
+    "LayerNorm",
+    "BatchNorm",
+    "TTLinear",
+    "TRLinear",
+    "TuckerLinear",
+    "CPLinear",
+    "TensorizedLinear",
+    "core_infos",
+    "masked",
+    "uniform_bias",
 ]
 
 
@@ -64,7 +74,9 @@ def masked(p, m):
     if m is None:
         return p
     if tuple(m.shape) != tuple(p.shape):
-        raise ValueError(f"a mask of shape {tuple(m.shape)} does not fit a parameter of shape {tuple(p.shape)}")
+        raise ValueError(
+            f"a mask of shape {tuple(m.shape)} does not fit a parameter of shape {tuple(p.shape)}"
+        )
     return jnp.where(m, p, jnp.zeros((), dtype=p.dtype))
 
 
@@ -80,14 +92,16 @@ def _masked_cores(cores, masks):
     if mc is None:
         return tuple(cores)
     if len(mc) != len(cores):
-        raise ValueError(f"masks['cores'] must hold one entry per core ({len(cores)}); got {len(mc)}")
-    return tuple(masked(c, m) for c, m in zip(cores, mc))
+        raise ValueError(
+            f"masks['cores'] must hold one entry per core ({len(cores)}); got {len(mc)}"
+        )
+    return tuple(masked(c, m) for c, m in zip(cores, mc, strict=True))
 
 
 def draw(key, kind: str, shapes, dtype, scale=1.0):
     """Arrays of ``shapes`` drawn with ONE random call (``kind``: ``"normal"`` N(0, scale²) or
-    ``"uniform"`` U(−scale, scale)) and split: XLA compiles each random call separately, so one call per
-    layer keeps init compilation short."""
+    ``"uniform"`` U(−scale, scale)) and split: XLA compiles each random call separately, so one call
+    per layer keeps init compilation short."""
     sizes = [math.prod(s) for s in shapes]
     total = sum(sizes)
     if kind == "normal":
@@ -95,8 +109,8 @@ def draw(key, kind: str, shapes, dtype, scale=1.0):
     else:
         flat = jax.random.uniform(key, (total,), dtype=dtype, minval=-scale, maxval=scale)
     out, start = [], 0
-    for shape, size in zip(shapes, sizes):
-        out.append(jnp.reshape(flat[start:start + size], tuple(shape)))
+    for shape, size in zip(shapes, sizes, strict=True):
+        out.append(jnp.reshape(flat[start : start + size], tuple(shape)))
         start += size
     return out
 
@@ -117,7 +131,7 @@ def _resolve_std(std, weight_init, fan_in, fan_out) -> float:
 
 
 def core_infos(f: Factorized, layer: str, prefix: str) -> dict[str, CoreInfo]:
-    """`CoreInfo` of every core of ``f`` keyed ``f"{prefix}cores/{k}"`` (same conventions as torch)."""
+    """`CoreInfo` of every core of ``f``, keyed ``f"{prefix}cores/{k}"`` (torch's conventions)."""
     out = {}
     for k, c in enumerate(f.cores):
         if f.format in ("tt", "tr"):
@@ -139,8 +153,8 @@ def _layer_name(prefix: str) -> str:
 class Dense:
     """``y = x @ W + b`` with ``W`` of shape ``(in_features, out_features)``.
 
-    ``weight_init`` names the dense init (``"torch"``: ``U(−1/√fan_in, 1/√fan_in)`` like ``nn.Linear``;
-    ``"he"``/``"glorot"``/``"lecun"``: normal with that std).
+    ``weight_init`` names the dense init (``"torch"``: ``U(−1/√fan_in, 1/√fan_in)`` like
+    ``nn.Linear``; ``"he"``/``"glorot"``/``"lecun"``: normal with that std).
     """
 
     in_features: int
@@ -164,7 +178,7 @@ class Dense:
         if self.weight_init == "torch":  # weight and bias share the bound: one draw
             shapes = [shape, (self.out_features,)] if self.bias else [shape]
             arrays = draw(key, "uniform", shapes, dtype, bound)
-            return dict(zip(("weight", "bias"), arrays))
+            return dict(zip(("weight", "bias"), arrays, strict=True))
         kw, kb = jax.random.split(key)
         s = target_std(self.weight_init, self.in_features, self.out_features)
         params = {"weight": draw(kw, "normal", [shape], dtype, s)[0]}
@@ -197,7 +211,10 @@ class LayerNorm:
 
     def init(self, key, dtype=jnp.float32) -> dict:
         dtype = _check_dtype(dtype)
-        return {"scale": jnp.ones((self.num_features,), dtype), "bias": jnp.zeros((self.num_features,), dtype)}
+        return {
+            "scale": jnp.ones((self.num_features,), dtype),
+            "bias": jnp.zeros((self.num_features,), dtype),
+        }
 
     def apply(self, params, x, masks=None):
         mean = jnp.mean(x, axis=-1, keepdims=True)
@@ -212,10 +229,10 @@ class LayerNorm:
 class BatchNorm:
     """Batch normalisation over every axis but ``axis`` (1: channels of NCHW or of (B, C)).
 
-    Params ``{"scale", "bias", "mean", "var"}``; ``mean``/``var`` are running statistics (not trained:
-    `tedepr.backends.jax.training.fit` updates them from `apply_train`). ``apply`` uses the running
-    statistics (eval mode); ``apply_train`` the batch statistics, and returns the updated running ones
-    (PyTorch's rule: ``momentum`` weight on the batch value, unbiased batch variance).
+    Params ``{"scale", "bias", "mean", "var"}``; ``mean``/``var`` are running statistics (not
+    trained: `tedepr.backends.jax.training.fit` updates them from `apply_train`). ``apply`` uses the
+    running statistics (eval mode); ``apply_train`` the batch statistics, and returns the updated
+    running ones (PyTorch's rule: ``momentum`` weight on the batch value, unbiased batch variance).
     """
 
     num_features: int
@@ -233,8 +250,12 @@ class BatchNorm:
     def init(self, key, dtype=jnp.float32) -> dict:
         dtype = _check_dtype(dtype)
         n = self.num_features
-        return {"scale": jnp.ones((n,), dtype), "bias": jnp.zeros((n,), dtype),
-                "mean": jnp.zeros((n,), dtype), "var": jnp.ones((n,), dtype)}
+        return {
+            "scale": jnp.ones((n,), dtype),
+            "bias": jnp.zeros((n,), dtype),
+            "mean": jnp.zeros((n,), dtype),
+            "var": jnp.ones((n,), dtype),
+        }
 
     def _shape(self, x):
         shape = [1] * x.ndim
@@ -244,29 +265,38 @@ class BatchNorm:
     def _normalise(self, params, x, mean, var):
         shape = self._shape(x)
         inv = jax.lax.rsqrt(jnp.reshape(var, shape) + self.eps)
-        return (x - jnp.reshape(mean, shape)) * inv * jnp.reshape(params["scale"], shape) + \
-            jnp.reshape(params["bias"], shape)
+        return (x - jnp.reshape(mean, shape)) * inv * jnp.reshape(
+            params["scale"], shape
+        ) + jnp.reshape(params["bias"], shape)
 
     def apply(self, params, x, masks=None):
         if x.shape[self.axis] != self.num_features:
-            raise ValueError(f"x must have {self.num_features} features on axis {self.axis}; got {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have {self.num_features} features on axis {self.axis}; "
+                f"got {tuple(x.shape)}"
+            )
         stats = jax.lax.stop_gradient((params["mean"], params["var"]))
         return self._normalise(params, x, *stats)
 
     def apply_train(self, params, x, masks=None):
-        """``(y, {"mean": ..., "var": ...})``: normalised with batch statistics, new running stats."""
+        """``(y, {"mean", "var"})``: normalised with batch statistics; the new running stats."""
         if x.shape[self.axis] != self.num_features:
-            raise ValueError(f"x must have {self.num_features} features on axis {self.axis}; got {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have {self.num_features} features on axis {self.axis}; "
+                f"got {tuple(x.shape)}"
+            )
         axes = tuple(a for a in range(x.ndim) if a != self.axis)
         mean = jnp.mean(x, axis=axes)
         var = jnp.mean(jnp.square(x - jnp.reshape(mean, self._shape(x))), axis=axes)
         n = math.prod(x.shape[a] for a in axes)
         unbiased = var * (n / max(n - 1, 1))
         m = self.momentum
-        new = jax.lax.stop_gradient({
-            "mean": (1 - m) * params["mean"] + m * mean,
-            "var": (1 - m) * params["var"] + m * unbiased,
-        })
+        new = jax.lax.stop_gradient(
+            {
+                "mean": (1 - m) * params["mean"] + m * mean,
+                "var": (1 - m) * params["var"] + m * unbiased,
+            }
+        )
         return self._normalise(params, x, mean, var), new
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
@@ -276,7 +306,8 @@ class BatchNorm:
 # ----------------------------------------------------------------------------- tensorized linear
 @dataclass(frozen=True)
 class TensorizedLinear:
-    """``y = x @ W + b`` with ``W`` of shape ``(in_features, out_features)`` held as a tensor network.
+    """``y = x @ W + b`` with ``W`` of shape ``(in_features, out_features)`` held as a tensor
+    network.
 
     Parameters
     ----------
@@ -295,8 +326,8 @@ class TensorizedLinear:
     strategy : {"auto", "chain", "optimal", "reconstruct"}
         Contraction strategy (`tedepr.plan_contraction`).
 
-    After construction ``in_modes``/``out_modes`` hold the resolved modes and ``ranks`` the solved ranks.
-    Params: ``{"cores": (...), "bias": (out_features,)}``.
+    After construction ``in_modes``/``out_modes`` hold the resolved modes and ``ranks`` the solved
+    ranks. Params: ``{"cores": (...), "bias": (out_features,)}``.
     """
 
     in_features: int
@@ -319,10 +350,18 @@ class TensorizedLinear:
         _check_choice(self.strategy, STRATEGIES, "strategy")
         if isinstance(self.rank, list):
             object.__setattr__(self, "rank", tuple(self.rank))
-        # a float64 NumPy instance: validates modes/ranks once and is the shape template of every plan
+        # a float64 NumPy instance: validates modes/ranks once and is the shape template of every
+        # plan
         template = random_factorized(
-            self.format, self.in_features, self.out_features, self.rank, std=1.0, seed=0,
-            in_modes=self.in_modes, out_modes=self.out_modes, d=self.d,
+            self.format,
+            self.in_features,
+            self.out_features,
+            self.rank,
+            std=1.0,
+            seed=0,
+            in_modes=self.in_modes,
+            out_modes=self.out_modes,
+            d=self.d,
         )
         object.__setattr__(self, "_template", template)
         object.__setattr__(self, "in_modes", template.in_modes)
@@ -354,7 +393,7 @@ class TensorizedLinear:
         return core_std(self.format, self.ranks, len(self._template.cores), target)
 
     def factorized(self, params=None, masks=None) -> Factorized:
-        """The `tedepr.Factorized` of ``params`` (masked), or the shape template when ``params`` is None."""
+        """The `tedepr.Factorized` of ``params`` (masked); the shape template for None."""
         if params is None:
             return self._template
         cores = _masked_cores(params["cores"], masks)
@@ -382,13 +421,17 @@ class TensorizedLinear:
         return jnp.reshape(w, (self.in_features, self.out_features))
 
     def apply(self, params, x, masks=None):
-        """``x`` of shape ``(..., in_features)`` -> ``(..., out_features)`` by the planned contraction."""
+        """``x (..., in_features)`` -> ``(..., out_features)`` by the planned contraction."""
         cores = _masked_cores(params["cores"], masks)
         if len(cores) != len(self._template.cores):
-            raise ValueError(f"params['cores'] must hold {len(self._template.cores)} arrays; got {len(cores)}")
-        for k, (c, shp) in enumerate(zip(cores, self.core_shapes)):
+            raise ValueError(
+                f"params['cores'] must hold {len(self._template.cores)} arrays; got {len(cores)}"
+            )
+        for k, (c, shp) in enumerate(zip(cores, self.core_shapes, strict=True)):
             if tuple(c.shape) != shp:
-                raise ValueError(f"params['cores'][{k}] must have shape {shp}; got {tuple(c.shape)}")
+                raise ValueError(
+                    f"params['cores'][{k}] must have shape {shp}; got {tuple(c.shape)}"
+                )
         y = self._contract(x, cores)
         if self.bias:
             y = y + params["bias"]
@@ -436,7 +479,8 @@ class TuckerLinear(TensorizedLinear):
 
 @dataclass(frozen=True)
 class CPLinear(TensorizedLinear):
-    """A Linear layer whose weight is a CP tensor (factors ``(dim_k, R)``); see `TensorizedLinear`."""
+    """A Linear layer whose weight is a CP tensor (factors ``(dim_k, R)``); see
+    `TensorizedLinear`."""
 
     format: str = field(default="cp", init=False)
 

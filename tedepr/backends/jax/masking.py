@@ -1,19 +1,21 @@
 """Pruning masks for JAX params: a pytree of bool arrays beside the params.
 
 Paths are the ``/``-joined keys of a leaf in the params pytree (dict keys, tuple indices), e.g.
-``hidden/0/cores/1`` or ``features/0/weight``; `prunable_paths` lists the leaves that may be pruned —
-the cores of tensorized layers and the weights of dense ones (keys starting with ``weight``), never
-biases, normalisation parameters or free parameters — in the deterministic order of
+``hidden/0/cores/1`` or ``features/0/weight``; `prunable_paths` lists the leaves that may be pruned
+— the cores of tensorized layers and the weights of dense ones (keys starting with ``weight``),
+never biases, normalisation parameters or free parameters — in the deterministic order of
 `jax.tree_util.tree_flatten_with_path`.
 
 Masks may be given in two forms, everywhere this backend takes ``masks``:
 
 * **flat**: ``{path: bool array}`` — what the pruning core returns (`tedepr.pruning.prune`);
-* **nested**: a pytree mirroring the params with bool arrays at masked leaves, ``None`` (or a missing
+* **nested**: a pytree mirroring the params with bool arrays at masked leaves, ``None`` (or a
+missing
   key) where a leaf is dense.
 
-`normalize_masks` turns either into the *full* nested form (the params' own tree structure, a bool array
-or ``None`` at every leaf), which is what the layers and the training loop use. ``True`` keeps an entry.
+`normalize_masks` turns either into the *full* nested form (the params' own tree structure, a bool
+array or ``None`` at every leaf), which is what the layers and the training loop use. ``True`` keeps
+an entry.
 """
 
 from __future__ import annotations
@@ -26,8 +28,18 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "path_string", "leaf_paths", "is_prunable", "prunable_paths", "prunable_leaves", "normalize_masks",
-    "flatten_masks", "apply_masks", "mask_tree_map", "ones_masks", "count_kept", "density",
+    "path_string",
+    "leaf_paths",
+    "is_prunable",
+    "prunable_paths",
+    "prunable_leaves",
+    "normalize_masks",
+    "flatten_masks",
+    "apply_masks",
+    "mask_tree_map",
+    "ones_masks",
+    "count_kept",
+    "density",
 ]
 
 
@@ -54,7 +66,7 @@ def leaf_paths(tree) -> list[str]:
 
 
 def is_prunable(path: str) -> bool:
-    """A tensorized layer's core (``…/cores/k``) or a dense weight (last key starting with ``weight``)."""
+    """A tensorized layer's core (``…/cores/k``) or a dense weight (last key ``weight…``)."""
     parts = path.split("/")
     return (len(parts) >= 2 and parts[-2] == "cores") or parts[-1].startswith("weight")
 
@@ -76,7 +88,10 @@ def _is_nested(params, masks) -> bool:
 
 def _as_bool(m, shape, path):
     if tuple(np.shape(m)) != tuple(shape):
-        raise ValueError(f"masks[{path!r}] has shape {tuple(np.shape(m))} but the parameter has shape {tuple(shape)}")
+        raise ValueError(
+            f"masks[{path!r}] has shape {tuple(np.shape(m))} but the parameter has shape "
+            f"{tuple(shape)}"
+        )
     if isinstance(m, np.ndarray):
         return m if m.dtype == np.bool_ else m != 0
     m = jnp.asarray(m)
@@ -86,14 +101,16 @@ def _as_bool(m, shape, path):
 def normalize_masks(params, masks):
     """The full nested form of ``masks`` (flat or nested, see the module docstring) for ``params``.
 
-    Returns ``None`` when ``masks`` is None or empty. Raises ``ValueError`` naming a mask whose path is
-    not a prunable leaf of ``params`` or whose shape differs from the parameter's.
+    Returns ``None`` when ``masks`` is None or empty. Raises ``ValueError`` naming a mask whose path
+    is not a prunable leaf of ``params`` or whose shape differs from the parameter's.
     """
     if masks is None:
         return None
     if not isinstance(masks, Mapping):
-        raise TypeError(f"masks must be a dict (flat {{path: bool array}} or nested like params); got "
-                        f"{type(masks).__name__}")
+        raise TypeError(
+            f"masks must be a dict (flat {{path: bool array}} or nested like params); got "
+            f"{type(masks).__name__}"
+        )
     if not masks:
         return None
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
@@ -105,13 +122,19 @@ def normalize_masks(params, masks):
     known = set(paths)
     for path in flat:
         if path not in known:
-            raise ValueError(f"masks has an entry {path!r} that is not a parameter; parameters: "
-                             f"{', '.join(p for p in paths if is_prunable(p))}")
+            raise ValueError(
+                f"masks has an entry {path!r} that is not a parameter; parameters: "
+                f"{', '.join(p for p in paths if is_prunable(p))}"
+            )
         if not is_prunable(path):
-            raise ValueError(f"masks[{path!r}]: only cores and weights can be masked, not biases or "
-                             "normalisation parameters")
-    out = [None if path not in flat or flat[path] is None else _as_bool(flat[path], leaf.shape, path)
-           for path, (_, leaf) in zip(paths, leaves)]
+            raise ValueError(
+                f"masks[{path!r}]: only cores and weights can be masked, not biases or "
+                "normalisation parameters"
+            )
+    out = [
+        None if path not in flat or flat[path] is None else _as_bool(flat[path], leaf.shape, path)
+        for path, (_, leaf) in zip(paths, leaves, strict=True)
+    ]
     if all(m is None for m in out):
         return None
     return jax.tree_util.tree_unflatten(treedef, out)
@@ -127,12 +150,13 @@ def flatten_masks(masks, params=None) -> dict[str, Any]:
 
 
 def mask_tree_map(fn, params, masks):
-    """``fn(param, mask)`` on every leaf with a mask, the leaf itself elsewhere (``masks`` any form)."""
+    """``fn(param, mask)`` on every leaf with a mask, the leaf itself elsewhere (any masks form)."""
     full = normalize_masks(params, masks)
     if full is None:
         return params
-    return jax.tree.map(lambda m, p: p if m is None else fn(p, m), full, params,
-                        is_leaf=lambda x: x is None)
+    return jax.tree.map(
+        lambda m, p: p if m is None else fn(p, m), full, params, is_leaf=lambda x: x is None
+    )
 
 
 def apply_masks(params, masks):
@@ -149,8 +173,10 @@ def count_kept(params, masks) -> int:
     """Prunable entries kept (all of them where a leaf has no mask)."""
     full = normalize_masks(params, masks)
     flat = {} if full is None else flatten_masks(full)
-    return sum(int(np.sum(np.asarray(flat[p]))) if p in flat else int(np.prod(a.shape))
-               for p, a in prunable_leaves(params).items())
+    return sum(
+        int(np.sum(np.asarray(flat[p]))) if p in flat else int(np.prod(a.shape))
+        for p, a in prunable_leaves(params).items()
+    )
 
 
 def density(params, masks) -> float:

@@ -2,12 +2,12 @@
 architectures as ``tedepr.backends.torch.models``).
 
 A `Model` is ``layers`` (an ordered mapping ``name -> layer``; names use ``/`` where torch's module
-names use ``.``, e.g. ``blocks/0/conv1``) and ``forward(call, x)``, a Python function that computes the
-network by calling ``call(name, *inputs)`` for each layer. The parameters are a dict
-``{layer name: layer params}``; masks mirror them (or are a flat dict ``{"layer/…/leaf": bool array}``).
-Because the forward function refers to layers only by name, `tedepr.backends.jax.tensorize` can swap a
-dense layer for a tensorized one without touching the architecture code — and a user model built from
-this package's layers gets the same treatment.
+names use ``.``, e.g. ``blocks/0/conv1``) and ``forward(call, x)``, a Python function that computes
+the network by calling ``call(name, *inputs)`` for each layer. The parameters are a dict
+``{layer name: layer params}``; masks mirror them (or are a flat dict ``{"layer/…/leaf": bool
+array}``). Because the forward function refers to layers only by name,
+`tedepr.backends.jax.tensorize` can swap a dense layer for a tensorized one without touching the
+architecture code — and a user model built from this package's layers gets the same treatment.
 
 =================  ==========================================================================
 name               architecture (as the torch zoo)
@@ -41,12 +41,25 @@ from .masking import normalize_masks
 from .recurrent import LSTM
 
 __all__ = [
-    "Model", "Parameter", "MODELS", "get", "available", "max_pool2d", "as_nchw",
-    "lenet300_100", "lenet5", "vgg", "cifar_resnet", "resnet18", "lstm_classifier", "vit",
+    "Model",
+    "Parameter",
+    "MODELS",
+    "get",
+    "available",
+    "max_pool2d",
+    "as_nchw",
+    "lenet300_100",
+    "lenet5",
+    "vgg",
+    "cifar_resnet",
+    "resnet18",
+    "lstm_classifier",
+    "vit",
 ]
 
 
-# ------------------------------------------------------------------------------------------ building blocks
+# ------------------------------------------------------------------------------------------
+# building blocks
 @dataclass(frozen=True)
 class Parameter:
     """A free parameter (ViT's class token, position embeddings): params ``{"value": array}``, never
@@ -69,7 +82,8 @@ class Parameter:
 
 
 def max_pool2d(x, window: int = 2, ceil_mode: bool = False):
-    """``F.max_pool2d(x, window)`` on NCHW (stride = window); ``ceil_mode`` keeps a partial last window."""
+    """``F.max_pool2d(x, window)`` on NCHW (stride = window); ``ceil_mode`` keeps a partial
+    last window."""
     pads = [(0, 0), (0, 0)]
     for axis in (2, 3):
         size = x.shape[axis]
@@ -78,8 +92,9 @@ def max_pool2d(x, window: int = 2, ceil_mode: bool = False):
             pads.append((0, max(0, (out - 1) * window + window - size)))
         else:
             pads.append((0, 0))
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 1, window, window),
-                                 (1, 1, window, window), pads)
+    return jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max, (1, 1, window, window), (1, 1, window, window), pads
+    )
 
 
 def as_nchw(x, in_channels: int):
@@ -87,14 +102,17 @@ def as_nchw(x, in_channels: int):
     if x.ndim == 3 and in_channels == 1:
         return x[:, None]
     if x.ndim != 4 or x.shape[1] != in_channels:
-        raise ValueError(f"input must be (N, {in_channels}, H, W)" + (" or (N, H, W)" if in_channels == 1 else "")
-                         + f"; got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"input must be (N, {in_channels}, H, W)"
+            + (" or (N, H, W)" if in_channels == 1 else "")
+            + f"; got shape {tuple(x.shape)}"
+        )
     return x
 
 
 # ------------------------------------------------------------------------------------------ Model
 class _Context:
-    """What ``forward`` receives as ``call``: applies layers by name, collects BatchNorm statistics."""
+    """What ``forward`` gets as ``call``: applies layers by name, collects BatchNorm statistics."""
 
     def __init__(self, model, params, masks, train):
         self.model, self.params, self.masks, self.train = model, params, masks, train
@@ -105,8 +123,10 @@ class _Context:
         try:
             layer = self.model.layers[name]
         except KeyError:
-            raise KeyError(f"forward called layer {name!r}, which the model does not have; layers: "
-                           f"{', '.join(self.model.layers)}") from None
+            raise KeyError(
+                f"forward called layer {name!r}, which the model does not have; layers: "
+                f"{', '.join(self.model.layers)}"
+            ) from None
         self.used.add(name)
         p = self.params[name]
         m = None if self.masks is None else self.masks.get(name)
@@ -123,25 +143,34 @@ class Model:
 
     Parameters
     ----------
-    layers : mapping ``name -> layer`` (any object of this package with ``init``/``apply``/``structure``)
-    forward : callable ``(call, x) -> logits``
+    layers : mapping ``name -> layer`` (any object of this package with
+    ``init``/``apply``/``structure``) forward : callable ``(call, x) -> logits``
         ``call(name, *inputs)`` applies the named layer (a `Parameter` takes no input).
     input_shape : tuple
-        Shape of one sample (e.g. ``(1, 28, 28)``): the all-ones SynFlow input and `Model.dummy_input`.
+        Shape of one sample (e.g. ``(1, 28, 28)``): the all-ones SynFlow input and
+        `Model.dummy_input`.
     name : str
     """
 
-    def __init__(self, layers: Mapping[str, Any], forward: Callable, input_shape, name: str = "model"):
+    def __init__(
+        self, layers: Mapping[str, Any], forward: Callable, input_shape, name: str = "model"
+    ):
         if not layers:
             raise ValueError("layers must hold at least one layer")
         for n, layer in layers.items():
             if not isinstance(n, str) or not n or n.startswith("/") or n.endswith("/"):
-                raise ValueError(f"layer names must be non-empty strings without leading/trailing '/'; got {n!r}")
+                raise ValueError(
+                    f"layer names must be non-empty strings without leading/trailing '/'; got {n!r}"
+                )
             if not (hasattr(layer, "init") and hasattr(layer, "apply")):
-                raise TypeError(f"layer {n!r} must have init/apply (a tedepr.backends.jax layer); "
-                                f"got {type(layer).__name__}")
+                raise TypeError(
+                    f"layer {n!r} must have init/apply (a tedepr.backends.jax layer); "
+                    f"got {type(layer).__name__}"
+                )
         if not callable(forward):
-            raise TypeError(f"forward must be a callable (call, x) -> output; got {type(forward).__name__}")
+            raise TypeError(
+                f"forward must be a callable (call, x) -> output; got {type(forward).__name__}"
+            )
         self.layers = MappingProxyType(dict(layers))
         self.forward = forward
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -154,7 +183,9 @@ class Model:
     def with_layers(self, layers: Mapping[str, Any]) -> Model:
         missing = set(self.layers) - set(layers)
         if missing:
-            raise ValueError(f"layers must keep every layer name of the model; missing {sorted(missing)}")
+            raise ValueError(
+                f"layers must keep every layer name of the model; missing {sorted(missing)}"
+            )
         return Model(layers, self.forward, self.input_shape, self.name)
 
     # -- protocol
@@ -167,7 +198,9 @@ class Model:
 
     def _init(self, key, dtype):
         keys = jax.random.split(key, len(self.layers))
-        return {n: layer.init(k, dtype) for (n, layer), k in zip(self.layers.items(), keys)}
+        return {
+            n: layer.init(k, dtype) for (n, layer), k in zip(self.layers.items(), keys, strict=True)
+        }
 
     def _run(self, params, x, masks, train):
         masks = normalize_masks(params, masks)
@@ -181,8 +214,8 @@ class Model:
         return self._run(params, x, masks, train)[0]
 
     def apply_train(self, params, x, masks=None):
-        """``(logits, stats)``: a training-mode forward and ``{bn layer name: {"mean", "var"}}``, the
-        running statistics after this batch."""
+        """``(logits, stats)``: a training-mode forward and ``{bn layer name: {"mean", "var"}}``,
+        the running statistics after this batch."""
         return self._run(params, x, masks, True)
 
     def structure(self) -> dict[str, CoreInfo]:
@@ -198,13 +231,19 @@ class Model:
     @property
     def tensorized_layers(self) -> dict[str, Any]:
         """The layers holding tensor networks."""
-        return {n: layer for n, layer in self.layers.items()
-                if any(info.format != "dense" for info in layer.structure(f"{n}/").values())}
+        return {
+            n: layer
+            for n, layer in self.layers.items()
+            if any(info.format != "dense" for info in layer.structure(f"{n}/").values())
+        }
 
     def dense_weight_count(self) -> int:
-        """Weights counted as SPEC §5 says: every prunable weight, tensorized layers at their dense size."""
-        return sum(getattr(layer, "dense_weights", getattr(layer, "num_weights", 0))
-                   for layer in self.layers.values())
+        """Weights counted as SPEC §5 says: every prunable weight, tensorized layers at their
+        dense size."""
+        return sum(
+            getattr(layer, "dense_weights", getattr(layer, "num_weights", 0))
+            for layer in self.layers.values()
+        )
 
     def __repr__(self) -> str:
         lines = [f"Model({self.name!r}, input_shape={self.input_shape}, {len(self.layers)} layers:"]
@@ -224,7 +263,10 @@ def lenet300_100(num_classes=10, in_channels=1, image_size=28, hidden=(300, 100)
     """MLP ``C·H·W → 300 → 100 → num_classes`` with ReLU on the flattened image."""
     n_in = in_channels * image_size * image_size
     widths = (n_in, *hidden)
-    layers = {f"hidden/{k}": Dense(a, b) for k, (a, b) in enumerate(zip(widths[:-1], widths[1:]))}
+    layers = {
+        f"hidden/{k}": Dense(a, b)
+        for k, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+    }
     layers["classifier"] = Dense(widths[-1], num_classes)
     depth = len(hidden)
 
@@ -246,8 +288,11 @@ def lenet5(num_classes=10, in_channels=1, image_size=28) -> Model:
     if side < 1:
         raise ValueError(f"image_size must be at least 16 for LeNet-5; got {image_size}")
     layers = {
-        "conv1": Conv2d(in_channels, 6, 5, padding=padding), "conv2": Conv2d(6, 16, 5),
-        "fc1": Dense(16 * side * side, 120), "fc2": Dense(120, 84), "classifier": Dense(84, num_classes),
+        "conv1": Conv2d(in_channels, 6, 5, padding=padding),
+        "conv2": Conv2d(6, 16, 5),
+        "fc1": Dense(16 * side * side, 120),
+        "fc2": Dense(120, 84),
+        "classifier": Dense(84, num_classes),
     }
 
     def forward(call, x):
@@ -262,9 +307,49 @@ def lenet5(num_classes=10, in_channels=1, image_size=28) -> Model:
 
 
 VGG_CONFIGS = {
-    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
-    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
-              512, 512, 512, 512, "M"),
+    "vgg16": (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        "M",
+    ),
+    "vgg19": (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ),
 }
 
 
@@ -272,7 +357,9 @@ def vgg(config="vgg16", num_classes=10, in_channels=3, image_size=32, batch_norm
     """CIFAR VGG; layer names ``features/<i>`` follow torch's ``nn.Sequential`` indices."""
     if isinstance(config, str):
         if config not in VGG_CONFIGS:
-            raise ValueError(f"config must be one of {', '.join(map(repr, VGG_CONFIGS))}; got {config!r}")
+            raise ValueError(
+                f"config must be one of {', '.join(map(repr, VGG_CONFIGS))}; got {config!r}"
+            )
         name, config = config, VGG_CONFIGS[config]
     else:
         name = "vgg"
@@ -311,16 +398,20 @@ def vgg(config="vgg16", num_classes=10, in_channels=3, image_size=32, batch_norm
 
 def _basic_block(layers, prefix, in_planes, planes, stride, shortcut):
     """Add a basic block's layers; returns its forward ``(call, x) -> y``."""
-    layers[f"{prefix}/conv1"] = Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False,
-                                       weight_init="he_fan_out")
+    layers[f"{prefix}/conv1"] = Conv2d(
+        in_planes, planes, 3, stride=stride, padding=1, bias=False, weight_init="he_fan_out"
+    )
     layers[f"{prefix}/bn1"] = BatchNorm(planes)
-    layers[f"{prefix}/conv2"] = Conv2d(planes, planes, 3, padding=1, bias=False, weight_init="he_fan_out")
+    layers[f"{prefix}/conv2"] = Conv2d(
+        planes, planes, 3, padding=1, bias=False, weight_init="he_fan_out"
+    )
     layers[f"{prefix}/bn2"] = BatchNorm(planes)
     identity = stride == 1 and in_planes == planes
     projection = not identity and shortcut == "B"
     if projection:
-        layers[f"{prefix}/projection/0"] = Conv2d(in_planes, planes, 1, stride=stride, bias=False,
-                                                  weight_init="he_fan_out")
+        layers[f"{prefix}/projection/0"] = Conv2d(
+            in_planes, planes, 1, stride=stride, bias=False, weight_init="he_fan_out"
+        )
         layers[f"{prefix}/projection/1"] = BatchNorm(planes)
     pad = planes - in_planes
 
@@ -339,9 +430,13 @@ def _basic_block(layers, prefix, in_planes, planes, stride, shortcut):
     return block
 
 
-def _resnet(stem_width, stages, blocks_per_stage, shortcut, num_classes, in_channels, image_size, name):
+def _resnet(
+    stem_width, stages, blocks_per_stage, shortcut, num_classes, in_channels, image_size, name
+):
     layers: dict[str, Any] = {
-        "stem/0": Conv2d(in_channels, stem_width, 3, padding=1, bias=False, weight_init="he_fan_out"),
+        "stem/0": Conv2d(
+            in_channels, stem_width, 3, padding=1, bias=False, weight_init="he_fan_out"
+        ),
         "stem/1": BatchNorm(stem_width),
     }
     blocks, in_planes, k = [], stem_width, 0
@@ -366,22 +461,37 @@ def cifar_resnet(depth=20, num_classes=10, in_channels=3, image_size=32, shortcu
     if isinstance(depth, bool) or not isinstance(depth, int) or (depth - 2) % 6 != 0 or depth < 8:
         raise ValueError(f"depth must be 6n+2 with n >= 1 (20, 32, 56, ...); got {depth}")
     if shortcut not in ("A", "B"):
-        raise ValueError(f"shortcut must be 'A' (zero-padding identity) or 'B' (1x1 projection); got {shortcut!r}")
-    return _resnet(16, (16, 32, 64), (depth - 2) // 6, shortcut, num_classes, in_channels, image_size,
-                   f"resnet{depth}")
+        raise ValueError(
+            "shortcut must be 'A' (zero-padding identity) or 'B' (1x1 projection); "
+            f"got {shortcut!r}"
+        )
+    return _resnet(
+        16,
+        (16, 32, 64),
+        (depth - 2) // 6,
+        shortcut,
+        num_classes,
+        in_channels,
+        image_size,
+        f"resnet{depth}",
+    )
 
 
 def resnet18(num_classes=10, in_channels=3, image_size=32) -> Model:
     """CIFAR ResNet-18: 3×3 stem, no max-pool, 4 stages × 2 blocks, projection shortcuts."""
-    return _resnet(64, (64, 128, 256, 512), 2, "B", num_classes, in_channels, image_size, "resnet18")
+    return _resnet(
+        64, (64, 128, 256, 512), 2, "B", num_classes, in_channels, image_size, "resnet18"
+    )
 
 
 def lstm_classifier(num_classes=10, in_channels=1, image_size=28, hidden_size=128) -> Model:
     """Sequential images: each row is a time step of ``C·W`` features; one LSTM layer; Linear on the
     last hidden state."""
     input_size = in_channels * image_size
-    layers = {"lstm": LSTM(input_size, hidden_size, batch_first=True),
-              "classifier": Dense(hidden_size, num_classes)}
+    layers = {
+        "lstm": LSTM(input_size, hidden_size, batch_first=True),
+        "classifier": Dense(hidden_size, num_classes),
+    }
 
     def forward(call, x):
         x = as_nchw(x, in_channels)
@@ -393,12 +503,23 @@ def lstm_classifier(num_classes=10, in_channels=1, image_size=28, hidden_size=12
     return Model(layers, forward, (in_channels, image_size, image_size), "lstm")
 
 
-def vit(num_classes=10, in_channels=1, image_size=28, patch_size=7, dim=64, depth=2, heads=4,
-        mlp_dim=128) -> Model:
-    """A small ViT: flattened patches → Linear(dim), class token, position embeddings, ``depth`` pre-norm
-    GELU encoder layers, LayerNorm, Linear on the class token."""
+def vit(
+    num_classes=10,
+    in_channels=1,
+    image_size=28,
+    patch_size=7,
+    dim=64,
+    depth=2,
+    heads=4,
+    mlp_dim=128,
+) -> Model:
+    """A small ViT: flattened patches → Linear(dim), class token, position embeddings, ``depth``
+    pre-norm GELU encoder layers, LayerNorm, Linear on the class token."""
     if image_size % patch_size != 0:
-        raise ValueError(f"patch_size must divide image_size; got patch_size={patch_size}, image_size={image_size}")
+        raise ValueError(
+            f"patch_size must divide image_size; got patch_size={patch_size}, "
+            f"image_size={image_size}"
+        )
     if dim % heads != 0:
         raise ValueError(f"heads must divide dim; got heads={heads}, dim={dim}")
     num_patches = (image_size // patch_size) ** 2
@@ -409,8 +530,9 @@ def vit(num_classes=10, in_channels=1, image_size=28, patch_size=7, dim=64, dept
         "pos_embed": Parameter((1, num_patches + 1, dim)),
     }
     for k in range(depth):
-        layers[f"layers/{k}"] = TransformerEncoderLayer(dim, heads, mlp_dim, activation="gelu",
-                                                        batch_first=True, norm_first=True)
+        layers[f"layers/{k}"] = TransformerEncoderLayer(
+            dim, heads, mlp_dim, activation="gelu", batch_first=True, norm_first=True
+        )
     layers["norm"] = LayerNorm(dim)
     layers["classifier"] = Dense(dim, num_classes)
 
@@ -433,12 +555,14 @@ def vit(num_classes=10, in_channels=1, image_size=28, patch_size=7, dim=64, dept
 def _vgg(config):
     def build(num_classes=10, in_channels=1, image_size=28, **kw):
         return vgg(config, num_classes, in_channels, image_size, **kw)
+
     return build
 
 
 def _cifar(depth):
     def build(num_classes=10, in_channels=1, image_size=28, **kw):
         return cifar_resnet(depth, num_classes, in_channels, image_size, **kw)
+
     return build
 
 
@@ -461,7 +585,9 @@ def available() -> tuple[str, ...]:
     return tuple(sorted(MODELS))
 
 
-def get(name: str, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, **kw) -> Model:
+def get(
+    name: str, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, **kw
+) -> Model:
     """Build a zoo model by name (``**kw``: model options, e.g. ``shortcut="B"``, ``hidden_size``,
     ``dim``/``depth``/``heads``/``patch_size``/``mlp_dim``, ``batch_norm``).
 
@@ -472,7 +598,9 @@ def get(name: str, num_classes: int = 10, in_channels: int = 1, image_size: int 
     _check_int(num_classes, "num_classes")
     _check_int(in_channels, "in_channels")
     _check_int(image_size, "image_size")
-    return MODELS[name](num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw)
+    return MODELS[name](
+        num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
+    )
 
 
 def count_params(params) -> int:

@@ -6,9 +6,9 @@ Gate order ``(i, f, g, o)`` along the ``4·hidden_size`` axis, as in PyTorch::
     gates = x_t @ W_ih + b_ih + h_{t-1} @ W_hh + b_hh
     c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g);   h_t = σ(o) ⊙ tanh(c_t)
 
-The tensorized layer holds the input-to-hidden map ``W_ih`` of all four gates as *one* tensor network
-``(input_size, 4·hidden_size)`` (optionally the hidden-to-hidden map too) and applies it to every time
-step in one contraction before the scan.
+The tensorized layer holds the input-to-hidden map ``W_ih`` of all four gates as *one* tensor
+network ``(input_size, 4·hidden_size)`` (optionally the hidden-to-hidden map too) and applies it to
+every time step in one contraction before the scan.
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ def lstm_scan(gates_x, hidden_map, state=None):
 def _time_major(x, batch_first: bool, input_size: int):
     if x.ndim != 3 or x.shape[-1] != input_size:
         layout = "(B, T, input_size)" if batch_first else "(T, B, input_size)"
-        raise ValueError(f"x must have shape {layout} with input_size={input_size}; got {tuple(x.shape)}")
+        raise ValueError(
+            f"x must have shape {layout} with input_size={input_size}; got {tuple(x.shape)}"
+        )
     return jnp.swapaxes(x, 0, 1) if batch_first else x
 
 
@@ -93,8 +95,8 @@ class _LSTMBase:
 class LSTM(_LSTMBase):
     """One dense LSTM layer (``nn.LSTM``'s init ``U(−1/√H, 1/√H)`` for every parameter).
 
-    Params ``{"weight_ih": (input_size, 4H), "weight_hh": (H, 4H), "bias_ih": (4H,), "bias_hh": (4H,)}``
-    (the transposes of torch's). ``apply(params, x, masks=None, state=None)`` returns
+    Params ``{"weight_ih": (input_size, 4H), "weight_hh": (H, 4H), "bias_ih": (4H,), "bias_hh":
+    (4H,)}`` (the transposes of torch's). ``apply(params, x, masks=None, state=None)`` returns
     ``(outputs, (h_n, c_n))`` with outputs ``(T, B, H)`` (``(B, T, H)`` when ``batch_first``) and
     ``h_n``, ``c_n`` of shape ``(B, H)``.
     """
@@ -115,10 +117,12 @@ class LSTM(_LSTMBase):
     def init(self, key, dtype=jnp.float32) -> dict:
         dtype = _check_dtype(dtype)
         h4 = 4 * self.hidden_size
-        shapes = [(self.input_size, h4), (self.hidden_size, h4)] + ([(h4,), (h4,)] if self.bias else [])
+        shapes = [(self.input_size, h4), (self.hidden_size, h4)] + (
+            [(h4,), (h4,)] if self.bias else []
+        )
         # nn.LSTM draws every parameter from U(±1/√H): one draw
         arrays = draw(key, "uniform", shapes, dtype, 1.0 / math.sqrt(self.hidden_size))
-        return dict(zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), arrays))
+        return dict(zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), arrays, strict=True))
 
     def apply(self, params, x, masks=None, state=None):
         x = _time_major(x, self.batch_first, self.input_size)
@@ -131,7 +135,10 @@ class LSTM(_LSTMBase):
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
         layer = _layer_name(prefix)
-        return {f"{prefix}weight_ih": CoreInfo(layer, "dense"), f"{prefix}weight_hh": CoreInfo(layer, "dense")}
+        return {
+            f"{prefix}weight_ih": CoreInfo(layer, "dense"),
+            f"{prefix}weight_hh": CoreInfo(layer, "dense"),
+        }
 
 
 @dataclass(frozen=True)
@@ -153,7 +160,8 @@ class TensorizedLSTM(_LSTMBase):
         `tedepr.target_std` with the map's fan-in/fan-out; ``std`` overrides.
     strategy : contraction strategy of the tensorized maps.
 
-    Params ``{"ih": {"cores": ...}, "hh": {"weight": (H, 4H)} or {"cores": ...}, "bias_ih", "bias_hh"}``.
+    Params ``{"ih": {"cores": ...}, "hh": {"weight": (H, 4H)} or {"cores": ...}, "bias_ih",
+    "bias_hh"}``.
     """
 
     input_size: int
@@ -181,14 +189,30 @@ class TensorizedLSTM(_LSTMBase):
             object.__setattr__(self, "rank", tuple(self.rank))
         h4 = 4 * self.hidden_size
         cls = LINEAR_CLASSES[self.format]
-        ih = cls(self.input_size, h4, self.rank, self.in_modes, self.out_modes, bias=False, d=self.d,
-                 std=self._std(self.input_size), strategy=self.strategy)
+        ih = cls(
+            self.input_size,
+            h4,
+            self.rank,
+            self.in_modes,
+            self.out_modes,
+            bias=False,
+            d=self.d,
+            std=self._std(self.input_size),
+            strategy=self.strategy,
+        )
         object.__setattr__(self, "ih", ih)
         object.__setattr__(self, "in_modes", ih.in_modes)
         object.__setattr__(self, "out_modes", ih.out_modes)
         if self.tensorize_hidden:
-            hh = cls(self.hidden_size, h4, self.rank, bias=False, d=self.d,
-                     std=self._std(self.hidden_size), strategy=self.strategy)
+            hh = cls(
+                self.hidden_size,
+                h4,
+                self.rank,
+                bias=False,
+                d=self.d,
+                std=self._std(self.hidden_size),
+                strategy=self.strategy,
+            )
         else:
             hh = Dense(self.hidden_size, h4, bias=False)  # "torch" init: U(±1/√H), as nn.LSTM
         object.__setattr__(self, "hh", hh)

@@ -5,7 +5,8 @@ prunable leaves of the params (`tedepr.backends.jax.masking.prunable_paths`) are
 effective weights ``w = θ ⊙ m`` and the model is differentiated with respect to them:
 
 * ``loss_gradient``: ``∂L/∂w`` with `jax.grad`, averaged over the scoring batches;
-* ``hessian_gradient_product``: ``H g`` by forward-over-reverse, ``jax.jvp(jax.grad(L), (w,), (g,))``;
+* ``hessian_gradient_product``: ``H g`` by forward-over-reverse, ``jax.jvp(jax.grad(L), (w,),
+(g,))``;
 * ``synflow_gradient``: ``∂R/∂w`` of ``R = Σ f(1)`` on the ``|θ|`` network, in float64 inside a
   `jax.enable_x64` context (the caller's global configuration is left alone).
 
@@ -41,18 +42,27 @@ def as_batches(data, num_batches: int | None) -> list[tuple[np.ndarray, np.ndarr
     """
     if data is None:
         return []
-    if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape") and hasattr(data[1], "shape"):
+    if (
+        isinstance(data, tuple)
+        and len(data) == 2
+        and hasattr(data[0], "shape")
+        and hasattr(data[1], "shape")
+    ):
         data = [data]
     if not isinstance(data, Iterable):
-        raise TypeError(f"data must be an (x, y) tuple of arrays, an iterable of (x, y) batches, or None; "
-                        f"got {type(data).__name__}")
+        raise TypeError(
+            f"data must be an (x, y) tuple of arrays, an iterable of (x, y) batches, or None; "
+            f"got {type(data).__name__}"
+        )
     out = []
     for item in itertools.islice(iter(data), num_batches):
         if not (isinstance(item, (tuple, list)) and len(item) >= 2):
             raise TypeError("data must yield (x, y) batches")
         x, y = np.asarray(item[0]), np.asarray(item[1])
         if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"data: x must be floating point (normalise images first); got {x.dtype}")
+            raise ValueError(
+                f"data: x must be floating point (normalise images first); got {x.dtype}"
+            )
         if not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"data: y must hold integer class indices; got {y.dtype}")
         out.append((x, y))
@@ -64,8 +74,8 @@ def as_batches(data, num_batches: int | None) -> list[tuple[np.ndarray, np.ndarr
 def float64_context():
     """A context in which JAX computes in float64, without touching the global configuration.
 
-    Uses `jax.enable_x64` (or the older `jax.experimental.enable_x64`). Where neither exists and x64 is
-    off, a warning says that SynFlow runs in float32, and a null context is returned.
+    Uses `jax.enable_x64` (or the older `jax.experimental.enable_x64`). Where neither exists and x64
+    is off, a warning says that SynFlow runs in float32, and a null context is returned.
     """
     if jax.config.read("jax_enable_x64"):
         return contextlib.nullcontext()
@@ -77,8 +87,10 @@ def float64_context():
 
         return enable_x64()
     except ImportError:  # pragma: no cover
-        warnings.warn("this JAX has no enable_x64 context: SynFlow gradients are computed in float32",
-                      stacklevel=3)
+        warnings.warn(
+            "this JAX has no enable_x64 context: SynFlow gradients are computed in float32",
+            stacklevel=3,
+        )
         return contextlib.nullcontext()
 
 
@@ -89,22 +101,33 @@ class JaxScoringProblem:
     ----------
     model : Model
     params : the model's params (not modified)
-    data : ``(x, y)`` arrays (one batch), an iterable of ``(x, y)`` batches, or None (data-free scores)
-    num_batches : int
+    data : ``(x, y)`` arrays (one batch), an iterable of ``(x, y)`` batches, or None (data-free
+    scores) num_batches : int
         Batches of ``data`` used; gradients are averaged over them.
     loss : ``"cross_entropy"`` or a callable ``(logits, labels) -> mean loss``.
     input_shape : tuple, optional
         Shape of one sample for the SynFlow input (default: ``model.input_shape``).
 
-    Keys of every returned dict are the ``/``-joined paths of the prunable leaves (`prunable_paths`).
+    Keys of every returned dict are the ``/``-joined paths of the prunable leaves
+    (`prunable_paths`).
     """
 
     xp = jnp
 
-    def __init__(self, model: Model, params, data=None, *, num_batches: int = 1, loss="cross_entropy",
-                 input_shape: tuple[int, ...] | None = None):
+    def __init__(
+        self,
+        model: Model,
+        params,
+        data=None,
+        *,
+        num_batches: int = 1,
+        loss="cross_entropy",
+        input_shape: tuple[int, ...] | None = None,
+    ):
         if not isinstance(model, Model):
-            raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
+            raise TypeError(
+                f"model must be a tedepr.backends.jax Model; got {type(model).__name__}"
+            )
         if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
             raise ValueError(f"num_batches must be a positive int; got {num_batches!r}")
         self.model = model
@@ -113,12 +136,16 @@ class JaxScoringProblem:
         self._paths = leaf_paths(params)
         self._prunable = [p for p in self._paths if is_prunable(p)]
         if not self._prunable:
-            raise ValueError("the params have no prunable weights (dense weights or tensorized cores)")
-        by_path = dict(zip(self._paths, leaves))
+            raise ValueError(
+                "the params have no prunable weights (dense weights or tensorized cores)"
+            )
+        by_path = dict(zip(self._paths, leaves, strict=True))
         self._weights = {p: by_path[p] for p in self._prunable}
         self._others = {p: by_path[p] for p in self._paths if p not in self._weights}
-        self._batches = [(jnp.asarray(x, dtype=self._dtype()), jnp.asarray(y, dtype=jnp.int32))
-                         for x, y in as_batches(data, num_batches)]
+        self._batches = [
+            (jnp.asarray(x, dtype=self._dtype()), jnp.asarray(y, dtype=jnp.int32))
+            for x, y in as_batches(data, num_batches)
+        ]
         self.loss_fn: Callable = _loss_fn(loss)
         self.input_shape = tuple(model.input_shape if input_shape is None else input_shape)
         self._grad = jax.jit(self._grad_fn)
@@ -151,7 +178,8 @@ class JaxScoringProblem:
 
     def _params_with(self, weights, others):
         return jax.tree_util.tree_unflatten(
-            self._treedef, [weights[p] if p in weights else others[p] for p in self._paths])
+            self._treedef, [weights[p] if p in weights else others[p] for p in self._paths]
+        )
 
     def _loss(self, w, others, x, y):
         logits = self.model.apply(self._params_with(w, others), x, train=True)
@@ -171,7 +199,9 @@ class JaxScoringProblem:
     def _masks(self, masks):
         missing = set(self._weights) - set(masks)
         if missing:
-            raise ValueError(f"masks must hold an entry for every prunable weight; missing {sorted(missing)[:5]}")
+            raise ValueError(
+                f"masks must hold an entry for every prunable weight; missing {sorted(missing)[:5]}"
+            )
         return {n: jnp.asarray(masks[n]) for n in self._weights}
 
     @staticmethod
@@ -187,13 +217,17 @@ class JaxScoringProblem:
     def loss_gradient(self, masks):
         self._need_data("loss_gradient")
         m = self._masks(masks)
-        return self._mean([self._grad(self._weights, m, self._others, x, y) for x, y in self._batches])
+        return self._mean(
+            [self._grad(self._weights, m, self._others, x, y) for x, y in self._batches]
+        )
 
     def hessian_gradient_product(self, masks):
         self._need_data("hessian_gradient_product")
         g = self.loss_gradient(masks)
         m = self._masks(masks)
-        return self._mean([self._hvp(self._weights, m, g, self._others, x, y) for x, y in self._batches])
+        return self._mean(
+            [self._hvp(self._weights, m, g, self._others, x, y) for x, y in self._batches]
+        )
 
     def _synflow_fn(self, weights, masks, others):
         def objective(w):
@@ -218,4 +252,6 @@ class JaxScoringProblem:
         """Mean loss of the masked network on the scoring batches (diagnostics)."""
         self._need_data("evaluate_masks")
         w = self._effective(self._weights, self._masks(masks))
-        return float(sum(self._loss(w, self._others, x, y) for x, y in self._batches) / len(self._batches))
+        return float(
+            sum(self._loss(w, self._others, x, y) for x, y in self._batches) / len(self._batches)
+        )

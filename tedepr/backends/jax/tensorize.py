@@ -1,9 +1,10 @@
 """Replace the dense layers of a JAX `Model` by tensorized ones (the coarse grain of TEDEPR).
 
-`tensorize` returns a *new* `Model` (the caller's is untouched) with the same forward function and layer
-names: eligible `Dense` → ``{TT,TR,Tucker,CP}Linear``, `Conv2d` → ``{TT,TR,Tucker,CP}Conv2d``, `LSTM` →
-`TensorizedLSTM`, `MultiheadAttention` → `TensorizedMultiheadAttention`, `TransformerEncoderLayer` →
-`TensorizedTransformerEncoderLayer`, each with the dense layer's shapes, options and target init std.
+`tensorize` returns a *new* `Model` (the caller's is untouched) with the same forward function and
+layer names: eligible `Dense` → ``{TT,TR,Tucker,CP}Linear``, `Conv2d` → ``{TT,TR,Tucker,CP}Conv2d``,
+`LSTM` → `TensorizedLSTM`, `MultiheadAttention` → `TensorizedMultiheadAttention`,
+`TransformerEncoderLayer` → `TensorizedTransformerEncoderLayer`, each with the dense layer's shapes,
+options and target init std.
 """
 
 from __future__ import annotations
@@ -48,43 +49,105 @@ def _patterns(value, name: str) -> tuple[str, ...] | None:
     raise TypeError(f"{name} must be a glob string or a sequence of them; got {value!r}")
 
 
-def tensorize_layer(layer, format: str = "tt", rank=8, *, d: int | None = None, strategy: str = "auto",
-                    conv_path: str = "auto", tensorize_hidden: bool = False):
+def tensorize_layer(
+    layer,
+    format: str = "tt",
+    rank=8,
+    *,
+    d: int | None = None,
+    strategy: str = "auto",
+    conv_path: str = "auto",
+    tensorize_hidden: bool = False,
+):
     """The tensorized counterpart of one dense layer (same shapes, options and init target)."""
     format = check_format(format)
     if isinstance(layer, Dense):
-        return LINEAR_CLASSES[format](layer.in_features, layer.out_features, rank, bias=layer.bias, d=d,
-                                      weight_init=layer.weight_init, strategy=strategy)
+        return LINEAR_CLASSES[format](
+            layer.in_features,
+            layer.out_features,
+            rank,
+            bias=layer.bias,
+            d=d,
+            weight_init=layer.weight_init,
+            strategy=strategy,
+        )
     if isinstance(layer, Conv2d):
         kw: dict[str, Any] = {"weight_init": layer.weight_init}
         if layer.weight_init == "he_fan_out":  # not a tedepr.target_std scheme: give the std itself
             fan_out = layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1]
             kw = {"std": math.sqrt(2.0 / fan_out)}
         return CONV_CLASSES[format](
-            layer.in_channels, layer.out_channels, layer.kernel_size, rank, stride=layer.stride,
-            padding=layer.padding, dilation=layer.dilation, groups=layer.groups, bias=layer.bias, d=d,
-            path=conv_path, **kw,
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            rank,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=layer.bias,
+            d=d,
+            path=conv_path,
+            **kw,
         )
     if isinstance(layer, LSTM):
-        return TensorizedLSTM(layer.input_size, layer.hidden_size, rank, format, bias=layer.bias,
-                              batch_first=layer.batch_first, d=d, tensorize_hidden=tensorize_hidden,
-                              strategy=strategy)
+        return TensorizedLSTM(
+            layer.input_size,
+            layer.hidden_size,
+            rank,
+            format,
+            bias=layer.bias,
+            batch_first=layer.batch_first,
+            d=d,
+            tensorize_hidden=tensorize_hidden,
+            strategy=strategy,
+        )
     if isinstance(layer, MultiheadAttention):
-        return TensorizedMultiheadAttention(layer.embed_dim, layer.num_heads, rank, format, bias=layer.bias,
-                                            batch_first=layer.batch_first, d=d, strategy=strategy)
+        return TensorizedMultiheadAttention(
+            layer.embed_dim,
+            layer.num_heads,
+            rank,
+            format,
+            bias=layer.bias,
+            batch_first=layer.batch_first,
+            d=d,
+            strategy=strategy,
+        )
     if isinstance(layer, TransformerEncoderLayer):
         return TensorizedTransformerEncoderLayer(
-            layer.d_model, layer.nhead, layer.dim_feedforward, rank, format, activation=layer.activation,
-            layer_norm_eps=layer.layer_norm_eps, batch_first=layer.batch_first, norm_first=layer.norm_first,
-            bias=layer.bias, d=d, strategy=strategy,
+            layer.d_model,
+            layer.nhead,
+            layer.dim_feedforward,
+            rank,
+            format,
+            activation=layer.activation,
+            layer_norm_eps=layer.layer_norm_eps,
+            batch_first=layer.batch_first,
+            norm_first=layer.norm_first,
+            bias=layer.bias,
+            d=d,
+            strategy=strategy,
         )
-    raise TypeError(f"layer must be one of {', '.join(t.__name__ for t in TENSORIZABLE)}; got {type(layer).__name__}")
+    raise TypeError(
+        f"layer must be one of {', '.join(t.__name__ for t in TENSORIZABLE)}; "
+        f"got {type(layer).__name__}"
+    )
 
 
-def tensorize(model: Model, format: str = "tt", rank=8, *, min_params: int = DEFAULT_MIN_PARAMS,
-              include=None, exclude=None, overrides: Mapping[str, Mapping[str, Any]] | None = None,
-              d: int | None = None, strategy: str = "auto", conv_path: str = "auto",
-              tensorize_hidden: bool = False) -> Model:
+def tensorize(
+    model: Model,
+    format: str = "tt",
+    rank=8,
+    *,
+    min_params: int = DEFAULT_MIN_PARAMS,
+    include=None,
+    exclude=None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    d: int | None = None,
+    strategy: str = "auto",
+    conv_path: str = "auto",
+    tensorize_hidden: bool = False,
+) -> Model:
     """A new model whose eligible dense layers are tensorized.
 
     Parameters
@@ -112,13 +175,17 @@ def tensorize(model: Model, format: str = "tt", rank=8, *, min_params: int = DEF
     if isinstance(min_params, bool) or not isinstance(min_params, int) or min_params < 0:
         raise ValueError(f"min_params must be a non-negative int; got {min_params!r}")
     if conv_path not in CONV_PATHS:
-        raise ValueError(f"conv_path must be one of {', '.join(map(repr, CONV_PATHS))}; got {conv_path!r}")
+        raise ValueError(
+            f"conv_path must be one of {', '.join(map(repr, CONV_PATHS))}; got {conv_path!r}"
+        )
     include, exclude = _patterns(include, "include"), _patterns(exclude, "exclude")
     overrides = dict(overrides or {})
     for pattern, opts in overrides.items():
         unknown = set(opts) - {"format", "rank"}
         if unknown:
-            raise ValueError(f"overrides[{pattern!r}] may set 'format' and 'rank' only; got {sorted(unknown)}")
+            raise ValueError(
+                f"overrides[{pattern!r}] may set 'format' and 'rank' only; got {sorted(unknown)}"
+            )
     layers = dict(model.layers)
     for name, layer in model.layers.items():
         if not isinstance(layer, TENSORIZABLE):
@@ -136,32 +203,47 @@ def tensorize(model: Model, format: str = "tt", rank=8, *, min_params: int = DEF
                 fmt, rk = check_format(opts.get("format", fmt)), opts.get("rank", rk)
                 break
         try:
-            new = tensorize_layer(layer, fmt, rk, d=d, strategy=strategy, conv_path=conv_path,
-                                  tensorize_hidden=tensorize_hidden)
+            new = tensorize_layer(
+                layer,
+                fmt,
+                rk,
+                d=d,
+                strategy=strategy,
+                conv_path=conv_path,
+                tensorize_hidden=tensorize_hidden,
+            )
         except ValueError as exc:
             if not isinstance(rk, float):
                 raise
             warnings.warn(f"layer {name!r} stays dense: {exc}", stacklevel=2)
             continue
         if new.num_weights >= dense:
-            logger.info("layer %r stays dense: %s cores would hold %d >= %d dense weights",
-                        name, fmt, new.num_weights, dense)
+            logger.info(
+                "layer %r stays dense: %s cores would hold %d >= %d dense weights",
+                name,
+                fmt,
+                new.num_weights,
+                dense,
+            )
             continue
         layers[name] = new
     return model.with_layers(layers)
 
 
 def transfer_params(model: Model, params, new_model: Model, key) -> dict:
-    """Params for ``new_model`` (e.g. a `tensorize`d ``model``): layers that did not change keep their
-    ``params``; changed layers get a fresh init from ``key`` (a key per layer name, by position)."""
+    """Params for ``new_model`` (e.g. a `tensorize`d ``model``): layers that did not change keep
+    their ``params``; changed layers get a fresh init from ``key`` (a key per layer name, by
+    position)."""
     if set(model.layers) != set(new_model.layers):
         raise ValueError("new_model must have the same layer names as model")
     fresh_keys = jax.random.split(key, len(new_model.layers))
     out = {}
-    for (name, layer), k in zip(new_model.layers.items(), fresh_keys):
+    for (name, layer), k in zip(new_model.layers.items(), fresh_keys, strict=True):
         if model.layers[name] == layer:
             out[name] = params[name]
         else:
-            dtype = jax.tree.leaves(params[name])[0].dtype if jax.tree.leaves(params[name]) else None
+            dtype = (
+                jax.tree.leaves(params[name])[0].dtype if jax.tree.leaves(params[name]) else None
+            )
             out[name] = layer.init(k, dtype) if dtype is not None else layer.init(k)
     return out
