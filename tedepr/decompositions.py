@@ -128,17 +128,25 @@ def tr_svd(w, in_modes, out_modes, rank, rtol=None) -> tuple[TRMatrix, float]:
     c = xp.reshape(_interleaved(xp, w, in_modes, out_modes), (in_modes[0] * out_modes[0], -1))
     u, s, vh = _svd(xp, c)
     kept, tail = _truncation(s, r0 * caps[1], 2 * rtol**2 * norm_sq / d)
-    r1 = kept // r0
-    if r1 < 1:
+    # r_0·r_1 must hold the kept singular vectors: round r_1 up and pad with zero columns, so the
+    # split is exact at full rank even when r_0 does not divide the unfolding's rank
+    if r0 > min(c.shape):
         raise ValueError(
-            f"rank: boundary rank r_0={r0} exceeds the rank {kept} of the first unfolding "
-            f"({in_modes[0]}x{out_modes[0]} rows); use a smaller boundary rank"
+            f"rank: boundary rank r_0={r0} exceeds the rank {min(c.shape)} of the first unfolding "
+            f"({c.shape[0]}x{c.shape[1]}); use a smaller boundary rank"
         )
-    discarded = tail + float(xp.sum(s[r0 * r1: kept] ** 2))
-    kept = r0 * r1
-    g1 = xp.reshape(u[:, :kept], (in_modes[0], out_modes[0], r0, r1))
+    r1 = -(-kept // r0)
+    pad = r0 * r1 - kept
+    discarded = tail
+    u_kept = u[:, :kept]
+    sv = xp.reshape(s[:kept], (kept, 1)) * vh[:kept, :]
+    if pad:
+        dev = array_api_compat.device(u)
+        u_kept = xp.concat([u_kept, xp.zeros((u.shape[0], pad), dtype=u.dtype, device=dev)], axis=1)
+        sv = xp.concat([sv, xp.zeros((pad, sv.shape[1]), dtype=sv.dtype, device=dev)], axis=0)
+    g1 = xp.reshape(u_kept, (in_modes[0], out_modes[0], r0, r1))
     cores = [xp.permute_dims(g1, (2, 0, 1, 3))]
-    rest = xp.reshape(xp.reshape(s[:kept], (kept, 1)) * vh[:kept, :], (r0, r1, -1))
+    rest = xp.reshape(sv, (r0, r1, -1))
     c = xp.permute_dims(rest, (1, 2, 0))  # (r_1, n_2 m_2 ... n_d m_d, r_0)
     r_prev = r1
     for k in range(1, d - 1):

@@ -153,7 +153,7 @@ def solve_ranks(format: str, rank, in_modes, out_modes, *, factored=None, name: 
         return _solve_budget(format, rank, in_modes, out_modes, name, factored)
     if isinstance(rank, int):
         return _uniform_ranks(format, rank, in_modes, out_modes, name, True, factored)
-    if isinstance(rank, Sequence):
+    if isinstance(rank, Sequence) and not isinstance(rank, (str, bytes)):
         return _check_explicit_ranks(format, tuple(rank), in_modes, out_modes, name)
     raise TypeError(f"{name} must be an int, a tuple of ints or a float budget in (0, 1]; got {rank!r}")
 

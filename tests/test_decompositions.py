@@ -259,3 +259,12 @@ def test_decompose_conv_full_rank_reproduces_the_kernel(xp):
 
     check_examples(xp, check, jax=3, kernel=kernels(), fmt=st.sampled_from(("tt", "tucker")),
                    dtype=st.sampled_from(DTYPES))
+
+
+def test_tr_svd_is_exact_when_the_boundary_rank_does_not_divide_the_unfolding_rank():
+    # first unfolding (3*5) x (4*2) has rank 8; r_0 = 3 does not divide it: r_1 rounds up to 3
+    w = np.random.default_rng(7).standard_normal((12, 10))
+    f = tedepr.decompose(w, "tr", (3, 4, 3), in_modes=(3, 4), out_modes=(5, 2))
+    assert f.ranks == (3, 3, 3)
+    assert f.error < 1e-12
+    np.testing.assert_allclose(np.asarray(f.to_dense()), w, atol=1e-12)

@@ -1,0 +1,182 @@
+"""The JAX model zoo computes what the torch zoo computes (same weights in, same logits out, train and
+eval mode, BatchNorm running statistics), and `tensorize` keeps names, counts and structure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+
+from tedepr.backends.jax import (  # noqa: E402
+    Dense,
+    TensorizedLSTM,
+    TTConv2d,
+    TTLinear,
+    available,
+    get,
+    prunable_paths,
+    tensorize,
+)
+
+pytestmark = pytest.mark.jax
+
+
+def _from_torch(tmod, jmodel):
+    """The JAX params holding a torch zoo model's weights (torch names with '.' -> '/')."""
+    sd = {k: v.detach().double().numpy() for k, v in tmod.state_dict().items()}
+    params = {}
+    for name, layer in jmodel.layers.items():
+        t = name.replace("/", ".")
+        kind = type(layer).__name__
+        if kind in ("Dense", "Conv2d"):
+            p = {"weight": sd[f"{t}.weight"].T if kind == "Dense" else sd[f"{t}.weight"]}
+            if layer.bias:
+                p["bias"] = sd[f"{t}.bias"]
+        elif kind == "BatchNorm":
+            p = {
+                "scale": sd[f"{t}.weight"],
+                "bias": sd[f"{t}.bias"],
+                "mean": sd[f"{t}.running_mean"],
+                "var": sd[f"{t}.running_var"],
+            }
+        elif kind == "LayerNorm":
+            p = {"scale": sd[f"{t}.weight"], "bias": sd[f"{t}.bias"]}
+        elif kind == "Parameter":
+            p = {"value": sd[t]}
+        elif kind == "LSTM":
+            p = {
+                "weight_ih": sd[f"{t}.weight_ih_l0"].T,
+                "weight_hh": sd[f"{t}.weight_hh_l0"].T,
+                "bias_ih": sd[f"{t}.bias_ih_l0"],
+                "bias_hh": sd[f"{t}.bias_hh_l0"],
+            }
+        elif kind == "TransformerEncoderLayer":
+            e = layer.d_model
+            w, b = sd[f"{t}.self_attn.in_proj_weight"], sd[f"{t}.self_attn.in_proj_bias"]
+            attn = {
+                n: {"weight": w[i * e : (i + 1) * e].T, "bias": b[i * e : (i + 1) * e]}
+                for i, n in enumerate(("q_proj", "k_proj", "v_proj"))
+            }
+            attn["out_proj"] = {
+                "weight": sd[f"{t}.self_attn.out_proj.weight"].T,
+                "bias": sd[f"{t}.self_attn.out_proj.bias"],
+            }
+            p = {"self_attn": attn}
+            for n in ("linear1", "linear2"):
+                p[n] = {"weight": sd[f"{t}.{n}.weight"].T, "bias": sd[f"{t}.{n}.bias"]}
+            for n in ("norm1", "norm2"):
+                p[n] = {"scale": sd[f"{t}.{n}.weight"], "bias": sd[f"{t}.{n}.bias"]}
+        else:
+            raise AssertionError(f"unexpected layer {kind}")
+        params[name] = jax.tree.map(jnp.asarray, p)
+    return params
+
+
+def _torch_weight_names(tmod) -> set[str]:
+    """The weights of torch's Linear/Conv2d/LSTM/attention modules (q/k/v split as in JAX)."""
+    from torch import nn
+
+    names = set()
+    for mname, m in tmod.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            names.add(f"{mname}.weight")
+        elif isinstance(m, nn.LSTM):
+            names |= {f"{mname}.weight_ih", f"{mname}.weight_hh"}
+        elif isinstance(m, nn.MultiheadAttention):
+            names |= {f"{mname}.{p}_proj.weight" for p in "qkv"}
+    return names
+
+
+CASES = [  # (name, options): small inputs keep the compile time low
+    ("lenet300_100", dict(image_size=28)),
+    ("lenet5", dict(image_size=28)),
+    ("resnet20", dict(image_size=8)),
+    ("resnet20", dict(image_size=8, shortcut="B")),
+    ("vgg16", dict(image_size=8, in_channels=3)),
+    ("lstm", dict(image_size=8)),
+    ("vit", dict(image_size=14)),
+]
+
+
+@pytest.mark.parametrize("name, options", CASES, ids=lambda c: c if isinstance(c, str) else "")
+def test_zoo_matches_the_torch_zoo(name, options):
+    torch = pytest.importorskip("torch")
+    from tedepr.backends.torch import models as torch_models
+
+    tmod = torch_models.get(name, seed=0, **options).double()
+    jmodel = get(name, **options)
+    jax_names = {n.replace("/", ".") for n in prunable_paths(jmodel.init(jax.random.key(0)))}
+    assert jax_names == _torch_weight_names(tmod)
+    with torch.no_grad():
+        for m in tmod.modules():  # non-trivial running statistics for the eval-mode check
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    params = _from_torch(tmod, jmodel)
+    assert sum(a.size for a in jax.tree.leaves(params)) == sum(
+        v.numel() for k, v in tmod.state_dict().items() if "num_batches_tracked" not in k
+    )
+    c = options.get("in_channels", 1)
+    s = options["image_size"]
+    x = np.random.default_rng(0).standard_normal((3, c, s, s))
+    tmod.eval()
+    expected = tmod(torch.tensor(x)).detach().numpy()
+    got = jax.jit(jmodel.apply)(params, jnp.asarray(x))
+    assert float(np.max(np.abs(got - expected)) / np.max(np.abs(expected))) <= 1e-10
+    tmod.train()
+    expected = tmod(torch.tensor(x)).detach().numpy()
+    got, stats = jax.jit(jmodel.apply_train)(params, jnp.asarray(x))
+    assert float(np.max(np.abs(got - expected)) / np.max(np.abs(expected))) <= 1e-10
+    sd = tmod.state_dict()
+    for layer, new in stats.items():
+        t = layer.replace("/", ".")
+        np.testing.assert_allclose(
+            new["mean"], sd[f"{t}.running_mean"].numpy(), rtol=1e-10, atol=1e-12
+        )
+        np.testing.assert_allclose(
+            new["var"], sd[f"{t}.running_var"].numpy(), rtol=1e-10, atol=1e-12
+        )
+
+
+def test_zoo_names_and_errors():
+    assert set(available()) == {
+        "lenet300_100",
+        "lenet5",
+        "vgg16",
+        "vgg19",
+        "resnet20",
+        "resnet32",
+        "resnet56",
+        "resnet18",
+        "lstm",
+        "vit",
+    }
+    with pytest.raises(ValueError, match="name"):
+        get("alexnet")
+    with pytest.raises(ValueError, match="num_classes"):
+        get("lenet5", num_classes=0)
+
+
+def test_tensorize_replaces_eligible_layers_and_keeps_the_dense_count():
+    model = get("lenet5")
+    params = model.init(jax.random.key(0))
+    tt = tensorize(model, "tt", 4, min_params=1000, exclude="classifier")
+    assert type(tt.layers["conv2"]) is TTConv2d and type(tt.layers["fc1"]) is TTLinear
+    assert type(tt.layers["conv1"]).__name__ == "Conv2d"  # 150 weights < min_params
+    assert type(tt.layers["classifier"]) is Dense  # excluded
+    assert tt.dense_weight_count() == model.dense_weight_count()
+    assert type(model.layers["fc1"]) is Dense  # the caller's model is untouched
+    tparams = tt.init(jax.random.key(1))
+    assert set(prunable_paths(tparams)) == set(tt.structure())
+    y = jax.jit(tt.apply)(tparams, jnp.ones((2, 1, 28, 28)))
+    assert y.shape == (2, 10) and bool(jnp.all(jnp.isfinite(y)))
+    assert params["conv1"]["weight"].shape == tparams["conv1"]["weight"].shape
+    lstm = tensorize(get("lstm", image_size=8), "tr", 2, min_params=0)
+    assert isinstance(lstm.layers["lstm"], TensorizedLSTM) and lstm.layers["lstm"].format == "tr"
+    over = tensorize(model, "tt", 4, min_params=0, overrides={"fc*": {"format": "cp", "rank": 3}})
+    assert over.layers["fc1"].format == "cp" and over.layers["fc1"].ranks == (3,)
+    assert over.layers["conv2"].format == "tt"
+    with pytest.raises(ValueError, match="format"):
+        tensorize(model, "ht", 4)
