@@ -39,6 +39,10 @@ STRATEGIES = ("auto", "chain", "optimal", "reconstruct")
 # Extra cost per pairwise step, in FLOP-equivalents: a kernel launch and its permutes cost about as much
 # as a small matmul. Used only by strategy="auto".
 STEP_OVERHEAD_FLOPS = 2.0e4
+# Cost of moving one element (a permute copy or writing an intermediate), in FLOP-equivalents: GEMM
+# runs at tens of FLOPs per nanosecond while a strided copy moves about one element per nanosecond.
+# Calibrated on CPU with benchmarks/strategies.py (docs/method.md §5).
+MEMORY_FLOPS_PER_ELEMENT = 20.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class _Step:
     batched: bool
     out_shape: tuple[int, ...]  # (batch dims, free_a dims, free_b dims)
     out_perm: tuple[int, ...] | None  # to the step's output label order
+    moved: int = 0  # elements copied by the permutes plus the elements written
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class ContractionPlan:
     # taken before the pairwise steps; a single operand is then summed over ``_sum_axes``
     _diagonals: tuple[_Diagonal, ...] = field(default=(), repr=False)
     _sum_axes: tuple[int, ...] = field(default=(), repr=False)
+    #: elements copied by permutes plus elements of every intermediate written
+    memory: int = 0
 
     @property
     def num_steps(self) -> int:
@@ -97,8 +104,9 @@ class ContractionPlan:
 
     @property
     def cost(self) -> float:
-        """The cost model of ``strategy="auto"``: FLOPs plus a fixed overhead per step."""
-        return self.flops + STEP_OVERHEAD_FLOPS * self.num_steps
+        """The cost model of ``strategy="auto"``: FLOPs, plus memory traffic and a fixed overhead per
+        step, in FLOP-equivalents."""
+        return self.flops + MEMORY_FLOPS_PER_ELEMENT * self.memory + STEP_OVERHEAD_FLOPS * self.num_steps
 
     def execute(self, operands, xp=None):
         """Run the plan on ``operands`` (input first, then cores, as planned)."""
@@ -162,6 +170,9 @@ def _resolve_step(i, j, la, lb, lout, sizes) -> _Step:
 
     inter = batch + free_a + free_b
     out_perm = tuple(inter.index(c) for c in lout)
+    n_a, n_b, n_out = size(la), size(lb), size(inter)
+    identity = tuple(range(len(perm_a))), tuple(range(len(perm_b))), tuple(range(len(out_perm)))
+    moved = n_out * (1 + (out_perm != identity[2])) + n_a * (perm_a != identity[0]) + n_b * (perm_b != identity[1])
     return _Step(
         i=i, j=j, sum_a=sum_a, sum_b=sum_b, perm_a=perm_a, perm_b=perm_b,
         shape_a=(size(batch), size(free_a), size(contracted)),
@@ -169,6 +180,7 @@ def _resolve_step(i, j, la, lb, lout, sizes) -> _Step:
         batched=bool(batch),
         out_shape=tuple(sizes[c] for c in inter),
         out_perm=None if out_perm == tuple(range(len(out_perm))) else out_perm,
+        moved=moved,
     )
 
 
@@ -228,6 +240,8 @@ def _plan(labels: tuple[tuple[int, ...], ...], out: tuple[int, ...], shapes: tup
         _steps=tuple(steps),
         _final_perm=None if final_perm == tuple(range(len(final_perm))) else final_perm,
         _diagonals=diagonals,
+        memory=sum(st.moved for st in steps)
+        + (math.prod(sizes[c] for c in out) if final_perm != tuple(range(len(final_perm))) else 0),
     )
 
 
@@ -297,6 +311,7 @@ def _plan_for(operands, dense_labels, chain, in_modes, out_modes, shapes, batch,
             flops=rec.flops + 2 * batch * n_in * n_out,
             largest_intermediate=max(rec.largest_intermediate, n_in * n_out, batch * n_out),
             _steps=(), _final_perm=None, _reconstruct=rec,
+            memory=rec.memory + batch * n_out,
         )
     candidates = [_plan_for(operands, dense_labels, chain, in_modes, out_modes, shapes, batch, s)
                   for s in ("chain", "optimal", "reconstruct")]

@@ -197,25 +197,28 @@ CONV_CONFIGS = [  # (stride, padding, dilation, groups)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("path", ["reconstruct", "factored"])
-@pytest.mark.parametrize("fmt", ["tt", "tr", "tucker", "cp"])
-def test_conv_forward_matches_reference(fmt, path, dtype):
+@pytest.mark.parametrize(
+    "fmt, strategy",
+    [(f, s) for f in ("tt", "tr", "tucker", "cp") for s in ("reconstruct", "unfold")]
+    + [("tucker", "factorized"), ("cp", "factorized")],
+)
+def test_conv_forward_matches_reference(fmt, strategy, dtype):
     rng = np.random.default_rng(7)
     x64 = rng.standard_normal((2, 4, 9, 8))
     x, x_exact = _to_jax(x64, dtype)
     for stride, padding, dilation, groups in CONV_CONFIGS:
-        if groups > 1 and path == "factored":
+        if groups > 1 and strategy != "reconstruct":
             continue
         layer = CONVS[fmt](
             4,
             6,
             (3, 2),
-            2,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
-            path=path,
+            stride,
+            padding,
+            dilation,
+            groups,
+            rank=2,
+            strategy=strategy,
         )
         params, exact = _to_jax(_random_params(layer, 11), dtype)
         y = jax.jit(layer.apply)(params, x)
@@ -230,11 +233,11 @@ def test_conv_forward_matches_reference(fmt, path, dtype):
         assert err <= RTOL[dtype], (stride, padding, dilation, groups, err)
 
 
-def test_conv_gradient_reaches_every_core_on_every_path():
+def test_conv_gradient_reaches_every_core_on_every_strategy():
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 4, 6, 6)))
     for fmt, cls in CONVS.items():
-        for path in ("reconstruct", "factored"):
-            layer = cls(4, 6, 3, 2, padding=1, path=path)
+        for path in ("reconstruct", "factorized" if fmt in ("tucker", "cp") else "unfold"):
+            layer = cls(4, 6, 3, padding=1, rank=2, strategy=path)
             params = jax.tree.map(jnp.asarray, _random_params(layer, 2))
             grads = jax.jit(jax.grad(lambda p, layer=layer: jnp.sum(layer.apply(p, x) ** 2)))(
                 params
@@ -243,15 +246,19 @@ def test_conv_gradient_reaches_every_core_on_every_path():
                 assert float(jnp.linalg.norm(g)) > 0, f"{fmt}/{path}: no gradient reaches core {k}"
 
 
-def test_conv_auto_path_and_errors():
-    layer = TuckerConv2d(64, 64, 3, (8, 8), padding=1)
-    assert layer.choose_path((8, 64, 16, 16)) == "factored"  # 1×1 → 3×3 → 1×1 is far cheaper
+def test_conv_auto_strategy_and_errors():
+    layer = TuckerConv2d(64, 64, 3, padding=1, rank=(8, 8))
+    # 1×1 → 3×3 → 1×1 is far cheaper than the dense 64→64 convolution
+    assert layer.choose_strategy((8, 64, 16, 16)) == "factorized"
+    assert TTConv2d(4, 6, 3, groups=2, rank=2).choose_strategy((1, 4, 8, 8)) == "reconstruct"
     with pytest.raises(ValueError, match="groups"):
-        CPConv2d(4, 6, 3, 2, groups=2, path="factored")
+        CPConv2d(4, 6, 3, groups=2, rank=2, strategy="factorized")
+    with pytest.raises(ValueError, match="factorized"):
+        TTConv2d(4, 6, 3, rank=2, strategy="factorized")
     with pytest.raises(ValueError, match="padding"):
-        TTConv2d(4, 6, 3, 2, padding="full")
-    with pytest.raises(ValueError, match="path"):
-        TTConv2d(4, 6, 3, 2, path="fast")
+        TTConv2d(4, 6, 3, padding="full", rank=2)
+    with pytest.raises(ValueError, match="strategy"):
+        TTConv2d(4, 6, 3, rank=2, strategy="fast")
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -278,7 +285,7 @@ def _lstm_reference(x, w_ih, w_hh, b):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("fmt, hidden_tt", [("tt", False), ("tr", True)])
 def test_tensorized_lstm_matches_reference(fmt, hidden_tt, dtype):
-    layer = TensorizedLSTM(6, 4, 2, fmt, batch_first=True, tensorize_hidden=hidden_tt)
+    layer = TensorizedLSTM(6, 4, batch_first=True, format=fmt, rank=2, tensorize_hidden=hidden_tt)
     rng = np.random.default_rng(3)
     p = {
         "ih": {"cores": tuple(0.5 * rng.standard_normal(s) for s in layer.ih.core_shapes)},
@@ -353,7 +360,7 @@ def _encoder_params(layer, rng):
 @pytest.mark.parametrize("norm_first", [True, False])
 def test_tensorized_encoder_layer_matches_reference(norm_first, dtype):
     layer = TensorizedTransformerEncoderLayer(
-        8, 2, 16, 2, "tt", activation="relu", norm_first=norm_first
+        8, 2, 16, activation="relu", batch_first=True, norm_first=norm_first, format="tt", rank=2
     )
     rng = np.random.default_rng(4)
     params, exact = _to_jax(_encoder_params(layer, rng), dtype)
@@ -384,7 +391,7 @@ def test_tensorized_encoder_layer_matches_reference(norm_first, dtype):
 
 
 def test_attention_gradients_reach_every_core():
-    layer = TensorizedMultiheadAttention(8, 2, 2, "tr")
+    layer = TensorizedMultiheadAttention(8, 2, format="tr", rank=2, batch_first=True)
     params = layer.init(jax.random.key(0), jnp.float64)
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3, 8)))
     grads = jax.jit(jax.grad(lambda p: jnp.sum(layer.apply(p, x) ** 2)))(params)

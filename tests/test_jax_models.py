@@ -1,5 +1,5 @@
-"""The JAX model zoo computes what the torch zoo computes (same weights in, same logits out, train and
-eval mode, BatchNorm running statistics), and `tensorize` keeps names, counts and structure."""
+"""The JAX model zoo computes what the torch zoo computes (same weights in, same logits out, train
+and eval mode, BatchNorm running statistics), and `tensorize` keeps names, counts and structure."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ CASES = [  # (name, options): small inputs keep the compile time low
     ("resnet20", dict(image_size=8, shortcut="B")),
     ("vgg16", dict(image_size=8, in_channels=3)),
     ("lstm", dict(image_size=8)),
-    ("vit", dict(image_size=14)),
+    ("vit", dict(image_size=16)),
 ]
 
 

@@ -22,7 +22,7 @@ from .attention import (
 )
 from .compress import CompressionResult, build_report, compress, score
 from .conv import (
-    CONV_PATHS,
+    CONV_STRATEGIES,
     Conv2d,
     CPConv2d,
     TensorizedConv2d,
@@ -68,7 +68,7 @@ __all__ = [
     "TuckerConv2d",
     "CPConv2d",
     "TensorizedConv2d",
-    "CONV_PATHS",
+    "CONV_STRATEGIES",
     "TensorizedLSTM",
     "TensorizedMultiheadAttention",
     "TensorizedTransformerEncoderLayer",

@@ -1,9 +1,9 @@
 """Multi-head attention and Transformer encoder layers for JAX, dense and tensorized.
 
 The tensorized versions hold each of the Q/K/V/output projections and both feed-forward projections
-as its own tensor network (SPEC §3). Inputs are ``(B, T, E)`` when ``batch_first`` (the default
-here, as the zoo's ViT uses) and ``(T, B, E)`` otherwise. Dropout is not modelled (inference-style,
-pure).
+as its own tensor network (SPEC §3). Inputs are ``(T, B, E)`` by default and ``(B, T, E)`` with
+``batch_first=True`` (as the zoo's ViT uses), as in PyTorch. Dropout is not modelled (the layers
+are pure functions).
 
 Initialisation follows PyTorch's ``nn.MultiheadAttention``: Q/K/V weights Xavier-uniform over the
 packed ``(3E, E)`` input projection (std ``√(1/(2E))``), output weight ``nn.Linear``'s default (std
@@ -103,14 +103,15 @@ class _AttentionBase(_Composite):
         return params
 
     def apply(self, params, query, key=None, value=None, masks=None):
-        """Self-attention when ``key``/``value`` are None. ``query (B, T, E)`` -> ``(B, T, E)``
-        (time-major ``(T, B, E)`` when ``batch_first=False``)."""
+        """Self-attention when ``key``/``value`` are None. ``query (T, B, E)`` -> ``(T, B, E)``
+        (``(B, T, E)`` with ``batch_first=True``)."""
         key = query if key is None else key
         value = key if value is None else value
         for name, a in (("query", query), ("key", key), ("value", value)):
             if a.ndim != 3 or a.shape[-1] != self.embed_dim:
                 raise ValueError(
-                    f"{name} must have shape (B, T, {self.embed_dim}); got {tuple(a.shape)}"
+                    f"{name} must have 3 axes, the last of size {self.embed_dim}; "
+                    f"got {tuple(a.shape)}"
                 )
         if not self.batch_first:
             query, key, value = (jnp.swapaxes(a, 0, 1) for a in (query, key, value))
@@ -135,7 +136,7 @@ class MultiheadAttention(_AttentionBase):
     embed_dim: int
     num_heads: int
     bias: bool = True
-    batch_first: bool = True
+    batch_first: bool = False
     _subs: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
@@ -188,14 +189,14 @@ class TensorizedMultiheadAttention(_AttentionBase):
 
     embed_dim: int
     num_heads: int
-    rank: Any = 8
-    format: str = "tt"
-    bias: bool = True
-    batch_first: bool = True
-    in_modes: tuple | None = None
-    out_modes: tuple | None = None
-    d: int | None = None
-    strategy: str = "auto"
+    format: str = field(default="tt", kw_only=True)
+    rank: Any = field(default=8, kw_only=True)
+    bias: bool = field(default=True, kw_only=True)
+    batch_first: bool = field(default=False, kw_only=True)
+    in_modes: tuple | None = field(default=None, kw_only=True)
+    out_modes: tuple | None = field(default=None, kw_only=True)
+    d: int | None = field(default=None, kw_only=True)
+    strategy: str = field(default="auto", kw_only=True)
     _subs: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
@@ -247,7 +248,7 @@ class _EncoderBase(_Composite):
         return jax.nn.gelu(x, approximate=False) if self.activation == "gelu" else jax.nn.relu(x)
 
     def apply(self, params, x, masks=None):
-        """``x (B, T, d_model)`` (``(T, B, d_model)`` when ``batch_first=False``) -> same shape."""
+        """``x (T, B, d_model)`` (``(B, T, d_model)`` with ``batch_first=True``) -> same shape."""
 
         def sa(z):
             return self._call("self_attn", params, z, masks)
@@ -277,7 +278,7 @@ class TransformerEncoderLayer(_EncoderBase):
     dim_feedforward: int = 2048
     activation: str = "relu"
     layer_norm_eps: float = 1e-5
-    batch_first: bool = True
+    batch_first: bool = False
     norm_first: bool = False
     bias: bool = True
 
@@ -311,15 +312,15 @@ class TensorizedTransformerEncoderLayer(_EncoderBase):
     d_model: int
     nhead: int
     dim_feedforward: int = 2048
-    rank: Any = 8
-    format: str = "tt"
     activation: str = "relu"
     layer_norm_eps: float = 1e-5
-    batch_first: bool = True
+    batch_first: bool = False
     norm_first: bool = False
     bias: bool = True
-    d: int | None = None
-    strategy: str = "auto"
+    format: str = field(default="tt", kw_only=True)
+    rank: Any = field(default=8, kw_only=True)
+    d: int | None = field(default=None, kw_only=True)
+    strategy: str = field(default="auto", kw_only=True)
     _subs: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
@@ -333,10 +334,10 @@ class TensorizedTransformerEncoderLayer(_EncoderBase):
             "self_attn": TensorizedMultiheadAttention(
                 d,
                 self.nhead,
-                self.rank,
-                self.format,
-                self.bias,
-                self.batch_first,
+                format=self.format,
+                rank=self.rank,
+                bias=self.bias,
+                batch_first=self.batch_first,
                 d=self.d,
                 strategy=self.strategy,
             ),

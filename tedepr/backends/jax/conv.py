@@ -2,14 +2,18 @@
 kh, kw)``).
 
 A tensorized convolution factorises the kernel's matrix view ``(C_in/groups·kh·kw, C_out)`` with the
-schemes of docs/method.md §2 (TT/TR with a spatial last core, Tucker-2, CP). Three evaluation paths:
+schemes of docs/method.md §2 (TT/TR with a spatial last core, Tucker-2, CP). Evaluation strategies:
 
 * ``"reconstruct"`` — build the kernel from the cores (planned contraction), then one
   ``jax.lax.conv_general_dilated``; the only path for ``groups > 1``.
-* ``"factored"`` — never build the kernel: Tucker-2 is a 1×1 conv, the core's kh×kw conv and a 1×1
-  conv; CP (Lebedev et al. 2015) is a 1×1 conv, a kh×1 and a 1×kw depthwise conv, and a 1×1 conv;
-  TT/TR contract the image patches with the cores by the planned chain (`tedepr.plan_contraction`).
+* ``"factorized"`` (Tucker, CP) — never build the kernel: Tucker-2 is a 1×1 conv, the core's kh×kw
+  conv and a 1×1 conv; CP (Lebedev et al. 2015) is a 1×1 conv, a kh×1 and a 1×kw depthwise conv,
+  and a 1×1 conv.
+* ``"unfold"`` (every format) — contract the image patches with the cores by the planned chain
+  (`tedepr.plan_contraction`), the kernel never formed.
 * ``"auto"`` — the path with fewer FLOPs for the input's static shape (decided at trace time).
+
+The names are the torch backend's (``strategy=`` of its convolutions).
 """
 
 from __future__ import annotations
@@ -46,11 +50,11 @@ __all__ = [
     "TRConv2d",
     "TuckerConv2d",
     "CPConv2d",
-    "CONV_PATHS",
+    "CONV_STRATEGIES",
     "conv2d",
 ]
 
-CONV_PATHS = ("auto", "reconstruct", "factored")
+CONV_STRATEGIES = ("auto", "reconstruct", "factorized", "unfold")
 _DIMS = ("NCHW", "OIHW", "NCHW")
 
 
@@ -88,9 +92,10 @@ def _padding(padding, kernel_size, dilation, stride) -> tuple[tuple[int, int], t
 def conv2d(x, kernel, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups: int = 1):
     """Cross-correlation like ``torch.nn.functional.conv2d``: ``x (N, C, H, W)``,
     ``kernel (O, C/g, kh, kw)``."""
+    dtype = jnp.result_type(x, kernel)  # lax convolutions need one dtype; promote like matmul
     return jax.lax.conv_general_dilated(
-        x,
-        kernel,
+        x.astype(dtype),
+        kernel.astype(dtype),
         window_strides=stride,
         padding=padding,
         rhs_dilation=dilation,
@@ -185,13 +190,8 @@ class Conv2d(_ConvConfig):
         fan_in = self.fan_in
         if self.weight_init == "torch":  # weight and bias share the bound 1/√fan_in: one draw
             shapes = [self.kernel_shape, (self.out_channels,)] if self.bias else [self.kernel_shape]
-            return dict(
-                zip(
-                    ("weight", "bias"),
-                    draw(key, "uniform", shapes, dtype, 1.0 / math.sqrt(fan_in)),
-                    strict=True,
-                )
-            )
+            arrays = draw(key, "uniform", shapes, dtype, 1.0 / math.sqrt(fan_in))
+            return dict(zip(("weight", "bias")[: len(arrays)], arrays, strict=True))
         kw, kb = jax.random.split(key)
         fan_out = self.out_channels * self.kernel_size[0] * self.kernel_size[1]
         if self.weight_init == "he_fan_out":
@@ -222,45 +222,51 @@ class TensorizedConv2d(_ConvConfig):
     Parameters
     ----------
     in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias :
-        As `Conv2d` (``nn.Conv2d``'s meaning).
-    rank : int, tuple or float
+        As `Conv2d` (``nn.Conv2d``'s meaning and order).
+    rank : int, tuple or float (keyword-only, like every option below)
         Ranks of the scheme (`tedepr.init.conv_ranks`; Tucker-2 also takes ``(R_in, R_out)``).
     in_modes, out_modes : tuple of int, optional
         TT/TR channel modes (default balanced with ``d`` modes).
     weight_init, std :
         Target element std of the kernel (default ``nn.Conv2d``'s, fan_in = C_in/groups·kh·kw).
-    path : {"auto", "reconstruct", "factored"}
+    strategy : {"auto", "reconstruct", "factorized", "unfold"}
         How the convolution is evaluated (module docstring).
     """
 
     in_channels: int
     out_channels: int
     kernel_size: Any
-    rank: Any = 8
     stride: Any = 1
     padding: Any = 0
     dilation: Any = 1
     groups: int = 1
     bias: bool = True
-    in_modes: tuple | None = None
-    out_modes: tuple | None = None
-    d: int | None = None
-    weight_init: str = "torch"
-    std: float | None = None
-    path: str = "auto"
-    format: str = "tt"
+    rank: Any = field(default=8, kw_only=True)
+    in_modes: tuple | None = field(default=None, kw_only=True)
+    out_modes: tuple | None = field(default=None, kw_only=True)
+    d: int | None = field(default=None, kw_only=True)
+    weight_init: str = field(default="torch", kw_only=True)
+    std: float | None = field(default=None, kw_only=True)
+    strategy: str = field(default="auto", kw_only=True)
+    format: str = field(default="tt", kw_only=True)
     _pads: tuple = field(init=False, repr=False, compare=False, hash=False)
     _template: Factorized = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
         _check_choice(self.weight_init, INITS, "weight_init")
-        _check_choice(self.path, CONV_PATHS, "path")
+        _check_choice(self.strategy, CONV_STRATEGIES, "strategy")
         self._normalise()
         if isinstance(self.rank, list):
             object.__setattr__(self, "rank", tuple(self.rank))
-        if self.path == "factored" and self.groups != 1:
+        if self.strategy in ("factorized", "unfold") and self.groups != 1:
             raise ValueError(
-                f"path='factored' needs groups=1; got groups={self.groups} (use 'reconstruct')"
+                f"strategy={self.strategy!r} needs groups=1; got groups={self.groups} "
+                "(use 'reconstruct' or 'auto')"
+            )
+        if self.strategy == "factorized" and self.format not in ("tucker", "cp"):
+            raise ValueError(
+                "strategy='factorized' exists for 'tucker' and 'cp' convolutions; "
+                f"{type(self).__name__} allows 'auto', 'reconstruct' or 'unfold'"
             )
         template = random_factorized_conv(
             self.format,
@@ -341,10 +347,10 @@ class TensorizedConv2d(_ConvConfig):
         w = jnp.reshape(w, (self.fan_in, self.out_channels))
         return jnp.reshape(jnp.transpose(w), self.kernel_shape)
 
-    def choose_path(self, input_shape) -> str:
-        """The path ``"auto"`` takes for inputs of ``input_shape`` (fewest FLOPs)."""
-        if self.path != "auto":
-            return self.path
+    def choose_strategy(self, input_shape) -> str:
+        """The strategy used for inputs of ``input_shape`` (``"auto"``: the fewest FLOPs)."""
+        if self.strategy != "auto":
+            return self.strategy
         if self.groups != 1:
             return "reconstruct"
         n, _, ho, wo = self.output_shape(input_shape)
@@ -354,6 +360,8 @@ class TensorizedConv2d(_ConvConfig):
             plan_reconstruction(self._template).flops + 2 * rows * self.fan_in * self.out_channels
         )
         kh, kw = self.kernel_size
+        unfold = plan_contraction(self._template, rows, "auto").flops
+        best = min((recon, "reconstruct"), (unfold, "unfold"))
         if self.format == "tucker":
             r_in, _, r_out = self.ranks
             factored = 2 * (
@@ -371,8 +379,8 @@ class TensorizedConv2d(_ConvConfig):
                 + rows * r * self.out_channels
             )
         else:
-            factored = plan_contraction(self._template, rows, "auto").flops
-        return "factored" if factored < recon else "reconstruct"
+            return best[1]
+        return min(best, (factored, "factorized"))[1]
 
     def apply(self, params, x, masks=None):
         """``x (N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``."""
@@ -383,15 +391,15 @@ class TensorizedConv2d(_ConvConfig):
                 raise ValueError(
                     f"params['cores'][{k}] must have shape {shp}; got {tuple(c.shape)}"
                 )
-        path = self.choose_path(tuple(x.shape))
-        if path == "reconstruct":
+        strategy = self.choose_strategy(tuple(x.shape))
+        if strategy == "reconstruct":
             y = self._conv(x, self.kernel({"cores": cores}))
+        elif strategy == "unfold":
+            y = self._patches(x, cores)
         elif self.format == "tucker":
             y = self._tucker(x, cores)
-        elif self.format == "cp":
-            y = self._cp(x, cores)
         else:
-            y = self._patches(x, cores)
+            y = self._cp(x, cores)
         if self.bias:
             y = y + jnp.reshape(params["bias"], (1, -1, 1, 1))
         return y

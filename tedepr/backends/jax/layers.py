@@ -178,7 +178,7 @@ class Dense:
         if self.weight_init == "torch":  # weight and bias share the bound: one draw
             shapes = [shape, (self.out_features,)] if self.bias else [shape]
             arrays = draw(key, "uniform", shapes, dtype, bound)
-            return dict(zip(("weight", "bias"), arrays, strict=True))
+            return dict(zip(("weight", "bias")[: len(arrays)], arrays, strict=True))
         kw, kb = jax.random.split(key)
         s = target_std(self.weight_init, self.in_features, self.out_features)
         params = {"weight": draw(kw, "normal", [shape], dtype, s)[0]}
@@ -318,7 +318,7 @@ class TensorizedLinear:
         Mode factorisation (default: balanced, `tedepr.shapes.auto_modes` with ``d`` modes).
     bias : bool
     d : int, optional
-        Number of modes when the modes are chosen automatically.
+        Number of modes when the modes are chosen automatically (`TuckerLinear`: 1, as torch).
     weight_init : {"torch", "he", "glorot", "lecun"}
         The dense init whose element std the cores reproduce exactly (docs/method.md §3).
     std : float, optional
@@ -336,12 +336,15 @@ class TensorizedLinear:
     in_modes: tuple | None = None
     out_modes: tuple | None = None
     bias: bool = True
-    d: int | None = None
-    weight_init: str = "torch"
-    std: float | None = None
-    strategy: str = "auto"
-    format: str = "tt"
+    d: int | None = field(default=None, kw_only=True)
+    weight_init: str = field(default="torch", kw_only=True)
+    std: float | None = field(default=None, kw_only=True)
+    strategy: str = field(default="auto", kw_only=True)
+    format: str = field(default="tt", kw_only=True)
     _template: Factorized = field(init=False, repr=False, compare=False, hash=False)
+
+    #: number of modes when neither ``d`` nor modes are given (None: `tedepr.shapes.auto_modes`)
+    DEFAULT_D = None
 
     def __post_init__(self):
         _check_positive_int(self.in_features, "in_features")
@@ -350,6 +353,8 @@ class TensorizedLinear:
         _check_choice(self.strategy, STRATEGIES, "strategy")
         if isinstance(self.rank, list):
             object.__setattr__(self, "rank", tuple(self.rank))
+        if self.d is None and self.in_modes is None and self.out_modes is None:
+            object.__setattr__(self, "d", self.DEFAULT_D)
         # a float64 NumPy instance: validates modes/ranks once and is the shape template of every
         # plan
         template = random_factorized(
@@ -472,9 +477,14 @@ class TRLinear(TensorizedLinear):
 @dataclass(frozen=True)
 class TuckerLinear(TensorizedLinear):
     """A Linear layer whose weight is a Tucker tensor over ``in_modes + out_modes``; see
-    `TensorizedLinear`. Params ``cores = (core, *factors)``."""
+    `TensorizedLinear`. Params ``cores = (core, *factors)``.
+
+    The core has one axis per mode, so its size grows as ``rank ** (2d)``: unless modes or ``d``
+    are given the matrix is not reshaped (``d = 1``: ``W = U_in C U_outᵀ``), as the torch layer.
+    """
 
     format: str = field(default="tucker", init=False)
+    DEFAULT_D = 1
 
 
 @dataclass(frozen=True)

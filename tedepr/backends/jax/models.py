@@ -18,7 +18,7 @@ name               architecture (as the torch zoo)
 ``resnet20/32/56`` CIFAR ResNet, 16/32/64 channels, shortcut "A" (default) or "B"
 ``resnet18``       CIFAR ResNet-18, 64–512 channels, projection shortcuts
 ``lstm``           sequential images: rows are steps (28 × 28), LSTM(128), Linear on the last h
-``vit``            7×7 patches, dim 64, depth 2, 4 heads, MLP 128, pre-norm, class token
+``vit``            7×7 patches (side/4), dim 64, depth 2, 4 heads, MLP 128, pre-norm, class token
 =================  ==========================================================================
 """
 
@@ -507,14 +507,17 @@ def vit(
     num_classes=10,
     in_channels=1,
     image_size=28,
-    patch_size=7,
+    patch_size=None,
     dim=64,
     depth=2,
     heads=4,
     mlp_dim=128,
 ) -> Model:
     """A small ViT: flattened patches → Linear(dim), class token, position embeddings, ``depth``
-    pre-norm GELU encoder layers, LayerNorm, Linear on the class token."""
+    pre-norm GELU encoder layers, LayerNorm, Linear on the class token. ``patch_size`` defaults to
+    ``image_size // 4`` (4×4 = 16 tokens: 7 on 28×28), as the torch zoo."""
+    if patch_size is None:
+        patch_size = max(1, image_size // 4)
     if image_size % patch_size != 0:
         raise ValueError(
             f"patch_size must divide image_size; got patch_size={patch_size}, "

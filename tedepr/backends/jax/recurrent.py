@@ -122,7 +122,8 @@ class LSTM(_LSTMBase):
         )
         # nn.LSTM draws every parameter from U(±1/√H): one draw
         arrays = draw(key, "uniform", shapes, dtype, 1.0 / math.sqrt(self.hidden_size))
-        return dict(zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), arrays, strict=True))
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[: len(arrays)]
+        return dict(zip(names, arrays, strict=True))
 
     def apply(self, params, x, masks=None, state=None):
         x = _time_major(x, self.batch_first, self.input_size)
@@ -147,11 +148,10 @@ class TensorizedLSTM(_LSTMBase):
 
     Parameters
     ----------
-    input_size, hidden_size : int
+    input_size, hidden_size, bias, batch_first : as `LSTM` (positional, as ``nn.LSTM``).
+    format : {"tt", "tr", "tucker", "cp"} (keyword-only, like every option below)
     rank : int, tuple or float
         Ranks of the ``(input_size, 4·hidden_size)`` map (and of the hidden map if tensorized).
-    format : {"tt", "tr", "tucker", "cp"}
-    bias, batch_first : as `LSTM`.
     in_modes, out_modes, d : modes of the input map (default balanced).
     tensorize_hidden : bool
         Also tensorize the ``(H, 4H)`` hidden-to-hidden map (default: dense, as in TT-LSTM).
@@ -166,17 +166,17 @@ class TensorizedLSTM(_LSTMBase):
 
     input_size: int
     hidden_size: int
-    rank: Any = 8
-    format: str = "tt"
     bias: bool = True
     batch_first: bool = False
-    in_modes: tuple | None = None
-    out_modes: tuple | None = None
-    d: int | None = None
-    tensorize_hidden: bool = False
-    weight_init: str = "torch"
-    std: float | None = None
-    strategy: str = "auto"
+    format: str = field(default="tt", kw_only=True)
+    rank: Any = field(default=8, kw_only=True)
+    tensorize_hidden: bool = field(default=False, kw_only=True)
+    in_modes: tuple | None = field(default=None, kw_only=True)
+    out_modes: tuple | None = field(default=None, kw_only=True)
+    d: int | None = field(default=None, kw_only=True)
+    weight_init: str = field(default="torch", kw_only=True)
+    std: float | None = field(default=None, kw_only=True)
+    strategy: str = field(default="auto", kw_only=True)
     ih: TensorizedLinear = field(init=False, repr=False, compare=False, hash=False)
     hh: Any = field(init=False, repr=False, compare=False, hash=False)
 

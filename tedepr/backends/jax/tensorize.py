@@ -25,7 +25,7 @@ from .attention import (
     TensorizedTransformerEncoderLayer,
     TransformerEncoderLayer,
 )
-from .conv import CONV_CLASSES, CONV_PATHS, Conv2d
+from .conv import CONV_CLASSES, CONV_STRATEGIES, Conv2d
 from .layers import LINEAR_CLASSES, Dense
 from .models import Model
 from .recurrent import LSTM, TensorizedLSTM
@@ -56,7 +56,7 @@ def tensorize_layer(
     *,
     d: int | None = None,
     strategy: str = "auto",
-    conv_path: str = "auto",
+    conv_strategy: str = "auto",
     tensorize_hidden: bool = False,
 ):
     """The tensorized counterpart of one dense layer (same shapes, options and init target)."""
@@ -80,24 +80,24 @@ def tensorize_layer(
             layer.in_channels,
             layer.out_channels,
             layer.kernel_size,
-            rank,
+            rank=rank,
             stride=layer.stride,
             padding=layer.padding,
             dilation=layer.dilation,
             groups=layer.groups,
             bias=layer.bias,
             d=d,
-            path=conv_path,
+            strategy=conv_strategy,
             **kw,
         )
     if isinstance(layer, LSTM):
         return TensorizedLSTM(
             layer.input_size,
             layer.hidden_size,
-            rank,
-            format,
-            bias=layer.bias,
-            batch_first=layer.batch_first,
+            layer.bias,
+            layer.batch_first,
+            format=format,
+            rank=rank,
             d=d,
             tensorize_hidden=tensorize_hidden,
             strategy=strategy,
@@ -106,8 +106,8 @@ def tensorize_layer(
         return TensorizedMultiheadAttention(
             layer.embed_dim,
             layer.num_heads,
-            rank,
-            format,
+            format=format,
+            rank=rank,
             bias=layer.bias,
             batch_first=layer.batch_first,
             d=d,
@@ -118,8 +118,8 @@ def tensorize_layer(
             layer.d_model,
             layer.nhead,
             layer.dim_feedforward,
-            rank,
-            format,
+            format=format,
+            rank=rank,
             activation=layer.activation,
             layer_norm_eps=layer.layer_norm_eps,
             batch_first=layer.batch_first,
@@ -145,7 +145,7 @@ def tensorize(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     d: int | None = None,
     strategy: str = "auto",
-    conv_path: str = "auto",
+    conv_strategy: str = "auto",
     tensorize_hidden: bool = False,
 ) -> Model:
     """A new model whose eligible dense layers are tensorized.
@@ -163,8 +163,9 @@ def tensorize(
         Only layers matching ``include`` (default: all) and not matching ``exclude`` are tensorized.
     overrides : ``{glob: {"format": ..., "rank": ...}}``, optional
         Per-layer format/rank (first matching glob wins).
-    d, strategy, conv_path, tensorize_hidden :
-        Passed to the layers (number of modes; contraction strategy; conv path; LSTM hidden map).
+    d, strategy, conv_strategy, tensorize_hidden :
+        Passed to the layers (number of modes; contraction strategy; the convolutions' strategy;
+        whether the LSTM's hidden map is tensorized too).
 
     A layer whose cores would hold at least as many entries as its dense weights, or whose float
     budget cannot be met even at rank 1, stays dense (logged; a warning for the budget case).
@@ -174,9 +175,9 @@ def tensorize(
     format = check_format(format)
     if isinstance(min_params, bool) or not isinstance(min_params, int) or min_params < 0:
         raise ValueError(f"min_params must be a non-negative int; got {min_params!r}")
-    if conv_path not in CONV_PATHS:
+    if conv_strategy not in CONV_STRATEGIES:
         raise ValueError(
-            f"conv_path must be one of {', '.join(map(repr, CONV_PATHS))}; got {conv_path!r}"
+            f"conv_strategy must be one of {', '.join(map(repr, CONV_STRATEGIES))}; got {conv_strategy!r}"
         )
     include, exclude = _patterns(include, "include"), _patterns(exclude, "exclude")
     overrides = dict(overrides or {})
@@ -209,7 +210,7 @@ def tensorize(
                 rk,
                 d=d,
                 strategy=strategy,
-                conv_path=conv_path,
+                conv_strategy=conv_strategy,
                 tensorize_hidden=tensorize_hidden,
             )
         except ValueError as exc:
