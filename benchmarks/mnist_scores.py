@@ -34,6 +34,7 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--oversample", type=float, default=None)
     ap.add_argument("--rounds", type=int, default=None, help="override every iterative score's rounds")
+    ap.add_argument("--no-rescale", action="store_true", help="keep the pruned init's scale")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
@@ -56,7 +57,8 @@ def main(argv=None):
             kw = {} if args.oversample is None or fmt is None else {"oversample": args.oversample}
             if args.rounds is not None:
                 kw["rounds"] = args.rounds
-            res = compress(model, score_batches, sparsity=args.sparsity, format=fmt, score=score, seed=seed, **kw)
+            res = compress(model, score_batches, sparsity=args.sparsity, format=fmt, score=score, seed=seed,
+                           rescale=not args.no_rescale, **kw)
             out = fit(res.model, train, epochs=args.epochs, lr=args.lr, eval_data=test, seed=seed, progress=False)
             accs.append(out.history[-1]["eval_acc"])
         rows.append({

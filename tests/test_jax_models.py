@@ -19,6 +19,7 @@ from tedepr.backends.jax import (  # noqa: E402
     prunable_paths,
     tensorize,
 )
+from tedepr.backends.jax.models import cifar_resnet, vgg  # noqa: E402
 
 pytestmark = pytest.mark.jax
 
@@ -89,24 +90,38 @@ def _torch_weight_names(tmod) -> set[str]:
     return names
 
 
-CASES = [  # (name, options): small inputs keep the compile time low
-    ("lenet300_100", dict(image_size=28)),
-    ("lenet5", dict(image_size=28)),
-    ("resnet20", dict(image_size=8)),
-    ("resnet20", dict(image_size=8, shortcut="B")),
-    ("vgg16", dict(image_size=8, in_channels=3)),
-    ("lstm", dict(image_size=8)),
-    ("vit", dict(image_size=16)),
-]
+SMALL_VGG = (8, "M", 16, 16, "M", 16, "M")
+CASES = {  # small inputs and depths keep the compile time low; same code paths as the full models
+    "lenet300_100": ("lenet300_100", dict(image_size=28)),
+    "lenet5": ("lenet5", dict(image_size=28)),
+    "resnet8-A": ("resnet", dict(image_size=8, in_channels=1)),
+    "resnet8-B": ("resnet", dict(image_size=8, in_channels=1, shortcut="B")),
+    "vgg-ceil-pools": ("vgg", dict(image_size=10, in_channels=3)),
+    "lstm": ("lstm", dict(image_size=8)),
+    "vit": ("vit", dict(image_size=16)),
+}
 
 
-@pytest.mark.parametrize("name, options", CASES, ids=lambda c: c if isinstance(c, str) else "")
-def test_zoo_matches_the_torch_zoo(name, options):
-    torch = pytest.importorskip("torch")
+def _both(kind, options):
+    import torch
+
     from tedepr.backends.torch import models as torch_models
 
-    tmod = torch_models.get(name, seed=0, **options).double()
-    jmodel = get(name, **options)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if kind == "resnet":
+            return torch_models.CifarResNet(8, **options), cifar_resnet(8, **options)
+        if kind == "vgg":
+            return torch_models.VGG(SMALL_VGG, **options), vgg(SMALL_VGG, **options)
+        return torch_models.get(kind, **options), get(kind, **options)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_zoo_matches_the_torch_zoo(case):
+    torch = pytest.importorskip("torch")
+    kind, options = CASES[case]
+    tmod, jmodel = _both(kind, options)
+    tmod = tmod.double()
     jax_names = {n.replace("/", ".") for n in prunable_paths(jmodel.init(jax.random.key(0)))}
     assert jax_names == _torch_weight_names(tmod)
     with torch.no_grad():
@@ -178,5 +193,11 @@ def test_tensorize_replaces_eligible_layers_and_keeps_the_dense_count():
     over = tensorize(model, "tt", 4, min_params=0, overrides={"fc*": {"format": "cp", "rank": 3}})
     assert over.layers["fc1"].format == "cp" and over.layers["fc1"].ranks == (3,)
     assert over.layers["conv2"].format == "tt"
+    later = tensorize(model, "tt", 4, overrides={"fc*": {"rank": 2}, "fc1": {"format": "tr"}})
+    assert later.layers["fc1"].format == "tr" and later.layers["fc1"].ranks[1] == 2
     with pytest.raises(ValueError, match="format"):
         tensorize(model, "ht", 4)
+    with pytest.raises(ValueError, match="no eligible layer.*min_params"):
+        tensorize(model, "tt", 4, min_params=10**9)
+    with pytest.warns(UserWarning, match="matched no replaced layer"):
+        tensorize(model, "tt", 4, overrides={"nothing*": {"rank": 2}})

@@ -222,3 +222,20 @@ def test_compress_via_top_level_dispatch():
     s = tedepr.score(_lenet(), _mnist_batch(), method="magnitude", backend="torch")
     assert set(s) == {"1.weight", "3.weight", "5.weight"}
     assert count_kept(res.masks) == res.report.kept_weights
+
+
+def test_rescale_restores_every_layers_norm():
+    model = _lenet()
+    kw = dict(sparsity=0.995, format="tt", rank=0.02)
+    plain = compress(model, _mnist_batch(), score="snip", rescale=False, **kw)
+    scaled = compress(model, _mnist_batch(), score="snip", rescale=True, **kw)
+    ref = compress(model, None, score=None, **kw)  # the same cores (same seed and ranks), unpruned
+    for name, module in scaled.model.named_modules():
+        if hasattr(module, "factorized") and name:
+            full = ref.model.get_submodule(name).factorized().to_dense()
+            pruned = plain.model.get_submodule(name).factorized().to_dense()
+            restored = module.factorized().to_dense()
+            assert float(pruned.norm()) < 0.9 * float(full.norm())
+            assert float(restored.detach().norm()) == pytest.approx(float(full.detach().norm()), rel=1e-5)
+    np.testing.assert_array_equal(
+        (scaled.model.get_submodule("5").weight != 0).numpy(), (plain.model.get_submodule("5").weight != 0).numpy())

@@ -1,5 +1,5 @@
-"""Plain and tensorized 2-D convolutions for JAX (NCHW like PyTorch, kernels ``(C_out, C_in/groups,
-kh, kw)``).
+"""Plain and tensorized 2-D convolutions for JAX: NCHW like PyTorch, kernels
+``(C_out, C_in/groups, kh, kw)``.
 
 A tensorized convolution factorises the kernel's matrix view ``(C_in/groups·kh·kw, C_out)`` with the
 schemes of docs/method.md §2 (TT/TR with a spatial last core, Tucker-2, CP). Evaluation strategies:

@@ -3,17 +3,16 @@ pure ``init``/``apply`` functions over pytrees.
 
 Every layer follows one protocol:
 
-* ``layer.init(key, dtype=jnp.float32) -> params`` — a dict pytree. A tensorized layer's params are
-  ``{"cores": (core_0, ...), "bias": b}`` with the cores in ``Factorized.cores`` order (TT/TR cores
-  ``(r_{k-1}, n_k, m_k, r_k)``; Tucker ``(core, *factors)``; CP factors ``(dim_k, R)``); a dense
-  one's ``{"weight": W, "bias": b}`` with ``W`` of shape ``(in_features, out_features)`` (``y = x @
-  W``, the transpose of torch's ``nn.Linear.weight``).
-* ``layer.apply(params, x, masks=None) -> y`` — ``masks`` mirrors ``params`` with bool arrays where
-  entries are pruned (``None`` or a missing key: dense). The effective parameter is ``where(m, θ,
-  0)``.
+* ``layer.init(key, dtype=jnp.float32) -> params`` — a dict pytree. A tensorized layer's params
+  are ``{"cores": (core_0, ...), "bias": b}`` with the cores in ``Factorized.cores`` order (TT/TR
+  cores ``(r_{k-1}, n_k, m_k, r_k)``; Tucker ``(core, *factors)``; CP factors ``(dim_k, R)``); a
+  dense one's ``{"weight": W, "bias": b}`` with ``W`` of shape ``(in_features, out_features)``
+  (``y = x @ W``, the transpose of torch's ``nn.Linear.weight``).
+* ``layer.apply(params, x, masks=None) -> y`` — ``masks`` mirrors ``params`` with bool arrays
+  where entries are pruned (``None`` or a missing key: dense). The effective parameter is
+  ``where(m, θ, 0)``.
 * ``layer.structure(prefix) -> {path: CoreInfo}`` — how each prunable array sits in its tensor
-network,
-  for the structural guards of the pruning core.
+  network, for the structural guards of the pruning core.
 
 The layer objects hold only shapes and options (they are hashable, so they may be closed over by
 ``jax.jit``); the contraction plan of a tensorized layer is looked up at trace time from the static

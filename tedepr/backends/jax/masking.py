@@ -10,8 +10,7 @@ Masks may be given in two forms, everywhere this backend takes ``masks``:
 
 * **flat**: ``{path: bool array}`` — what the pruning core returns (`tedepr.pruning.prune`);
 * **nested**: a pytree mirroring the params with bool arrays at masked leaves, ``None`` (or a
-missing
-  key) where a leaf is dense.
+  missing key) where a leaf is dense.
 
 `normalize_masks` turns either into the *full* nested form (the params' own tree structure, a bool
 array or ``None`` at every leaf), which is what the layers and the training loop use. ``True`` keeps

@@ -24,7 +24,6 @@ name               architecture (as the torch zoo)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -175,6 +174,8 @@ class Model:
         self.forward = forward
         self.input_shape = tuple(int(s) for s in input_shape)
         self.name = name
+        # one jitted init per model: repeated init calls reuse its compilation
+        self._jit_init = jax.jit(self._init, static_argnums=1)
 
     def replace(self, **layers) -> Model:
         """A new model with some layers replaced (by name); the forward function is shared."""
@@ -194,7 +195,7 @@ class Model:
 
         Jitted as one program (a single compilation instead of one per random draw's shape).
         """
-        return jax.jit(self._init, static_argnums=1)(key, _check_dtype(dtype))
+        return self._jit_init(key, _check_dtype(dtype))
 
     def _init(self, key, dtype):
         keys = jax.random.split(key, len(self.layers))
@@ -604,8 +605,3 @@ def get(
     return MODELS[name](
         num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
     )
-
-
-def count_params(params) -> int:
-    """Number of scalar entries in a params pytree."""
-    return sum(math.prod(a.shape) for a in jax.tree.leaves(params))

@@ -5,8 +5,8 @@ prunable leaves of the params (`tedepr.backends.jax.masking.prunable_paths`) are
 effective weights ``w = θ ⊙ m`` and the model is differentiated with respect to them:
 
 * ``loss_gradient``: ``∂L/∂w`` with `jax.grad`, averaged over the scoring batches;
-* ``hessian_gradient_product``: ``H g`` by forward-over-reverse, ``jax.jvp(jax.grad(L), (w,),
-(g,))``;
+* ``hessian_gradient_product``: ``H g`` by forward-over-reverse,
+  ``jax.jvp(jax.grad(L), (w,), (g,))``;
 * ``synflow_gradient``: ``∂R/∂w`` of ``R = Σ f(1)`` on the ``|θ|`` network, in float64 inside a
   `jax.enable_x64` context (the caller's global configuration is left alone).
 

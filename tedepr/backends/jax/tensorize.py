@@ -10,7 +10,6 @@ options and target init std.
 from __future__ import annotations
 
 import fnmatch
-import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,8 +30,6 @@ from .models import Model
 from .recurrent import LSTM, TensorizedLSTM
 
 __all__ = ["tensorize", "tensorize_layer", "transfer_params", "DEFAULT_MIN_PARAMS", "TENSORIZABLE"]
-
-logger = logging.getLogger(__name__)
 
 #: dense layers with fewer weights stay dense by default (a small classifier gains nothing)
 DEFAULT_MIN_PARAMS = 1024
@@ -161,74 +158,105 @@ def tensorize(
         Layers with fewer dense weights stay dense.
     include, exclude : glob or sequence of globs over layer names, optional
         Only layers matching ``include`` (default: all) and not matching ``exclude`` are tensorized.
-    overrides : ``{glob: {"format": ..., "rank": ...}}``, optional
-        Per-layer format/rank (first matching glob wins).
+    overrides : ``{glob: {option: value}}``, optional
+        Per-layer options (``"format"``, ``"rank"``, ``"d"``, ``"strategy"``, ``"conv_strategy"``,
+        ``"tensorize_hidden"``); every matching glob applies, later ones winning (as torch).
     d, strategy, conv_strategy, tensorize_hidden :
         Passed to the layers (number of modes; contraction strategy; the convolutions' strategy;
         whether the LSTM's hidden map is tensorized too).
 
     A layer whose cores would hold at least as many entries as its dense weights, or whose float
-    budget cannot be met even at rank 1, stays dense (logged; a warning for the budget case).
+    budget cannot be met even at rank 1, stays dense with a warning. ``ValueError`` (giving each
+    candidate's reason) when no layer is replaced at all.
     """
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     format = check_format(format)
     if isinstance(min_params, bool) or not isinstance(min_params, int) or min_params < 0:
         raise ValueError(f"min_params must be a non-negative int; got {min_params!r}")
-    if conv_strategy not in CONV_STRATEGIES:
-        raise ValueError(
-            f"conv_strategy must be one of {', '.join(map(repr, CONV_STRATEGIES))}; got {conv_strategy!r}"
-        )
     include, exclude = _patterns(include, "include"), _patterns(exclude, "exclude")
     overrides = dict(overrides or {})
     for pattern, opts in overrides.items():
-        unknown = set(opts) - {"format", "rank"}
+        if not isinstance(pattern, str) or not isinstance(opts, Mapping):
+            raise TypeError(
+                f"overrides must map glob strings to dicts of options; got {overrides!r}"
+            )
+        unknown = set(opts) - set(_OVERRIDABLE)
         if unknown:
             raise ValueError(
-                f"overrides[{pattern!r}] may set 'format' and 'rank' only; got {sorted(unknown)}"
+                f"overrides[{pattern!r}] may set {', '.join(map(repr, _OVERRIDABLE))}; "
+                f"got {sorted(unknown)}"
             )
+    defaults = {
+        "format": format,
+        "rank": rank,
+        "d": d,
+        "strategy": strategy,
+        "conv_strategy": conv_strategy,
+        "tensorize_hidden": tensorize_hidden,
+    }
+    _check_options(defaults)
     layers = dict(model.layers)
+    reasons, used = [], set()
     for name, layer in model.layers.items():
         if not isinstance(layer, TENSORIZABLE):
             continue
         if include is not None and not any(fnmatch.fnmatchcase(name, p) for p in include):
+            reasons.append(f"{name}: not matched by include")
             continue
         if exclude is not None and any(fnmatch.fnmatchcase(name, p) for p in exclude):
+            reasons.append(f"{name}: excluded")
             continue
         dense = layer.num_weights
         if dense < min_params:
+            reasons.append(f"{name}: {dense} weights < min_params={min_params}")
             continue
-        fmt, rk = format, rank
-        for pattern, opts in overrides.items():
+        opts = dict(defaults)
+        for pattern, extra in overrides.items():
             if fnmatch.fnmatchcase(name, pattern):
-                fmt, rk = check_format(opts.get("format", fmt)), opts.get("rank", rk)
-                break
+                opts.update(extra)
+                used.add(pattern)
+        _check_options(opts)
         try:
-            new = tensorize_layer(
-                layer,
-                fmt,
-                rk,
-                d=d,
-                strategy=strategy,
-                conv_strategy=conv_strategy,
-                tensorize_hidden=tensorize_hidden,
-            )
+            new = tensorize_layer(layer, opts.pop("format"), opts.pop("rank"), **opts)
         except ValueError as exc:
-            if not isinstance(rk, float):
+            if not isinstance(rank, float) and not isinstance(opts.get("rank"), float):
                 raise
-            warnings.warn(f"layer {name!r} stays dense: {exc}", stacklevel=2)
+            warnings.warn(f"tensorize leaves {name!r} dense: {exc}", stacklevel=2)
+            reasons.append(f"{name}: {exc}")
             continue
         if new.num_weights >= dense:
-            logger.info(
-                "layer %r stays dense: %s cores would hold %d >= %d dense weights",
-                name,
-                fmt,
-                new.num_weights,
-                dense,
-            )
+            why = f"its cores would hold {new.num_weights} >= {dense} dense weights"
+            warnings.warn(f"tensorize leaves {name!r} dense: {why}", stacklevel=2)
+            reasons.append(f"{name}: {why}")
             continue
         layers[name] = new
+    for pattern in overrides:
+        if pattern not in used:
+            warnings.warn(f"overrides pattern {pattern!r} matched no replaced layer", stacklevel=2)
+    if all(layers[n] is model.layers[n] for n in layers):
+        detail = "; ".join(reasons[:12]) + ("; ..." if len(reasons) > 12 else "")
+        raise ValueError(
+            f"tensorize found no eligible layer to replace in model {model.name!r} ("
+            + (
+                detail
+                or "it holds no Dense, Conv2d, LSTM, MultiheadAttention or TransformerEncoderLayer"
+            )
+            + ")"
+        )
     return model.with_layers(layers)
+
+
+_OVERRIDABLE = ("format", "rank", "d", "strategy", "conv_strategy", "tensorize_hidden")
+
+
+def _check_options(opts):
+    check_format(opts["format"])
+    if opts["conv_strategy"] not in CONV_STRATEGIES:
+        raise ValueError(
+            f"conv_strategy must be one of {', '.join(map(repr, CONV_STRATEGIES))}; "
+            f"got {opts['conv_strategy']!r}"
+        )
 
 
 def transfer_params(model: Model, params, new_model: Model, key) -> dict:

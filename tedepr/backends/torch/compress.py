@@ -125,9 +125,9 @@ def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: 
     rounds : int, optional
         Override the score's number of schedule rounds.
     rescale : bool
-        After pruning, scale the kept entries of every pruned array by ``1/sqrt(density)`` so the
-        expected variance of the reconstructed weight is that of the dense init (docs/method.md §7).
-        Applied alike to tensor cores and dense weights (the baselines get it too).
+        After pruning, scale the kept entries so that every layer's (reconstructed) weight keeps the
+        Frobenius norm — hence the variance — of its unpruned init (docs/method.md §7). Applied alike
+        to tensorized layers and dense weights (the baselines get it too).
     tensorize_options : dict
         Passed to `tensorize` (``min_params``, ``include``, ``exclude``, ``overrides`` …).
     progress : callable(k, rounds), optional
@@ -170,7 +170,7 @@ def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: 
         masks = prune(problem, score, keep, guards=guards, rounds=rounds, seed=seed, progress=progress)
         masks = {n: m.to(params[n].device) for n, m in masks.items()}
         if rescale:
-            _rescale(params, masks)
+            _rescale(cmodel, params, masks)
         apply_masks(cmodel, masks)
     structure = problem.structure() if problem is not None else None
     report = build_report(cmodel, masks, dense_weights=dense, target_sparsity=sparsity,
@@ -194,14 +194,35 @@ def _tensorize_seeded(tensorize, model, format, rank, seed, options, notes):
         return tensorize(model, format=format, rank=1, **(options or {}))
 
 
-def _rescale(params, masks):
-    # Var(W) of a product of independently pruned cores scales by the product of their densities
-    # (a dense weight by its density): dividing each by sqrt(density) restores the init variance.
+def _rescale(model, params, masks):
+    """Scale the kept entries so every layer's masked weight has the Frobenius norm of its unpruned
+    init (so the same variance): dense weights by ``‖W‖/‖W ⊙ m‖``, and the ``n`` cores of a tensorized
+    layer each by the ``n``-th root of the same ratio of its reconstructed weights."""
+    groups: dict[str, list[str]] = {}
+    for n in params:
+        groups.setdefault(n.rpartition(".")[0], []).append(n)
     with torch.no_grad():
-        for n, p in params.items():
-            density = float(masks[n].float().mean())
-            if density > 0:
-                p.mul_(1.0 / math.sqrt(density))
+        for module_name, names in groups.items():
+            module = model.get_submodule(module_name) if module_name else model
+            if callable(getattr(module, "factorized", None)) and all(".core_" in "." + n for n in names):
+                f = module.factorized()
+                order = [f"{module_name}.core_{k}" if module_name else f"core_{k}" for k in range(len(f.cores))]
+                masked = f.with_cores([c * masks[n].to(c.dtype) for c, n in zip(f.cores, order)])
+                ratio = _norm_ratio(f.to_dense(), masked.to_dense())
+                factor = ratio ** (1.0 / len(order)) if ratio else 0.0
+                targets = order
+            else:
+                targets, factor = names, None
+            for n in targets:
+                p = params[n]
+                scale = factor if factor is not None else _norm_ratio(p, p * masks[n].to(p.dtype))
+                if scale:
+                    p.mul_(scale)
+
+
+def _norm_ratio(full, masked) -> float:
+    kept = float(torch.linalg.vector_norm(masked))
+    return float(torch.linalg.vector_norm(full)) / kept if kept > 0 else 0.0
 
 
 def score(model: torch.nn.Module, data=None, method: str = "snip", *, num_batches: int = 1, seed: int = 0,
