@@ -14,11 +14,14 @@ from tedepr.backends.jax import (  # noqa: E402
     TensorizedLSTM,
     TTConv2d,
     TTLinear,
+    apply_masks,
     available,
     get,
+    prunable_leaves,
     prunable_paths,
     tensorize,
 )
+from tedepr.backends.jax.interchange import export_arrays, import_arrays  # noqa: E402
 from tedepr.backends.jax.models import cifar_resnet, vgg  # noqa: E402
 
 pytestmark = pytest.mark.jax
@@ -92,8 +95,8 @@ def _torch_weight_names(tmod) -> set[str]:
 
 SMALL_VGG = (8, "M", 16, 16, "M", 16, "M")
 CASES = {  # small inputs and depths keep the compile time low; same code paths as the full models
-    "lenet300_100": ("lenet300_100", dict(image_size=28)),
-    "lenet5": ("lenet5", dict(image_size=28)),
+    "lenet300_100": ("lenet300_100", dict(image_size=8)),
+    "lenet5": ("lenet5", dict(image_size=16)),  # padded by 2 like 28×28
     "resnet8-A": ("resnet", dict(image_size=8, in_channels=1)),
     "resnet8-B": ("resnet", dict(image_size=8, in_channels=1, shortcut="B")),
     "vgg-ceil-pools": ("vgg", dict(image_size=10, in_channels=3)),
@@ -201,3 +204,40 @@ def test_tensorize_replaces_eligible_layers_and_keeps_the_dense_count():
         tensorize(model, "tt", 4, min_params=10**9)
     with pytest.warns(UserWarning, match="matched no replaced layer"):
         tensorize(model, "tt", 4, overrides={"nothing*": {"rank": 2}})
+
+
+@pytest.mark.parametrize(
+    "name, fmt, options",
+    [
+        ("lenet5", "tt", dict(image_size=16)),
+        ("lstm", "tucker", dict(image_size=8)),
+        ("vit", "tr", dict(image_size=16)),
+    ],
+)
+def test_interchange_with_the_torch_backend(name, fmt, options):
+    """A masked tensorized JAX model exported, loaded into the torch model built by the torch
+    backend's `tensorize` with the same arguments, computes the same function; and back."""
+    torch = pytest.importorskip("torch")
+    from tedepr.backends.torch import models as torch_models
+    from tedepr.backends.torch import tensorize as torch_tensorize
+    from tedepr.backends.torch.interchange import export_arrays as torch_export
+    from tedepr.backends.torch.interchange import import_arrays as torch_import
+
+    model = tensorize(get(name, **options), fmt, 4)
+    params = model.init(jax.random.key(0), jnp.float64)
+    rng = np.random.default_rng(0)
+    masks = {k: rng.random(v.shape) < 0.6 for k, v in prunable_leaves(params).items()}
+    net = torch_tensorize(torch_models.get(name, seed=0, **options), fmt, 4).double()
+    torch_import(net, export_arrays(model, params, masks))
+    size = options.get("image_size", 28)
+    x = rng.standard_normal((2, 1, size, size))
+    expected = net.eval()(torch.tensor(x)).detach().numpy()
+    got = np.asarray(jax.jit(model.apply)(params, jnp.asarray(x), masks))
+    assert float(np.max(np.abs(got - expected)) / np.max(np.abs(expected))) <= 1e-10
+    back, back_masks = import_arrays(model, torch_export(net))
+    for a, b in zip(
+        jax.tree.leaves(back), jax.tree.leaves(apply_masks(params, masks)), strict=True
+    ):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert set(back_masks) == set(masks)
+    assert all(np.array_equal(np.asarray(back_masks[k]), masks[k]) for k in masks)

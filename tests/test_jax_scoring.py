@@ -114,6 +114,28 @@ def test_gradients_average_over_batches():
         np.testing.assert_allclose(both[n], (single[0][n] + single[1][n]) / 2, rtol=1e-12)
 
 
+def test_jax_namespace_gives_the_same_arrays_on_device():
+    model, params, _ = _dense_setup()
+    data = _batch(5)
+    on_host = JaxScoringProblem(model, params, data)
+    on_device = JaxScoringProblem(model, params, data, namespace="jax")
+    assert on_host.xp.__name__.endswith("numpy") and on_device.xp is jnp
+    ones = {n: np.ones(w.shape, bool) for n, w in on_host.weights().items()}
+    for a, b in (
+        (on_host.weights(), on_device.weights()),
+        (on_host.hessian_gradient_product(ones), on_device.hessian_gradient_product(ones)),
+    ):
+        for n in a:
+            assert isinstance(a[n], np.ndarray) and isinstance(b[n], jax.Array)
+            np.testing.assert_array_equal(a[n], np.asarray(b[n]))
+    assert np.array_equal(
+        np.asarray(prune(on_device, "snip", 9)["fc1/weight"]),
+        prune(on_host, "snip", 9)["fc1/weight"],
+    )
+    with pytest.raises(ValueError, match="namespace"):
+        JaxScoringProblem(model, params, data, namespace="torch")
+
+
 def test_tt_mlp_gradient_matches_complex_step():
     fc1 = TTLinear(4, 5, (1, 2, 1), (2, 2), (5, 1), bias=True)
     model = _mlp(fc1)

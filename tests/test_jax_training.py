@@ -40,10 +40,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _tiny_tt_mlp():
-    """LeNet-300-100's shape at 4×4 pixels, hidden 8–6, 3 classes, with TT layers."""
-    return tensorize(
-        get("lenet300_100", num_classes=3, image_size=4, hidden=(8, 6)), "tt", 2, min_params=0
-    )
+    """LeNet-300-100's shape at 4×4 pixels, hidden 8–6, 3 classes, with TT hidden layers."""
+    model = get("lenet300_100", num_classes=3, image_size=4, hidden=(8, 6))
+    return tensorize(model, "tt", 2, min_params=0, exclude="classifier")
 
 
 def _data(n=40, seed=0, classes=3):

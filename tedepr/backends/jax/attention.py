@@ -64,7 +64,7 @@ class _Composite:
         }
 
     def _call(self, name, params, x, masks):
-        return self.sublayers()[name].apply(params[name], x, _sub(masks, name))
+        return self.sublayers()[name].apply(params[name], x, masks=_sub(masks, name))
 
     @property
     def num_weights(self) -> int:

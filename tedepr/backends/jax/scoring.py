@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import array_api_compat.numpy
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -107,12 +108,15 @@ class JaxScoringProblem:
     loss : ``"cross_entropy"`` or a callable ``(logits, labels) -> mean loss``.
     input_shape : tuple, optional
         Shape of one sample for the SynFlow input (default: ``model.input_shape``).
+    namespace : {"numpy", "jax"}
+        The array library of everything returned (`xp`). ``"numpy"`` (default): the gradients are
+        computed by JAX and handed to the pruning core as NumPy arrays, whose selection then runs
+        eagerly on the host — op-by-op ``jax.numpy`` compiles every small operation for every core
+        shape, about 100× slower on a CPU for the same masks. ``"jax"`` keeps them on the device.
 
     Keys of every returned dict are the ``/``-joined paths of the prunable leaves
     (`prunable_paths`).
     """
-
-    xp = jnp
 
     def __init__(
         self,
@@ -123,6 +127,7 @@ class JaxScoringProblem:
         num_batches: int = 1,
         loss="cross_entropy",
         input_shape: tuple[int, ...] | None = None,
+        namespace: str = "numpy",
     ):
         if not isinstance(model, Model):
             raise TypeError(
@@ -148,6 +153,10 @@ class JaxScoringProblem:
         ]
         self.loss_fn: Callable = _loss_fn(loss)
         self.input_shape = tuple(model.input_shape if input_shape is None else input_shape)
+        if namespace not in ("numpy", "jax"):
+            raise ValueError(f"namespace must be 'numpy' or 'jax'; got {namespace!r}")
+        self.xp = array_api_compat.numpy if namespace == "numpy" else jnp
+        self._host = namespace == "numpy"
         self._grad = jax.jit(self._grad_fn)
         self._hvp = jax.jit(self._hvp_fn)
         self._synflow = jax.jit(self._synflow_fn)
@@ -163,8 +172,11 @@ class JaxScoringProblem:
     def has_data(self) -> bool:
         return bool(self._batches)
 
+    def _out(self, arrays: dict) -> dict[str, Any]:
+        return {k: np.asarray(v) for k, v in arrays.items()} if self._host else dict(arrays)
+
     def weights(self) -> dict[str, Any]:
-        return dict(self._weights)
+        return self._out(self._weights)
 
     def structure(self) -> dict[str, CoreInfo]:
         known = self.model.structure()
@@ -217,16 +229,18 @@ class JaxScoringProblem:
     def loss_gradient(self, masks):
         self._need_data("loss_gradient")
         m = self._masks(masks)
-        return self._mean(
-            [self._grad(self._weights, m, self._others, x, y) for x, y in self._batches]
+        return self._out(
+            self._mean([self._grad(self._weights, m, self._others, x, y) for x, y in self._batches])
         )
 
     def hessian_gradient_product(self, masks):
         self._need_data("hessian_gradient_product")
         g = self.loss_gradient(masks)
         m = self._masks(masks)
-        return self._mean(
-            [self._hvp(self._weights, m, g, self._others, x, y) for x, y in self._batches]
+        return self._out(
+            self._mean(
+                [self._hvp(self._weights, m, g, self._others, x, y) for x, y in self._batches]
+            )
         )
 
     def _synflow_fn(self, weights, masks, others):
@@ -246,7 +260,7 @@ class JaxScoringProblem:
     def synflow_gradient(self, masks):
         m = self._masks(masks)
         with float64_context():
-            return dict(self._synflow(self._weights, m, self._others))
+            return self._out(self._synflow(self._weights, m, self._others))
 
     def evaluate_masks(self, masks) -> float:
         """Mean loss of the masked network on the scoring batches (diagnostics)."""
