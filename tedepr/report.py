@@ -11,7 +11,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["keep_count", "low_rank_budget", "LayerReport", "Report"]
+#: coarse/fine split: the low-rank cores hold this many times the final kept count (docs/method.md §7)
+DEFAULT_OVERSAMPLE = 4.0
+
+__all__ = ["DEFAULT_OVERSAMPLE", "keep_count", "low_rank_budget", "LayerReport", "Report"]
 
 
 def keep_count(sparsity: float, dense_count: int) -> int:

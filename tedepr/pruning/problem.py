@@ -14,7 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ScoringProblem", "CoreInfo"]
+__all__ = ["ScoringProblem", "CoreInfo", "canonical_name", "canonical_order"]
+
+
+def canonical_name(name: str) -> str:
+    """The PyTorch-style dotted name of a parameter (``"hidden/0/cores/1"`` → ``"hidden.0.core_1"``).
+
+    Selection ties and random scores follow the order of these names, so the torch and JAX backends,
+    whose parameter orders and separators differ, choose identical masks from identical weights.
+    """
+    return name.replace("/", ".").replace(".cores.", ".core_")
+
+
+def canonical_order(names) -> list:
+    """``names`` sorted by `canonical_name`."""
+    return sorted(names, key=canonical_name)
 
 
 @dataclass(frozen=True)

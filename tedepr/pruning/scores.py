@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .problem import ScoringProblem
+from .problem import ScoringProblem, canonical_order
 from .selection import Guards, exponential_schedule, select
 
 __all__ = [
@@ -82,7 +82,10 @@ class Random(Score):
 
     def importance(self, problem, masks, rng):
         xp = problem.xp
-        return {n: xp.asarray(rng.random(tuple(w.shape)), dtype=w.dtype) for n, w in problem.weights().items()}
+        weights = problem.weights()
+        # drawn in canonical name order, so both backends draw the same numbers for the same names
+        return {n: xp.asarray(rng.random(tuple(weights[n].shape)), dtype=weights[n].dtype)
+                for n in canonical_order(weights)}
 
 
 @register

@@ -2,7 +2,8 @@
 
 Everything here works on dictionaries ``name -> array`` in any array-API namespace. Selection is
 global over all arrays, keeps exactly the requested count, and breaks ties deterministically: among
-equal scores, the entry that comes first (parameter order, then C order inside the array) is kept.
+equal scores, the entry that comes first (parameters by canonical name, then C order inside the array)
+is kept.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..namespace import get_namespace
-from .problem import CoreInfo
+from .problem import CoreInfo, canonical_order
 
 __all__ = ["Guards", "select", "reserved_entries", "exponential_schedule", "effective_ranks", "count_kept"]
 
@@ -111,7 +112,7 @@ def select(scores: Mapping[str, Any], keep: int, *, structure: Mapping[str, Core
     if not scores:
         raise ValueError("scores is empty: there is nothing to select from")
     xp = get_namespace(*scores.values(), xp=xp)
-    names = list(scores)
+    names = canonical_order(scores)  # backend-independent tie-breaking
     sizes = [math.prod(scores[n].shape) for n in names]
     total = sum(sizes)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= total:
@@ -176,10 +177,10 @@ def effective_ranks(masks: Mapping[str, Any], structure: Mapping[str, CoreInfo],
     for name, info in structure.items():
         if info.format == "dense" or not info.bond_axes or name not in masks:
             continue
-        m = xp.astype(masks[name], xp.int64)
+        m = xp.astype(masks[name], xp.int32)
         live = []
         for ax in info.bond_axes:
             other = tuple(a for a in range(len(m.shape)) if a != ax)
-            live.append(int(xp.sum(xp.astype(xp.sum(m, axis=other) > 0, xp.int64))))
+            live.append(int(xp.sum(xp.astype(xp.sum(m, axis=other) > 0, xp.int32))))
         out[name] = tuple(live)
     return out

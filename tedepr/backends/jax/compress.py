@@ -21,7 +21,8 @@ import numpy as np
 from ...contraction import plan_contraction
 from ...pruning import Guards, effective_ranks, prune
 from ...pruning import scores as score_registry
-from ...report import LayerReport, Report, keep_count, low_rank_budget
+from ...pruning.rescale import restoring_scales
+from ...report import DEFAULT_OVERSAMPLE, LayerReport, Report, keep_count, low_rank_budget
 from .masking import apply_masks, flatten_masks, leaf_paths, prunable_leaves
 from .models import Model
 from .scoring import JaxScoringProblem
@@ -38,7 +39,6 @@ __all__ = [
 ]
 
 #: coarse/fine split, the same default as the torch backend (docs/method.md §6)
-DEFAULT_OVERSAMPLE = 4.0
 
 
 @dataclass
@@ -157,21 +157,28 @@ def build_report(
     )
 
 
-def _rescale(params, masks, structure):
-    """Scale each tensorized core's kept entries by ``1/sqrt(density)`` (docs/method.md §5)."""
+def _rescale(model, params, masks, structure):
+    """Restore every layer's init norm after pruning (`tedepr.pruning.rescale`); a new pytree."""
+    leaves = dict(zip(leaf_paths(params), jax.tree_util.tree_leaves(params), strict=True))
+    groups: dict[str, list[str]] = {}
+    for path in masks:
+        groups.setdefault(structure[path].layer if structure[path].format != "dense" else path, []).append(path)
     factors = {}
-    for path, m in masks.items():
-        if structure[path].format == "dense":
-            continue
-        density = float(np.mean(np.asarray(m)))
-        if density > 0:
-            factors[path] = 1.0 / math.sqrt(density)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
+    for key, paths in groups.items():
+        template = None
+        if structure[paths[0]].format != "dense":
+            template = find_layer(model, key)._template
+            paths = sorted(paths, key=lambda p: structure[p].index)
+        scales = restoring_scales([np.asarray(leaves[p]) for p in paths],
+                                  [np.asarray(masks[p]) for p in paths],
+                                  template.with_cores([np.asarray(leaves[p]) for p in paths]) if template else None)
+        factors.update(zip(paths, scales))
+    flat, treedef = jax.tree_util.tree_flatten(params)
     return jax.tree_util.tree_unflatten(
         treedef,
         [
             leaf * jnp.asarray(factors[p], leaf.dtype) if p in factors else leaf
-            for p, leaf in zip(leaf_paths(params), leaves, strict=True)
+            for p, leaf in zip(leaf_paths(params), flat, strict=True)
         ],
     )
 
@@ -192,7 +199,7 @@ def compress(
     seed: int = 0,
     input_shape=None,
     loss_fn=None,
-    rescale: bool = False,
+    rescale: bool = True,
     tensorize_options: dict[str, Any] | None = None,
     progress=None,
     dtype=jnp.float32,
@@ -269,7 +276,7 @@ def compress(
         )
         masks = {n: jnp.asarray(m, dtype=jnp.bool_) for n, m in masks.items()}
         if rescale:
-            cparams = _rescale(cparams, masks, problem.structure())
+            cparams = _rescale(cmodel, cparams, masks, problem.structure())
         cparams = apply_masks(cparams, masks)
     structure = problem.structure() if problem is not None else None
     report = build_report(

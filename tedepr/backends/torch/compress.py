@@ -18,15 +18,14 @@ import torch
 
 from ...contraction import plan_contraction
 from ...pruning import Guards, effective_ranks, prune
+from ...pruning.rescale import restoring_scales
 from ...pruning import scores as score_registry
-from ...report import LayerReport, Report, keep_count, low_rank_budget
+from ...report import DEFAULT_OVERSAMPLE, LayerReport, Report, keep_count, low_rank_budget
 from .masking import apply_masks, prunable_parameters
 from .scoring import TorchScoringProblem
 
 __all__ = ["CompressionResult", "compress", "score", "dense_weight_count", "build_report", "DEFAULT_OVERSAMPLE"]
 
-#: coarse/fine split: the low-rank cores hold this many times the final kept count (docs/method.md §6)
-DEFAULT_OVERSAMPLE = 4.0
 
 
 @dataclass
@@ -195,34 +194,20 @@ def _tensorize_seeded(tensorize, model, format, rank, seed, options, notes):
 
 
 def _rescale(model, params, masks):
-    """Scale the kept entries so every layer's masked weight has the Frobenius norm of its unpruned
-    init (so the same variance): dense weights by ``‖W‖/‖W ⊙ m‖``, and the ``n`` cores of a tensorized
-    layer each by the ``n``-th root of the same ratio of its reconstructed weights."""
+    """Restore every layer's init norm after pruning (`tedepr.pruning.rescale`), in place."""
     groups: dict[str, list[str]] = {}
     for n in params:
         groups.setdefault(n.rpartition(".")[0], []).append(n)
     with torch.no_grad():
         for module_name, names in groups.items():
             module = model.get_submodule(module_name) if module_name else model
-            if callable(getattr(module, "factorized", None)) and all(".core_" in "." + n for n in names):
-                f = module.factorized()
-                order = [f"{module_name}.core_{k}" if module_name else f"core_{k}" for k in range(len(f.cores))]
-                masked = f.with_cores([c * masks[n].to(c.dtype) for c, n in zip(f.cores, order)])
-                ratio = _norm_ratio(f.to_dense(), masked.to_dense())
-                factor = ratio ** (1.0 / len(order)) if ratio else 0.0
-                targets = order
-            else:
-                targets, factor = names, None
-            for n in targets:
-                p = params[n]
-                scale = factor if factor is not None else _norm_ratio(p, p * masks[n].to(p.dtype))
-                if scale:
-                    p.mul_(scale)
-
-
-def _norm_ratio(full, masked) -> float:
-    kept = float(torch.linalg.vector_norm(masked))
-    return float(torch.linalg.vector_norm(full)) / kept if kept > 0 else 0.0
+            f = module.factorized() if callable(getattr(module, "factorized", None)) else None
+            if f is not None:
+                prefix = f"{module_name}." if module_name else ""
+                names = [f"{prefix}core_{k}" for k in range(len(f.cores))]
+            scales = restoring_scales([params[n].detach() for n in names], [masks[n] for n in names], f)
+            for n, scale in zip(names, scales):
+                params[n].mul_(scale)
 
 
 def score(model: torch.nn.Module, data=None, method: str = "snip", *, num_batches: int = 1, seed: int = 0,
