@@ -52,7 +52,7 @@ def main():
             ts, js = compute_scores(tp, method, seed=0), compute_scores(jp, method, seed=0)
             err = max(_rel(layout(n, s), ts[canonical_name(n)].numpy()) for n, s in js.items())
             rounds = 5 if tedepr.pruning.scores.get(method).rounds > 1 else None
-            tm, jm = prune(tp, method, total // 10, rounds=rounds), prune(jp, method, total // 10, rounds=rounds)
+            tm, jm = prune(tp, method, total // 4, rounds=rounds), prune(jp, method, total // 4, rounds=rounds)
             same = all(np.array_equal(layout(n, m), tm[canonical_name(n)].numpy()) for n, m in jm.items())
             print(f"{'':<7}{method:<14}{err:>16.2e}{str(same):>13}", flush=True)
 

@@ -89,7 +89,7 @@ def test_same_outputs_and_gradients(fmt):
         assert _rel(_torch_layout(jp, n, g), tg[canonical_name(n)].numpy()) <= 1e-10, n
 
 
-@pytest.mark.parametrize("fmt", ("tt", "cp"))
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("method", tedepr.scores.available())
 def test_same_scores_and_masks_for_every_score(fmt, method):
     tmodel, jmodel, params, data = _pair(fmt, seed=1)

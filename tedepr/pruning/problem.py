@@ -39,7 +39,9 @@ class CoreInfo:
     weight. ``layer`` names the layer the parameter belongs to. ``slice_axes`` are the axes that index
     one "slice" of the core whose entries must not all be pruned (e.g. ``(1, 2)`` — the ``(n_k, m_k)``
     slice of a TT core, so that every input/output mode index keeps a path), and ``bond_axes`` are the
-    rank axes (for effective-rank reports).
+    rank axes (for effective-rank reports). ``layout`` is the axis permutation from the canonical
+    (PyTorch) layout of this weight to the backend's array (``(1, 0)`` for a JAX ``Dense`` weight stored
+    ``(in, out)``); None when they agree. Random scores are drawn in the canonical layout.
     """
 
     layer: str
@@ -47,6 +49,7 @@ class CoreInfo:
     index: int = 0
     slice_axes: tuple[int, ...] = ()
     bond_axes: tuple[int, ...] = ()
+    layout: tuple[int, ...] | None = None
 
 
 @runtime_checkable

@@ -83,9 +83,18 @@ class Random(Score):
     def importance(self, problem, masks, rng):
         xp = problem.xp
         weights = problem.weights()
-        # drawn in canonical name order, so both backends draw the same numbers for the same names
-        return {n: xp.asarray(rng.random(tuple(weights[n].shape)), dtype=weights[n].dtype)
-                for n in canonical_order(weights)}
+        structure = problem.structure()
+        out = {}
+        # drawn in canonical name order and canonical layout, so both backends draw the same numbers
+        for n in canonical_order(weights):
+            shape, perm = tuple(weights[n].shape), structure[n].layout
+            if perm is None:
+                out[n] = xp.asarray(rng.random(shape), dtype=weights[n].dtype)
+            else:
+                canonical = tuple(shape[perm.index(i)] for i in range(len(shape)))
+                draw = xp.asarray(rng.random(canonical), dtype=weights[n].dtype)
+                out[n] = xp.permute_dims(draw, perm)
+        return out
 
 
 @register

@@ -195,7 +195,8 @@ class Dense:
         return y
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
-        return {f"{prefix}weight": CoreInfo(_layer_name(prefix), "dense")}
+        # stored (in, out): the transpose of torch's (out, in)
+        return {f"{prefix}weight": CoreInfo(_layer_name(prefix), "dense", layout=(1, 0))}
 
 
 @dataclass(frozen=True)
