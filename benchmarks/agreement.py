@@ -42,7 +42,7 @@ def main():
         tp, jp = TorchScoringProblem(tmodel, (x, y)), JaxScoringProblem(jmodel, params, (x, y))
         structure = jp.structure()
 
-        def layout(n, a):
+        def layout(n, a, structure=structure):
             return np.asarray(a).T if structure[n].format == "dense" else np.asarray(a)
 
         out = _rel(jmodel.apply(params, jnp.asarray(x)), tmodel(torch.tensor(x)).detach().numpy())
@@ -52,8 +52,13 @@ def main():
             ts, js = compute_scores(tp, method, seed=0), compute_scores(jp, method, seed=0)
             err = max(_rel(layout(n, s), ts[canonical_name(n)].numpy()) for n, s in js.items())
             rounds = 5 if tedepr.pruning.scores.get(method).rounds > 1 else None
-            tm, jm = prune(tp, method, total // 4, rounds=rounds), prune(jp, method, total // 4, rounds=rounds)
-            same = all(np.array_equal(layout(n, m), tm[canonical_name(n)].numpy()) for n, m in jm.items())
+            tm, jm = (
+                prune(tp, method, total // 4, rounds=rounds),
+                prune(jp, method, total // 4, rounds=rounds),
+            )
+            same = all(
+                np.array_equal(layout(n, m), tm[canonical_name(n)].numpy()) for n, m in jm.items()
+            )
             print(f"{'':<7}{method:<14}{err:>16.2e}{str(same):>13}", flush=True)
 
 

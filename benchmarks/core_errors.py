@@ -59,8 +59,9 @@ def random_spec(rng):
         factored = tuple(bool(b) for b in rng.integers(0, 2, len(dims)))
         if not any(factored):
             factored = (True,) + factored[1:]
-        ranks = tuple(int(rng.integers(1, min(d, 3) + 1)) if f else None
-                      for d, f in zip(dims, factored))
+        ranks = tuple(
+            int(rng.integers(1, min(d, 3) + 1)) if f else None for d, f in zip(dims, factored)
+        )
         shapes = [tuple(d if r is None else r for d, r in zip(dims, ranks))]
         shapes += [(d, r) for d, r in zip(dims, ranks) if r is not None]
     else:
@@ -122,8 +123,10 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     specs = [random_spec(rng) for _ in range(args.specs)]
     counts = {f: sum(s[0] == f for s in specs) for f in ("tt", "tr", "tucker", "cp")}
-    print(f"{args.specs} specs (seed {args.seed}): " + ", ".join(f"{k} {v}" for k, v in
-                                                                 counts.items()))
+    print(
+        f"{args.specs} specs (seed {args.seed}): "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
     cols = STRATEGIES + ("to_dense",)
     header = f"{'library':<18}{'dtype':<9}" + "".join(f"{c:>13}" for c in cols) + f"{'bar':>9}"
     print(header)
@@ -145,8 +148,12 @@ def main(argv=None):
             worst = measure(xp, dtype, specs, jit)
             ok = all(v <= BARS[dtype] for v in worst.values())
             label = name + (" (jit)" if jit else "")
-            print(f"{label:<18}{dtype:<9}" + "".join(f"{worst[c]:>13.2e}" for c in cols)
-                  + f"{BARS[dtype]:>9.0e}" + ("" if ok else "  ABOVE BAR"))
+            print(
+                f"{label:<18}{dtype:<9}"
+                + "".join(f"{worst[c]:>13.2e}" for c in cols)
+                + f"{BARS[dtype]:>9.0e}"
+                + ("" if ok else "  ABOVE BAR")
+            )
 
 
 if __name__ == "__main__":

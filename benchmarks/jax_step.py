@@ -72,8 +72,9 @@ def time_step(model, batch: int, steps: int, sparsity: float, seed: int = 0) -> 
     }
 
 
-def time_torch_step(tensorized: bool, fmt: str, rank: int, batch: int, steps: int, sparsity: float,
-                    seed: int = 0) -> dict:
+def time_torch_step(
+    tensorized: bool, fmt: str, rank: int, batch: int, steps: int, sparsity: float, seed: int = 0
+) -> dict:
     import torch
 
     from tedepr.backends.torch import apply_masks, prunable_parameters
@@ -86,8 +87,13 @@ def time_torch_step(tensorized: bool, fmt: str, rank: int, batch: int, steps: in
         model = torch_tensorize(model, fmt, rank=rank, min_params=0)
         if sparsity > 0:
             gen = torch.Generator().manual_seed(seed)
-            apply_masks(model, {n: torch.rand(p.shape, generator=gen) >= sparsity
-                                for n, p in prunable_parameters(model).items()})
+            apply_masks(
+                model,
+                {
+                    n: torch.rand(p.shape, generator=gen) >= sparsity
+                    for n, p in prunable_parameters(model).items()
+                },
+            )
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn((batch, 1, 28, 28), generator=gen)
@@ -108,7 +114,8 @@ def time_torch_step(tensorized: bool, fmt: str, rank: int, batch: int, steps: in
         step()
         times.append(time.perf_counter() - s)
     return {
-        "trace_s": 0.0, "compile_s": 0.0,
+        "trace_s": 0.0,
+        "compile_s": 0.0,
         "median_ms": 1e3 * statistics.median(times),
         "p10_ms": 1e3 * float(np.percentile(times, 10)),
         "p90_ms": 1e3 * float(np.percentile(times, 90)),
@@ -154,9 +161,16 @@ def main(argv=None):
     ]
     if not args.no_torch:
         rows += [
-            (f"torch {args.format.upper()} LeNet (rank {args.rank})",
-             time_torch_step(True, args.format, args.rank, args.batch, args.steps, args.sparsity)),
-            ("torch dense LeNet-300-100", time_torch_step(False, args.format, args.rank, args.batch, args.steps, 0.0)),
+            (
+                f"torch {args.format.upper()} LeNet (rank {args.rank})",
+                time_torch_step(
+                    True, args.format, args.rank, args.batch, args.steps, args.sparsity
+                ),
+            ),
+            (
+                "torch dense LeNet-300-100",
+                time_torch_step(False, args.format, args.rank, args.batch, args.steps, 0.0),
+            ),
         ]
     print(
         f"{'model':<32} {'weights':>9} {'trace s':>8} {'compile s':>10} {'step ms (median)':>17} "
@@ -170,8 +184,10 @@ def main(argv=None):
     ratio = rows[0][1]["median_ms"] / rows[1][1]["median_ms"]
     print(f"jax step time tensorized / dense: {ratio:.2f}x")
     if len(rows) == 4:
-        print(f"tensorized step time jax / torch: {rows[0][1]['median_ms'] / rows[2][1]['median_ms']:.2f}x "
-              "(torch rows are eager: no trace or compile)")
+        print(
+            f"tensorized step time jax / torch: {rows[0][1]['median_ms'] / rows[2][1]['median_ms']:.2f}x "
+            "(torch rows are eager: no trace or compile)"
+        )
 
 
 if __name__ == "__main__":

@@ -66,8 +66,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args(argv)
     f = tedepr.random_factorized("tt", 4**5, 4**5, RANK, in_modes=MODES, out_modes=MODES, seed=0)
-    print(f"TT-matrix in_modes={MODES} out_modes={MODES} ranks={f.ranks} batch={BATCH}; "
-          f"median of {args.repeats} repeats (cached: mean of {CACHED_CALLS} calls per repeat)")
+    print(
+        f"TT-matrix in_modes={MODES} out_modes={MODES} ranks={f.ranks} batch={BATCH}; "
+        f"median of {args.repeats} repeats (cached: mean of {CACHED_CALLS} calls per repeat)"
+    )
     print(f"caches cleared between uncached repeats: {', '.join(clear_plan_caches())}")
     header = f"{'strategy':<13}{'chosen':<13}{'uncached us':>13}{'cached us':>12}{'ratio':>10}"
     print(header)
@@ -76,8 +78,9 @@ def main(argv=None):
         uncached = time_uncached(f, strategy, args.repeats)
         cached = time_cached(f, strategy, args.repeats)
         chosen = tedepr.plan_contraction(f, BATCH, strategy).strategy
-        print(f"{strategy:<13}{chosen:<13}{uncached:>13.1f}{cached:>12.2f}"
-              f"{uncached / cached:>9.0f}x")
+        print(
+            f"{strategy:<13}{chosen:<13}{uncached:>13.1f}{cached:>12.2f}{uncached / cached:>9.0f}x"
+        )
 
 
 if __name__ == "__main__":

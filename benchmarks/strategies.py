@@ -33,13 +33,19 @@ def bench(layer, x, reps=20, repeats=5):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512])
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     layers = ((TTLinear, 8), (TRLinear, 6), (TuckerLinear, 16), (CPLinear, 40))
-    print(f"{'layer 784->300':<16}{'batch':>6}{'dense ms':>10}" + "".join(f"{s:>14}" for s in STRATEGIES) + "  auto picks")
+    print(
+        f"{'layer 784->300':<16}{'batch':>6}{'dense ms':>10}"
+        + "".join(f"{s:>14}" for s in STRATEGIES)
+        + "  auto picks"
+    )
     for cls, rank in layers:
         for b in args.batches:
             x = torch.randn(b, 784)
@@ -52,7 +58,12 @@ def main(argv=None):
                 cells.append(f"{t:7.2f} ({t / dense:4.1f}x)")
                 if s == "auto":
                     picked = tedepr.plan_contraction(layer.factorized(), b, "auto").strategy
-            print(f"{cls.__name__ + f' r={rank}':<16}{b:>6}{dense:>10.2f}" + "".join(f"{c:>14}" for c in cells) + f"  {picked}", flush=True)
+            print(
+                f"{cls.__name__ + f' r={rank}':<16}{b:>6}{dense:>10.2f}"
+                + "".join(f"{c:>14}" for c in cells)
+                + f"  {picked}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,14 @@ The core (this package) is backend-neutral: it imports neither torch nor jax. Ba
 
 from . import models, pruning, shapes
 from .compression import compress, score
-from .contraction import STRATEGIES, ContractionPlan, contract, einsum, plan_contraction, reconstruct
+from .contraction import (
+    STRATEGIES,
+    ContractionPlan,
+    contract,
+    einsum,
+    plan_contraction,
+    reconstruct,
+)
 from .decompositions import cp_als, decompose, decompose_conv, hooi, hosvd, tr_svd, tt_svd
 from .formats import CPMatrix, Factorized, TRMatrix, TTMatrix, TuckerMatrix, from_cores
 from .init import conv_modes, core_std, random_factorized, random_factorized_conv, target_std
@@ -18,9 +25,40 @@ from .shapes import FORMATS, auto_modes, balanced_modes, solve_ranks
 __version__ = "0.1.0"
 
 __all__ = [
-    "FORMATS", "STRATEGIES", "Report", "models", "compress", "pruning", "score", "scores", "ContractionPlan", "CPMatrix", "Factorized", "TRMatrix", "TTMatrix",
-    "TuckerMatrix", "auto_modes", "balanced_modes", "contract", "conv_modes", "core_std", "cp_als",
-    "decompose", "decompose_conv", "einsum", "from_cores", "get_namespace", "hooi", "hosvd",
-    "plan_contraction", "random_factorized", "random_factorized_conv", "reconstruct", "shapes",
-    "solve_ranks", "target_std", "tr_svd", "tt_svd",
+    "FORMATS",
+    "STRATEGIES",
+    "Report",
+    "models",
+    "compress",
+    "pruning",
+    "score",
+    "scores",
+    "ContractionPlan",
+    "CPMatrix",
+    "Factorized",
+    "TRMatrix",
+    "TTMatrix",
+    "TuckerMatrix",
+    "auto_modes",
+    "balanced_modes",
+    "contract",
+    "conv_modes",
+    "core_std",
+    "cp_als",
+    "decompose",
+    "decompose_conv",
+    "einsum",
+    "from_cores",
+    "get_namespace",
+    "hooi",
+    "hosvd",
+    "plan_contraction",
+    "random_factorized",
+    "random_factorized_conv",
+    "reconstruct",
+    "shapes",
+    "solve_ranks",
+    "target_std",
+    "tr_svd",
+    "tt_svd",
 ]

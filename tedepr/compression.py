@@ -21,24 +21,38 @@ def _infer_backend(model) -> str:
         return "torch"
     if "jax" in sys.modules:
         return "jax"
-    raise ValueError("backend could not be inferred from the model; pass backend='torch' or backend='jax'")
+    raise ValueError(
+        "backend could not be inferred from the model; pass backend='torch' or backend='jax'"
+    )
 
 
 def backend_module(backend: str | None, model: Any = None, submodule: str = "compress"):
     """Import ``tedepr.backends.<backend>.<submodule>``, with a clear error if the framework is missing."""
     backend = _infer_backend(model) if backend is None else backend
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+        raise ValueError(
+            f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}"
+        )
     try:
         return importlib.import_module(f"tedepr.backends.{backend}.{submodule}")
     except ModuleNotFoundError as exc:
         if exc.name in ("torch", "jax", "jaxlib", "optax"):
-            raise ImportError(f"backend={backend!r} needs {exc.name}: pip install 'tedepr[{backend}]'") from exc
+            raise ImportError(
+                f"backend={backend!r} needs {exc.name}: pip install 'tedepr[{backend}]'"
+            ) from exc
         raise
 
 
-def compress(model, data=None, sparsity: float = 0.99, format: str | None = "tt",
-             score: str | None = "trainability", *, backend: str | None = None, **options: Any):
+def compress(
+    model,
+    data=None,
+    sparsity: float = 0.99,
+    format: str | None = "tt",
+    score: str | None = "trainability",
+    *,
+    backend: str | None = None,
+    **options: Any,
+):
     """Compress ``model`` before training: tensorize, score, prune to ``sparsity`` of its dense weights.
 
     See `tedepr.backends.torch.compress.compress` (and its JAX twin) for every option. Returns an

@@ -31,8 +31,13 @@ from .formats import Factorized
 from .namespace import get_namespace
 
 __all__ = [
-    "STRATEGIES", "ContractionPlan", "plan_contraction", "contract", "reconstruct",
-    "plan_reconstruction", "einsum",
+    "STRATEGIES",
+    "ContractionPlan",
+    "plan_contraction",
+    "contract",
+    "reconstruct",
+    "plan_reconstruction",
+    "einsum",
 ]
 
 STRATEGIES = ("auto", "chain", "optimal", "reconstruct")
@@ -106,7 +111,11 @@ class ContractionPlan:
     def cost(self) -> float:
         """The cost model of ``strategy="auto"``: FLOPs, plus memory traffic and a fixed overhead per
         step, in FLOP-equivalents."""
-        return self.flops + MEMORY_FLOPS_PER_ELEMENT * self.memory + STEP_OVERHEAD_FLOPS * self.num_steps
+        return (
+            self.flops
+            + MEMORY_FLOPS_PER_ELEMENT * self.memory
+            + STEP_OVERHEAD_FLOPS * self.num_steps
+        )
 
     def execute(self, operands, xp=None):
         """Run the plan on ``operands`` (input first, then cores, as planned)."""
@@ -172,9 +181,18 @@ def _resolve_step(i, j, la, lb, lout, sizes) -> _Step:
     out_perm = tuple(inter.index(c) for c in lout)
     n_a, n_b, n_out = size(la), size(lb), size(inter)
     identity = tuple(range(len(perm_a))), tuple(range(len(perm_b))), tuple(range(len(out_perm)))
-    moved = n_out * (1 + (out_perm != identity[2])) + n_a * (perm_a != identity[0]) + n_b * (perm_b != identity[1])
+    moved = (
+        n_out * (1 + (out_perm != identity[2]))
+        + n_a * (perm_a != identity[0])
+        + n_b * (perm_b != identity[1])
+    )
     return _Step(
-        i=i, j=j, sum_a=sum_a, sum_b=sum_b, perm_a=perm_a, perm_b=perm_b,
+        i=i,
+        j=j,
+        sum_a=sum_a,
+        sum_b=sum_b,
+        perm_a=perm_a,
+        perm_b=perm_b,
         shape_a=(size(batch), size(free_a), size(contracted)),
         shape_b=(size(batch), size(contracted), size(free_b)),
         batched=bool(batch),
@@ -198,8 +216,13 @@ def _chain_path(order: tuple[int, ...], n_operands: int) -> list[tuple[int, int]
 
 
 @lru_cache(maxsize=4096)
-def _plan(labels: tuple[tuple[int, ...], ...], out: tuple[int, ...], shapes: tuple[tuple[int, ...], ...],
-          optimize, strategy: str) -> ContractionPlan:
+def _plan(
+    labels: tuple[tuple[int, ...], ...],
+    out: tuple[int, ...],
+    shapes: tuple[tuple[int, ...], ...],
+    optimize,
+    strategy: str,
+) -> ContractionPlan:
     sizes: dict[int, int] = {}
     for lab, shp in zip(labels, shapes):
         for c, n in zip(lab, shp):
@@ -218,14 +241,22 @@ def _plan(labels: tuple[tuple[int, ...], ...], out: tuple[int, ...], shapes: tup
         sum_axes = tuple(k for k, c in enumerate(lab) if c not in out)
         kept = [c for c in lab if c in out]
         perm = tuple(kept.index(c) for c in out)
-        return ContractionPlan(eq, strategy, (), 0, math.prod(shapes[0]), (),
-                               None if perm == tuple(range(len(perm))) else perm,
-                               _diagonals=diagonals, _sum_axes=sum_axes)
+        return ContractionPlan(
+            eq,
+            strategy,
+            (),
+            0,
+            math.prod(shapes[0]),
+            (),
+            None if perm == tuple(range(len(perm))) else perm,
+            _diagonals=diagonals,
+            _sum_axes=sum_axes,
+        )
     shapes = tuple(tuple(sizes[c] for c in lab) for lab in labels)
     path, info = opt_einsum.contract_path(equation(labels), *shapes, shapes=True, optimize=optimize)
     steps = []
     current = list(labels)
-    for (i, j) in path:
+    for i, j in path:
         la, lb = current[i], current[j]
         rest = [lab for k, lab in enumerate(current) if k not in (i, j)]
         needed = set(out).union(*map(set, rest)) if rest else set(out)
@@ -235,8 +266,11 @@ def _plan(labels: tuple[tuple[int, ...], ...], out: tuple[int, ...], shapes: tup
     (final,) = current
     final_perm = tuple(final.index(c) for c in out)
     return ContractionPlan(
-        equation=eq, strategy=strategy, path=tuple(tuple(p) for p in path),
-        flops=int(info.opt_cost), largest_intermediate=int(info.largest_intermediate),
+        equation=eq,
+        strategy=strategy,
+        path=tuple(tuple(p) for p in path),
+        flops=int(info.opt_cost),
+        largest_intermediate=int(info.largest_intermediate),
         _steps=tuple(steps),
         _final_perm=None if final_perm == tuple(range(len(final_perm))) else final_perm,
         _diagonals=diagonals,
@@ -260,10 +294,14 @@ def _take_diagonals(labels, sizes):
             i = lab.index(c)
             j = lab.index(c, i + 1)
             keep = tuple(a for a in range(len(lab)) if a not in (i, j))
-            diagonals.append(_Diagonal(
-                operand=k, perm=keep + (i, j),
-                shape=tuple(sizes[lab[a]] for a in keep) + (sizes[c] * sizes[c],), size=sizes[c],
-            ))
+            diagonals.append(
+                _Diagonal(
+                    operand=k,
+                    perm=keep + (i, j),
+                    shape=tuple(sizes[lab[a]] for a in keep) + (sizes[c] * sizes[c],),
+                    size=sizes[c],
+                )
+            )
             lab = tuple(lab[a] for a in keep) + (c,)
         out.append(lab)
     return tuple(out), tuple(diagonals)
@@ -293,28 +331,39 @@ def plan_reconstruction(f: Factorized) -> ContractionPlan:
 @lru_cache(maxsize=4096)
 def _plan_for(operands, dense_labels, chain, in_modes, out_modes, shapes, batch, strategy):
     net_in = dense_labels[: len(in_modes)]
-    net_out = dense_labels[len(in_modes):]
+    net_out = dense_labels[len(in_modes) :]
     b = max(max(lab) for lab in operands) + 1  # label of the batch axis
     labels = ((b,) + net_in,) + operands
     out = (b,) + net_out
     all_shapes = ((batch,) + in_modes,) + shapes
     if strategy == "chain":
-        return _plan(labels, out, all_shapes, tuple(_chain_path((0,) + tuple(1 + c for c in chain),
-                                                                len(labels))), "chain")
+        return _plan(
+            labels,
+            out,
+            all_shapes,
+            tuple(_chain_path((0,) + tuple(1 + c for c in chain), len(labels))),
+            "chain",
+        )
     if strategy == "optimal":
         return _plan(labels, out, all_shapes, "optimal" if len(labels) <= 6 else "dp", "optimal")
     if strategy == "reconstruct":
         rec = _plan_reconstruction(operands, dense_labels, shapes)
         n_in, n_out = math.prod(in_modes), math.prod(out_modes)
         return ContractionPlan(
-            equation=rec.equation, strategy="reconstruct", path=rec.path,
+            equation=rec.equation,
+            strategy="reconstruct",
+            path=rec.path,
             flops=rec.flops + 2 * batch * n_in * n_out,
             largest_intermediate=max(rec.largest_intermediate, n_in * n_out, batch * n_out),
-            _steps=(), _final_perm=None, _reconstruct=rec,
+            _steps=(),
+            _final_perm=None,
+            _reconstruct=rec,
             memory=rec.memory + batch * n_out,
         )
-    candidates = [_plan_for(operands, dense_labels, chain, in_modes, out_modes, shapes, batch, s)
-                  for s in ("chain", "optimal", "reconstruct")]
+    candidates = [
+        _plan_for(operands, dense_labels, chain, in_modes, out_modes, shapes, batch, s)
+        for s in ("chain", "optimal", "reconstruct")
+    ]
     return min(candidates, key=lambda p: (p.cost, p.largest_intermediate))
 
 
@@ -330,12 +379,15 @@ def plan_contraction(f: Factorized, batch: int = 1, strategy: str = "auto") -> C
     strategy : {"auto", "chain", "optimal", "reconstruct"}
     """
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; got {strategy!r}")
+        raise ValueError(
+            f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; got {strategy!r}"
+        )
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
         raise ValueError(f"batch must be a non-negative int; got {batch!r}")
     operands, dense, chain = _network_key(f)
-    return _plan_for(operands, dense, chain, f.in_modes, f.out_modes, _core_shapes(f),
-                     max(batch, 1), strategy)
+    return _plan_for(
+        operands, dense, chain, f.in_modes, f.out_modes, _core_shapes(f), max(batch, 1), strategy
+    )
 
 
 def reconstruct(f: Factorized):
@@ -393,4 +445,6 @@ def einsum(operands, labels, out_labels, *, xp: Any = None):
     labels = tuple(tuple(lab) for lab in labels)
     shapes = tuple(tuple(int(n) for n in op.shape) for op in operands)
     optimize = "optimal" if len(operands) <= 6 else "dp"
-    return _plan(labels, tuple(out_labels), shapes, optimize, "optimal").execute(list(operands), xp=xp)
+    return _plan(labels, tuple(out_labels), shapes, optimize, "optimal").execute(
+        list(operands), xp=xp
+    )

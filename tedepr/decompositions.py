@@ -90,7 +90,11 @@ def tt_svd(w, in_modes, out_modes, rank=None, rtol=None) -> tuple[TTMatrix, floa
     xp = _check_input(w)
     in_modes, out_modes = tuple(in_modes), tuple(out_modes)
     d = len(in_modes)
-    caps = max_tt_ranks(in_modes, out_modes) if rank is None else solve_ranks("tt", rank, in_modes, out_modes)
+    caps = (
+        max_tt_ranks(in_modes, out_modes)
+        if rank is None
+        else solve_ranks("tt", rank, in_modes, out_modes)
+    )
     rtol = _check_rtol(rtol)
     delta_sq = (rtol * _norm(xp, w)) ** 2 / max(d - 1, 1)
     c = _interleaved(xp, w, in_modes, out_modes)
@@ -165,7 +169,9 @@ def tr_svd(w, in_modes, out_modes, rank, rtol=None) -> tuple[TRMatrix, float]:
 # --------------------------------------------------------------------------- Tucker
 def _unfold(xp, t, k):
     n = len(t.shape)
-    return xp.reshape(xp.permute_dims(t, (k,) + tuple(i for i in range(n) if i != k)), (t.shape[k], -1))
+    return xp.reshape(
+        xp.permute_dims(t, (k,) + tuple(i for i in range(n) if i != k)), (t.shape[k], -1)
+    )
 
 
 def _tucker_core(xp, t, factors):
@@ -215,11 +221,22 @@ def hosvd(w, in_modes, out_modes, rank=None, rtol=None, *, factored=None, kernel
     core = _tucker_core(xp, t, factors)
     f = TuckerMatrix(core, factors, in_modes, out_modes, kernel_size=kernel_size)
     err = _relative_error(xp, w, f)
-    return TuckerMatrix(core, factors, in_modes, out_modes, kernel_size=kernel_size, error=err), math.sqrt(discarded)
+    return TuckerMatrix(
+        core, factors, in_modes, out_modes, kernel_size=kernel_size, error=err
+    ), math.sqrt(discarded)
 
 
-def hooi(w, in_modes, out_modes, rank, *, factored=None, n_iter: int = 25, tol: float = 1e-10,
-         kernel_size=None) -> TuckerMatrix:
+def hooi(
+    w,
+    in_modes,
+    out_modes,
+    rank,
+    *,
+    factored=None,
+    n_iter: int = 25,
+    tol: float = 1e-10,
+    kernel_size=None,
+) -> TuckerMatrix:
     """Higher-order orthogonal iteration (De Lathauwer et al. 2000b), started from the truncated HOSVD.
 
     Stops after ``n_iter`` sweeps or when the relative error improves by less than ``tol``.
@@ -254,8 +271,17 @@ def hooi(w, in_modes, out_modes, rank, *, factored=None, n_iter: int = 25, tol: 
 
 
 # --------------------------------------------------------------------------- CP
-def cp_als(w, in_modes, out_modes, rank: int, *, n_iter: int = 200, tol: float = 1e-12, seed=0,
-           kernel_size=None) -> CPMatrix:
+def cp_als(
+    w,
+    in_modes,
+    out_modes,
+    rank: int,
+    *,
+    n_iter: int = 200,
+    tol: float = 1e-12,
+    seed=0,
+    kernel_size=None,
+) -> CPMatrix:
     """CP by alternating least squares (Kolda & Bader 2009, Fig. 3.3) over ``in_modes + out_modes``.
 
     Factors start from the leading left singular vectors of each unfolding (random columns where
@@ -273,8 +299,11 @@ def cp_als(w, in_modes, out_modes, rank: int, *, n_iter: int = 200, tol: float =
         u, _, _ = _svd(xp, _unfold(xp, t, k))
         u = u[:, : min(rank, u.shape[1])]  # a slice past the end is not portable
         if u.shape[1] < rank:
-            extra = xp.asarray(rng.standard_normal((t.shape[k], rank - u.shape[1])), dtype=w.dtype,
-                               device=array_api_compat.device(w))
+            extra = xp.asarray(
+                rng.standard_normal((t.shape[k], rank - u.shape[1])),
+                dtype=w.dtype,
+                device=array_api_compat.device(w),
+            )
             u = xp.concat([u, extra], axis=1)
         factors.append(u)
     full = tuple(range(n))
@@ -286,8 +315,9 @@ def cp_als(w, in_modes, out_modes, rank: int, *, n_iter: int = 200, tol: float =
             for j in others:
                 g = xp.matmul(xp.permute_dims(factors[j], (1, 0)), factors[j])
                 gram = g if gram is None else gram * g
-            mttkrp = einsum([t] + [factors[j] for j in others], [full] + [(j, n) for j in others],
-                            (k, n), xp=xp)
+            mttkrp = einsum(
+                [t] + [factors[j] for j in others], [full] + [(j, n) for j in others], (k, n), xp=xp
+            )
             factors[k] = xp.matmul(mttkrp, xp.linalg.pinv(gram))
         g = CPMatrix(factors, in_modes, out_modes)
         new_err = _relative_error(xp, w, g)
@@ -299,8 +329,18 @@ def cp_als(w, in_modes, out_modes, rank: int, *, n_iter: int = 200, tol: float =
 
 
 # --------------------------------------------------------------------------- entry points
-def decompose(w, format: str = "tt", rank=None, *, rtol: float | None = None, in_modes=None,
-              out_modes=None, d: int | None = None, method: str | None = None, **options: Any) -> Factorized:
+def decompose(
+    w,
+    format: str = "tt",
+    rank=None,
+    *,
+    rtol: float | None = None,
+    in_modes=None,
+    out_modes=None,
+    d: int | None = None,
+    method: str | None = None,
+    **options: Any,
+) -> Factorized:
     """Decompose a matrix ``w`` of shape ``(N_in, N_out)`` (as used in ``y = x @ w``).
 
     Parameters
@@ -323,8 +363,10 @@ def decompose(w, format: str = "tt", rank=None, *, rtol: float | None = None, in
     format = check_format(format)
     _check_input(w)
     if len(w.shape) != 2:
-        raise ValueError(f"w must be a matrix (N_in, N_out); got shape {tuple(w.shape)} "
-                         "(use decompose_conv for a Conv2d kernel)")
+        raise ValueError(
+            f"w must be a matrix (N_in, N_out); got shape {tuple(w.shape)} "
+            "(use decompose_conv for a Conv2d kernel)"
+        )
     n_in, n_out = int(w.shape[0]), int(w.shape[1])
     auto_in, auto_out = auto_modes(n_in, n_out, d)
     in_modes = check_modes(in_modes, n_in, "in_modes") or auto_in
@@ -334,21 +376,29 @@ def decompose(w, format: str = "tt", rank=None, *, rtol: float | None = None, in
 
 def _decompose(w, format, rank, rtol, in_modes, out_modes, method, factored, kernel_size, options):
     if method is not None and format != "tucker":
-        raise ValueError(f"method applies to format 'tucker' only; got method={method!r} for {format!r}")
+        raise ValueError(
+            f"method applies to format 'tucker' only; got method={method!r} for {format!r}"
+        )
     if format == "tt":
         f, _ = tt_svd(w, in_modes, out_modes, rank, rtol)
     elif format == "tr":
         if rank is None:
-            raise ValueError("rank is required for format 'tr' (it fixes the boundary rank r_0 = r_d)")
+            raise ValueError(
+                "rank is required for format 'tr' (it fixes the boundary rank r_0 = r_d)"
+            )
         f, _ = tr_svd(w, in_modes, out_modes, rank, rtol)
     elif format == "tucker":
         method = method or "hosvd"
         if method == "hosvd":
-            f, _ = hosvd(w, in_modes, out_modes, rank, rtol, factored=factored, kernel_size=kernel_size)
+            f, _ = hosvd(
+                w, in_modes, out_modes, rank, rtol, factored=factored, kernel_size=kernel_size
+            )
         elif method == "hooi":
             if rank is None:
                 raise ValueError("rank is required for method 'hooi'")
-            f = hooi(w, in_modes, out_modes, rank, factored=factored, kernel_size=kernel_size, **options)
+            f = hooi(
+                w, in_modes, out_modes, rank, factored=factored, kernel_size=kernel_size, **options
+            )
         else:
             raise ValueError(f"method must be 'hosvd' or 'hooi'; got {method!r}")
         return f
@@ -361,9 +411,18 @@ def _decompose(w, format, rank, rtol, in_modes, out_modes, method, factored, ker
     return f
 
 
-def decompose_conv(kernel, format: str = "tucker", rank=None, *, rtol: float | None = None,
-                   in_modes=None, out_modes=None, d: int | None = None, method: str | None = None,
-                   **options: Any) -> Factorized:
+def decompose_conv(
+    kernel,
+    format: str = "tucker",
+    rank=None,
+    *,
+    rtol: float | None = None,
+    in_modes=None,
+    out_modes=None,
+    d: int | None = None,
+    method: str | None = None,
+    **options: Any,
+) -> Factorized:
     """Decompose a Conv2d kernel ``(C_out, C_in, kh, kw)`` in a conv scheme (docs/method.md §2).
 
     TT/TR use the Garipov layout (channel modes plus a spatial core), Tucker is Tucker-2 (channel factors

@@ -14,7 +14,15 @@ from typing import Any
 from .namespace import get_namespace, is_array
 from .shapes import check_format
 
-__all__ = ["Factorized", "TTMatrix", "TRMatrix", "TuckerMatrix", "CPMatrix", "from_cores", "Network"]
+__all__ = [
+    "Factorized",
+    "TTMatrix",
+    "TRMatrix",
+    "TuckerMatrix",
+    "CPMatrix",
+    "from_cores",
+    "Network",
+]
 
 
 class Network:
@@ -136,7 +144,9 @@ class Factorized:
     def to_kernel(self):
         """The Conv2d kernel ``(C_out, C_in, kh, kw)``; needs ``kernel_size``."""
         if self._kernel_size is None:
-            raise ValueError("to_kernel() needs a factorisation made for a Conv2d kernel (kernel_size)")
+            raise ValueError(
+                "to_kernel() needs a factorisation made for a Conv2d kernel (kernel_size)"
+            )
         kh, kw = self._kernel_size
         xp = self._xp
         w = self.to_dense()
@@ -174,7 +184,10 @@ class _TensorTrainBase(Factorized):
                 )
         derived_in = tuple(c.shape[1] for c in cores)
         derived_out = tuple(c.shape[2] for c in cores)
-        for name, given, derived in (("in_modes", in_modes, derived_in), ("out_modes", out_modes, derived_out)):
+        for name, given, derived in (
+            ("in_modes", in_modes, derived_in),
+            ("out_modes", out_modes, derived_out),
+        ):
             if given is not None and tuple(given) != derived:
                 raise ValueError(f"{name}={tuple(given)} disagree with the cores' modes {derived}")
         for k in range(len(cores) - 1):
@@ -250,18 +263,29 @@ class TuckerMatrix(Factorized):
                 f"factors must hold one entry (array or None) per mode of {dims}; got {len(factors)}"
             )
         if len(core.shape) != len(dims):
-            raise ValueError(f"core must have {len(dims)} axes (one per mode of {dims}); got {tuple(core.shape)}")
+            raise ValueError(
+                f"core must have {len(dims)} axes (one per mode of {dims}); got {tuple(core.shape)}"
+            )
         for k, (f, dim) in enumerate(zip(factors, dims)):
             if f is None:
                 if core.shape[k] != dim:
-                    raise ValueError(f"mode {k} has no factor, so core axis {k} must be {dim}; got {core.shape[k]}")
+                    raise ValueError(
+                        f"mode {k} has no factor, so core axis {k} must be {dim}; got {core.shape[k]}"
+                    )
             elif tuple(f.shape) != (dim, core.shape[k]):
-                raise ValueError(f"factors[{k}] must have shape {(dim, core.shape[k])}; got {tuple(f.shape)}")
+                raise ValueError(
+                    f"factors[{k}] must have shape {(dim, core.shape[k])}; got {tuple(f.shape)}"
+                )
         if all(f is None for f in factors):
             raise ValueError("a Tucker factorisation needs at least one factor")
         self._factored = tuple(f is not None for f in factors)
-        super().__init__((core,) + tuple(f for f in factors if f is not None), in_modes, out_modes,
-                         kernel_size=kernel_size, error=error)
+        super().__init__(
+            (core,) + tuple(f for f in factors if f is not None),
+            in_modes,
+            out_modes,
+            kernel_size=kernel_size,
+            error=error,
+        )
 
     @property
     def core(self):
@@ -309,7 +333,9 @@ class CPMatrix(Factorized):
         rank = factors[0].shape[-1] if len(factors[0].shape) == 2 else None
         for k, (f, dim) in enumerate(zip(factors, dims)):
             if tuple(f.shape) != (dim, rank):
-                raise ValueError(f"factors[{k}] must have shape {(dim, rank)}; got {tuple(f.shape)}")
+                raise ValueError(
+                    f"factors[{k}] must have shape {(dim, rank)}; got {tuple(f.shape)}"
+                )
         super().__init__(factors, in_modes, out_modes, kernel_size=kernel_size, error=error)
 
     @property
@@ -336,8 +362,16 @@ class CPMatrix(Factorized):
 _CLASSES = {"tt": TTMatrix, "tr": TRMatrix, "tucker": TuckerMatrix, "cp": CPMatrix}
 
 
-def from_cores(format: str, cores: Sequence[Any], in_modes, out_modes, *, factored=None,
-               kernel_size=None, error=None) -> Factorized:
+def from_cores(
+    format: str,
+    cores: Sequence[Any],
+    in_modes,
+    out_modes,
+    *,
+    factored=None,
+    kernel_size=None,
+    error=None,
+) -> Factorized:
     """Build a factorised matrix of ``format`` from its trainable arrays (``Factorized.cores`` order).
 
     For Tucker, ``factored`` (one bool per mode) says which modes have a factor; default: all.

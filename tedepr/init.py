@@ -16,7 +16,14 @@ from .formats import Factorized, from_cores
 from .namespace import default_float, get_namespace
 from .shapes import auto_modes, check_format, check_modes, solve_ranks
 
-__all__ = ["INITS", "target_std", "core_std", "random_factorized", "random_factorized_conv", "conv_modes"]
+__all__ = [
+    "INITS",
+    "target_std",
+    "core_std",
+    "random_factorized",
+    "random_factorized_conv",
+    "conv_modes",
+]
 
 INITS = ("torch", "he", "glorot", "lecun")
 
@@ -84,7 +91,9 @@ def _draw(format, in_modes, out_modes, ranks, std, seed, dtype, xp, kernel_size)
     dtype = default_float(xp) if dtype is None else dtype
     cores = [xp.asarray(rng.standard_normal(shp) * s, dtype=dtype) for shp in shapes]
     factored = tuple(r is not None for r in ranks) if format == "tucker" else None
-    return from_cores(format, cores, in_modes, out_modes, factored=factored, kernel_size=kernel_size)
+    return from_cores(
+        format, cores, in_modes, out_modes, factored=factored, kernel_size=kernel_size
+    )
 
 
 def random_factorized(
@@ -133,8 +142,15 @@ def _modes(in_features, out_features, in_modes, out_modes, d):
     return in_modes, out_modes
 
 
-def conv_modes(format: str, in_channels: int, out_channels: int, kernel_size, d: int | None = None,
-               in_modes=None, out_modes=None):
+def conv_modes(
+    format: str,
+    in_channels: int,
+    out_channels: int,
+    kernel_size,
+    d: int | None = None,
+    in_modes=None,
+    out_modes=None,
+):
     """Modes of a Conv2d kernel's matrix view for each scheme (docs/method.md §2).
 
     Returns ``(in_modes, out_modes)``: TT/TR ``(c_1..c_d, kh·kw)`` / ``(o_1..o_d, 1)``; Tucker
@@ -146,7 +162,9 @@ def conv_modes(format: str, in_channels: int, out_channels: int, kernel_size, d:
     if format in ("tt", "tr"):
         ci, co = _modes(in_channels, out_channels, in_modes, out_modes, d)
         if len(ci) != len(co):
-            raise ValueError(f"in_modes {ci} and out_modes {co} must have the same length for {format!r}")
+            raise ValueError(
+                f"in_modes {ci} and out_modes {co} must have the same length for {format!r}"
+            )
         return ci + (kh * kw,), co + (1,)
     if format == "tucker":
         return (in_channels, kh * kw), (out_channels,)
@@ -156,7 +174,9 @@ def conv_modes(format: str, in_channels: int, out_channels: int, kernel_size, d:
 def _kernel_size(kernel_size):
     ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
     if len(ks) != 2 or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
-        raise ValueError(f"kernel_size must be a positive int or a pair of them; got {kernel_size!r}")
+        raise ValueError(
+            f"kernel_size must be a positive int or a pair of them; got {kernel_size!r}"
+        )
     return ks
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import array_api_compat
+
 # the default namespace: a subpackage is not imported with its parent (imports NumPy only)
 import array_api_compat.numpy  # noqa: F401
 import numpy as np

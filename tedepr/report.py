@@ -19,10 +19,14 @@ __all__ = ["DEFAULT_OVERSAMPLE", "keep_count", "low_rank_budget", "LayerReport",
 
 def keep_count(sparsity: float, dense_count: int) -> int:
     """Number of weights kept: ``round((1 − sparsity) · dense_count)``; ``sparsity`` in [0, 1)."""
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not (
-        math.isfinite(sparsity) and 0.0 <= sparsity < 1.0
+    if (
+        isinstance(sparsity, bool)
+        or not isinstance(sparsity, (int, float))
+        or not (math.isfinite(sparsity) and 0.0 <= sparsity < 1.0)
     ):
-        raise ValueError(f"sparsity must be a number in [0, 1) (fraction of dense weights removed); got {sparsity!r}")
+        raise ValueError(
+            f"sparsity must be a number in [0, 1) (fraction of dense weights removed); got {sparsity!r}"
+        )
     keep = round((1.0 - sparsity) * dense_count)
     if keep < 1:
         raise ValueError(
@@ -38,7 +42,9 @@ def low_rank_budget(sparsity: float, oversample: float) -> float:
     fine grain (pruning) then removes ``1 − 1/oversample`` of the core entries. ``oversample = 1``
     is the low-rank-only ablation (nothing left to prune).
     """
-    if not (isinstance(oversample, (int, float)) and math.isfinite(oversample) and oversample >= 1.0):
+    if not (
+        isinstance(oversample, (int, float)) and math.isfinite(oversample) and oversample >= 1.0
+    ):
         raise ValueError(f"oversample must be a number >= 1; got {oversample!r}")
     return min(1.0, oversample * (1.0 - sparsity))
 
@@ -107,7 +113,10 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, default=list)
 
     def __str__(self) -> str:
-        head = f"{'layer':<28} {'kind':<10} {'format':<7} {'ranks':<22} {'kept/total':>17} {'dense':>9} {'compr.':>8} {'FLOPs':>10}"
+        head = (
+            f"{'layer':<28} {'kind':<10} {'format':<7} {'ranks':<22} {'kept/total':>17} "
+            f"{'dense':>9} {'compr.':>8} {'FLOPs':>10}"
+        )
         lines = [head, "-" * len(head)]
         for r in self.layers:
             ranks = "" if r.ranks is None else str(tuple(r.ranks)).replace(" ", "")

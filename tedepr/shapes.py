@@ -69,7 +69,9 @@ def balanced_modes(n: int, d: int) -> tuple[int, ...]:
     return tuple(sorted(modes, reverse=True))
 
 
-def auto_modes(n_in: int, n_out: int, d: int | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def auto_modes(
+    n_in: int, n_out: int, d: int | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Balanced ``(in_modes, out_modes)`` with the same number of modes on both sides.
 
     With ``d=None`` the number of modes is the largest ``d <= 4`` for which both sides still have
@@ -130,7 +132,9 @@ def count_params(format: str, in_modes, out_modes, ranks) -> int:
     return rank * sum(dims)
 
 
-def solve_ranks(format: str, rank, in_modes, out_modes, *, factored=None, name: str = "rank") -> tuple:
+def solve_ranks(
+    format: str, rank, in_modes, out_modes, *, factored=None, name: str = "rank"
+) -> tuple:
     """Turn a rank argument into explicit ranks (see the module docstring for the conventions).
 
     ``factored`` (Tucker only): one bool per mode; an int or float rank then applies to the factored
@@ -139,8 +143,14 @@ def solve_ranks(format: str, rank, in_modes, out_modes, *, factored=None, name: 
     format = check_format(format)
     if factored is not None:
         factored = tuple(bool(f) for f in factored)
-        if format != "tucker" or len(factored) != len(in_modes) + len(out_modes) or not any(factored):
-            raise ValueError("factored must be given for 'tucker' only, one bool per mode, not all False")
+        if (
+            format != "tucker"
+            or len(factored) != len(in_modes) + len(out_modes)
+            or not any(factored)
+        ):
+            raise ValueError(
+                "factored must be given for 'tucker' only, one bool per mode, not all False"
+            )
     in_modes, out_modes = tuple(in_modes), tuple(out_modes)
     if format in ("tt", "tr") and len(in_modes) != len(out_modes):
         raise ValueError(
@@ -148,14 +158,18 @@ def solve_ranks(format: str, rank, in_modes, out_modes, *, factored=None, name: 
             "(pad the shorter side with modes of size 1)"
         )
     if isinstance(rank, bool) or rank is None:
-        raise TypeError(f"{name} must be an int, a tuple of ints or a float budget in (0, 1]; got {rank!r}")
+        raise TypeError(
+            f"{name} must be an int, a tuple of ints or a float budget in (0, 1]; got {rank!r}"
+        )
     if isinstance(rank, float):
         return _solve_budget(format, rank, in_modes, out_modes, name, factored)
     if isinstance(rank, int):
         return _uniform_ranks(format, rank, in_modes, out_modes, name, True, factored)
     if isinstance(rank, Sequence) and not isinstance(rank, (str, bytes)):
         return _check_explicit_ranks(format, tuple(rank), in_modes, out_modes, name)
-    raise TypeError(f"{name} must be an int, a tuple of ints or a float budget in (0, 1]; got {rank!r}")
+    raise TypeError(
+        f"{name} must be an int, a tuple of ints or a float budget in (0, 1]; got {rank!r}"
+    )
 
 
 def _uniform_ranks(format, r, in_modes, out_modes, name, warn, factored=None):
@@ -230,7 +244,9 @@ def _check_explicit_ranks(format, ranks, in_modes, out_modes, name):
 
 def _solve_budget(format, frac, in_modes, out_modes, name, factored=None):
     if not (math.isfinite(frac) and 0.0 < frac <= 1.0):
-        raise ValueError(f"{name} as a float is a parameter budget and must be in (0, 1]; got {frac}")
+        raise ValueError(
+            f"{name} as a float is a parameter budget and must be in (0, 1]; got {frac}"
+        )
     return _solve_budget_cached(format, frac, in_modes, out_modes, name, factored)
 
 

@@ -38,8 +38,9 @@ FORMATS = ("tt", "tr", "tucker", "cp")
 _COMMON = dict(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 # deadline=None in both: the first call of a JAX function compiles, which is not a slow test.
 settings.register_profile("dev", max_examples=25, deadline=None, **_COMMON)
-settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True, print_blob=True,
-                          **_COMMON)
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, derandomize=True, print_blob=True, **_COMMON
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
@@ -95,8 +96,9 @@ def examples(xp, n: int | None = None, jax: int | None = None) -> int:
     return max(2, n // 8) if jax is None else jax
 
 
-def check_examples(xp, check, *, n: int | None = None, jax: int | None = None,
-                   **strategies) -> None:
+def check_examples(
+    xp, check, *, n: int | None = None, jax: int | None = None, **strategies
+) -> None:
     """Run ``check(**drawn)`` as a hypothesis test on ``examples(xp, n, jax)`` drawn examples."""
     settings(max_examples=examples(xp, n, jax))(given(**strategies)(check))()
 
@@ -211,10 +213,13 @@ class Spec:
         import tedepr
 
         cores = self.cores if cores is None else cores
-        cores = [c if not isinstance(c, np.ndarray) else to_xp(xp, c, dtype, device=device)
-                 for c in cores]
-        return tedepr.from_cores(self.format, cores, self.in_modes, self.out_modes,
-                                 factored=self.factored)
+        cores = [
+            c if not isinstance(c, np.ndarray) else to_xp(xp, c, dtype, device=device)
+            for c in cores
+        ]
+        return tedepr.from_cores(
+            self.format, cores, self.in_modes, self.out_modes, factored=self.factored
+        )
 
 
 def core_shapes(format, in_modes, out_modes, ranks):
@@ -236,8 +241,9 @@ def spec_from_seed(format, in_modes, out_modes, ranks, seed) -> Spec:
 
 
 @st.composite
-def factorized_specs(draw, formats=FORMATS, max_modes: int = 3, max_mode: int = 4,
-                     max_rank: int = 3):
+def factorized_specs(
+    draw, formats=FORMATS, max_modes: int = 3, max_mode: int = 4, max_rank: int = 3
+):
     """A random factorised matrix: format, 1..``max_modes`` modes per side (equal for TT/TR), mode
     sizes 1..``max_mode``, ranks 1..``max_rank`` valid for tedepr.shapes, Tucker with some factors
     None; the cores are standard normal NumPy float64 arrays from a drawn seed."""
@@ -260,8 +266,9 @@ def factorized_specs(draw, formats=FORMATS, max_modes: int = 3, max_mode: int = 
     elif fmt == "tucker":
         dims = in_modes + out_modes
         factored = draw(st.lists(st.booleans(), min_size=p + q, max_size=p + q).filter(any))
-        ranks = tuple(draw(st.integers(1, min(d, max_rank))) if f else None
-                      for d, f in zip(dims, factored))
+        ranks = tuple(
+            draw(st.integers(1, min(d, max_rank))) if f else None for d, f in zip(dims, factored)
+        )
     else:
         ranks = (draw(rank),)
     seed = draw(st.integers(0, 2**32 - 1))

@@ -19,26 +19,37 @@ def tt():
 
 
 # ----------------------------------------------------------------------------- formats
-@pytest.mark.parametrize("call", [
-    lambda: tedepr.random_factorized("ttm", 12, 6, 2),
-    lambda: tedepr.random_factorized_conv("block", 4, 4, 3, 2),
-    lambda: tedepr.decompose(W12x6, "TTT", rank=2),
-    lambda: tedepr.from_cores("mps", [np.ones((1, 2, 2, 1))], (2,), (2,)),
-    lambda: tedepr.solve_ranks("hierarchical", 2, (2,), (2,)),
-], ids=["random_factorized", "random_factorized_conv", "decompose", "from_cores", "solve_ranks"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: tedepr.random_factorized("ttm", 12, 6, 2),
+        lambda: tedepr.random_factorized_conv("block", 4, 4, 3, 2),
+        lambda: tedepr.decompose(W12x6, "TTT", rank=2),
+        lambda: tedepr.from_cores("mps", [np.ones((1, 2, 2, 1))], (2,), (2,)),
+        lambda: tedepr.solve_ranks("hierarchical", 2, (2,), (2,)),
+    ],
+    ids=["random_factorized", "random_factorized_conv", "decompose", "from_cores", "solve_ranks"],
+)
 def test_unknown_format(call):
     with pytest.raises(ValueError, match=r"format must be one of 'tt', 'tr', 'tucker', 'cp'"):
         call()
 
 
 # ----------------------------------------------------------------------------- modes
-@pytest.mark.parametrize("call, name", [
-    (lambda: tedepr.random_factorized("tt", 12, 6, 2, in_modes=(3, 3), out_modes=(2, 3)),
-     "in_modes"),
-    (lambda: tedepr.random_factorized("tucker", 12, 6, 2, in_modes=(3, 4), out_modes=(7,)),
-     "out_modes"),
-    (lambda: tedepr.decompose(W12x6, "tt", in_modes=(2, 2, 2), out_modes=(2, 3)), "in_modes"),
-])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (
+            lambda: tedepr.random_factorized("tt", 12, 6, 2, in_modes=(3, 3), out_modes=(2, 3)),
+            "in_modes",
+        ),
+        (
+            lambda: tedepr.random_factorized("tucker", 12, 6, 2, in_modes=(3, 4), out_modes=(7,)),
+            "out_modes",
+        ),
+        (lambda: tedepr.decompose(W12x6, "tt", in_modes=(2, 2, 2), out_modes=(2, 3)), "in_modes"),
+    ],
+)
 def test_modes_must_multiply_to_the_dimension(call, name):
     with pytest.raises(ValueError, match=rf"{name}=\(.*\) multiply to \d+, but the dimension is"):
         call()
@@ -71,8 +82,11 @@ def test_explicit_rank_tuple_entries_below_one():
 
 def test_explicit_tt_ranks_above_the_maximum():
     # in (3, 4), out (2, 3): bond 1 can hold at most min(3·2, 4·3) = 6
-    with pytest.raises(ValueError, match=r"rank=\(1, 7, 1\) exceeds the largest ranks the modes "
-                                         r"allow, \(1, 6, 1\), at bonds \[1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"rank=\(1, 7, 1\) exceeds the largest ranks the modes "
+        r"allow, \(1, 6, 1\), at bonds \[1\]",
+    ):
         tedepr.random_factorized("tt", 12, 6, (1, 7, 1), **MODES)
     assert tedepr.random_factorized("tt", 12, 6, (1, 6, 1), **MODES).ranks == (1, 6, 1)
 
@@ -103,8 +117,11 @@ def test_cores_must_chain():
 
 @pytest.mark.parametrize("frac", [0.0, -0.5, 1.5, math.inf, math.nan])
 def test_float_rank_outside_the_unit_interval(frac):
-    with pytest.raises(ValueError, match=r"rank as a float is a parameter budget and must be in "
-                                         r"\(0, 1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"rank as a float is a parameter budget and must be in "
+        r"\(0, 1\]",
+    ):
         tedepr.random_factorized("tt", 12, 6, frac, **MODES)
 
 
@@ -121,14 +138,19 @@ def test_rank_of_the_wrong_type(rank):
         tedepr.solve_ranks("tt", ("8", 2, 1), (3, 4), (2, 3))
 
 
-@pytest.mark.parametrize("fmt, rank, expected", [
-    ("tt", 10, (1, 6, 1)),
-    ("tucker", 4, (3, 4, 2, 3)),
-])
+@pytest.mark.parametrize(
+    "fmt, rank, expected",
+    [
+        ("tt", 10, (1, 6, 1)),
+        ("tucker", 4, (3, 4, 2, 3)),
+    ],
+)
 def test_int_rank_that_must_be_capped_warns(fmt, rank, expected):
-    with pytest.warns(UserWarning, match=rf"rank={rank} exceeds what the modes .* allow on some "
-                                         rf"bonds; using ranks {expected!r}".replace("(", r"\(")
-                      .replace(")", r"\)")):
+    with pytest.warns(
+        UserWarning,
+        match=rf"rank={rank} exceeds what the modes .* allow on some "
+        rf"bonds; using ranks {expected!r}".replace("(", r"\(").replace(")", r"\)"),
+    ):
         f = tedepr.random_factorized(fmt, 12, 6, rank, **MODES)
     assert f.ranks == expected
     with pytest.warns(UserWarning, match="exceeds what the modes"):
@@ -139,8 +161,11 @@ def test_int_rank_that_must_be_capped_warns(fmt, rank, expected):
 
 # ----------------------------------------------------------------------------- contraction
 def test_x_last_dim_must_be_n_in():
-    with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 12\) to multiply a 12x6 TT "
-                                         r"matrix; got shape \(5, 11\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x must have shape \(\.\.\., 12\) to multiply a 12x6 TT "
+        r"matrix; got shape \(5, 11\)",
+    ):
         tedepr.contract(np.ones((5, 11)), tt())
     with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., 12\)"):
         tedepr.contract(np.float64(1.0), tt())
@@ -155,8 +180,11 @@ def test_f_must_be_factorized():
 def test_mixed_array_libraries():
     torch = pytest.importorskip("torch")
     f = tedepr.random_factorized("tt", 12, 6, 2, seed=0, xp=torch, **MODES)
-    with pytest.raises(TypeError, match=r"x and f.cores must come from the same array library.*"
-                                        r"numpy\.ndarray, torch\.Tensor"):
+    with pytest.raises(
+        TypeError,
+        match=r"x and f.cores must come from the same array library.*"
+        r"numpy\.ndarray, torch\.Tensor",
+    ):
         tedepr.contract(np.ones((5, 12)), f)
     with pytest.raises(TypeError, match=r"different array libraries cannot be mixed"):
         tedepr.TTMatrix([np.ones((1, 3, 2, 2)), torch.ones((2, 4, 3, 1))])
@@ -164,8 +192,11 @@ def test_mixed_array_libraries():
 
 @pytest.mark.parametrize("strategy", ["fast", "Chain", None])
 def test_unknown_strategy(strategy):
-    with pytest.raises(ValueError, match=r"strategy must be one of 'auto', 'chain', 'optimal', "
-                                         r"'reconstruct'"):
+    with pytest.raises(
+        ValueError,
+        match=r"strategy must be one of 'auto', 'chain', 'optimal', "
+        r"'reconstruct'",
+    ):
         tedepr.contract(np.ones((5, 12)), tt(), strategy=strategy)
 
 

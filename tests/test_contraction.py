@@ -99,8 +99,13 @@ def test_zero_and_nondefault_device(xp):
         expected = device if device is not None else array_api_compat.device(xs)
         by_einsum, _ = reference_outputs(spec, x, spec.cores)
         for strategy in STRATEGIES:
-            assert_close(tedepr.contract(xs, f, strategy=strategy), by_einsum, "float64", xp=xp,
-                         device=expected)
+            assert_close(
+                tedepr.contract(xs, f, strategy=strategy),
+                by_einsum,
+                "float64",
+                xp=xp,
+                device=expected,
+            )
 
     lead = st.sampled_from([(0,), (2, 0), (0, 3), (2,), (1, 2)])
     check_examples(xp, check, spec=factorized_specs(max_modes=2), lead=lead)
@@ -122,8 +127,9 @@ def expected_grads(spec, x, g, cores):
             basis[idx] = 1.0
             probe = list(cores)
             probe[k] = basis
-            w = reference.to_dense(spec.format, spec.reference_cores(probe), spec.in_modes,
-                                   spec.out_modes)
+            w = reference.to_dense(
+                spec.format, spec.reference_cores(probe), spec.in_modes, spec.out_modes
+            )
             grad[idx] = np.sum(dl_dw * w)
         grads.append(grad)
     return grads
@@ -146,8 +152,12 @@ def test_torch_autograd_matches_multilinear_gradient():
     def check(case):
         spec, x, g = case
         expected = expected_grads(spec, x, g, spec.cores)
-        expected_dx = g.reshape(-1, spec.n_out) @ reference.to_dense(
-            spec.format, spec.reference_cores(), spec.in_modes, spec.out_modes).T
+        expected_dx = (
+            g.reshape(-1, spec.n_out)
+            @ reference.to_dense(
+                spec.format, spec.reference_cores(), spec.in_modes, spec.out_modes
+            ).T
+        )
         for strategy in STRATEGIES:
             cores = [torch.tensor(c, requires_grad=True) for c in spec.cores]
             xt = torch.tensor(x, requires_grad=True)
@@ -172,13 +182,15 @@ def test_jax_jit_and_grad():
 
         def forward(x, *cores):
             # the factorised matrix is rebuilt from traced cores inside the compiled function
-            f = tedepr.from_cores(spec.format, cores, spec.in_modes, spec.out_modes,
-                                  factored=spec.factored)
+            f = tedepr.from_cores(
+                spec.format, cores, spec.in_modes, spec.out_modes, factored=spec.factored
+            )
             return [tedepr.contract(x, f, strategy=s) for s in STRATEGIES]
 
         def loss(cores, strategy):
-            f = tedepr.from_cores(spec.format, cores, spec.in_modes, spec.out_modes,
-                                  factored=spec.factored)
+            f = tedepr.from_cores(
+                spec.format, cores, spec.in_modes, spec.out_modes, factored=spec.factored
+            )
             return jnp.sum(gj * tedepr.contract(xj, f, strategy=strategy))
 
         by_einsum, _ = reference_outputs(spec, rounded(x, dtype), spec.rounded_cores(dtype))
@@ -202,8 +214,9 @@ def einsum_cases(draw):
     n_labels = draw(st.integers(1, 5))
     sizes = draw(st.lists(st.integers(1, 3), min_size=n_labels, max_size=n_labels))
     label = st.integers(0, n_labels - 1)
-    labels = draw(st.lists(st.lists(label, min_size=1, max_size=4).map(tuple), min_size=1,
-                           max_size=4))
+    labels = draw(
+        st.lists(st.lists(label, min_size=1, max_size=4).map(tuple), min_size=1, max_size=4)
+    )
     present = sorted({c for lab in labels for c in lab})
     out = tuple(draw(st.permutations(present))[: draw(st.integers(0, len(present)))])
     operands = [draw_array(draw, tuple(sizes[c] for c in lab)) for lab in labels]

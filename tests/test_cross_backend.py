@@ -32,8 +32,12 @@ FORMATS = ("tt", "tr", "tucker", "cp")
 def _pair(fmt, seed=0):
     """The same TT/TR/Tucker/CP MLP 16 -> 6 -> 4 (every layer tensorized) in both backends, same weights."""
     torch.manual_seed(seed)
-    tmodel = ttensorize(LeNet300_100(num_classes=4, image_size=4, hidden=(6,)).double(), fmt, rank=2, min_params=0)
-    jmodel = jtensorize(jmodels.lenet300_100(num_classes=4, image_size=4, hidden=(6,)), fmt, rank=2, min_params=0)
+    tmodel = ttensorize(
+        LeNet300_100(num_classes=4, image_size=4, hidden=(6,)).double(), fmt, rank=2, min_params=0
+    )
+    jmodel = jtensorize(
+        jmodels.lenet300_100(num_classes=4, image_size=4, hidden=(6,)), fmt, rank=2, min_params=0
+    )
     params, masks = jx.import_arrays(jmodel, tx.export_arrays(tmodel), dtype=jnp.float64)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((5, 1, 4, 4))
@@ -103,14 +107,19 @@ def test_same_scores_and_masks_for_every_score(fmt, method):
     tm = prune(tp, method, keep, rounds=rounds, seed=3)
     jm = prune(jp, method, keep, rounds=rounds, seed=3)
     for n, m in jm.items():
-        np.testing.assert_array_equal(_torch_layout(jp, n, m), tm[canonical_name(n)].numpy(), err_msg=f"{method} {n}")
+        np.testing.assert_array_equal(
+            _torch_layout(jp, n, m), tm[canonical_name(n)].numpy(), err_msg=f"{method} {n}"
+        )
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_weights_and_masks_round_trip_between_backends(fmt):
     tmodel, jmodel, params, (x, _) = _pair(fmt, seed=2)
     rng = np.random.default_rng(0)
-    masks = {n: torch.tensor(rng.random(tuple(p.shape)) < 0.5) for n, p in tedepr.backends.torch.prunable_parameters(tmodel).items()}
+    masks = {
+        n: torch.tensor(rng.random(tuple(p.shape)) < 0.5)
+        for n, p in tedepr.backends.torch.prunable_parameters(tmodel).items()
+    }
     apply_masks(tmodel, masks)
     exported = tx.export_arrays(tmodel)
     jparams, jmasks = jx.import_arrays(jmodel, exported, dtype=jnp.float64)
@@ -120,7 +129,9 @@ def test_weights_and_masks_round_trip_between_backends(fmt):
     # and back: a fresh torch model of the same architecture gets the same weights, masks and outputs
     back = jx.export_arrays(jmodel, jparams, jmasks)
     torch.manual_seed(99)
-    fresh = ttensorize(LeNet300_100(num_classes=4, image_size=4, hidden=(6,)).double(), fmt, rank=2, min_params=0)
+    fresh = ttensorize(
+        LeNet300_100(num_classes=4, image_size=4, hidden=(6,)).double(), fmt, rank=2, min_params=0
+    )
     tx.import_arrays(fresh, back)
     np.testing.assert_array_equal(fresh(torch.tensor(x)).detach().numpy(), t_out)
     again = tx.export_arrays(fresh)

@@ -71,8 +71,9 @@ def full_rank_cases(draw):
         r0 = draw(st.sampled_from([r for r in range(1, rank1 + 1) if rank1 % r == 0]))
         options = dict(rank=(r0,) + (10**6,) * (len(im) - 1) + (r0,))
     elif fmt == "tucker":
-        factored = draw(st.lists(st.booleans(), min_size=len(im + om), max_size=len(im + om))
-                        .filter(any))
+        factored = draw(
+            st.lists(st.booleans(), min_size=len(im + om), max_size=len(im + om)).filter(any)
+        )
         options = dict(rank=tuple(d if f else None for d, f in zip(im + om, factored)))
     else:
         options = {}
@@ -110,8 +111,14 @@ def test_tt_svd_bound_and_reference(xp):
         if rtol is not None and all(r < c for r, c in zip(f.ranks[1:-1], ranks[1:-1])):
             assert f.error <= rtol * (1 + 1e-9)  # no cap was binding: the target is met
 
-    check_examples(xp, check, jax=3, case=matrices(min_modes=2, min_mode=2),
-                   max_rank=st.integers(1, 4), rtol=st.none() | st.sampled_from((0.05, 0.3, 0.6)))
+    check_examples(
+        xp,
+        check,
+        jax=3,
+        case=matrices(min_modes=2, min_mode=2),
+        max_rank=st.integers(1, 4),
+        rtol=st.none() | st.sampled_from((0.05, 0.3, 0.6)),
+    )
 
 
 # ----------------------------------------------------------------------------- TR-SVD
@@ -127,8 +134,14 @@ def test_tr_svd_bound(xp):
         assert_close(f.to_dense(), reference_dense(f), "float64", xp=xp)
 
     # modes >= 2 keep the first unfolding's rank >= 4 >= r_0 (a larger r_0 is a documented error)
-    check_examples(xp, check, jax=3, case=matrices(min_modes=2, min_mode=2),
-                   r0=st.integers(1, 2), interior=st.integers(1, 4))
+    check_examples(
+        xp,
+        check,
+        jax=3,
+        case=matrices(min_modes=2, min_mode=2),
+        r0=st.integers(1, 2),
+        interior=st.integers(1, 4),
+    )
 
 
 # ----------------------------------------------------------------------------- Tucker
@@ -209,8 +222,9 @@ def exact_cp_tensors(draw):
 def test_cp_als_recovers_an_exact_cp_tensor(xp):
     def check(case):
         w, im, om, rank = case
-        f = tedepr.decompose(to_xp(xp, w, "float64"), "cp", rank, in_modes=im, out_modes=om,
-                             n_iter=500)
+        f = tedepr.decompose(
+            to_xp(xp, w, "float64"), "cp", rank, in_modes=im, out_modes=om, n_iter=500
+        )
         assert f.ranks == (rank,) and f.num_params == rank * sum(im + om)
         assert_close(f.to_dense(), w, "float64", xp=xp)
         measured = frobenius(reference_dense(f) - w) / frobenius(w)
@@ -251,14 +265,24 @@ def test_decompose_conv_full_rank_reproduces_the_kernel(xp):
         assert_close(f.to_kernel(), expected, dtype, xp=xp)
         # the kernel's matrix view is the reference's, and the reference rebuilds the same kernel
         assert_close(f.to_dense(), reference.kernel_to_matrix(expected), dtype, xp=xp)
-        np.testing.assert_allclose(reference.matrix_to_kernel(reference_dense(f), f.kernel_size),
-                                   expected, rtol=0, atol=RTOL[dtype] * np.abs(expected).max())
+        np.testing.assert_allclose(
+            reference.matrix_to_kernel(reference_dense(f), f.kernel_size),
+            expected,
+            rtol=0,
+            atol=RTOL[dtype] * np.abs(expected).max(),
+        )
         if fmt == "tucker":
             assert f.ranks[1] is None  # Tucker-2: the spatial mode stays in the core
         assert rel_error(f.to_kernel(), expected) <= RTOL[dtype]
 
-    check_examples(xp, check, jax=3, kernel=kernels(), fmt=st.sampled_from(("tt", "tucker")),
-                   dtype=st.sampled_from(DTYPES))
+    check_examples(
+        xp,
+        check,
+        jax=3,
+        kernel=kernels(),
+        fmt=st.sampled_from(("tt", "tucker")),
+        dtype=st.sampled_from(DTYPES),
+    )
 
 
 def test_tr_svd_is_exact_when_the_boundary_rank_does_not_divide_the_unfolding_rank():

@@ -16,8 +16,10 @@ def _blocks(path: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     ("page", "framework"),
-    [pytest.param("torch.md", "torch", marks=pytest.mark.torch),
-     pytest.param("jax.md", "jax", marks=pytest.mark.jax)],
+    [
+        pytest.param("torch.md", "torch", marks=pytest.mark.torch),
+        pytest.param("jax.md", "jax", marks=pytest.mark.jax),
+    ],
 )
 def test_tutorial_runs(page, framework):
     pytest.importorskip(framework)

@@ -35,8 +35,12 @@ def independent_num_params(spec) -> int:
 def test_to_dense_matches_reference(xp):
     def check(spec, dtype):
         f = spec.build(xp, dtype)
-        expected = reference.to_dense(spec.format, spec.reference_cores(spec.rounded_cores(dtype)),
-                                      spec.in_modes, spec.out_modes)
+        expected = reference.to_dense(
+            spec.format,
+            spec.reference_cores(spec.rounded_cores(dtype)),
+            spec.in_modes,
+            spec.out_modes,
+        )
         assert_close(f.to_dense(), expected, dtype, xp=xp)
 
     check_examples(xp, check, spec=factorized_specs(), dtype=st.sampled_from(DTYPES))
@@ -66,8 +70,9 @@ def test_with_cores_rebuilds_without_touching_the_original(xp):
         new = [np.random.default_rng(seed).standard_normal(c.shape) for c in spec.cores]
         g = f.with_cores([to_xp(xp, c, "float64") for c in new])
         assert type(g) is type(f) and g.ranks == f.ranks and g is not f
-        expected = reference.to_dense(spec.format, spec.reference_cores(new), spec.in_modes,
-                                      spec.out_modes)
+        expected = reference.to_dense(
+            spec.format, spec.reference_cores(new), spec.in_modes, spec.out_modes
+        )
         assert_close(g.to_dense(), expected, "float64", xp=xp)
         for c, c0 in zip(f.cores, spec.cores):
             np.testing.assert_array_equal(to_numpy(c), c0)
@@ -79,8 +84,9 @@ def _conv_rank_is_capped(fmt, c_in, c_out, ks, rank) -> bool:
     im, om = tedepr.conv_modes(fmt, c_in, c_out, ks)
     if fmt == "tt":
         sizes = [n * m for n, m in zip(im, om)]
-        return any(min(math.prod(sizes[:k]), math.prod(sizes[k:])) < rank
-                   for k in range(1, len(sizes)))
+        return any(
+            min(math.prod(sizes[:k]), math.prod(sizes[k:])) < rank for k in range(1, len(sizes))
+        )
     if fmt == "tucker":
         return c_in < rank or c_out < rank
     return False
@@ -92,8 +98,9 @@ def test_to_kernel_matches_reference(xp):
     def check(fmt, c_in, c_out, ks, rank, seed, dtype):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            f = tedepr.random_factorized_conv(fmt, c_in, c_out, ks, rank, std=1.0, seed=seed,
-                                              xp=xp, dtype=getattr(xp, dtype))
+            f = tedepr.random_factorized_conv(
+                fmt, c_in, c_out, ks, rank, std=1.0, seed=seed, xp=xp, dtype=getattr(xp, dtype)
+            )
         # an int rank is capped with a warning exactly where the modes allow less, never silently
         capped = _conv_rank_is_capped(fmt, c_in, c_out, ks, rank)
         assert any("rank" in str(w.message) for w in caught) == capped
@@ -116,9 +123,15 @@ def test_to_kernel_matches_reference(xp):
             assert (f.in_modes, f.out_modes) == ((c_in,) + ks, (c_out,))
 
     check_examples(
-        xp, check, fmt=st.sampled_from(("tt", "tr", "tucker", "cp")), c_in=channels, c_out=channels,
-        ks=st.tuples(st.integers(1, 3), st.integers(1, 3)), rank=st.integers(1, 3),
-        seed=st.integers(0, 2**32 - 1), dtype=st.sampled_from(DTYPES),
+        xp,
+        check,
+        fmt=st.sampled_from(("tt", "tr", "tucker", "cp")),
+        c_in=channels,
+        c_out=channels,
+        ks=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+        rank=st.integers(1, 3),
+        seed=st.integers(0, 2**32 - 1),
+        dtype=st.sampled_from(DTYPES),
     )
 
 

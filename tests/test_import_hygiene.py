@@ -12,8 +12,15 @@ import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CORE_MODULES = ("tedepr", "tedepr.shapes", "tedepr.formats", "tedepr.contraction", "tedepr.init",
-                "tedepr.decompositions", "tedepr.namespace")
+CORE_MODULES = (
+    "tedepr",
+    "tedepr.shapes",
+    "tedepr.formats",
+    "tedepr.contraction",
+    "tedepr.init",
+    "tedepr.decompositions",
+    "tedepr.namespace",
+)
 FRAMEWORKS = ("torch", "jax", "jaxlib", "tensorflow")
 
 
@@ -21,8 +28,14 @@ def run_python(code: str, *, extra_path=(), timeout=120) -> subprocess.Completed
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([*map(str, extra_path), str(REPO)])
     env.pop("PYTHONSTARTUP", None)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=str(REPO), env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=str(REPO),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_importing_the_core_imports_no_framework():
@@ -60,7 +73,8 @@ sys.meta_path.insert(0, _Blocker())
 
 def test_the_core_works_without_torch_and_jax(tmp_path):
     (tmp_path / "sitecustomize.py").write_text(BLOCKER)
-    proc = run_python("""
+    proc = run_python(
+        """
         import sys
         # the blocker is active: this process cannot import either framework
         for name in ("torch", "jax"):
@@ -92,6 +106,8 @@ def test_the_core_works_without_torch_and_jax(tmp_path):
         assert k.to_kernel().shape == (8, 4, 3, 3)
         assert not [m for m in sys.modules if m.split(".")[0] in ("torch", "jax", "jaxlib")]
         print("CORE OK")
-    """, extra_path=[tmp_path])
+    """,
+        extra_path=[tmp_path],
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "CORE OK" in proc.stdout

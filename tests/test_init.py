@@ -63,8 +63,10 @@ def test_named_init_is_the_std_of_the_dense_layer(fmt, init):
     kw = LINEAR_CASES[fmt]
     fan_in, fan_out = kw["in_features"], kw["out_features"]
     expected = {  # the dense layer's std under each scheme (PyTorch default: U(±1/√fan_in))
-        "torch": 1 / math.sqrt(3 * fan_in), "he": math.sqrt(2 / fan_in),
-        "glorot": math.sqrt(2 / (fan_in + fan_out)), "lecun": math.sqrt(1 / fan_in),
+        "torch": 1 / math.sqrt(3 * fan_in),
+        "he": math.sqrt(2 / fan_in),
+        "glorot": math.sqrt(2 / (fan_in + fan_out)),
+        "lecun": math.sqrt(1 / fan_in),
     }[init]
     assert math.isclose(target_std(init, fan_in, fan_out), expected, rel_tol=1e-15)
     # a named init draws exactly what std= draws (same seed, same scale)
@@ -96,8 +98,9 @@ def test_conv_init_std(fmt):
     target = 1 / math.sqrt(3 * c_in * k * k)  # PyTorch's nn.Conv2d default, fan_in = C_in·kh·kw
 
     def make(seed):
-        return tedepr.random_factorized_conv(fmt, c_in, c_out, k, rank, init="torch", seed=seed,
-                                             **options)
+        return tedepr.random_factorized_conv(
+            fmt, c_in, c_out, k, rank, init="torch", seed=seed, **options
+        )
 
     f = make(0)
     assert f.kernel_size == (k, k) and f.shape == (c_in * k * k, c_out)
@@ -121,8 +124,9 @@ def test_core_std_is_the_documented_closed_form(spec):
 
 
 def test_cores_are_iid_with_the_core_std():
-    f = tedepr.random_factorized("tr", 64, 64, 4, std=0.05, seed=0, in_modes=(4, 4, 4),
-                                 out_modes=(4, 4, 4))
+    f = tedepr.random_factorized(
+        "tr", 64, 64, 4, std=0.05, seed=0, in_modes=(4, 4, 4), out_modes=(4, 4, 4)
+    )
     s = core_std("tr", f.ranks, len(f.cores), 0.05)
     entries = np.concatenate([np.asarray(c).ravel() for c in f.cores])
     # 768 i.i.d. normal entries: the sample std is within 4 standard errors (~2.6%) of s

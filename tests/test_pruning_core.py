@@ -10,15 +10,26 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tedepr
-from tedepr.pruning import CoreInfo, Guards, count_kept, effective_ranks, exponential_schedule, prune, select
+from tedepr.pruning import (
+    CoreInfo,
+    Guards,
+    count_kept,
+    effective_ranks,
+    exponential_schedule,
+    prune,
+    select,
+)
 from tedepr.pruning.selection import reserved_entries
 from tedepr.report import keep_count, low_rank_budget
 
 xp = tedepr.get_namespace(np.zeros(1))
 
 
-@given(st.integers(0, 2**32 - 1), st.lists(st.tuples(st.integers(1, 4), st.integers(1, 5)), min_size=1, max_size=4),
-       st.floats(0.0, 1.0))
+@given(
+    st.integers(0, 2**32 - 1),
+    st.lists(st.tuples(st.integers(1, 4), st.integers(1, 5)), min_size=1, max_size=4),
+    st.floats(0.0, 1.0),
+)
 def test_select_keeps_exactly_the_top_entries(seed, shapes, frac):
     rng = np.random.default_rng(seed)
     scores = {f"p{k}": rng.integers(0, 5, size=s).astype(np.float64) for k, s in enumerate(shapes)}
@@ -56,7 +67,10 @@ def test_select_errors():
 
 
 def _tt_structure(names):
-    return {n: CoreInfo("layer", "tt", k, slice_axes=(1, 2), bond_axes=(0, 3)) for k, n in enumerate(names)}
+    return {
+        n: CoreInfo("layer", "tt", k, slice_axes=(1, 2), bond_axes=(0, 3))
+        for k, n in enumerate(names)
+    }
 
 
 def test_guards_keep_every_slice_even_when_scores_say_otherwise():
@@ -79,9 +93,14 @@ def test_guards_keep_every_slice_even_when_scores_say_otherwise():
 
 
 def test_guards_min_density_and_impossible_target():
-    scores = {"c0": np.arange(8.0).reshape(1, 2, 2, 2), "c1": np.arange(8.0).reshape(2, 2, 2, 1) + 100}
+    scores = {
+        "c0": np.arange(8.0).reshape(1, 2, 2, 2),
+        "c1": np.arange(8.0).reshape(2, 2, 2, 1) + 100,
+    }
     structure = _tt_structure(scores)
-    masks = select(scores, 9, structure=structure, guards=Guards(min_density=0.5, keep_slices=False))
+    masks = select(
+        scores, 9, structure=structure, guards=Guards(min_density=0.5, keep_slices=False)
+    )
     assert masks["c0"].sum() == 4 and count_kept(masks) == 9
     np.testing.assert_array_equal(masks["c0"].ravel(), [False] * 4 + [True] * 4)
     with pytest.raises(ValueError, match="guards need 16"):
@@ -99,7 +118,7 @@ def test_dense_weights_are_never_guarded():
 
 def test_exponential_schedule():
     s = exponential_schedule(0.01, 4)
-    np.testing.assert_allclose(s, [0.01 ** 0.25, 0.01 ** 0.5, 0.01 ** 0.75, 0.01])
+    np.testing.assert_allclose(s, [0.01**0.25, 0.01**0.5, 0.01**0.75, 0.01])
     with pytest.raises(ValueError, match="rounds"):
         exponential_schedule(0.1, 0)
 
@@ -164,11 +183,17 @@ def _problem(data=True):
 def test_scores_hand_computed():
     p = _problem()
     # magnitude |θ|
-    np.testing.assert_array_equal(tedepr.pruning.compute_scores(p, "magnitude")["w"], [1.0, 2.0, 0.5, 3.0])
+    np.testing.assert_array_equal(
+        tedepr.pruning.compute_scores(p, "magnitude")["w"], [1.0, 2.0, 0.5, 3.0]
+    )
     # snip |θ ⊙ (aθ − b)|: g = [1, -5, 2.5, -1.7] -> [1, 10, 1.25, 5.1]
-    np.testing.assert_allclose(tedepr.pruning.compute_scores(p, "snip")["w"], [1.0, 10.0, 1.25, 5.1])
+    np.testing.assert_allclose(
+        tedepr.pruning.compute_scores(p, "snip")["w"], [1.0, 10.0, 1.25, 5.1]
+    )
     # grasp importance θ ⊙ H g = θ ⊙ a ⊙ g -> [1, 20, 3.75, -0.51]
-    np.testing.assert_allclose(tedepr.pruning.compute_scores(p, "grasp")["w"], [1.0, 20.0, 3.75, -0.51])
+    np.testing.assert_allclose(
+        tedepr.pruning.compute_scores(p, "grasp")["w"], [1.0, 20.0, 3.75, -0.51]
+    )
     masks = prune(p, "snip", 2)
     np.testing.assert_array_equal(masks["w"], [False, True, False, True])
 
@@ -184,7 +209,15 @@ def test_iterative_scores_rescore_the_pruned_network():
 
 
 def test_registry_and_data_errors():
-    assert set(tedepr.scores.available()) >= {"random", "magnitude", "snip", "grasp", "synflow", "force", "trainability"}
+    assert set(tedepr.scores.available()) >= {
+        "random",
+        "magnitude",
+        "snip",
+        "grasp",
+        "synflow",
+        "force",
+        "trainability",
+    }
     with pytest.raises(ValueError, match="score must be one of"):
         prune(_problem(), "nope", 1)
     with pytest.raises(ValueError, match="needs data"):

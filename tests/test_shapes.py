@@ -51,21 +51,25 @@ def test_balanced_modes(n, d):
 def test_auto_modes(n_in, n_out, d):
     in_modes, out_modes = auto_modes(n_in, n_out, d)
     assert math.prod(in_modes) == n_in and math.prod(out_modes) == n_out
-    expected_d = d if d is not None else max(1, min(4, len(prime_factors(n_in)),
-                                                    len(prime_factors(n_out))))
+    expected_d = (
+        d if d is not None else max(1, min(4, len(prime_factors(n_in)), len(prime_factors(n_out))))
+    )
     assert len(in_modes) == len(out_modes) == expected_d
 
 
 modes_pair = st.integers(1, 3).flatmap(
-    lambda d: st.tuples(st.lists(st.integers(1, 5), min_size=d, max_size=d).map(tuple),
-                        st.lists(st.integers(1, 5), min_size=d, max_size=d).map(tuple))
+    lambda d: st.tuples(
+        st.lists(st.integers(1, 5), min_size=d, max_size=d).map(tuple),
+        st.lists(st.integers(1, 5), min_size=d, max_size=d).map(tuple),
+    )
 )
 
 
 def independent_tt_caps(in_modes, out_modes):
     sizes = [n * m for n, m in zip(in_modes, out_modes)]
-    return tuple([1] + [min(math.prod(sizes[:k]), math.prod(sizes[k:]))
-                        for k in range(1, len(sizes))] + [1])
+    return tuple(
+        [1] + [min(math.prod(sizes[:k]), math.prod(sizes[k:])) for k in range(1, len(sizes))] + [1]
+    )
 
 
 @given(modes=modes_pair)
@@ -76,8 +80,10 @@ def test_max_tt_ranks(modes):
 def independent_uniform(fmt, r, in_modes, out_modes, factored=None):
     """The uniform ranks an int ``r`` means (capped where modes allow less)."""
     if fmt == "tt":
-        return tuple(min(r, c) if 0 < k < len(in_modes) else 1
-                     for k, c in enumerate(independent_tt_caps(in_modes, out_modes)))
+        return tuple(
+            min(r, c) if 0 < k < len(in_modes) else 1
+            for k, c in enumerate(independent_tt_caps(in_modes, out_modes))
+        )
     if fmt == "tr":
         return (r,) * (len(in_modes) + 1)
     if fmt == "tucker":
@@ -89,13 +95,15 @@ def independent_uniform(fmt, r, in_modes, out_modes, factored=None):
 
 def independent_count(fmt, in_modes, out_modes, ranks):
     if fmt in ("tt", "tr"):
-        return sum(ranks[k] * n * m * ranks[k + 1]
-                   for k, (n, m) in enumerate(zip(in_modes, out_modes)))
+        return sum(
+            ranks[k] * n * m * ranks[k + 1] for k, (n, m) in enumerate(zip(in_modes, out_modes))
+        )
     dims = in_modes + out_modes
     if fmt == "cp":
         return ranks[0] * sum(dims)
-    return (math.prod(n if r is None else r for n, r in zip(dims, ranks))
-            + sum(n * r for n, r in zip(dims, ranks) if r is not None))
+    return math.prod(n if r is None else r for n, r in zip(dims, ranks)) + sum(
+        n * r for n, r in zip(dims, ranks) if r is not None
+    )
 
 
 formats = st.sampled_from(shapes.FORMATS)
@@ -106,7 +114,8 @@ def test_int_rank_is_uniform_and_warns_only_when_capped(fmt, modes, r):
     in_modes, out_modes = modes
     expected = independent_uniform(fmt, r, in_modes, out_modes)
     capped = any(q is not None and q < r for q in expected[1:-1] if fmt == "tt") or (
-        fmt == "tucker" and any(q < r for q in expected))
+        fmt == "tucker" and any(q < r for q in expected)
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ranks = solve_ranks(fmt, r, in_modes, out_modes)
@@ -114,16 +123,21 @@ def test_int_rank_is_uniform_and_warns_only_when_capped(fmt, modes, r):
     assert bool(caught) == capped
     if capped:
         assert str(ranks) in str(caught[0].message)  # the capped ranks are reported
-    assert count_params(fmt, in_modes, out_modes, ranks) == independent_count(fmt, in_modes,
-                                                                              out_modes, ranks)
+    assert count_params(fmt, in_modes, out_modes, ranks) == independent_count(
+        fmt, in_modes, out_modes, ranks
+    )
 
 
 @given(fmt=formats, modes=modes_pair, frac=st.floats(0.01, 1.0))
 def test_float_budget_is_the_largest_uniform_rank_that_fits(fmt, modes, frac):
     in_modes, out_modes = modes
     budget = frac * math.prod(in_modes) * math.prod(out_modes)
-    if independent_count(fmt, in_modes, out_modes,
-                         independent_uniform(fmt, 1, in_modes, out_modes)) > budget:
+    if (
+        independent_count(
+            fmt, in_modes, out_modes, independent_uniform(fmt, 1, in_modes, out_modes)
+        )
+        > budget
+    ):
         with pytest.raises(ValueError, match="rank"):
             solve_ranks(fmt, frac, in_modes, out_modes)
         return

@@ -30,7 +30,9 @@ def _rel(a, b):
 def _toy():
     """y = c · (a x_1 + b x_2); loss = sum(y). With a=1, b=−1, c=3 and x=(1, 2):
     ∂L/∂a = c x_1 = 3, ∂L/∂b = c x_2 = 6, ∂L/∂c = a + 2b = −1."""
-    model = torch.nn.Sequential(torch.nn.Linear(2, 1, bias=False), torch.nn.Linear(1, 1, bias=False)).double()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(2, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    ).double()
     with torch.no_grad():
         model[0].weight.copy_(torch.tensor([[1.0, -1.0]]))
         model[1].weight.copy_(torch.tensor([[3.0]]))
@@ -59,7 +61,9 @@ def test_snip_and_magnitude_hand_computed():
 # ----------------------------------------------------------------------------- dense MLP vs oracle
 def _dense_mlp(seed=0, n_in=5, hidden=4, n_out=3):
     torch.manual_seed(seed)
-    model = torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out)).double()
+    model = torch.nn.Sequential(
+        torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_out)
+    ).double()
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((6, n_in))
     y = rng.integers(0, n_out, 6)
@@ -68,7 +72,12 @@ def _dense_mlp(seed=0, n_in=5, hidden=4, n_out=3):
 
 def _ref_params(model):
     sd = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-    return {"fc1.weight": sd["0.weight"].T, "fc1.bias": sd["0.bias"], "fc2.weight": sd["2.weight"].T, "fc2.bias": sd["2.bias"]}
+    return {
+        "fc1.weight": sd["0.weight"].T,
+        "fc1.bias": sd["0.bias"],
+        "fc2.weight": sd["2.weight"].T,
+        "fc2.bias": sd["2.bias"],
+    }
 
 
 def _ref_loss(x, y):
@@ -107,7 +116,8 @@ def test_synflow_matches_oracle():
     model, data, x, _ = _dense_mlp(seed=1)
     p = {k: np.abs(v) for k, v in _ref_params(model).items()}
     g_ref = reference.complex_step_grad(
-        lambda q: reference.synflow_objective(reference.dense_mlp_forward, q, (1, x.shape[1])), p)
+        lambda q: reference.synflow_objective(reference.dense_mlp_forward, q, (1, x.shape[1])), p
+    )
     s = score(model, None, "synflow", input_shape=(x.shape[1],))
     assert _rel(s["0.weight"].numpy().T, p["fc1.weight"] * g_ref["fc1.weight"]) < RTOL
     assert _rel(s["2.weight"].numpy().T, p["fc2.weight"] * g_ref["fc2.weight"]) < RTOL
@@ -128,7 +138,8 @@ def test_tt_gradients_match_oracle():
     p = {f"fc1.cores.{k}": sd[f"0.core_{k}"] for k in range(2)}
     p.update({"fc1.bias": sd["0.bias"], "fc2.weight": sd["2.weight"].T, "fc2.bias": sd["2.bias"]})
     g_ref = reference.complex_step_grad(
-        lambda q: reference.cross_entropy(reference.tt_mlp_forward(q, x, in_modes, out_modes), y), p)
+        lambda q: reference.cross_entropy(reference.tt_mlp_forward(q, x, in_modes, out_modes), y), p
+    )
     problem = TorchScoringProblem(model, data)
     ones = {n: torch.ones_like(w, dtype=torch.bool) for n, w in problem.weights().items()}
     g = problem.loss_gradient(ones)
@@ -141,7 +152,8 @@ def test_tt_gradients_match_oracle():
     q = dict(p)
     q["fc1.cores.0"] = p["fc1.cores.0"] * masks["0.core_0"].numpy()
     g_ref_masked = reference.complex_step_grad(
-        lambda r: reference.cross_entropy(reference.tt_mlp_forward(r, x, in_modes, out_modes), y), q)
+        lambda r: reference.cross_entropy(reference.tt_mlp_forward(r, x, in_modes, out_modes), y), q
+    )
     g_masked = problem.loss_gradient(masks)
     assert _rel(g_masked["0.core_1"].numpy(), g_ref_masked["fc1.cores.1"]) < RTOL
     assert _rel(g_masked["0.core_0"].numpy(), g_ref_masked["fc1.cores.0"]) < RTOL
@@ -150,13 +162,24 @@ def test_tt_gradients_match_oracle():
 # ----------------------------------------------------------------------------- compress end to end
 def _lenet(seed=0):
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 300), torch.nn.ReLU(),
-                               torch.nn.Linear(300, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
+    return torch.nn.Sequential(
+        torch.nn.Flatten(),
+        torch.nn.Linear(784, 300),
+        torch.nn.ReLU(),
+        torch.nn.Linear(300, 100),
+        torch.nn.ReLU(),
+        torch.nn.Linear(100, 10),
+    )
 
 
 def _mnist_batch(n=64, seed=0):
     rng = np.random.default_rng(seed)
-    return [(torch.tensor(rng.random((n, 1, 28, 28)), dtype=torch.float32), torch.tensor(rng.integers(0, 10, n)))]
+    return [
+        (
+            torch.tensor(rng.random((n, 1, 28, 28)), dtype=torch.float32),
+            torch.tensor(rng.integers(0, 10, n)),
+        )
+    ]
 
 
 @pytest.mark.parametrize("method", tedepr.scores.available())
@@ -164,7 +187,14 @@ def test_compress_keeps_exactly_the_budget(method):
     model = _lenet()
     dense = dense_weight_count(model)
     assert dense == 784 * 300 + 300 * 100 + 100 * 10
-    res = compress(model, _mnist_batch(), sparsity=0.995, format="tt", score=method, rounds=3 if method in ("synflow", "force", "trainability") else None)
+    res = compress(
+        model,
+        _mnist_batch(),
+        sparsity=0.995,
+        format="tt",
+        score=method,
+        rounds=3 if method in ("synflow", "force", "trainability") else None,
+    )
     keep = round(0.005 * dense)
     assert res.report.kept_weights == keep
     assert sum(int(m.sum()) for m in get_masks(res.model).values()) == keep
@@ -181,11 +211,15 @@ def test_compress_dense_baseline_and_low_rank_only():
     res = compress(model, _mnist_batch(), sparsity=0.99, format=None, score="snip")
     assert res.report.kept_weights == round(0.01 * dense_weight_count(model))
     lr = compress(model, None, sparsity=0.99, format="tt", score=None)
-    assert lr.masks == {} and lr.report.kept_weights <= round(0.01 * dense_weight_count(model)) * 1.5
+    assert (
+        lr.masks == {} and lr.report.kept_weights <= round(0.01 * dense_weight_count(model)) * 1.5
+    )
 
 
 def test_trainability_guards_keep_every_core_alive():
-    res = compress(_lenet(), _mnist_batch(), sparsity=0.995, format="tt", score="trainability", rounds=3)
+    res = compress(
+        _lenet(), _mnist_batch(), sparsity=0.995, format="tt", score="trainability", rounds=3
+    )
     for name, m in res.masks.items():
         if ".core_" in name:
             assert m.any(dim=(0, 3)).all(), f"{name} has an all-zero (n_k, m_k) slice"
@@ -200,10 +234,18 @@ def test_compress_bad_input():
     with pytest.raises(ValueError, match="score must be one of"):
         compress(model, _mnist_batch(), sparsity=0.9, score="bogus")
     with pytest.raises(ValueError, match="guards need"):
-        compress(model, _mnist_batch(), sparsity=0.9999, format="tt", score="snip",
-                 guards=Guards(min_density=0.5))
+        compress(
+            model,
+            _mnist_batch(),
+            sparsity=0.9999,
+            format="tt",
+            score="snip",
+            guards=Guards(min_density=0.5),
+        )
     with pytest.raises(ValueError, match="no eligible layer"):
-        compress(torch.nn.Sequential(torch.nn.ReLU()), None, sparsity=0.5, format="tt", score="magnitude")
+        compress(
+            torch.nn.Sequential(torch.nn.ReLU()), None, sparsity=0.5, format="tt", score="magnitude"
+        )
     with pytest.raises(TypeError, match="model"):
         compress(np.zeros(3), None, sparsity=0.5)
 
@@ -217,7 +259,9 @@ def test_nonfinite_scores_are_reported():
 
 
 def test_compress_via_top_level_dispatch():
-    res = tedepr.compress(_lenet(), _mnist_batch(), sparsity=0.99, format="tr", score="snip", backend="torch")
+    res = tedepr.compress(
+        _lenet(), _mnist_batch(), sparsity=0.99, format="tr", score="snip", backend="torch"
+    )
     assert res.report.kept_weights == round(0.01 * dense_weight_count(_lenet()))
     s = tedepr.score(_lenet(), _mnist_batch(), method="magnitude", backend="torch")
     assert set(s) == {"1.weight", "3.weight", "5.weight"}
@@ -236,6 +280,10 @@ def test_rescale_restores_every_layers_norm():
             pruned = plain.model.get_submodule(name).factorized().to_dense()
             restored = module.factorized().to_dense()
             assert float(pruned.norm()) < 0.9 * float(full.norm())
-            assert float(restored.detach().norm()) == pytest.approx(float(full.detach().norm()), rel=1e-5)
+            assert float(restored.detach().norm()) == pytest.approx(
+                float(full.detach().norm()), rel=1e-5
+            )
     np.testing.assert_array_equal(
-        (scaled.model.get_submodule("5").weight != 0).numpy(), (plain.model.get_submodule("5").weight != 0).numpy())
+        (scaled.model.get_submodule("5").weight != 0).numpy(),
+        (plain.model.get_submodule("5").weight != 0).numpy(),
+    )

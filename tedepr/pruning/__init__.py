@@ -6,6 +6,15 @@ from .scores import available, compute_scores, prune
 from .selection import Guards, count_kept, effective_ranks, exponential_schedule, select
 
 __all__ = [
-    "CoreInfo", "Guards", "ScoringProblem", "available", "compute_scores", "count_kept",
-    "effective_ranks", "exponential_schedule", "prune", "scores", "select",
+    "CoreInfo",
+    "Guards",
+    "ScoringProblem",
+    "available",
+    "compute_scores",
+    "count_kept",
+    "effective_ranks",
+    "exponential_schedule",
+    "prune",
+    "scores",
+    "select",
 ]

@@ -26,8 +26,13 @@ def _ratio(full: float, kept: float) -> float:
     return full / kept if kept > 0 else 1.0  # an all-pruned array stays as it is (all zero)
 
 
-def restoring_scales(weights: Sequence[Any], masks: Sequence[Any], factorized: Factorized | None = None,
-                     *, xp: Any = None) -> list[float]:
+def restoring_scales(
+    weights: Sequence[Any],
+    masks: Sequence[Any],
+    factorized: Factorized | None = None,
+    *,
+    xp: Any = None,
+) -> list[float]:
     """One scale per array of ``weights`` (aligned with ``masks``).
 
     Without ``factorized`` each array is a dense weight, scaled on its own. With it, ``weights`` are
@@ -39,7 +44,9 @@ def restoring_scales(weights: Sequence[Any], masks: Sequence[Any], factorized: F
     if factorized is None:
         return [_ratio(_norm(xp, w), _norm(xp, mw)) for w, mw in zip(weights, masked)]
     if len(weights) != len(factorized.cores):
-        raise ValueError(f"weights must be the {len(factorized.cores)} cores of factorized; got {len(weights)}")
+        raise ValueError(
+            f"weights must be the {len(factorized.cores)} cores of factorized; got {len(weights)}"
+        )
     full = _norm(xp, factorized.with_cores(list(weights)).to_dense())
     kept = _norm(xp, factorized.with_cores(masked).to_dense())
     return [_ratio(full, kept) ** (1.0 / len(weights))] * len(weights)

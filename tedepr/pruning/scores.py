@@ -24,8 +24,19 @@ from .problem import ScoringProblem, canonical_order
 from .selection import Guards, exponential_schedule, select
 
 __all__ = [
-    "Score", "register", "available", "get", "prune", "compute_scores",
-    "Random", "Magnitude", "SNIP", "GraSP", "SynFlow", "FORCE", "Trainability",
+    "Score",
+    "register",
+    "available",
+    "get",
+    "prune",
+    "compute_scores",
+    "Random",
+    "Magnitude",
+    "SNIP",
+    "GraSP",
+    "SynFlow",
+    "FORCE",
+    "Trainability",
 ]
 
 _REGISTRY: dict[str, type[Score]] = {}
@@ -63,8 +74,9 @@ class Score:
     #: guards applied at every selection (None: the caller's choice)
     guards: Guards | None = None
 
-    def importance(self, problem: ScoringProblem, masks: Mapping[str, Any] | None,
-                   rng: np.random.Generator) -> dict[str, Any]:
+    def importance(
+        self, problem: ScoringProblem, masks: Mapping[str, Any] | None, rng: np.random.Generator
+    ) -> dict[str, Any]:
         raise NotImplementedError
 
 
@@ -203,21 +215,31 @@ def _check_finite(xp, scores, method):
             )
 
 
-def compute_scores(problem: ScoringProblem, method: str | Score = "snip", *, seed: int = 0,
-                   **options: Any) -> dict[str, Any]:
+def compute_scores(
+    problem: ScoringProblem, method: str | Score = "snip", *, seed: int = 0, **options: Any
+) -> dict[str, Any]:
     """One round of a score on the unpruned network: ``name -> importance`` (nothing is pruned)."""
     score = get(method, **options)
     if score.needs_data and not problem.has_data:
-        raise ValueError(f"score {score.name!r} needs data; pass data batches (or use one of the "
-                         f"data-free scores: {', '.join(n for n, c in _REGISTRY.items() if not c.needs_data)})")
+        raise ValueError(
+            f"score {score.name!r} needs data; pass data batches (or use one of the "
+            f"data-free scores: {', '.join(n for n, c in _REGISTRY.items() if not c.needs_data)})"
+        )
     out = score.importance(problem, None, np.random.default_rng(seed))
     _check_finite(problem.xp, out, score.name)
     return out
 
 
-def prune(problem: ScoringProblem, method: str | Score, keep: int, *, guards: Guards | None = None,
-          rounds: int | None = None, seed: int = 0,
-          progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def prune(
+    problem: ScoringProblem,
+    method: str | Score,
+    keep: int,
+    *,
+    guards: Guards | None = None,
+    rounds: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Masks keeping exactly ``keep`` entries of ``problem.weights()``, chosen by ``method``.
 
     ``rounds`` overrides the score's schedule length; ``guards`` overrides the score's own guards
@@ -227,8 +249,10 @@ def prune(problem: ScoringProblem, method: str | Score, keep: int, *, guards: Gu
     if rounds is not None:
         score = replace(score, rounds=rounds)
     if score.needs_data and not problem.has_data:
-        raise ValueError(f"score {score.name!r} needs data; pass data batches (or a data-free score: "
-                         f"{', '.join(n for n, c in _REGISTRY.items() if not c.needs_data)})")
+        raise ValueError(
+            f"score {score.name!r} needs data; pass data batches (or a data-free score: "
+            f"{', '.join(n for n, c in _REGISTRY.items() if not c.needs_data)})"
+        )
     guards = guards if guards is not None else score.guards
     structure = problem.structure() if guards is not None else None
     xp = problem.xp

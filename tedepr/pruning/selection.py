@@ -16,7 +16,14 @@ from typing import Any
 from ..namespace import get_namespace
 from .problem import CoreInfo, canonical_order
 
-__all__ = ["Guards", "select", "reserved_entries", "exponential_schedule", "effective_ranks", "count_kept"]
+__all__ = [
+    "Guards",
+    "select",
+    "reserved_entries",
+    "exponential_schedule",
+    "effective_ranks",
+    "count_kept",
+]
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,9 @@ def _top_k_mask(xp, scores_flat, k: int):
     if k <= 0:
         return xp.zeros((n,), dtype=xp.bool)
     order = xp.argsort(scores_flat, descending=True, stable=True)
-    rank = xp.argsort(order, stable=True)  # inverse permutation: position of each entry in the order
+    rank = xp.argsort(
+        order, stable=True
+    )  # inverse permutation: position of each entry in the order
     return rank < k
 
 
@@ -73,8 +82,9 @@ def _slice_best_mask(xp, score, axes: tuple[int, ...]):
     return xp.permute_dims(onehot, inv)
 
 
-def reserved_entries(scores: Mapping[str, Any], structure: Mapping[str, CoreInfo], guards: Guards,
-                     *, xp: Any = None) -> dict[str, Any]:
+def reserved_entries(
+    scores: Mapping[str, Any], structure: Mapping[str, CoreInfo], guards: Guards, *, xp: Any = None
+) -> dict[str, Any]:
     """Entries the guards force to be kept, as bool arrays (same keys as ``scores``)."""
     xp = get_namespace(*scores.values(), xp=xp)
     out = {}
@@ -91,8 +101,14 @@ def reserved_entries(scores: Mapping[str, Any], structure: Mapping[str, CoreInfo
     return out
 
 
-def select(scores: Mapping[str, Any], keep: int, *, structure: Mapping[str, CoreInfo] | None = None,
-           guards: Guards | None = None, xp: Any = None) -> dict[str, Any]:
+def select(
+    scores: Mapping[str, Any],
+    keep: int,
+    *,
+    structure: Mapping[str, CoreInfo] | None = None,
+    guards: Guards | None = None,
+    xp: Any = None,
+) -> dict[str, Any]:
     """Keep exactly ``keep`` entries with the highest scores, globally, honouring the guards.
 
     Parameters
@@ -116,12 +132,15 @@ def select(scores: Mapping[str, Any], keep: int, *, structure: Mapping[str, Core
     sizes = [math.prod(scores[n].shape) for n in names]
     total = sum(sizes)
     if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= total:
-        raise ValueError(f"keep must be an int in [0, {total}] (the number of scored entries); got {keep!r}")
+        raise ValueError(
+            f"keep must be an int in [0, {total}] (the number of scored entries); got {keep!r}"
+        )
     for n in names:
         if not bool(xp.all(xp.isfinite(scores[n]))):
             raise ValueError(f"the score of parameter {n!r} contains NaN or infinite values")
-    flat = xp.concat([xp.astype(_flat(xp, scores[n]), xp.float64 if _has_f64(xp) else xp.float32)
-                      for n in names])
+    flat = xp.concat(
+        [xp.astype(_flat(xp, scores[n]), xp.float64 if _has_f64(xp) else xp.float32) for n in names]
+    )
     if structure is not None and guards is not None:
         reserved = reserved_entries(scores, structure, guards, xp=xp)
         res_flat = xp.concat([_flat(xp, reserved[n]) for n in names])
@@ -137,7 +156,7 @@ def select(scores: Mapping[str, Any], keep: int, *, structure: Mapping[str, Core
     mask_flat = _top_k_mask(xp, flat, keep)
     out, start = {}, 0
     for n, size in zip(names, sizes):
-        out[n] = xp.reshape(mask_flat[start:start + size], tuple(scores[n].shape))
+        out[n] = xp.reshape(mask_flat[start : start + size], tuple(scores[n].shape))
         start += size
     return out
 
@@ -165,8 +184,9 @@ def count_kept(masks: Mapping[str, Any], *, xp: Any = None) -> int:
     return sum(int(xp.sum(xp.astype(m, xp.int64))) for m in masks.values())
 
 
-def effective_ranks(masks: Mapping[str, Any], structure: Mapping[str, CoreInfo], *,
-                    xp: Any = None) -> dict[str, tuple[int, ...]]:
+def effective_ranks(
+    masks: Mapping[str, Any], structure: Mapping[str, CoreInfo], *, xp: Any = None
+) -> dict[str, tuple[int, ...]]:
     """Per tensorized layer, the number of live indices on each bond axis of each core.
 
     A bond index is live in a core when some kept entry uses it. Reported per parameter as a tuple over

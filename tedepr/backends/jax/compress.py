@@ -9,7 +9,6 @@ by the score. The result holds the compressed `Model`, its masked params, the ma
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -162,16 +161,20 @@ def _rescale(model, params, masks, structure):
     leaves = dict(zip(leaf_paths(params), jax.tree_util.tree_leaves(params), strict=True))
     groups: dict[str, list[str]] = {}
     for path in masks:
-        groups.setdefault(structure[path].layer if structure[path].format != "dense" else path, []).append(path)
+        groups.setdefault(
+            structure[path].layer if structure[path].format != "dense" else path, []
+        ).append(path)
     factors = {}
     for key, paths in groups.items():
         template = None
         if structure[paths[0]].format != "dense":
             template = find_layer(model, key)._template
             paths = sorted(paths, key=lambda p: structure[p].index)
-        scales = restoring_scales([np.asarray(leaves[p]) for p in paths],
-                                  [np.asarray(masks[p]) for p in paths],
-                                  template.with_cores([np.asarray(leaves[p]) for p in paths]) if template else None)
+        scales = restoring_scales(
+            [np.asarray(leaves[p]) for p in paths],
+            [np.asarray(masks[p]) for p in paths],
+            template.with_cores([np.asarray(leaves[p]) for p in paths]) if template else None,
+        )
         factors.update(zip(paths, scales))
     flat, treedef = jax.tree_util.tree_flatten(params)
     return jax.tree_util.tree_unflatten(

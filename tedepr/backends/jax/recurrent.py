@@ -137,7 +137,9 @@ class LSTM(_LSTMBase):
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
         layer = _layer_name(prefix)
         return {
-            f"{prefix}weight_ih": CoreInfo(layer, "dense", layout=(1, 0)),  # (in, 4H) vs torch's (4H, in)
+            f"{prefix}weight_ih": CoreInfo(
+                layer, "dense", layout=(1, 0)
+            ),  # (in, 4H) vs torch's (4H, in)
             f"{prefix}weight_hh": CoreInfo(layer, "dense", layout=(1, 0)),
         }
 

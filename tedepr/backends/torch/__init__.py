@@ -2,7 +2,9 @@
 
 # ruff: noqa: F401  (a plain list of re-exports)
 
+from . import models
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
+from .compress import CompressionResult, build_report, compress, dense_weight_count, score
 from .conv import CONV_CLASSES, CPConv2d, TRConv2d, TTConv2d, TuckerConv2d, conv_class
 from .layers import (
     LINEAR_CLASSES,
@@ -22,8 +24,6 @@ from .masking import (
     remove_masks,
 )
 from .recurrent import TensorizedGRU, TensorizedLSTM
-from .tensorize import LAYER_KINDS, tensorize
-from . import models
-from .compress import CompressionResult, build_report, compress, dense_weight_count, score
 from .scoring import TorchScoringProblem
+from .tensorize import LAYER_KINDS, tensorize
 from .training import FitResult, evaluate, fit, load_checkpoint, make_loader

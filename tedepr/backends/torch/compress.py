@@ -9,7 +9,6 @@ over all cores and all weights of layers left dense, chosen globally by the scor
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -18,14 +17,20 @@ import torch
 
 from ...contraction import plan_contraction
 from ...pruning import Guards, effective_ranks, prune
-from ...pruning.rescale import restoring_scales
 from ...pruning import scores as score_registry
+from ...pruning.rescale import restoring_scales
 from ...report import DEFAULT_OVERSAMPLE, LayerReport, Report, keep_count, low_rank_budget
 from .masking import apply_masks, prunable_parameters
 from .scoring import TorchScoringProblem
 
-__all__ = ["CompressionResult", "compress", "score", "dense_weight_count", "build_report", "DEFAULT_OVERSAMPLE"]
-
+__all__ = [
+    "CompressionResult",
+    "compress",
+    "score",
+    "dense_weight_count",
+    "build_report",
+    "DEFAULT_OVERSAMPLE",
+]
 
 
 @dataclass
@@ -66,9 +71,15 @@ def _class_name(module) -> str:
     return cls.__name__
 
 
-def build_report(model: torch.nn.Module, masks: dict[str, torch.Tensor] | None, *, dense_weights: int,
-                 target_sparsity: float | None = None, method: str | None = None,
-                 structure=None) -> Report:
+def build_report(
+    model: torch.nn.Module,
+    masks: dict[str, torch.Tensor] | None,
+    *,
+    dense_weights: int,
+    target_sparsity: float | None = None,
+    method: str | None = None,
+    structure=None,
+) -> Report:
     """Per-layer accounting of a (masked) model; tensorized layers report modes, ranks and FLOPs."""
     params = prunable_parameters(model)
     by_module: dict[str, list[str]] = {}
@@ -84,24 +95,63 @@ def build_report(model: torch.nn.Module, masks: dict[str, torch.Tensor] | None, 
         if callable(getattr(module, "factorized", None)):
             f = module.factorized()
             plan = plan_contraction(f, 1, getattr(module, "strategy", "auto"))
-            rows.append(LayerReport(
-                name=module_name, kind=kind, format=f.format, kept=kept, total=total,
-                dense=f.dense_params, in_modes=f.in_modes, out_modes=f.out_modes, ranks=f.ranks,
-                effective_ranks={n.rpartition(".")[2]: live[n] for n in names if n in live} or None,
-                flops=plan.flops, dense_flops=2 * f.dense_params,
-            ))
+            rows.append(
+                LayerReport(
+                    name=module_name,
+                    kind=kind,
+                    format=f.format,
+                    kept=kept,
+                    total=total,
+                    dense=f.dense_params,
+                    in_modes=f.in_modes,
+                    out_modes=f.out_modes,
+                    ranks=f.ranks,
+                    effective_ranks={n.rpartition(".")[2]: live[n] for n in names if n in live}
+                    or None,
+                    flops=plan.flops,
+                    dense_flops=2 * f.dense_params,
+                )
+            )
         else:
-            rows.append(LayerReport(name=module_name, kind=kind, format="dense",
-                                    kept=kept, total=total, dense=total, dense_flops=2 * total))
-    return Report(rows, dense_weights=dense_weights, other_params=_other_params(model, params),
-                  target_sparsity=target_sparsity, method=method)
+            rows.append(
+                LayerReport(
+                    name=module_name,
+                    kind=kind,
+                    format="dense",
+                    kept=kept,
+                    total=total,
+                    dense=total,
+                    dense_flops=2 * total,
+                )
+            )
+    return Report(
+        rows,
+        dense_weights=dense_weights,
+        other_params=_other_params(model, params),
+        target_sparsity=target_sparsity,
+        method=method,
+    )
 
 
-def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: str | None = "tt",
-             rank=None, score: str | None = "trainability", *, oversample: float = DEFAULT_OVERSAMPLE,
-             guards: Guards | None = None, rounds: int | None = None, num_batches: int = 1,
-             seed: int = 0, input_shape=None, loss_fn=None, rescale: bool = True,
-             tensorize_options: dict[str, Any] | None = None, progress=None) -> CompressionResult:
+def compress(
+    model: torch.nn.Module,
+    data=None,
+    sparsity: float = 0.99,
+    format: str | None = "tt",
+    rank=None,
+    score: str | None = "trainability",
+    *,
+    oversample: float = DEFAULT_OVERSAMPLE,
+    guards: Guards | None = None,
+    rounds: int | None = None,
+    num_batches: int = 1,
+    seed: int = 0,
+    input_shape=None,
+    loss_fn=None,
+    rescale: bool = True,
+    tensorize_options: dict[str, Any] | None = None,
+    progress=None,
+) -> CompressionResult:
     """Compress ``model`` to ``sparsity`` of its dense weights, before training.
 
     Parameters
@@ -138,18 +188,24 @@ def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: 
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     dense = dense_weight_count(model)
     if dense == 0:
-        raise ValueError("model has no weights to compress: no eligible layer (Linear, Conv, recurrent, "
-                         "attention or tensorized)")
+        raise ValueError(
+            "model has no weights to compress: no eligible layer (Linear, Conv, recurrent, "
+            "attention or tensorized)"
+        )
     keep = keep_count(sparsity, dense)
     notes: list[str] = []
     if score is not None:
         method = score_registry.get(score)  # validates the name before any work
         if method.needs_data and data is None:
-            raise ValueError(f"score {score!r} needs data: pass data batches, or a data-free score "
-                             "('random', 'magnitude', 'synflow')")
+            raise ValueError(
+                f"score {score!r} needs data: pass data batches, or a data-free score "
+                "('random', 'magnitude', 'synflow')"
+            )
     if format is None:
         if score is None:
-            raise ValueError("format=None and score=None would leave the model unchanged; choose one")
+            raise ValueError(
+                "format=None and score=None would leave the model unchanged; choose one"
+            )
         cmodel = copy.deepcopy(model)
     else:
         if rank is None:
@@ -160,20 +216,31 @@ def compress(model: torch.nn.Module, data=None, sparsity: float = 0.99, format: 
     problem = None
     if score is None or keep >= total:
         if keep > total:
-            notes.append(f"the low-rank model holds {total:,} weights, below the target {keep:,}: nothing pruned")
+            notes.append(
+                f"the low-rank model holds {total:,} weights, below the target {keep:,}: nothing pruned"
+            )
             warnings.warn(notes[-1], stacklevel=2)
         masks = None
     else:
-        problem = TorchScoringProblem(cmodel, data, num_batches=num_batches, loss_fn=loss_fn,
-                                      input_shape=input_shape)
-        masks = prune(problem, score, keep, guards=guards, rounds=rounds, seed=seed, progress=progress)
+        problem = TorchScoringProblem(
+            cmodel, data, num_batches=num_batches, loss_fn=loss_fn, input_shape=input_shape
+        )
+        masks = prune(
+            problem, score, keep, guards=guards, rounds=rounds, seed=seed, progress=progress
+        )
         masks = {n: m.to(params[n].device) for n, m in masks.items()}
         if rescale:
             _rescale(cmodel, params, masks)
         apply_masks(cmodel, masks)
     structure = problem.structure() if problem is not None else None
-    report = build_report(cmodel, masks, dense_weights=dense, target_sparsity=sparsity,
-                          method=score if format is None else f"{format}+{score}", structure=structure)
+    report = build_report(
+        cmodel,
+        masks,
+        dense_weights=dense,
+        target_sparsity=sparsity,
+        method=score if format is None else f"{format}+{score}",
+        structure=structure,
+    )
     report.notes.extend(notes)
     return CompressionResult(cmodel, report, masks or {})
 
@@ -205,16 +272,28 @@ def _rescale(model, params, masks):
             if f is not None:
                 prefix = f"{module_name}." if module_name else ""
                 names = [f"{prefix}core_{k}" for k in range(len(f.cores))]
-            scales = restoring_scales([params[n].detach() for n in names], [masks[n] for n in names], f)
+            scales = restoring_scales(
+                [params[n].detach() for n in names], [masks[n] for n in names], f
+            )
             for n, scale in zip(names, scales):
                 params[n].mul_(scale)
 
 
-def score(model: torch.nn.Module, data=None, method: str = "snip", *, num_batches: int = 1, seed: int = 0,
-          input_shape=None, loss_fn=None, **options) -> dict[str, torch.Tensor]:
+def score(
+    model: torch.nn.Module,
+    data=None,
+    method: str = "snip",
+    *,
+    num_batches: int = 1,
+    seed: int = 0,
+    input_shape=None,
+    loss_fn=None,
+    **options,
+) -> dict[str, torch.Tensor]:
     """Per-parameter scores of ``model``'s prunable weights (higher = keep), nothing pruned."""
     from ...pruning import compute_scores
 
-    problem = TorchScoringProblem(model, data, num_batches=num_batches, loss_fn=loss_fn,
-                                  input_shape=input_shape)
+    problem = TorchScoringProblem(
+        model, data, num_batches=num_batches, loss_fn=loss_fn, input_shape=input_shape
+    )
     return compute_scores(problem, method, seed=seed, **options)

@@ -47,7 +47,9 @@ def import_arrays(model: torch.nn.Module, arrays: dict[str, dict]) -> torch.nn.M
     attach its masks. ``model`` must have the same architecture (e.g. built by the same
     ``tensorize``). Every parameter and buffer must be given; unknown names are an error."""
     if not isinstance(arrays, dict) or "params" not in arrays:
-        raise ValueError("arrays must be a dict with 'params' (and optionally 'masks'), as export_arrays returns")
+        raise ValueError(
+            "arrays must be a dict with 'params' (and optionally 'masks'), as export_arrays returns"
+        )
     remove_masks(model)
     state = model.state_dict()
     expected = {k for k in state if _canonical(k) is not None}
@@ -62,7 +64,9 @@ def import_arrays(model: torch.nn.Module, arrays: dict[str, dict]) -> torch.nn.M
         if k in given:
             value = torch.as_tensor(arrays["params"][k], dtype=ref.dtype, device=ref.device)
             if tuple(value.shape) != tuple(ref.shape):
-                raise ValueError(f"arrays['params'][{k!r}] has shape {tuple(value.shape)}; the model needs {tuple(ref.shape)}")
+                raise ValueError(
+                    f"arrays['params'][{k!r}] has shape {tuple(value.shape)}; the model needs {tuple(ref.shape)}"
+                )
             new_state[k] = value
         else:
             new_state[k] = ref
@@ -70,5 +74,11 @@ def import_arrays(model: torch.nn.Module, arrays: dict[str, dict]) -> torch.nn.M
     masks = arrays.get("masks") or {}
     if masks:
         params = dict(model.named_parameters())
-        apply_masks(model, {n: torch.as_tensor(m, dtype=torch.bool, device=params[n].device) for n, m in masks.items()})
+        apply_masks(
+            model,
+            {
+                n: torch.as_tensor(m, dtype=torch.bool, device=params[n].device)
+                for n, m in masks.items()
+            },
+        )
     return model

@@ -33,10 +33,17 @@ def as_batches(data, num_batches: int | None, device) -> list[tuple[torch.Tensor
     """
     if data is None:
         return []
-    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], tuple) and hasattr(data[0], "shape"):
+    if (
+        isinstance(data, tuple)
+        and len(data) == 2
+        and not isinstance(data[0], tuple)
+        and hasattr(data[0], "shape")
+    ):
         data = [data]
     if not isinstance(data, Iterable):
-        raise TypeError(f"data must be a DataLoader, an iterable of (x, y) batches, or None; got {type(data).__name__}")
+        raise TypeError(
+            f"data must be a DataLoader, an iterable of (x, y) batches, or None; got {type(data).__name__}"
+        )
     out = []
     for item in itertools.islice(iter(data), num_batches):
         if not (isinstance(item, (tuple, list)) and len(item) >= 2):
@@ -60,7 +67,7 @@ def structure_of(model: torch.nn.Module, names: Iterable[str]) -> dict[str, Core
         module = model.get_submodule(module_name) if module_name else model
         fmt = module.factorized().format if callable(getattr(module, "factorized", None)) else None
         if attr.startswith("core_") and fmt:
-            idx = int(attr[len("core_"):])
+            idx = int(attr[len("core_") :])
             if fmt in ("tt", "tr"):
                 info = CoreInfo(module_name, fmt, idx, slice_axes=(1, 2), bond_axes=(0, 3))
             elif fmt == "tucker" and idx == 0:
@@ -92,16 +99,27 @@ class TorchScoringProblem:
 
     xp = xp_torch
 
-    def __init__(self, model: torch.nn.Module, data=None, *, num_batches: int = 1,
-                 loss_fn: Callable | None = None, input_shape: tuple[int, ...] | None = None,
-                 device: str | torch.device | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data=None,
+        *,
+        num_batches: int = 1,
+        loss_fn: Callable | None = None,
+        input_shape: tuple[int, ...] | None = None,
+        device: str | torch.device | None = None,
+    ):
         if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
             raise ValueError(f"num_batches must be a positive int; got {num_batches!r}")
         self.model = copy.deepcopy(model)
         params = prunable_parameters(self.model)
         if not params:
-            raise ValueError("the model has no prunable weights (Linear, Conv, recurrent, attention or tensorized cores)")
-        self.device = torch.device(device) if device is not None else next(iter(params.values())).device
+            raise ValueError(
+                "the model has no prunable weights (Linear, Conv, recurrent, attention or tensorized cores)"
+            )
+        self.device = (
+            torch.device(device) if device is not None else next(iter(params.values())).device
+        )
         self.model.to(self.device)
         self._params = {n: p.detach() for n, p in prunable_parameters(self.model).items()}
         self._batches = as_batches(data, num_batches, self.device)
@@ -137,7 +155,9 @@ class TorchScoringProblem:
         eff = self._effective(masks)
         total = {n: torch.zeros_like(w) for n, w in eff.items()}
         for x, y in self._batches:
-            grads = torch.autograd.grad(self._loss(eff, x, y), list(eff.values()), allow_unused=True)
+            grads = torch.autograd.grad(
+                self._loss(eff, x, y), list(eff.values()), allow_unused=True
+            )
             for n, g in zip(eff, grads):
                 if g is not None:
                     total[n] += g
@@ -148,8 +168,9 @@ class TorchScoringProblem:
         eff = self._effective(masks)
         total = {n: torch.zeros_like(w) for n, w in eff.items()}
         for x, y in self._batches:
-            grads = torch.autograd.grad(self._loss(eff, x, y), list(eff.values()), create_graph=True,
-                                        allow_unused=True)
+            grads = torch.autograd.grad(
+                self._loss(eff, x, y), list(eff.values()), create_graph=True, allow_unused=True
+            )
             z = sum((g * g_total[n]).sum() for n, g in zip(eff, grads) if g is not None)
             hg = torch.autograd.grad(z, list(eff.values()), allow_unused=True)
             for n, h in zip(eff, hg):
@@ -159,7 +180,9 @@ class TorchScoringProblem:
 
     def synflow_gradient(self, masks):
         if self.input_shape is None:
-            raise ValueError("synflow needs the input shape of one sample: pass data or input_shape=")
+            raise ValueError(
+                "synflow needs the input shape of one sample: pass data or input_shape="
+            )
         model = copy.deepcopy(self.model).double().eval()
         with torch.no_grad():  # linearise: every parameter and buffer positive (Tanaka et al. 2020)
             for p in model.parameters():
@@ -168,7 +191,9 @@ class TorchScoringProblem:
         x = torch.ones((1,) + tuple(self.input_shape), dtype=torch.float64, device=self.device)
         r = functional_call(model, eff, (x,)).sum()
         grads = torch.autograd.grad(r, list(eff.values()), allow_unused=True)
-        return {n: (torch.zeros_like(w) if g is None else g) for (n, w), g in zip(eff.items(), grads)}
+        return {
+            n: (torch.zeros_like(w) if g is None else g) for (n, w), g in zip(eff.items(), grads)
+        }
 
     def evaluate_masks(self, masks: dict[str, Any]) -> float:
         """Mean loss of the masked network on the scoring batches (for diagnostics)."""
