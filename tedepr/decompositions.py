@@ -13,6 +13,7 @@ Each returns a factorised matrix whose ``error`` is the achieved relative Froben
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import array_api_compat
@@ -216,6 +217,13 @@ def hosvd(w, in_modes, out_modes, rank=None, rtol=None, *, factored=None, kernel
             continue
         u, s, _ = _svd(xp, _unfold(xp, t, k))
         r, tail = _truncation(s, ranks[k], delta_sq)
+        if rank is not None and r < ranks[k] and s.shape[0] < ranks[k]:
+            # a mode larger than the product of the others has fewer singular vectors than asked
+            warnings.warn(
+                f"rank: mode {k} can hold at most rank {s.shape[0]} (its unfolding is "
+                f"{t.shape[k]}x{math.prod(t.shape) // t.shape[k]}); using {r} instead of {ranks[k]}",
+                stacklevel=3,
+            )
         discarded += tail
         factors.append(u[:, :r])
     core = _tucker_core(xp, t, factors)

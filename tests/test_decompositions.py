@@ -8,6 +8,7 @@ import math
 
 import array_api_compat
 import numpy as np
+import pytest
 from conftest import (
     DTYPES,
     RTOL,
@@ -292,3 +293,11 @@ def test_tr_svd_is_exact_when_the_boundary_rank_does_not_divide_the_unfolding_ra
     assert f.ranks == (3, 3, 3)
     assert f.error < 1e-12
     np.testing.assert_allclose(np.asarray(f.to_dense()), w, atol=1e-12)
+
+
+def test_hosvd_warns_when_a_mode_cannot_hold_the_requested_rank():
+    # mode 0 (size 8) of an 8x2 matrix has only 2 singular vectors: rank 6 cannot be honoured silently
+    w = np.random.default_rng(0).standard_normal((8, 2))
+    with pytest.warns(UserWarning, match="mode 0 can hold at most rank 2"):
+        f, _ = tedepr.hosvd(w, (8,), (2,), rank=(6, 2))
+    assert f.ranks == (2, 2)
