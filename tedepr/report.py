@@ -14,7 +14,14 @@ from dataclasses import asdict, dataclass, field
 #: coarse/fine split: the low-rank cores hold this many times the final kept count (docs/method.md §7)
 DEFAULT_OVERSAMPLE = 4.0
 
-__all__ = ["DEFAULT_OVERSAMPLE", "keep_count", "low_rank_budget", "LayerReport", "Report"]
+__all__ = [
+    "DEFAULT_OVERSAMPLE",
+    "layer_row",
+    "keep_count",
+    "low_rank_budget",
+    "LayerReport",
+    "Report",
+]
 
 
 def keep_count(sparsity: float, dense_count: int) -> int:
@@ -70,6 +77,47 @@ class LayerReport:
     @property
     def compression(self) -> float:
         return self.dense / max(self.kept, 1)
+
+
+def layer_row(
+    name: str,
+    kind: str,
+    kept: int,
+    total: int,
+    factorized=None,
+    *,
+    strategy: str = "auto",
+    effective_ranks: dict | None = None,
+) -> LayerReport:
+    """A report row for one layer: a tensorized one (``factorized`` given: modes, ranks, the FLOPs of its
+    planned contraction for one sample) or a dense one (``total`` weights)."""
+    if factorized is None:
+        return LayerReport(
+            name=name,
+            kind=kind,
+            format="dense",
+            kept=kept,
+            total=total,
+            dense=total,
+            dense_flops=2 * total,
+        )
+    from .contraction import plan_contraction
+
+    f = factorized
+    return LayerReport(
+        name=name,
+        kind=kind,
+        format=f.format,
+        kept=kept,
+        total=total,
+        dense=f.dense_params,
+        in_modes=f.in_modes,
+        out_modes=f.out_modes,
+        ranks=f.ranks,
+        effective_ranks=effective_ranks or None,
+        flops=plan_contraction(f, 1, strategy).flops,
+        dense_flops=2 * f.dense_params,
+    )
 
 
 @dataclass

@@ -17,11 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...contraction import plan_contraction
 from ...pruning import Guards, effective_ranks, prune
 from ...pruning import scores as score_registry
 from ...pruning.rescale import restoring_scales
-from ...report import DEFAULT_OVERSAMPLE, LayerReport, Report, keep_count, low_rank_budget
+from ...report import DEFAULT_OVERSAMPLE, Report, keep_count, layer_row, low_rank_budget
 from .masking import apply_masks, flatten_masks, leaf_paths, prunable_leaves
 from .models import Model
 from .scoring import JaxScoringProblem
@@ -115,38 +114,19 @@ def build_report(
         except KeyError:
             layer = None
         kind = type(layer).__name__ if layer is not None else "layer"
-        if layer is not None and callable(getattr(layer, "factorized", None)):
-            f = layer.factorized()
-            plan = plan_contraction(f, 1, getattr(layer, "strategy", "auto"))
-            eff = {p[len(layer_name) + 1 :]: live[p] for p in paths if p in live}
-            rows.append(
-                LayerReport(
-                    name=layer_name,
-                    kind=kind,
-                    format=f.format,
-                    kept=kept,
-                    total=total,
-                    dense=f.dense_params,
-                    in_modes=f.in_modes,
-                    out_modes=f.out_modes,
-                    ranks=f.ranks,
-                    effective_ranks=eff or None,
-                    flops=plan.flops,
-                    dense_flops=2 * f.dense_params,
-                )
+        f = layer.factorized() if callable(getattr(layer, "factorized", None)) else None
+        eff = {p[len(layer_name) + 1 :]: live[p] for p in paths if p in live}
+        rows.append(
+            layer_row(
+                layer_name,
+                kind,
+                kept,
+                total,
+                f,
+                strategy=getattr(layer, "strategy", "auto"),
+                effective_ranks=eff,
             )
-        else:
-            rows.append(
-                LayerReport(
-                    name=layer_name,
-                    kind=kind,
-                    format="dense",
-                    kept=kept,
-                    total=total,
-                    dense=total,
-                    dense_flops=2 * total,
-                )
-            )
+        )
     return Report(
         rows,
         dense_weights=dense_weights,

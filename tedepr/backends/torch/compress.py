@@ -15,11 +15,10 @@ from typing import Any
 
 import torch
 
-from ...contraction import plan_contraction
 from ...pruning import Guards, effective_ranks, prune
 from ...pruning import scores as score_registry
 from ...pruning.rescale import restoring_scales
-from ...report import DEFAULT_OVERSAMPLE, LayerReport, Report, keep_count, low_rank_budget
+from ...report import DEFAULT_OVERSAMPLE, Report, keep_count, layer_row, low_rank_budget
 from .masking import apply_masks, prunable_parameters
 from .scoring import TorchScoringProblem
 
@@ -91,39 +90,19 @@ def build_report(
         module = model.get_submodule(module_name) if module_name else model
         total = sum(params[n].numel() for n in names)
         kept = total if masks is None else sum(int(masks[n].sum()) for n in names)
-        kind = _class_name(module)
-        if callable(getattr(module, "factorized", None)):
-            f = module.factorized()
-            plan = plan_contraction(f, 1, getattr(module, "strategy", "auto"))
-            rows.append(
-                LayerReport(
-                    name=module_name,
-                    kind=kind,
-                    format=f.format,
-                    kept=kept,
-                    total=total,
-                    dense=f.dense_params,
-                    in_modes=f.in_modes,
-                    out_modes=f.out_modes,
-                    ranks=f.ranks,
-                    effective_ranks={n.rpartition(".")[2]: live[n] for n in names if n in live}
-                    or None,
-                    flops=plan.flops,
-                    dense_flops=2 * f.dense_params,
-                )
+        f = module.factorized() if callable(getattr(module, "factorized", None)) else None
+        live_here = {n.rpartition(".")[2]: live[n] for n in names if n in live}
+        rows.append(
+            layer_row(
+                module_name,
+                _class_name(module),
+                kept,
+                total,
+                f,
+                strategy=getattr(module, "strategy", "auto"),
+                effective_ranks=live_here,
             )
-        else:
-            rows.append(
-                LayerReport(
-                    name=module_name,
-                    kind=kind,
-                    format="dense",
-                    kept=kept,
-                    total=total,
-                    dense=total,
-                    dense_flops=2 * total,
-                )
-            )
+        )
     return Report(
         rows,
         dense_weights=dense_weights,
