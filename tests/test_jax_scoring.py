@@ -310,3 +310,24 @@ def test_compress_keeps_exactly_the_budget():
     assert base.report.kept_weights == keep and base.model is model
     with pytest.raises(ValueError, match="needs data"):
         compress(model, None, sparsity=0.9, score="snip")
+
+
+def test_compress_rescale_restores_every_layers_norm():
+    from tedepr.backends.jax.compress import find_layer
+
+    model = get("lenet300_100")
+    rng = np.random.default_rng(0)
+    data = [(rng.random((64, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 64))]
+    kw = dict(sparsity=0.995, format="tt", rank=0.02)
+    plain = compress(model, data, score="snip", rescale=False, **kw)
+    scaled = compress(model, data, score="snip", rescale=True, **kw)
+    ref = compress(model, None, score=None, **kw)  # the same cores (same seed and ranks), unpruned
+    for name in ("hidden/0", "hidden/1"):
+        template = find_layer(scaled.model, name)._template
+
+        def norm(result, name=name, template=template):
+            cores = [np.asarray(c, np.float64) for c in result.params[name]["cores"]]
+            return float(np.linalg.norm(np.asarray(template.with_cores(cores).to_dense())))
+
+        assert norm(plain) < 0.9 * norm(ref)
+        assert norm(scaled) == pytest.approx(norm(ref), rel=1e-5)

@@ -1,4 +1,4 @@
-"""Variance-restoring rescale of the kept entries after pruning (docs/method.md §7).
+"""Variance-restoring rescale of the kept entries after pruning (docs/method.md §8).
 
 Pruning shrinks a layer's weight; at extreme sparsity the network's signal all but vanishes and
 training starts slowly. The fix measured best is exact: scale the kept entries so that every layer's

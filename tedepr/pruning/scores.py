@@ -7,7 +7,7 @@ runs the schedule and the global selection (`tedepr.pruning.selection.select`).
 
 Registered: ``random``, ``magnitude``, ``snip`` (Lee et al. 2019), ``grasp`` (Wang et al. 2020),
 ``synflow`` (Tanaka et al. 2020), ``force`` (de Jorge et al. 2021) and ``trainability`` — the TEDEPR
-score (docs/method.md §5): the connection sensitivity of the *pruned low-rank* network, recomputed
+score (docs/method.md §6, §9): the connection sensitivity of the *pruned low-rank* network, recomputed
 progressively on an exponential schedule, with the structural guards always on.
 """
 
@@ -196,7 +196,7 @@ class FORCE(Score):
 class Trainability(Score):
     """TEDEPR's trainability: how much the pruned low-rank network can still learn, measured on the
     pruned network itself — its connection sensitivity, recomputed progressively on an exponential
-    schedule — with the tensor-network structural guards at every round (docs/method.md §5)."""
+    schedule — with the tensor-network structural guards at every round (docs/method.md §6)."""
 
     name: ClassVar[str] = "trainability"
     rounds: int = 10

@@ -36,8 +36,6 @@ __all__ = [
     "DEFAULT_OVERSAMPLE",
 ]
 
-#: coarse/fine split, the same default as the torch backend (docs/method.md §6)
-
 
 @dataclass
 class CompressionResult:

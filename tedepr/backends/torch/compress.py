@@ -154,7 +154,7 @@ def compress(
         Override the score's number of schedule rounds.
     rescale : bool
         After pruning, scale the kept entries so that every layer's (reconstructed) weight keeps the
-        Frobenius norm — hence the variance — of its unpruned init (docs/method.md §7). Applied alike
+        Frobenius norm — hence the variance — of its unpruned init (docs/method.md §8). Applied alike
         to tensorized layers and dense weights (the baselines get it too).
     tensorize_options : dict
         Passed to `tensorize` (``min_params``, ``include``, ``exclude``, ``overrides`` …).
