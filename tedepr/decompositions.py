@@ -13,7 +13,6 @@ Each returns a factorised matrix whose ``error`` is the achieved relative Froben
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import array_api_compat
@@ -23,7 +22,7 @@ from .contraction import einsum
 from .formats import CPMatrix, Factorized, TRMatrix, TTMatrix, TuckerMatrix
 from .init import _kernel_size, conv_modes, conv_ranks
 from .namespace import get_namespace, is_array, to_numpy
-from .shapes import auto_modes, check_format, check_modes, max_tt_ranks, solve_ranks
+from .shapes import auto_modes, check_format, check_modes, max_tt_ranks, solve_ranks, warn_user
 
 __all__ = ["decompose", "decompose_conv", "tt_svd", "tr_svd", "hosvd", "hooi", "cp_als"]
 
@@ -219,10 +218,9 @@ def hosvd(w, in_modes, out_modes, rank=None, rtol=None, *, factored=None, kernel
         r, tail = _truncation(s, ranks[k], delta_sq)
         if rank is not None and r < ranks[k] and s.shape[0] < ranks[k]:
             # a mode larger than the product of the others has fewer singular vectors than asked
-            warnings.warn(
+            warn_user(
                 f"rank: mode {k} can hold at most rank {s.shape[0]} (its unfolding is "
                 f"{t.shape[k]}x{math.prod(t.shape) // t.shape[k]}); using {r} instead of {ranks[k]}",
-                stacklevel=3,
             )
         discarded += tail
         factors.append(u[:, :r])

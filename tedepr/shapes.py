@@ -14,7 +14,9 @@ integer rank whose parameter count fits is solved exactly).
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
@@ -33,6 +35,15 @@ __all__ = [
 
 FORMATS = ("tt", "tr", "tucker", "cp")
 _MAX_AUTO_MODES = 4
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn, attributing the warning to the first caller outside tedepr (the user's own line)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = inspect.currentframe(), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def check_format(format: str) -> str:
@@ -190,10 +201,9 @@ def _uniform_ranks(format, r, in_modes, out_modes, name, warn, factored=None):
     else:
         ranks, capped = (r,), False
     if capped and warn:
-        warnings.warn(
+        warn_user(
             f"{name}={r} exceeds what the modes {in_modes} x {out_modes} allow on some bonds; "
-            f"using ranks {ranks}",
-            stacklevel=4,
+            f"using ranks {ranks}"
         )
     return ranks
 
