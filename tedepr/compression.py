@@ -10,7 +10,7 @@ import importlib
 import sys
 from typing import Any
 
-__all__ = ["BACKENDS", "compress", "score", "backend_module"]
+__all__ = ["BACKENDS", "compress", "score", "backend_module", "resolve_budget", "skip_pruning"]
 
 BACKENDS = ("torch", "jax")
 
@@ -66,3 +66,58 @@ def score(model, data=None, method: str = "snip", *, backend: str | None = None,
     """Per-parameter score arrays keyed by parameter name, without pruning anything."""
     mod = backend_module(backend, model)
     return mod.score(model, data, method=method, **options)
+
+
+def resolve_budget(
+    dense: int,
+    sparsity: float,
+    format: str | None,
+    score: str | None,
+    rank,
+    oversample: float,
+    has_data: bool,
+):
+    """The shared first step of every backend's ``compress``: validate the request and solve the
+    budget. Returns ``(keep, rank)``: the whole-model count of weights kept and the ranks for
+    `tensorize` (solved from ``oversample`` when None; unchanged for ``format=None``)."""
+    from .pruning import scores as registry
+    from .report import keep_count, low_rank_budget
+
+    if dense == 0:
+        raise ValueError(
+            "model has no weights to compress: no eligible layer (Linear, Conv, "
+            "recurrent, attention or tensorized)"
+        )
+    keep = keep_count(sparsity, dense)
+    if score is not None:
+        method = registry.get(score)  # validates the name before any work
+        if method.needs_data and not has_data:
+            free = ", ".join(
+                repr(n) for n in registry.available() if not registry.get(n).needs_data
+            )
+            raise ValueError(
+                f"score {score!r} needs data: pass data batches, or a data-free score ({free})"
+            )
+    if format is None:
+        if score is None:
+            raise ValueError(
+                "format=None and score=None would leave the model unchanged; choose one"
+            )
+    elif rank is None:
+        rank = low_rank_budget(sparsity, oversample if score is not None else 1.0)
+    return keep, rank
+
+
+def skip_pruning(score: str | None, keep: int, total: int, notes: list[str]) -> bool:
+    """Whether the fine grain has nothing to do (no score, or the cores already fit the budget);
+    when the low-rank model is below the target, say so in ``notes`` and in a warning."""
+    if score is not None and keep < total:
+        return False
+    if keep > total:
+        notes.append(
+            f"the low-rank model holds {total:,} weights, below the target {keep:,}: nothing pruned"
+        )
+        from .shapes import warn_user
+
+        warn_user(notes[-1])
+    return True

@@ -9,7 +9,6 @@ by the score. The result holds the compressed `Model`, its masked params, the ma
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ...compression import resolve_budget, skip_pruning
 from ...pruning import Guards, effective_ranks, prune
-from ...pruning import scores as score_registry
 from ...pruning.rescale import restoring_scales
-from ...report import DEFAULT_OVERSAMPLE, Report, keep_count, layer_row, low_rank_budget
+from ...report import DEFAULT_OVERSAMPLE, Report, layer_row
 from .masking import apply_masks, flatten_masks, leaf_paths, prunable_leaves
 from .models import Model
 from .scoring import JaxScoringProblem
@@ -211,39 +210,20 @@ def compress(
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     dense = model.dense_weight_count()
-    keep = keep_count(sparsity, dense)
-    if score is not None:
-        method = score_registry.get(score)  # validates the name before any work
-        if method.needs_data and data is None:
-            raise ValueError(
-                f"score {score!r} needs data: pass data batches, or a data-free score "
-                "('random', 'magnitude', 'synflow')"
-            )
-    if format is None:
-        if score is None:
-            raise ValueError(
-                "format=None and score=None would leave the model unchanged; choose one"
-            )
-        cmodel = model
-    else:
-        if rank is None:
-            rank = low_rank_budget(sparsity, oversample if score is not None else 1.0)
-        cmodel = tensorize(model, format=format, rank=rank, **dict(tensorize_options or {}))
+    keep, rank = resolve_budget(dense, sparsity, format, score, rank, oversample, data is not None)
+    cmodel = (
+        model
+        if format is None
+        else tensorize(model, format=format, rank=rank, **dict(tensorize_options or {}))
+    )
     key = jax.random.key(seed)
     cparams = (
         cmodel.init(key, dtype) if params is None else transfer_params(model, params, cmodel, key)
     )
-    notes = []
+    notes: list[str] = []
     total = sum(int(np.prod(a.shape)) for a in prunable_leaves(cparams).values())
     problem, masks = None, None
-    if score is None or keep >= total:
-        if keep > total:
-            notes.append(
-                f"the low-rank model holds {total:,} weights, below the target {keep:,}: "
-                "nothing pruned"
-            )
-            warnings.warn(notes[-1], stacklevel=2)
-    else:
+    if not skip_pruning(score, keep, total, notes):
         problem = JaxScoringProblem(
             cmodel,
             cparams,

@@ -9,16 +9,15 @@ over all cores and all weights of layers left dense, chosen globally by the scor
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from ...compression import resolve_budget, skip_pruning
 from ...pruning import Guards, effective_ranks, prune
-from ...pruning import scores as score_registry
 from ...pruning.rescale import restoring_scales
-from ...report import DEFAULT_OVERSAMPLE, Report, keep_count, layer_row, low_rank_budget
+from ...report import DEFAULT_OVERSAMPLE, Report, layer_row
 from .masking import apply_masks, prunable_parameters
 from .scoring import TorchScoringProblem
 
@@ -166,39 +165,16 @@ def compress(
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     dense = dense_weight_count(model)
-    if dense == 0:
-        raise ValueError(
-            "model has no weights to compress: no eligible layer (Linear, Conv, recurrent, "
-            "attention or tensorized)"
-        )
-    keep = keep_count(sparsity, dense)
+    keep, rank = resolve_budget(dense, sparsity, format, score, rank, oversample, data is not None)
     notes: list[str] = []
-    if score is not None:
-        method = score_registry.get(score)  # validates the name before any work
-        if method.needs_data and data is None:
-            raise ValueError(
-                f"score {score!r} needs data: pass data batches, or a data-free score "
-                "('random', 'magnitude', 'synflow')"
-            )
     if format is None:
-        if score is None:
-            raise ValueError(
-                "format=None and score=None would leave the model unchanged; choose one"
-            )
         cmodel = copy.deepcopy(model)
     else:
-        if rank is None:
-            rank = low_rank_budget(sparsity, oversample if score is not None else 1.0)
         cmodel = _tensorize_seeded(tensorize, model, format, rank, seed, tensorize_options, notes)
     params = prunable_parameters(cmodel)
     total = sum(p.numel() for p in params.values())
     problem = None
-    if score is None or keep >= total:
-        if keep > total:
-            notes.append(
-                f"the low-rank model holds {total:,} weights, below the target {keep:,}: nothing pruned"
-            )
-            warnings.warn(notes[-1], stacklevel=2)
+    if skip_pruning(score, keep, total, notes):
         masks = None
     else:
         problem = TorchScoringProblem(
