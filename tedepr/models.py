@@ -14,6 +14,16 @@ import importlib
 from types import ModuleType
 from typing import Any
 
+#: VGG layer tables (CIFAR variant, Simonyan & Zisserman 2015): channels per conv, "M" = 2x2 max-pool.
+#: Shared by both backends' zoos.
+# fmt: off
+VGG_CONFIGS = {
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"),
+}
+# fmt: on
+
 __all__ = ["BACKENDS", "get", "available"]
 
 BACKENDS = ("torch", "jax")

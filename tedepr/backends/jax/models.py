@@ -32,6 +32,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from ...models import VGG_CONFIGS
 from ...pruning.problem import CoreInfo
 from .attention import TransformerEncoderLayer
 from .conv import Conv2d
@@ -305,53 +306,6 @@ def lenet5(num_classes=10, in_channels=1, image_size=28) -> Model:
         return call("classifier", x)
 
     return Model(layers, forward, (in_channels, image_size, image_size), "lenet5")
-
-
-VGG_CONFIGS = {
-    "vgg16": (
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-    ),
-    "vgg19": (
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        512,
-        "M",
-    ),
-}
 
 
 def vgg(config="vgg16", num_classes=10, in_channels=3, image_size=32, batch_norm=True) -> Model:
