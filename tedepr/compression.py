@@ -21,7 +21,24 @@ __all__ = [
     "resolve_budget",
     "core_budget",
     "skip_pruning",
+    "DeadLayerError",
+    "check_alive",
 ]
+
+
+class DeadLayerError(ValueError):
+    """Pruning left a layer with no complete input→output path: its weight is identically zero."""
+
+
+def check_alive(report) -> None:
+    """Raise `DeadLayerError` naming every layer of ``report`` that pruning left dead."""
+    dead = [r.name for r in report.layers if r.live is False]
+    if dead:
+        raise DeadLayerError(
+            f"pruning left {len(dead)} layer(s) with no complete input→output path (an all-zero "
+            f"weight): {', '.join(dead)}; keep the structural guards on (the default: "
+            "Guards(keep_path=True)) or lower the sparsity"
+        )
 
 BACKENDS = ("torch", "jax")
 
@@ -156,7 +173,9 @@ def skip_pruning(score: str | None, keep: int, total: int, notes: list[str]) -> 
         )
     if score is not None and keep < total:
         return False
-    if keep > total:
+    if score is None:
+        notes.append(f"low-rank only: {total:,} weights for a budget of {keep:,}")
+    elif keep > total:
         notes.append(
             f"the low-rank model holds {total:,} weights, below the target {keep:,}: nothing pruned"
         )

@@ -73,6 +73,12 @@ class LayerReport:
     effective_ranks: dict | None = None
     flops: int | None = None
     dense_flops: int | None = None
+    #: the layer has at least one complete input→output path of kept entries (None: unpruned)
+    live: bool | None = None
+    #: number of complete paths (kept entries for a dense weight); None when unpruned
+    paths: float | None = None
+    #: per bond, the indices on a complete path (tensorized layers, after pruning)
+    connected_ranks: tuple | None = None
 
     @property
     def compression(self) -> float:
@@ -88,9 +94,14 @@ def layer_row(
     *,
     strategy: str = "auto",
     effective_ranks: dict | None = None,
+    liveness=None,
 ) -> LayerReport:
     """A report row for one layer: a tensorized one (``factorized`` given: modes, ranks, the FLOPs of its
-    planned contraction for one sample) or a dense one (``total`` weights)."""
+    planned contraction for one sample) or a dense one (``total`` weights). ``liveness``: the
+    layer's `tedepr.pruning.connectivity.LayerLiveness` after pruning."""
+    live = {}
+    if liveness is not None:
+        live = {"live": liveness.live, "paths": liveness.paths, "connected_ranks": liveness.ranks}
     if factorized is None:
         return LayerReport(
             name=name,
@@ -100,6 +111,7 @@ def layer_row(
             total=total,
             dense=total,
             dense_flops=2 * total,
+            **live,
         )
     from .contraction import plan_contraction
 
@@ -117,6 +129,7 @@ def layer_row(
         effective_ranks=effective_ranks or None,
         flops=plan_contraction(f, 1, strategy).flops,
         dense_flops=2 * f.dense_params,
+        **live,
     )
 
 
@@ -168,6 +181,10 @@ class Report:
         lines = [head, "-" * len(head)]
         for r in self.layers:
             ranks = "" if r.ranks is None else str(tuple(r.ranks)).replace(" ", "")
+            if r.connected_ranks is not None and tuple(r.connected_ranks) != tuple(r.ranks or ()):
+                ranks += "→" + str(tuple(r.connected_ranks)).replace(" ", "")
+            if r.live is False:
+                ranks = "DEAD " + ranks
             flops = "" if r.flops is None else f"{r.flops:,}"
             lines.append(
                 f"{r.name[:28]:<28} {r.kind:<10} {r.format:<7} {ranks[:22]:<22} "
@@ -179,5 +196,7 @@ class Report:
             f"(sparsity {100 * self.sparsity:.3f}%, {self.compression:.1f}x); "
             f"biases/normalisation params (not counted): {self.other_params:,}"
         )
+        if any(r.connected_ranks is not None for r in self.layers):
+            lines.append("ranks a→b: allocated ranks → ranks on complete paths of kept entries")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)

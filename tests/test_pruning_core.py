@@ -80,13 +80,13 @@ def test_guards_keep_every_slice_even_when_scores_say_otherwise():
     structure = _tt_structure(scores)
     unguarded = select(scores, 12)
     assert not unguarded["c1"].any()
-    guarded = select(scores, 12, structure=structure, guards=Guards())
+    guarded = select(scores, 12, structure=structure, guards=Guards(keep_slices=True))
     assert count_kept(guarded) == 12
     for n, m in guarded.items():
         per_slice = m.any(axis=(0, 3))
         assert per_slice.all(), n
     # the reserved entries are the best of each slice
-    res = reserved_entries(scores, structure, Guards())
+    res = reserved_entries(scores, structure, Guards(keep_slices=True, keep_path=False))
     best = scores["c1"].reshape(2, 4, 1).transpose(1, 0, 2).reshape(4, 2).argmax(axis=1)
     got = res["c1"].transpose(1, 2, 0, 3).reshape(4, 2).argmax(axis=1)
     np.testing.assert_array_equal(best, got)

@@ -52,10 +52,15 @@ def test_snip_and_magnitude_hand_computed():
     m = score(model, None, "magnitude")
     np.testing.assert_allclose(m["0.weight"].numpy(), [[1.0, 1.0]])
     np.testing.assert_allclose(m["1.weight"].numpy(), [[3.0]])
-    # keeping 1 of 3 weights by SNIP keeps b (score 6)
-    res = compress(model, data, sparsity=2 / 3, format=None, score="snip", loss_fn=_sum_loss)
+    # keeping 2 of 3 weights by SNIP: each layer keeps a path (its best entry), so b (6) and c (3)
+    res = compress(model, data, sparsity=1 / 3, format=None, score="snip", loss_fn=_sum_loss)
     np.testing.assert_array_equal(res.masks["0.weight"].numpy(), [[False, True]])
-    assert res.report.kept_weights == 1
+    np.testing.assert_array_equal(res.masks["1.weight"].numpy(), [[True]])
+    assert res.report.kept_weights == 2
+    assert all(r.live for r in res.report.layers)
+    # 1 of 3 would leave a layer dead: the guards refuse, naming what they need
+    with pytest.raises(ValueError, match="guards need 2"):
+        compress(model, data, sparsity=2 / 3, format=None, score="snip", loss_fn=_sum_loss)
 
 
 # ----------------------------------------------------------------------------- dense MLP vs oracle
@@ -220,9 +225,31 @@ def test_trainability_guards_keep_every_core_alive():
     res = compress(
         _lenet(), _mnist_batch(), sparsity=0.995, format="tt", score="trainability", rounds=3
     )
+    from tedepr.backends.torch.scoring import structure_of
+    from tedepr.pruning.connectivity import analyse, useful_entries
+
+    structure = structure_of(res.model, res.masks)
+    # every layer has a complete path, and every kept core entry lies on one (none is untrainable)
+    assert all(v.live for v in analyse(res.masks, structure).values())
+    assert all(r.live for r in res.report.layers)
+    useful = useful_entries(res.masks, structure)
     for name, m in res.masks.items():
         if ".core_" in name:
-            assert m.any(dim=(0, 3)).all(), f"{name} has an all-zero (n_k, m_k) slice"
+            assert int(m.sum()) > 0
+            np.testing.assert_array_equal(useful[name], m.numpy(), err_msg=name)
+    assert res.report.kept_weights == round(0.005 * 266_200)
+
+
+def test_guards_none_can_kill_a_layer_and_compress_names_it():
+    from tedepr.compression import DeadLayerError
+    from tedepr.pruning import Guards
+
+    # magnitude at 99.9% with the classifier (module "5" of this Sequential) left dense empties it
+    with pytest.raises(DeadLayerError, match=r"weight\): 5;"):
+        compress(_lenet(), None, sparsity=0.999, format="tt", score="magnitude", guards=Guards.none())
+    res = compress(_lenet(), None, sparsity=0.999, format="tt", score="magnitude")
+    assert all(r.live for r in res.report.layers)
+    assert res.report.kept_weights == 266
 
 
 def test_compress_bad_input():
@@ -273,7 +300,9 @@ def test_rescale_restores_every_layers_norm():
     kw = dict(sparsity=0.995, format="tt", rank=0.02)
     plain = compress(model, _mnist_batch(), score="snip", rescale=False, **kw)
     scaled = compress(model, _mnist_batch(), score="snip", rescale=True, **kw)
-    ref = compress(model, None, score=None, **kw)  # the same cores (same seed and ranks), unpruned
+    # the same cores (same seed and ranks), unpruned; a low-rank-only model must fit its budget, so
+    # ask for a sparsity that the unpruned cores meet
+    ref = compress(model, None, score=None, **{**kw, "sparsity": 0.5})
     for name, module in scaled.model.named_modules():
         if hasattr(module, "factorized") and name:
             full = ref.model.get_submodule(name).factorized().to_dense()

@@ -71,8 +71,9 @@ class Score:
     name: ClassVar[str] = ""
     needs_data: ClassVar[bool] = True
     rounds: int = 1
-    #: guards applied at every selection (None: the caller's choice)
-    guards: Guards | None = None
+    #: guards applied at every selection; the default keeps one complete path per layer (no dead
+    #: layer, SPEC §3); ``Guards.none()`` disables them
+    guards: Guards | None = field(default_factory=Guards)
 
     def importance(
         self, problem: ScoringProblem, masks: Mapping[str, Any] | None, rng: np.random.Generator
@@ -200,7 +201,7 @@ class Trainability(Score):
 
     name: ClassVar[str] = "trainability"
     rounds: int = 10
-    guards: Guards | None = field(default_factory=lambda: Guards(min_density=0.0, keep_slices=True))
+    guards: Guards | None = field(default_factory=lambda: Guards(keep_path=True, connected=True))
 
     def importance(self, problem, masks, rng):
         return _sensitivity(problem, masks)

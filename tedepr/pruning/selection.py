@@ -28,16 +28,25 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Guards:
-    """Structural guards for tensor-network cores (SPEC §3).
+    """Structural guards for tensor-network cores and dense weights (SPEC §3, docs/method.md §10).
 
-    ``min_density``: every tensorized core keeps at least ``ceil(min_density · size)`` entries (its best
-    ones). ``keep_slices``: every slice over ``CoreInfo.slice_axes`` (for a TT/TR core, each ``(n_k, m_k)``
-    position; for a Tucker/CP factor, each row) keeps its best entry, so no input or output mode index
-    loses every path through the network. Dense weights (``format == "dense"``) are never guarded.
+    ``keep_path``: every layer keeps at least one complete input→output path — for a tensorized layer
+    the entries of its highest-scoring chain of bond indices through every core
+    (`tedepr.pruning.connectivity.best_paths`), for a dense weight its best entry — so no layer is
+    ever dead. ``connected``: entries that lie on no complete path of kept entries (untrainable:
+    their gradient is identically zero for the whole of training) are dropped and the budget they
+    held is given to the next-best entries, until every kept entry of a tensorized layer is
+    connected. ``min_density``: every tensorized core keeps at least ``ceil(min_density · size)``
+    entries (its best ones). ``keep_slices``: every slice over ``CoreInfo.slice_axes`` (for a TT/TR
+    core, each ``(n_k, m_k)`` position; for a Tucker/CP factor, each row) keeps its best entry —
+    except in a core where every entry is its own slice (rank 1), which would exempt it from pruning.
+    Every reservation counts in the budget.
     """
 
     min_density: float = 0.0
-    keep_slices: bool = True
+    keep_slices: bool = False
+    keep_path: bool = True
+    connected: bool = False
 
     def __post_init__(self):
         if not (0.0 <= self.min_density <= 1.0):
@@ -45,7 +54,8 @@ class Guards:
 
     @classmethod
     def none(cls) -> Guards:
-        return cls(min_density=0.0, keep_slices=False)
+        """No guard at all (a layer may end dead: `compress` then raises, naming it)."""
+        return cls(min_density=0.0, keep_slices=False, keep_path=False, connected=False)
 
 
 def _flat(xp, a):
@@ -92,13 +102,34 @@ def reserved_entries(
         info = structure.get(name)
         res = xp.zeros(tuple(s.shape), dtype=xp.bool)
         if info is not None and info.format != "dense":
-            if guards.keep_slices and info.slice_axes:
+            size = math.prod(s.shape)
+            n_slices = math.prod(s.shape[a] for a in info.slice_axes) if info.slice_axes else 0
+            if guards.keep_slices and info.slice_axes and n_slices < size:
                 res = res | _slice_best_mask(xp, s, tuple(info.slice_axes))
-            floor = math.ceil(guards.min_density * math.prod(s.shape))
+            floor = math.ceil(guards.min_density * size)
             if floor:
                 res = res | xp.reshape(_top_k_mask(xp, _flat(xp, s), floor), tuple(s.shape))
         out[name] = res
+    if guards.keep_path:
+        from .connectivity import best_paths
+
+        known = {n: structure[n] for n in scores if n in structure}
+        paths = best_paths({n: scores[n] for n in known}, known)
+        for name, path in paths.items():
+            out[name] = out[name] | _like(xp, path, scores[name])
     return out
+
+
+def _like(xp, np_bool, ref):
+    """A NumPy bool array as an array of ``ref``'s namespace and device."""
+    arr = xp.asarray(np_bool)
+    device = getattr(ref, "device", None)
+    if device is not None and getattr(arr, "device", None) != device:
+        try:
+            arr = xp.asarray(np_bool, device=device)
+        except TypeError:
+            pass
+    return arr
 
 
 def select(
@@ -153,12 +184,43 @@ def select(
             )
         # reserved entries first, then by score; inf keeps them ahead without disturbing the order
         flat = xp.where(res_flat, xp.asarray(math.inf, dtype=flat.dtype), flat)
-    mask_flat = _top_k_mask(xp, flat, keep)
+    out = _split(xp, _top_k_mask(xp, flat, keep), names, sizes, scores)
+    if structure is not None and guards is not None and guards.connected:
+        out = _refill_connected(xp, out, flat, keep, names, sizes, scores, structure)
+    return out
+
+
+def _split(xp, mask_flat, names, sizes, scores):
     out, start = {}, 0
     for n, size in zip(names, sizes):
         out[n] = xp.reshape(mask_flat[start : start + size], tuple(scores[n].shape))
         start += size
     return out
+
+
+def _refill_connected(xp, masks, flat, keep, names, sizes, scores, structure, max_rounds: int = 100):
+    """Drop kept entries on no complete path (untrainable) and give their budget to the next-best
+    entries, until every kept entry of every tensorized layer is connected (or nothing changes)."""
+    from .connectivity import useful_entries
+
+    known = {n: structure[n] for n in names if n in structure}
+    for _ in range(max_rounds):
+        useful = useful_entries({n: masks[n] for n in known}, known)
+        wasted = [
+            xp.reshape(_like(xp, useful[n], masks[n]), (-1,)) != _flat(xp, masks[n]) if n in known
+            else xp.zeros((size,), dtype=xp.bool)
+            for n, size in zip(names, sizes)
+        ]
+        wasted_flat = xp.concat(wasted)
+        if not bool(xp.any(wasted_flat)):
+            break
+        # an untrainable entry never comes back: it goes to the end of the order
+        flat = xp.where(wasted_flat, xp.asarray(-math.inf, dtype=flat.dtype), flat)
+        new = _split(xp, _top_k_mask(xp, flat, keep), names, sizes, scores)
+        if all(bool(xp.all(new[n] == masks[n])) for n in names):
+            break  # too few connected entries left to fill the budget: keep what is there
+        masks = new
+    return masks
 
 
 def _has_f64(xp) -> bool:

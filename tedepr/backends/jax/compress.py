@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...budget import tensorize_within
-from ...compression import core_budget, resolve_budget, skip_pruning
+from ...compression import check_alive, core_budget, resolve_budget, skip_pruning
 from ...pruning import Guards, effective_ranks, prune
+from ...pruning.connectivity import analyse
 from ...pruning.rescale import restoring_scales
 from ...report import DEFAULT_OVERSAMPLE, Report, layer_row
 from .masking import apply_masks, flatten_masks, leaf_paths, prunable_leaves
@@ -108,6 +109,7 @@ def build_report(
             path
         )
     live = effective_ranks(flat, structure) if flat else {}
+    liveness = analyse(flat, structure) if flat else {}
     rows = []
     for layer_name, paths in by_layer.items():
         total = sum(int(np.prod(weights[p].shape)) for p in paths)
@@ -131,6 +133,7 @@ def build_report(
                 f,
                 strategy=getattr(layer, "strategy", "auto"),
                 effective_ranks=eff,
+                liveness=liveness.get(layer_name),
             )
         )
     return Report(
@@ -271,6 +274,7 @@ def compress(
         structure=structure,
     )
     report.notes.extend(notes)
+    check_alive(report)
     return CompressionResult(cmodel, cparams, masks or {}, report)
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from ...budget import tensorize_within
-from ...compression import BudgetError, core_budget, resolve_budget, skip_pruning
+from ...compression import BudgetError, check_alive, core_budget, resolve_budget, skip_pruning
 from ...pruning import Guards, effective_ranks, prune
+from ...pruning.connectivity import analyse
 from ...pruning.rescale import restoring_scales
 from ...report import DEFAULT_OVERSAMPLE, Report, layer_row
 from .masking import apply_masks, prunable_parameters
@@ -85,6 +86,7 @@ def build_report(
     for name in params:
         by_module.setdefault(name.rpartition(".")[0], []).append(name)
     live = effective_ranks(masks, structure) if (masks and structure) else {}
+    liveness = analyse(masks, structure) if (masks and structure) else {}
     rows = []
     for module_name, names in by_module.items():
         module = model.get_submodule(module_name) if module_name else model
@@ -101,6 +103,7 @@ def build_report(
                 f,
                 strategy=getattr(module, "strategy", "auto"),
                 effective_ranks=live_here,
+                liveness=liveness.get(module_name),
             )
         )
     return Report(
@@ -210,6 +213,7 @@ def compress(
         structure=structure,
     )
     report.notes.extend(notes)
+    check_alive(report)
     return CompressionResult(cmodel, report, masks or {})
 
 
