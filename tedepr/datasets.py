@@ -36,6 +36,7 @@ __all__ = [
     "UCF11_ACTIONS",
     "Dataset",
     "dataset_spec",
+    "check_options",
     "load_mnist10k",
     "load_dataset",
     "read_idx",
@@ -920,6 +921,20 @@ def _load_ucf11(directory: Path, opts: dict, layout: str, test_fraction: float, 
     return (images[~test_mask], labels[~test_mask]), (images[test_mask], labels[test_mask])
 
 
+def check_options(kind: str, **options) -> dict:
+    """Validate ``load_dataset``'s kind-specific options for data set ``kind`` (names, values and
+    applicability, as `load_dataset` does) and return them with the defaults filled in."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {kind!r}")
+    unknown = sorted(set(options) - set(_OPTION_KINDS))
+    if unknown:
+        raise ValueError(
+            f"unknown option {unknown[0]!r}; the options are "
+            f"{', '.join(map(repr, sorted(_OPTION_KINDS)))}"
+        )
+    return _check_options(kind, options)
+
+
 def _check_options(kind: str | None, options: dict) -> dict:
     """Validate the kind-specific keyword options; fill the defaults."""
     given = {k: v for k, v in options.items() if v is not None}
@@ -982,13 +997,7 @@ def dataset_spec(kind: str, **options) -> dict:
     known = tuple(k for k in KINDS if k != "npz")
     if kind not in known:
         raise ValueError(f"kind must be one of {', '.join(map(repr, known))}; got {kind!r}")
-    unknown = sorted(set(options) - set(_OPTION_KINDS))
-    if unknown:
-        raise ValueError(
-            f"unknown option {unknown[0]!r}; the options are "
-            f"{', '.join(map(repr, sorted(_OPTION_KINDS)))}"
-        )
-    opts = _check_options(kind, options)
+    opts = check_options(kind, **options)
     if kind == "ucf11":
         h, w = opts["frame_size"]
         features = h * w * (1 if opts["grayscale"] else 3)
