@@ -261,8 +261,11 @@ def test_bad_configs_name_the_key_and_what_is_allowed(tmp_path, text, message):
 
 
 def test_load_refs(tmp_path):
-    with pytest.raises(ValueError, match="did you mean 'paper/cifar10_vgg16'"):
-        configs.load("paper/cifar10_vg16")
+    for typo in ("paper/cifar10_vg16", "paper/cifar10_vg16.toml"):
+        with pytest.raises(ValueError, match="did you mean 'paper/cifar10_vgg16'"):
+            configs.load(typo)
+    with pytest.raises(ValueError, match="did you mean 'paper/mnist_lenet5'"):
+        configs.load("mnist_lenet5")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         configs.load(tmp_path / "missing.toml")
     with pytest.raises(TypeError, match="ref must be a str or path"):

@@ -291,19 +291,20 @@ def load(ref: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(ref, (str, os.PathLike)):
         raise TypeError(f"ref must be a str or path; got {type(ref).__name__}")
     packaged = _packaged()
-    name = str(ref)
-    name = name[: -len(".toml")] if name.endswith(".toml") else name
+    text = str(ref)
+    name = text[: -len(".toml")] if text.endswith(".toml") else text
     path = Path(ref).expanduser()
-    if name in packaged and not path.is_file():
-        where, raw = f"config {name!r}", packaged[name].read_bytes()
-    elif path.is_file():
+    groups = {n.split("/")[0] + "/" for n in packaged}
+    if path.is_file():  # a file of the user's wins over a packaged name
         where, raw = str(path), path.read_bytes()
-    elif str(ref).endswith(".toml") or os.sep in str(ref) and not name.startswith("paper/"):
-        raise FileNotFoundError(f"ref: config file {str(ref)!r} does not exist")
+    elif name in packaged:
+        where, raw = f"config {name!r}", packaged[name].read_bytes()
+    elif not name.startswith(tuple(groups)) and (text.endswith(".toml") or os.sep in text):
+        raise FileNotFoundError(f"ref: config file {text!r} does not exist")
     else:
         raise ValueError(
             f"ref must be a .toml file or a packaged config ({', '.join(sorted(packaged))}); "
-            f"got {str(ref)!r}" + _did_you_mean(name, packaged)
+            f"got {text!r}" + _did_you_mean(name, packaged)
         )
     try:
         parsed = tomllib.loads(raw.decode("utf-8"))
