@@ -370,3 +370,19 @@ def test_dataset_spec():
         D.dataset_spec("ucf11", frame=3)
     with pytest.raises(ValueError, match="frames applies only to 'ucf11'"):
         D.dataset_spec("cifar10", frames=3)
+
+
+def test_large_jpeg_reduced_scale_decode_matches_a_full_decode(tmp_path):
+    # a 96x64 gradient photo resized to 8: the draft-mode decode (1/4 scale) and a full-size
+    # decode + the same resize + centre crop agree up to resampling noise
+    yy, xx = np.mgrid[0:64, 0:96]
+    photo = np.stack([xx * 2.5, yy * 3.5, (xx + yy) * 1.5], axis=-1).astype(np.uint8)
+    for split in ("train", "val"):
+        path = tmp_path / split / "c0" / "photo.JPEG"
+        path.parent.mkdir(parents=True)
+        Image.fromarray(photo).save(path, quality=95)
+    ds = D.load_dataset(tmp_path, image_size=8, layout="NHWC")
+    with Image.open(tmp_path / "train" / "c0" / "photo.JPEG") as im:
+        full = im.convert("RGB").resize((12, 8), Image.Resampling.BILINEAR).crop((2, 0, 10, 8))
+    diff = np.abs(ds.train_images[0].astype(int) - np.asarray(full, dtype=int))
+    assert ds.train_images.shape == (1, 8, 8, 3) and diff.mean() < 4, diff.mean()
