@@ -10,7 +10,18 @@ import importlib
 import sys
 from typing import Any
 
-__all__ = ["BACKENDS", "compress", "score", "backend_module", "resolve_budget", "skip_pruning"]
+from .budget import BudgetError
+
+__all__ = [
+    "BACKENDS",
+    "BudgetError",
+    "compress",
+    "score",
+    "backend_module",
+    "resolve_budget",
+    "core_budget",
+    "skip_pruning",
+]
 
 BACKENDS = ("torch", "jax")
 
@@ -79,7 +90,7 @@ def resolve_budget(
 ):
     """The shared first step of every backend's ``compress``: validate the request and solve the
     budget. Returns ``(keep, rank)``: the whole-model count of weights kept and the ranks for
-    `tensorize` (solved from ``oversample`` when None; unchanged for ``format=None``)."""
+    `tensorize` (``None``: allocate them to the budget with `core_budget`)."""
     from .pruning import scores as registry
     from .report import keep_count, low_rank_budget
 
@@ -103,14 +114,46 @@ def resolve_budget(
             raise ValueError(
                 "format=None and score=None would leave the model unchanged; choose one"
             )
-    elif rank is None:
-        rank = low_rank_budget(sparsity, oversample if score is not None else 1.0)
+    else:
+        low_rank_budget(sparsity, oversample)  # validates oversample
     return keep, rank
+
+
+def core_budget(score: str | None, keep: int, dense: int, oversample: float):
+    """The core budget of the coarse grain, as `tedepr.budget.tensorize_within` takes it: a function
+    of the dense weights that get tensorized.
+
+    - low-rank only (``score=None``): the cores get the whole budget minus the layers left dense,
+      so the model holds at most ``keep`` weights (a `BudgetError` when it cannot);
+    - with pruning: the cores get ``oversample`` times their share of ``keep`` (each tensorized
+      layer's share is its dense size over the model's), and pruning takes the whole model to
+      ``keep``.
+    """
+
+    def budget(dense_tensorized: int) -> int:
+        left_dense = dense - dense_tensorized
+        if score is None:
+            if left_dense >= keep:
+                raise BudgetError(
+                    f"the layers left dense hold {left_dense:,} weights, the whole budget is "
+                    f"{keep:,}: tensorize them too (tensorize_options={{'min_params': 0}})"
+                )
+            return keep - left_dense
+        return max(1, round(oversample * keep * dense_tensorized / dense))
+
+    return budget
 
 
 def skip_pruning(score: str | None, keep: int, total: int, notes: list[str]) -> bool:
     """Whether the fine grain has nothing to do (no score, or the cores already fit the budget);
-    when the low-rank model is below the target, say so in ``notes`` and in a warning."""
+    when the low-rank model is below the target, say so in ``notes`` and in a warning. A low-rank-only
+    model (``score=None``) over the budget is a `BudgetError`: an ablation over budget is no
+    comparison."""
+    if score is None and total > keep:
+        raise BudgetError(
+            f"the low-rank model holds {total:,} weights, over the budget of {keep:,}: pass rank=None "
+            "(ranks allocated to the budget) or lower the ranks"
+        )
     if score is not None and keep < total:
         return False
     if keep > total:

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...compression import resolve_budget, skip_pruning
+from ...budget import tensorize_within
+from ...compression import core_budget, resolve_budget, skip_pruning
 from ...pruning import Guards, effective_ranks, prune
 from ...pruning.rescale import restoring_scales
 from ...report import DEFAULT_OVERSAMPLE, Report, layer_row
@@ -66,6 +67,14 @@ def find_layer(model: Model, name: str):
                 layer = subs[part]
             return layer
     raise KeyError(name)
+
+
+def _factorized_layers(model: Model) -> dict:
+    return {
+        name: layer.factorized()
+        for name, layer in model.layers.items()
+        if callable(getattr(layer, "factorized", None))
+    }
 
 
 def _other_params(model: Model, params) -> int:
@@ -211,11 +220,23 @@ def compress(
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     dense = model.dense_weight_count()
     keep, rank = resolve_budget(dense, sparsity, format, score, rank, oversample, data is not None)
-    cmodel = (
-        model
-        if format is None
-        else tensorize(model, format=format, rank=rank, **dict(tensorize_options or {}))
-    )
+    options = dict(tensorize_options or {})
+    if format is None:
+        cmodel = model
+    elif rank is not None:
+        cmodel = tensorize(model, format=format, rank=rank, **options)
+    else:
+        if score is None:
+            options.setdefault("min_params", 0)  # low-rank only: every layer shares the budget
+        cmodel, _, _ = tensorize_within(
+            tensorize,
+            _factorized_layers,
+            model,
+            format,
+            core_budget(score, keep, dense, oversample),
+            options,
+            strict=score is None,
+        )
     key = jax.random.key(seed)
     cparams = (
         cmodel.init(key, dtype) if params is None else transfer_params(model, params, cmodel, key)

@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from ...compression import resolve_budget, skip_pruning
+from ...budget import tensorize_within
+from ...compression import BudgetError, core_budget, resolve_budget, skip_pruning
 from ...pruning import Guards, effective_ranks, prune
 from ...pruning.rescale import restoring_scales
 from ...report import DEFAULT_OVERSAMPLE, Report, layer_row
@@ -170,7 +171,19 @@ def compress(
     if format is None:
         cmodel = copy.deepcopy(model)
     else:
-        cmodel = _tensorize_seeded(tensorize, model, format, rank, seed, tensorize_options, notes)
+        options = dict(tensorize_options or {})
+        if score is None and rank is None:
+            options.setdefault("min_params", 0)  # low-rank only: every layer must share the budget
+        cmodel = _tensorize_seeded(
+            tensorize,
+            model,
+            format,
+            rank,
+            seed,
+            options,
+            core_budget(score, keep, dense, oversample),
+            strict=score is None,
+        )
     params = prunable_parameters(cmodel)
     total = sum(p.numel() for p in params.values())
     problem = None
@@ -200,19 +213,31 @@ def compress(
     return CompressionResult(cmodel, report, masks or {})
 
 
-def _tensorize_seeded(tensorize, model, format, rank, seed, options, notes):
+def _factorized_layers(model) -> dict:
+    return {
+        name: m.factorized()
+        for name, m in model.named_modules()
+        if callable(getattr(m, "factorized", None))
+    }
+
+
+def _tensorize_seeded(tensorize, model, format, rank, seed, options, budget, *, strict):
     # the fresh cores are drawn from torch's RNG: seed it without disturbing the caller's stream
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        try:
-            return tensorize(model, format=format, rank=rank, **(options or {}))
-        except ValueError as exc:
-            if not (isinstance(rank, float) and "even rank 1" in str(exc)):
-                raise
-        # the coarse budget is below rank 1 for some layer: start from rank 1, pruning does the rest
-        notes.append(f"rank budget {rank:.3g} is below rank 1 for some layers; using rank 1")
-        torch.manual_seed(seed)
-        return tensorize(model, format=format, rank=1, **(options or {}))
+        if rank is not None:
+            return tensorize(model, format=format, rank=rank, **options)
+        cmodel, _, _ = tensorize_within(
+            tensorize,
+            _factorized_layers,
+            model,
+            format,
+            budget,
+            options,
+            strict=strict,
+            reseed=lambda: torch.manual_seed(seed),
+        )
+        return cmodel
 
 
 def _rescale(model, params, masks):
