@@ -15,6 +15,7 @@ import pytest
 
 from tedepr import configs
 from tedepr import models as zoo
+from tedepr.cli.methods import expand_methods
 from tedepr.datasets import dataset_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,8 @@ def test_paper_config_parses_and_names_zoo_models(name):
     for key in ("model", "dataset", "methods", "sparsities", "seeds", "epochs", "optimizer", "lr"):
         assert key in cfg, key
     assert cfg.get("description")
+    # the method names mean something to the command line
+    assert "dense" in expand_methods(cfg["methods"], cfg.get("format", "tt"))
     for backend in zoo.BACKENDS:
         assert cfg["model"] in zoo.available(backend), (cfg["model"], backend)
     spec = dataset_spec(
