@@ -1,0 +1,133 @@
+"""Finished models for inference: masks folded into the weights, cores pre-contracted where cheaper.
+
+`finalize` returns a plain copy (no ``torch.nn.utils.parametrize`` parametrizations, so it pickles,
+scripts and exports like any module). Each tensorized Linear is *folded* — replaced by an
+``nn.Linear`` holding its reconstructed weight — when one dense GEMM is cheaper than the layer's
+contraction chain at the given batch size, by the planner's own cost model
+(`tedepr.plan_contraction`): the folded layer is costed as the one-core network ``x @ W``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ...contraction import plan_contraction
+from ...formats import from_cores
+from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
+from .conv import _TensorizedConv2d
+from .layers import _TensorizedLinear
+from .masking import remove_masks
+from .recurrent import _TensorizedRNNBase
+
+__all__ = ["finalize", "fold_costs", "fold_layer"]
+
+_COMPOSITE = (_TensorizedRNNBase, TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer)
+_FOLD = (True, False, "auto")
+
+
+def fold_costs(layer: _TensorizedLinear, batch_size: int) -> tuple[float, float]:
+    """``(unfolded, folded)`` cost of ``layer`` for ``batch_size`` rows, in the planner's
+    FLOP-equivalents: its own plan (`plan_contraction` with the layer's strategy) vs one dense
+    ``(batch, N_in) @ (N_in, N_out)`` product (the plan of the one-core network)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+    n_in, n_out = layer.in_features, layer.out_features
+    unfolded = plan_contraction(layer._shape_template(), batch_size, layer.strategy).cost
+    dense = from_cores("tt", [torch.empty((1, n_in, n_out, 1), device="meta")], (n_in,), (n_out,))
+    folded = plan_contraction(dense, batch_size, "chain").cost
+    return float(unfolded), float(folded)
+
+
+def fold_layer(layer: nn.Module) -> nn.Module:
+    """The dense ``nn.Linear`` / ``nn.Conv2d`` computing what the tensorized ``layer`` computes
+    (weight reconstructed from the current, masked cores; no autograd history)."""
+    p = next(layer.parameters())
+    kw = {"device": p.device, "dtype": p.dtype}
+    with torch.no_grad():
+        if isinstance(layer, _TensorizedLinear):
+            new = nn.Linear(layer.in_features, layer.out_features, layer.bias is not None, **kw)
+            new.weight.copy_(layer.dense_weight().T)
+        elif isinstance(layer, _TensorizedConv2d):
+            new = nn.Conv2d(
+                layer.in_channels,
+                layer.out_channels,
+                layer.kernel_size,
+                layer.stride,
+                layer.padding,
+                layer.dilation,
+                layer.groups,
+                layer.bias is not None,
+                **kw,
+            )
+            new.weight.copy_(layer.kernel())
+        else:
+            raise TypeError(
+                f"layer must be a tensorized Linear or Conv2d; got {type(layer).__name__}"
+            )
+        if layer.bias is not None:
+            new.bias.copy_(layer.bias)
+    new.train(layer.training)
+    return new
+
+
+def finalize(model: nn.Module, *, batch_size: int | None = None, fold=False) -> nn.Module:
+    """A plain inference copy of a (masked) compressed model; ``model`` is not changed.
+
+    Parameters
+    ----------
+    model : nn.Module
+    batch_size : int, optional
+        The inference batch size the folding decision is made for (needed by ``fold="auto"``).
+    fold : False, True or "auto"
+        False: only fold the masks into the weights (pruned entries stay stored zeros; the layers
+        stay tensorized). True: also replace every tensorized Linear and Conv2d (outside
+        composite layers such as attention/LSTM) by the dense layer of its reconstructed weight.
+        "auto": replace a tensorized Linear when `fold_costs` says the dense product is no dearer
+        at ``batch_size``; convolutions are folded too (their cost depends on the image size,
+        which is not known here; pass ``fold=False`` to keep them).
+
+    Returns
+    -------
+    nn.Module
+        A deep copy in eval mode with ``requires_grad=False`` parameters and no
+        parametrizations: it computes the masked model's function.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if fold not in _FOLD or isinstance(fold, int) and not isinstance(fold, bool):
+        raise ValueError(f"fold must be True, False or 'auto'; got {fold!r}")
+    if fold == "auto" and batch_size is None:
+        raise ValueError("fold='auto' needs batch_size (the inference batch it decides for)")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be a positive int or None; got {batch_size!r}")
+    out = copy.deepcopy(model)
+    remove_masks(out)
+    if fold is not False:
+        skip: list[str] = []
+        for name, m in list(out.named_modules()):
+            if any(name.startswith(s + ".") for s in skip):
+                continue
+            if isinstance(m, _COMPOSITE):
+                skip.append(name)
+                continue
+            if isinstance(m, _TensorizedLinear):
+                if fold == "auto":
+                    unfolded, folded = fold_costs(m, batch_size)
+                    if folded > unfolded:
+                        continue
+            elif not isinstance(m, _TensorizedConv2d):
+                continue
+            new = fold_layer(m)
+            if name == "":
+                out = new
+                break
+            parent, _, child = name.rpartition(".")
+            setattr(out.get_submodule(parent) if parent else out, child, new)
+    out.eval()
+    out.requires_grad_(False)
+    return out
