@@ -422,8 +422,27 @@ def test_auto_fold_follows_the_cost_model(monkeypatch):
         )
         f = finalize(r.model, batch_size=4, fold="auto")
         assert isinstance(f.hidden[0], torch.nn.Linear) is cheaper_folded
+    monkeypatch.undo()
+    for cheaper_folded in (True, False):  # fold="measure" obeys the timings the same way
+        monkeypatch.setattr(
+            inference,
+            "fold_timings",
+            lambda m, b, c=cheaper_folded: (2e-3, 1e-3) if c else (1e-3, 2e-3),
+        )
+        f = finalize(r.model, batch_size=4, fold="measure")
+        assert isinstance(f.hidden[0], torch.nn.Linear) is cheaper_folded
+    monkeypatch.undo()
+    t_unfolded, t_folded = inference.fold_timings(layer, 4, repeats=3)
+    assert t_unfolded > 0 and t_folded > 0
+    f = finalize(r.model, batch_size=4, fold="measure")
+    with torch.no_grad():
+        torch.testing.assert_close(f(x), r.model(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="batch_size"):
         finalize(r.model, fold="auto")
+    with pytest.raises(ValueError, match="batch_size"):
+        finalize(r.model, fold="measure")
+    with pytest.raises(ValueError, match="fold"):
+        finalize(r.model, fold=1)
     with pytest.raises(ValueError, match="fold"):
         finalize(r.model, fold="yes")
     with pytest.raises(TypeError, match="model"):

@@ -4,12 +4,16 @@
 scripts and exports like any module). Each tensorized Linear is *folded* — replaced by an
 ``nn.Linear`` holding its reconstructed weight — when one dense GEMM is cheaper than the layer's
 contraction chain at the given batch size, by the planner's own cost model
-(`tedepr.plan_contraction`): the folded layer is costed as the one-core network ``x @ W``.
+(`tedepr.plan_contraction`): the folded layer is costed as the one-core network ``x @ W``; or, with
+``fold="measure"``, by timing both on the device (the cost model is not calibrated for eager
+per-step overheads: docs/performance.md shows where the two decisions differ).
 """
 
 from __future__ import annotations
 
 import copy
+import statistics
+import time
 
 import torch
 from torch import nn
@@ -22,10 +26,10 @@ from .layers import _TensorizedLinear
 from .masking import remove_masks
 from .recurrent import _TensorizedRNNBase
 
-__all__ = ["finalize", "fold_costs", "fold_layer"]
+__all__ = ["finalize", "fold_costs", "fold_layer", "fold_timings"]
 
 _COMPOSITE = (_TensorizedRNNBase, TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer)
-_FOLD = (True, False, "auto")
+_FOLD = (True, False, "auto", "measure")
 
 
 def fold_costs(layer: _TensorizedLinear, batch_size: int) -> tuple[float, float]:
@@ -39,6 +43,41 @@ def fold_costs(layer: _TensorizedLinear, batch_size: int) -> tuple[float, float]
     dense = from_cores("tt", [torch.empty((1, n_in, n_out, 1), device="meta")], (n_in,), (n_out,))
     folded = plan_contraction(dense, batch_size, "chain").cost
     return float(unfolded), float(folded)
+
+
+def fold_timings(
+    layer: _TensorizedLinear, batch_size: int, *, repeats: int = 25
+) -> tuple[float, float]:
+    """``(unfolded, folded)`` median seconds of one forward of ``layer`` and of its folded
+    ``nn.Linear`` on a random ``(batch_size, in_features)`` input, timed interleaved
+    (``repeats`` rounds, each call repeated to last at least ~0.5 ms)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int; got {repeats!r}")
+    p = next(layer.parameters())
+    x = torch.randn(batch_size, layer.in_features, device=p.device, dtype=p.dtype)
+    folded = fold_layer(layer)
+    fns = (layer, folded)
+    sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        inner = []
+        for fn in fns:
+            fn(x)  # warm-up: plans, allocator
+            sync()
+            t0 = time.perf_counter()
+            fn(x)
+            sync()
+            inner.append(max(1, int(5e-4 / max(time.perf_counter() - t0, 1e-7))))
+        samples: tuple[list[float], list[float]] = ([], [])
+        for k in range(repeats):
+            for i in (0, 1) if k % 2 == 0 else (1, 0):
+                t0 = time.perf_counter()
+                for _ in range(inner[i]):
+                    fns[i](x)
+                sync()
+                samples[i].append((time.perf_counter() - t0) / inner[i])
+    return statistics.median(samples[0]), statistics.median(samples[1])
 
 
 def fold_layer(layer: nn.Module) -> nn.Module:
@@ -81,13 +120,15 @@ def finalize(model: nn.Module, *, batch_size: int | None = None, fold=False) -> 
     model : nn.Module
     batch_size : int, optional
         The inference batch size the folding decision is made for (needed by ``fold="auto"``).
-    fold : False, True or "auto"
+    fold : False, True, "auto" or "measure"
         False: only fold the masks into the weights (pruned entries stay stored zeros; the layers
         stay tensorized). True: also replace every tensorized Linear and Conv2d (outside
         composite layers such as attention/LSTM) by the dense layer of its reconstructed weight.
         "auto": replace a tensorized Linear when `fold_costs` says the dense product is no dearer
         at ``batch_size``; convolutions are folded too (their cost depends on the image size,
         which is not known here; pass ``fold=False`` to keep them).
+        "measure": as "auto", but each tensorized Linear is timed both ways at ``batch_size`` on
+        this device (`fold_timings`) and the faster one is kept.
 
     Returns
     -------
@@ -97,10 +138,10 @@ def finalize(model: nn.Module, *, batch_size: int | None = None, fold=False) -> 
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    if fold not in _FOLD or isinstance(fold, int) and not isinstance(fold, bool):
-        raise ValueError(f"fold must be True, False or 'auto'; got {fold!r}")
-    if fold == "auto" and batch_size is None:
-        raise ValueError("fold='auto' needs batch_size (the inference batch it decides for)")
+    if not (fold is True or fold is False or (isinstance(fold, str) and fold in _FOLD)):
+        raise ValueError(f"fold must be True, False, 'auto' or 'measure'; got {fold!r}")
+    if fold in ("auto", "measure") and batch_size is None:
+        raise ValueError(f"fold={fold!r} needs batch_size (the inference batch it decides for)")
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
     ):
@@ -116,8 +157,9 @@ def finalize(model: nn.Module, *, batch_size: int | None = None, fold=False) -> 
                 skip.append(name)
                 continue
             if isinstance(m, _TensorizedLinear):
-                if fold == "auto":
-                    unfolded, folded = fold_costs(m, batch_size)
+                if fold in ("auto", "measure"):
+                    decide = fold_costs if fold == "auto" else fold_timings
+                    unfolded, folded = decide(m, batch_size)
                     if folded > unfolded:
                         continue
             elif not isinstance(m, _TensorizedConv2d):
