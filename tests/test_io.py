@@ -9,6 +9,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
@@ -467,3 +469,48 @@ def test_structure_document_is_plain_json(tmp_path):
     s = tio.read_structure(path)
     json.dumps(s)  # round-trips through JSON
     assert {e[0] for e in s["arrays"]} == set(export_arrays(r.model)["params"])
+
+
+# ---------------------------------------------------------------------------- packing (NumPy)
+@given(
+    shapes=st.lists(st.lists(st.integers(1, 5), min_size=1, max_size=3), min_size=1, max_size=4),
+    masked=st.lists(st.booleans(), min_size=4, max_size=4),
+    seed=st.integers(0, 2**16),
+    stored=st.sampled_from([None, "float16"]),
+)
+def test_pack_unpack_inverts(shapes, masked, seed, stored):
+    rng = np.random.default_rng(seed)
+    params, masks = {}, {}
+    for k, shape in enumerate(shapes):
+        a = rng.standard_normal(shape).astype(np.float32)
+        if masked[k]:
+            m = rng.random(shape) < 0.4
+            a = np.where(m, a, 0).astype(np.float32)
+            masks[f"a{k}"] = m
+        params[f"a{k}"] = a
+    tensors, entries, train = tio.pack_arrays({"params": params, "masks": masks}, stored)
+    assert train == "float32"
+    assert tensors["kept"].size == sum(int(m.sum()) for m in masks.values())
+    back = tio.unpack_arrays(tensors, entries, np.float32)
+    assert back["masks"].keys() == masks.keys()
+    for k, m in masks.items():
+        np.testing.assert_array_equal(back["masks"][k], m)
+        assert np.all(back["params"][k][~m] == 0)
+    for k, a in params.items():
+        want = a if stored is None else a.astype(np.float16).astype(np.float32)
+        np.testing.assert_array_equal(back["params"][k], want)
+
+
+def test_pai_masked_dense_round_trip(tmp_path):
+    model = tedepr.models.get("lenet300_100", backend="torch", image_size=8, hidden=(32, 16))
+    x, y = _data(4)
+    r = tedepr.compress(model, (x, y), sparsity=0.9, format=None, score="snip", backend="torch")
+    r.model.eval()
+    path = tmp_path / "pai.tedepr"
+    tedepr.save(r, path)
+    assert tio.read_structure(path)["layers"] == {}
+    r2 = tedepr.load(path)
+    r2.model.eval()
+    with torch.no_grad():
+        assert torch.equal(r2.model(x), r.model(x))
+    assert get_masks(r2.model).keys() == r.masks.keys()
