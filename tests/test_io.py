@@ -514,3 +514,37 @@ def test_pai_masked_dense_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(r2.model(x), r.model(x))
     assert get_masks(r2.model).keys() == r.masks.keys()
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_jax_finalize_equals_masked_apply_and_reference(tmp_path, fmt):
+    jax = pytest.importorskip("jax")
+    from tedepr.backends.jax import Dense, TensorizedLinear
+    from tedepr.backends.jax import finalize as jfinalize
+
+    r, x = _mlp(fmt)
+    path = tmp_path / "m.tedepr"
+    tedepr.save(r, path)
+    rj = tedepr.load(path, backend="jax")
+    xj = jax.numpy.asarray(x.numpy())
+    want = np.asarray(rj.apply(xj))
+    ref = _reference_logits(r.model, x)
+    for fold in (False, True, "auto"):
+        model, params = jfinalize(rj.model, rj.params, rj.masks, batch_size=len(x), fold=fold)
+        got = np.asarray(model.apply(params, xj))  # no masks: they are in the params
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+        if fold is True:
+            assert isinstance(model.layers["hidden/0"], Dense)
+            np.testing.assert_allclose(
+                np.asarray(params["hidden/0"]["weight"]),
+                _dense_ref(r.model.hidden[0]),
+                rtol=1e-5,
+                atol=1e-7,
+            )
+        if fold is False:
+            assert isinstance(model.layers["hidden/0"], TensorizedLinear)
+    assert isinstance(rj.model.layers["hidden/0"], TensorizedLinear)  # the input is unchanged
+    with pytest.raises(ValueError, match="batch_size"):
+        jfinalize(rj.model, rj.params, rj.masks, fold="auto")

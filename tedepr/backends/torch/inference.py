@@ -18,8 +18,7 @@ import time
 import torch
 from torch import nn
 
-from ...contraction import plan_contraction
-from ...formats import from_cores
+from ...folding import fold_costs as core_fold_costs
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
 from .conv import _TensorizedConv2d
 from .layers import _TensorizedLinear
@@ -35,14 +34,8 @@ _FOLD = (True, False, "auto", "measure")
 def fold_costs(layer: _TensorizedLinear, batch_size: int) -> tuple[float, float]:
     """``(unfolded, folded)`` cost of ``layer`` for ``batch_size`` rows, in the planner's
     FLOP-equivalents: its own plan (`plan_contraction` with the layer's strategy) vs one dense
-    ``(batch, N_in) @ (N_in, N_out)`` product (the plan of the one-core network)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-    n_in, n_out = layer.in_features, layer.out_features
-    unfolded = plan_contraction(layer._shape_template(), batch_size, layer.strategy).cost
-    dense = from_cores("tt", [torch.empty((1, n_in, n_out, 1), device="meta")], (n_in,), (n_out,))
-    folded = plan_contraction(dense, batch_size, "chain").cost
-    return float(unfolded), float(folded)
+    ``(batch, N_in) @ (N_in, N_out)`` product (`tedepr.folding.fold_costs`)."""
+    return core_fold_costs(layer._shape_template(), batch_size, layer.strategy)
 
 
 def fold_timings(

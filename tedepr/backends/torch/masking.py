@@ -259,7 +259,9 @@ def _own_class_hooks(module: nn.Module) -> None:
     """
     cls = type(module)
     cls.__reduce_ex__ = _reduce_masked
-    cls.__deepcopy__ = _deepcopy_masked
+    base = parametrize.type_before_parametrizations(module)
+    if not hasattr(base, "__deepcopy__"):  # a class's own deep copy is left to it (as torch does)
+        cls.__deepcopy__ = _deepcopy_masked
 
 
 def _deepcopy_masked(module: nn.Module, memo: dict) -> nn.Module:
