@@ -17,6 +17,7 @@ from .contraction import (
 from .decompositions import cp_als, decompose, decompose_conv, hooi, hosvd, tr_svd, tt_svd
 from .formats import CPMatrix, Factorized, TRMatrix, TTMatrix, TuckerMatrix, from_cores
 from .init import conv_modes, core_std, random_factorized, random_factorized_conv, target_std
+from .io import CorruptFileError, load, save
 from .namespace import get_namespace
 from .pruning import scores
 from .report import Report
@@ -28,6 +29,9 @@ __all__ = [
     "FORMATS",
     "STRATEGIES",
     "Report",
+    "CorruptFileError",
+    "load",
+    "save",
     "models",
     "compress",
     "pruning",

@@ -19,6 +19,7 @@ def _blocks(path: Path) -> list[str]:
     [
         pytest.param("torch.md", "torch", marks=pytest.mark.torch),
         pytest.param("jax.md", "jax", marks=pytest.mark.jax),
+        pytest.param("io.md", "torch", marks=pytest.mark.torch),
     ],
 )
 def test_tutorial_runs(page, framework):

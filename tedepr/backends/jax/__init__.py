@@ -31,6 +31,7 @@ from .conv import (
     TuckerConv2d,
     conv2d,
 )
+from .inference import finalize
 from .layers import (
     BatchNorm,
     CPLinear,
@@ -113,4 +114,6 @@ __all__ = [
     "score",
     "CompressionResult",
     "build_report",
+    # inference
+    "finalize",
 ]

@@ -175,6 +175,8 @@ class Model:
         self.forward = forward
         self.input_shape = tuple(int(s) for s in input_shape)
         self.name = name
+        #: ``{"name", "kwargs"}`` when built by `get` (how `tedepr.save` rebuilds the architecture)
+        self.zoo = None
         # one jitted init per model: repeated init calls reuse its compilation
         self._jit_init = jax.jit(self._init, static_argnums=1)
 
@@ -188,7 +190,9 @@ class Model:
             raise ValueError(
                 f"layers must keep every layer name of the model; missing {sorted(missing)}"
             )
-        return Model(layers, self.forward, self.input_shape, self.name)
+        new = Model(layers, self.forward, self.input_shape, self.name)
+        new.zoo = self.zoo
+        return new
 
     # -- protocol
     def init(self, key, dtype=jnp.float32) -> dict:
@@ -556,6 +560,16 @@ def get(
     _check_int(num_classes, "num_classes")
     _check_int(in_channels, "in_channels")
     _check_int(image_size, "image_size")
-    return MODELS[name](
+    model = MODELS[name](
         num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
     )
+    model.zoo = {
+        "name": name,
+        "kwargs": {
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "image_size": image_size,
+            **kw,
+        },
+    }
+    return model

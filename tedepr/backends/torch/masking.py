@@ -23,6 +23,7 @@ parametrized module as a whole, so ``torch.save(model)`` works only before maski
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -203,6 +204,76 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
                 # order
                 module.__dict__.setdefault(_ORDER, tuple(module._parameters))
             parametrize.register_parametrization(module, pname, _Mask(mask))
+            _own_class_hooks(module)
+
+
+def _reduce_masked(module: nn.Module, protocol):
+    """Pickle a masked module as its unparametrized class, its parameters and its masks.
+
+    The state is the module's ``__dict__`` with every masked parameter put back under its own name
+    (the same ``nn.Parameter`` object, so pickling keeps tied weights tied) and without the
+    ``parametrizations`` container; `_restore_masked` re-registers the masks on unpickling.
+    """
+    masks = {}
+    for pname, plist in module.parametrizations.items():
+        if len(plist) != 1 or not isinstance(plist[0], _Mask):
+            raise RuntimeError(
+                f"{type(module).__name__}.{pname} has a parametrization that is not a tedepr "
+                "mask; torch can serialize such modules only through state_dict()"
+            )
+        masks[pname] = (plist.original, plist[0].mask)
+    state = dict(module.__dict__)
+    modules = dict(state["_modules"])
+    modules.pop("parametrizations", None)
+    state["_modules"] = modules
+    params = dict(state["_parameters"])
+    params.update({pname: original for pname, (original, _) in masks.items()})
+    order = state.pop(_ORDER, None)
+    if order is not None:
+        rank = {name: k for k, name in enumerate(order)}
+        params = dict(sorted(params.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    state["_parameters"] = params
+    base = parametrize.type_before_parametrizations(module)
+    return _restore_masked, (base, state, {p: m for p, (_, m) in masks.items()})
+
+
+def _restore_masked(base: type, state: dict, masks: dict) -> nn.Module:
+    """Unpickling half of `_reduce_masked`: the plain module, then its masks re-attached."""
+    module = base.__new__(base)
+    module.__dict__.update(state)
+    if masks:
+        module.__dict__[_ORDER] = tuple(module._parameters)
+    for pname, mask in masks.items():
+        parametrize.register_parametrization(module, pname, _Mask(mask))
+        _own_class_hooks(module)
+    return module
+
+
+def _own_class_hooks(module: nn.Module) -> None:
+    """Pickling and deep-copying for the class torch injects into a parametrized module.
+
+    torch's injected class refuses pickling; ours pickles as the plain class plus the masks. And
+    torch's deep copy gives the copy the *same* injected class, so removing the copy's masks
+    (which deletes the class's properties) would break the original: our copy gets a class of its
+    own.
+    """
+    cls = type(module)
+    cls.__reduce_ex__ = _reduce_masked
+    base = parametrize.type_before_parametrizations(module)
+    if not hasattr(base, "__deepcopy__"):  # a class's own deep copy is left to it (as torch does)
+        cls.__deepcopy__ = _deepcopy_masked
+
+
+def _deepcopy_masked(module: nn.Module, memo: dict) -> nn.Module:
+    replica = memo.get(id(module))
+    if replica is not None:
+        return replica
+    cls = type(module)
+    own = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+    replica = own.__new__(own)
+    memo[id(module)] = replica
+    replica.__dict__ = copy.deepcopy(module.__dict__, memo)
+    return replica
 
 
 def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -477,14 +477,22 @@ def get(
     _check_int(num_classes, "num_classes")
     _check_int(in_channels, "in_channels")
     _check_int(image_size, "image_size")
-    if seed is None:
-        return MODELS[name](
-            num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"seed must be a non-negative int or None; got {seed!r}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return MODELS[name](
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = MODELS[name](
             num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
         )
+    # how to rebuild the architecture (`tedepr.save` records it; deep copies keep it)
+    model._tedepr_zoo = {
+        "name": name,
+        "kwargs": {
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "image_size": image_size,
+            **kw,
+        },
+    }
+    return model

@@ -1,0 +1,316 @@
+"""`tedepr.save` / `tedepr.load`: a compact, checksummed, backend-neutral model file.
+
+The file is a `safetensors <https://github.com/huggingface/safetensors>`_ container (docs/io.md
+says why) holding three flat tensors and one JSON document in its metadata:
+
+``kept``
+    The kept (mask = True) entries of every masked array, concatenated in ``arrays`` order, each
+    array's entries in C order. Pruned entries are not stored.
+``full``
+    Every unmasked floating array (biases, normalisation parameters and statistics, weights that
+    were not pruned), concatenated.
+``bits``
+    The masks, concatenated in ``arrays`` order and bit-packed with `numpy.packbits`.
+
+The JSON document (metadata key ``"tedepr"``) holds the format version, the stored and training
+dtypes, the arrays' names/shapes/kinds (PyTorch names and layouts, as in
+`tedepr.backends.torch.interchange`), the tensorized layers' structure (format, modes, ranks,
+kind, shapes, bias, strategy) and, for a zoo model, its name and constructor arguments. The
+metadata key ``"sha256"`` is the SHA-256 of the JSON document followed by the three tensors'
+bytes; `load` recomputes it before building anything, so a corrupt or truncated file is a
+`CorruptFileError`, never a wrong model.
+
+This module imports neither torch nor jax; the backend halves live in
+``tedepr.backends.<backend>.storage`` and are imported by `save`/`load` when needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from .checkpoint import atomic_write_bytes
+
+__all__ = ["FORMAT_VERSION", "CorruptFileError", "save", "load", "read_structure"]
+
+#: Version of the file layout written by `save`; `load` reads this version only.
+FORMAT_VERSION = 1
+_MAGIC = "tedepr"
+_STORED_DTYPES = ("float32", "float16", "float64")
+_TENSORS = ("kept", "full", "bits")
+
+
+class CorruptFileError(ValueError):
+    """The file is not a complete, intact tedepr model file (bad checksum, truncated, garbled)."""
+
+
+# ---------------------------------------------------------------------------- packing (NumPy)
+def pack_arrays(arrays: dict[str, dict], stored_dtype: str | None) -> tuple[dict, list, str]:
+    """``(tensors, entries, training dtype)`` of an interchange dict (see
+    `tedepr.backends.torch.interchange`): the three flat tensors and the per-array table
+    ``[name, shape, dtype, masked]``."""
+    params, masks = arrays["params"], arrays.get("masks") or {}
+    float_dtypes = {str(np.asarray(a).dtype) for a in params.values() if _is_float(a)}
+    if len(float_dtypes) > 1:
+        raise ValueError(
+            f"the model mixes floating dtypes {sorted(float_dtypes)}; tedepr.save stores one "
+            "training dtype (cast the model first)"
+        )
+    train = float_dtypes.pop() if float_dtypes else "float32"
+    stored = np.dtype(train if stored_dtype is None else stored_dtype)
+    kept, full, bits, entries = [], [], [], []
+    for name, a in params.items():
+        a = np.asarray(a)
+        if not _is_float(a):
+            raise TypeError(
+                f"array {name!r} has dtype {a.dtype}; tedepr.save stores floating arrays only"
+            )
+        m = masks.get(name)
+        if m is not None:
+            m = np.asarray(m, dtype=bool)
+            if m.shape != a.shape:
+                raise ValueError(f"mask of {name!r} has shape {m.shape}; the array has {a.shape}")
+            kept.append(a[m].astype(stored))
+            bits.append(m.ravel())
+        else:
+            full.append(a.ravel().astype(stored))
+        entries.append([name, list(a.shape), m is not None])
+    for name in masks:
+        if name not in params:
+            raise ValueError(f"mask {name!r} names no array of the model")
+    tensors = {
+        "kept": np.concatenate(kept) if kept else np.zeros(0, stored),
+        "full": np.concatenate(full) if full else np.zeros(0, stored),
+        "bits": np.packbits(np.concatenate(bits)) if bits else np.zeros(0, np.uint8),
+    }
+    return tensors, entries, train
+
+
+def unpack_arrays(tensors: dict, entries: list, dtype) -> dict[str, dict]:
+    """The interchange dict back from `pack_arrays`' output; values cast to ``dtype``."""
+    kept, full = tensors["kept"], tensors["full"]
+    n_bits = sum(math.prod(shape) for _, shape, masked in entries if masked)
+    n_kept = n_full = 0
+    flat_bits = np.unpackbits(tensors["bits"], count=n_bits).astype(bool) if n_bits else None
+    pos_bits = 0
+    params, masks = {}, {}
+    for name, shape, masked in entries:
+        size = math.prod(shape)
+        if masked:
+            m = flat_bits[pos_bits : pos_bits + size].reshape(shape)
+            pos_bits += size
+            k = int(m.sum())
+            a = np.zeros(shape, dtype)
+            a[m] = kept[n_kept : n_kept + k]
+            n_kept += k
+            masks[name] = m
+        else:
+            a = full[n_full : n_full + size].astype(dtype).reshape(shape)
+            n_full += size
+        params[name] = a
+    if n_kept != kept.size or n_full != full.size:
+        raise CorruptFileError("the file's tensors do not match its structure")
+    return {"params": params, "masks": masks}
+
+
+def _is_float(a) -> bool:
+    return np.issubdtype(np.asarray(a).dtype, np.floating)
+
+
+# ---------------------------------------------------------------------------- checksum
+def _digest(doc: str, tensors: dict) -> str:
+    h = hashlib.sha256(doc.encode("utf-8"))
+    for key in _TENSORS:
+        t = np.ascontiguousarray(tensors[key])
+        h.update(f"{key}:{t.dtype.str}:{t.shape}".encode())
+        h.update(t.tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------- backend dispatch
+def _backend_of(obj) -> str:
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        if isinstance(obj, torch.nn.Module) or isinstance(
+            getattr(obj, "model", None), torch.nn.Module
+        ):
+            return "torch"
+    if "jax" in sys.modules and hasattr(obj, "params") and hasattr(obj, "model"):
+        return "jax"
+    raise TypeError(
+        "result_or_model must be a torch CompressionResult or nn.Module, or a JAX "
+        f"CompressionResult (model, params, masks); got {type(obj).__name__}"
+    )
+
+
+def _storage(backend: str):
+    from .compression import backend_module
+
+    return backend_module(backend, submodule="storage")
+
+
+# ---------------------------------------------------------------------------- public API
+def save(result_or_model, path: str | os.PathLike, *, dtype: str | None = None) -> int:
+    """Write a compressed model to ``path`` as a compact, checksummed tedepr file.
+
+    Parameters
+    ----------
+    result_or_model : CompressionResult or model
+        A `tedepr.compress` result of either backend, or a (masked) torch ``nn.Module``.
+    path : str or path-like
+        Written atomically (`tedepr.checkpoint.atomic_save`); by convention ``*.tedepr``.
+    dtype : None, "float32", "float16" or "float64"
+        The dtype the values are stored in; None keeps the training dtype (lossless).
+        ``"float16"`` halves the values' bytes (each value rounded to the nearest float16).
+
+    Returns
+    -------
+    int
+        The file's size in bytes.
+
+    Only the kept core entries, bit-packed masks, the unmasked arrays (biases, norms) and the
+    structure are stored. `load` rebuilds zoo models (`tedepr.models.get`) by themselves; other
+    models need their architecture passed as ``model=`` to `load`.
+    """
+    if dtype is not None and dtype not in _STORED_DTYPES:
+        raise ValueError(
+            f"dtype must be None or one of {', '.join(map(repr, _STORED_DTYPES))}; got {dtype!r}"
+        )
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or path-like; got {type(path).__name__}")
+    backend = _backend_of(result_or_model)
+    arrays, layers, zoo = _storage(backend).export_model(result_or_model)
+    tensors, entries, train = pack_arrays(arrays, dtype)
+    if zoo is not None:
+        try:
+            json.dumps(zoo)
+        except TypeError:
+            zoo = None  # arguments JSON cannot hold: load then needs model=
+    structure = {
+        "format": _MAGIC,
+        "version": FORMAT_VERSION,
+        "source_backend": backend,
+        "dtype": train,
+        "stored_dtype": str(tensors["kept"].dtype),
+        "zoo": zoo,
+        "layers": layers,
+        "arrays": entries,
+    }
+    doc = json.dumps(structure, separators=(",", ":"), sort_keys=True)
+    metadata = {"tedepr": doc, "sha256": _digest(doc, tensors)}
+    from safetensors.numpy import save as st_save
+
+    data = st_save(tensors, metadata=metadata)
+    atomic_write_bytes(path, data)
+    return len(data)
+
+
+def _read(path) -> tuple[dict, dict]:
+    """``(structure, tensors)`` of a verified file."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or path-like; got {type(path).__name__}")
+    with open(path, "rb") as f:
+        data = f.read()
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    try:
+        tensors = st_load(data)
+        metadata = _metadata(data)
+    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as exc:
+        raise CorruptFileError(
+            f"{os.fspath(path)!r} is not a readable tedepr file (truncated or corrupt): {exc}"
+        ) from None
+    doc, digest = metadata.get("tedepr"), metadata.get("sha256")
+    if doc is None or digest is None or set(tensors) != set(_TENSORS):
+        raise CorruptFileError(f"{os.fspath(path)!r} is a safetensors file but not a tedepr file")
+    if _digest(doc, tensors) != digest:
+        raise CorruptFileError(f"{os.fspath(path)!r} failed its SHA-256 check: the file is corrupt")
+    try:
+        structure = json.loads(doc)
+    except json.JSONDecodeError as exc:  # only reachable with a matching forged checksum
+        raise CorruptFileError(f"{os.fspath(path)!r}: unreadable structure: {exc}") from None
+    if structure.get("format") != _MAGIC:
+        raise CorruptFileError(f"{os.fspath(path)!r} is not a tedepr file")
+    version = structure.get("version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{os.fspath(path)!r} has file format version {version!r}; this tedepr reads "
+            f"version {FORMAT_VERSION} only"
+        )
+    return structure, tensors
+
+
+def _metadata(data: bytes) -> dict:
+    # safetensors' header: 8-byte little-endian length, then JSON with "__metadata__"
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise ValueError("metadata is not a mapping")
+    return meta
+
+
+def read_structure(path: str | os.PathLike) -> dict:
+    """The verified structure document of a tedepr file (version, dtypes, layers, arrays, zoo)."""
+    return _read(path)[0]
+
+
+def load(
+    path: str | os.PathLike,
+    backend: str = "torch",
+    *,
+    model: Any = None,
+    dtype: str | None = None,
+    device: Any = None,
+):
+    """Read a file written by `save` into ``backend``'s compressed-model result.
+
+    Parameters
+    ----------
+    path : str or path-like
+    backend : "torch" or "jax"
+        Either backend can read a file written by either.
+    model : optional
+        The architecture to load into, when the file's model did not come from the zoo: the dense
+        model that was compressed, or a compressed model of the same structure (its weights are
+        replaced). Checked against the file: every layer and array must match in name and shape.
+    dtype : str, optional
+        The parameters' dtype (default: the training dtype recorded in the file).
+    device : optional (torch only)
+        Where the torch parameters go (default: CPU).
+
+    Returns
+    -------
+    The backend's ``CompressionResult``: torch ``(model, report, masks)``, masked and ready to
+    train or evaluate; JAX ``(model, params, masks, report)``.
+
+    Raises
+    ------
+    CorruptFileError (a ValueError)
+        The file is truncated, garbled or fails its SHA-256 check.
+    ValueError
+        Wrong version, or ``model`` does not match the file.
+    """
+    from .compression import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}"
+        )
+    if dtype is not None and dtype not in _STORED_DTYPES:
+        raise ValueError(
+            f"dtype must be None or one of {', '.join(map(repr, _STORED_DTYPES))}; got {dtype!r}"
+        )
+    structure, tensors = _read(path)
+    train = dtype or structure["dtype"]
+    arrays = unpack_arrays(tensors, structure["arrays"], np.dtype(train))
+    return _storage(backend).import_model(
+        structure, arrays, model=model, dtype=train, device=device
+    )
