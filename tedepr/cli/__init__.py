@@ -30,6 +30,8 @@ DEFAULTS = {
     "workers": 1,
     "executor": "local",
     "subset": None,
+    "model_options": {},
+    "dataset_options": {},
     # the one training recipe of every method (docs/reproduction.md: how it was chosen)
     "epochs": 20,
     "batch_size": 128,
@@ -171,8 +173,8 @@ def _validate(c: dict) -> None:
     )
     for key, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("workers", "--workers")):
         need(isinstance(c[key], int) and c[key] >= 1, flag, "an integer >= 1", c[key])
-    need(c["subset"] is None or (isinstance(c["subset"], int) and c["subset"] >= 8), "--subset",
-         "an integer >= 8", c["subset"])
+    need(c["subset"] is None or (isinstance(c["subset"], int) and c["subset"] >= 1), "--subset",
+         "an integer >= 1", c["subset"])
     need(isinstance(c["lr"], (int, float)) and math.isfinite(c["lr"]) and c["lr"] > 0, "--lr", "a number > 0", c["lr"])
     need(isinstance(c["momentum"], (int, float)) and 0 <= c["momentum"] < 1, "--momentum", "a number in [0, 1)",
          c["momentum"])
@@ -217,7 +219,12 @@ def cmd_run(args) -> int:
 
     config = resolve(args)
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    data_config = {"dataset": config["dataset"], "data": config["data"], "subset": config["subset"]}
+    data_config = {
+        "dataset": config["dataset"],
+        "data": config["data"],
+        "subset": config["subset"],
+        "dataset_options": config["dataset_options"],
+    }
     _flag("--data", prepare_data, **data_config)  # fail fast, one line, before any run
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "study.json", config)

@@ -59,6 +59,11 @@ def _score_batch(data: dict, seed: int):
     return x[idx], y[idx]
 
 
+def _model_kwargs(spec: dict, data: dict) -> dict:
+    """The zoo keywords the data imply, overridden by the study's ``model_options``."""
+    return {**data["model_kwargs"], **(spec.get("model_options") or {})}
+
+
 class TorchRunner:
     name = "torch"
 
@@ -79,7 +84,7 @@ class TorchRunner:
         seed, recipe = spec["seed"], spec["recipe"]
         (xtr, ytr), (xte, yte) = data["train"], data["test"]
         torch.manual_seed(seed)
-        model = tedepr.models.get(spec["model"], backend="torch", **data["model_kwargs"])
+        model = tedepr.models.get(spec["model"], backend="torch", **_model_kwargs(spec, data))
         dense = dense_weight_count(model)
         t0 = time.perf_counter()
         options = compress_options(spec["method"], spec["format"])
@@ -154,7 +159,7 @@ class JaxRunner:
 
         seed, recipe = spec["seed"], spec["recipe"]
         (xtr, ytr), (xte, yte) = data["train"], data["test"]
-        model = tedepr.models.get(spec["model"], backend="jax", **data["model_kwargs"])
+        model = tedepr.models.get(spec["model"], backend="jax", **_model_kwargs(spec, data))
         params = model.init(jax.random.key(seed))
         t0 = time.perf_counter()
         options = compress_options(spec["method"], spec["format"])

@@ -68,6 +68,8 @@ def plan_runs(config: dict) -> list[dict]:
         "dataset": config["dataset"],
         "data": config.get("data"),
         "subset": config.get("subset"),
+        "model_options": config.get("model_options") or {},
+        "dataset_options": config.get("dataset_options") or {},
         "format": config["format"],
         "backend": config["backend"],
         "device": config["device"],
