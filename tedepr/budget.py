@@ -58,30 +58,30 @@ class LayerShape:
     def params(self, ranks) -> int:
         return count_params(self.format, self.in_modes, self.out_modes, ranks)
 
-    def grow(self, ranks: tuple) -> tuple | None:
-        """``ranks`` with its smallest growable bond (or mode) one larger; None when all are maxed."""
+    def growths(self, ranks: tuple) -> list[tuple]:
+        """Every ``ranks`` with one growable bond (or mode) one larger, preferred first: the
+        smallest rank, then the most central bond (balanced TT/TR shapes)."""
         r = list(ranks)
         if self.format == "tt":
             cap = max_tt_ranks(self.in_modes, self.out_modes)
             cands = [k for k in range(1, len(r) - 1) if r[k] < cap[k]]
         elif self.format == "tr":
             # bonds 1..d-1 and the closing bond (r_0 = r_d, grown together as index 0)
-            limit = self.dense
-            cands = [k for k in range(0, len(r) - 1) if r[k] < limit]
+            cands = [k for k in range(0, len(r) - 1) if r[k] < self.dense]
         elif self.format == "tucker":
             dims = self.in_modes + self.out_modes
             cands = [k for k, v in enumerate(r) if v is not None and v < dims[k]]
         else:
             cands = [0] if r[0] < self.dense else []
-        if not cands:
-            return None
-        # smallest rank first; among equals the most central bond (balanced TT/TR shapes)
         mid = (len(r) - 1) / 2
-        k = min(cands, key=lambda k: (r[k], abs(k - mid), k))
-        r[k] += 1
-        if self.format == "tr" and k == 0:
-            r[-1] = r[0]
-        return tuple(r)
+        out = []
+        for k in sorted(cands, key=lambda k: (r[k], abs(k - mid), k)):
+            nxt = list(r)
+            nxt[k] += 1
+            if self.format == "tr" and k == 0:
+                nxt[-1] = nxt[0]
+            out.append(tuple(nxt))
+        return out
 
 
 def floor_params(layers: Iterable[LayerShape]) -> int:
@@ -116,14 +116,13 @@ def allocate_ranks(
         # the layer holding the smallest share of its dense size grows next
         name = min(open_layers, key=lambda n: (used[n] / open_layers[n].dense, canonical_name(n)))
         layer = open_layers[name]
-        nxt = layer.grow(ranks[name])
+        room = budget - total + used[name]
+        # the preferred growth that still fits (a cheaper bond may fit where the preferred does not)
+        nxt = next((g for g in layer.growths(ranks[name]) if layer.params(g) <= room), None)
         if nxt is None:
-            del open_layers[name]
+            del open_layers[name]  # nothing more fits in this layer; others may still grow
             continue
         cost = layer.params(nxt)
-        if total - used[name] + cost > budget:
-            del open_layers[name]  # its next step does not fit; others may still grow
-            continue
         total += cost - used[name]
         ranks[name], used[name] = nxt, cost
     return ranks

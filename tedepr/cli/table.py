@@ -56,7 +56,10 @@ def aggregate(records: list[dict], methods: list[str]) -> list[dict]:
                 "latency_ms": _mean(1e3 * r["latency_seconds"] for r in ok if "latency_seconds" in r),
                 "file_bytes": _mean(r.get("file_bytes") for r in ok),
                 "flags": flags,
-                "comparable": not flags or all("diverged" in f for f in flags),
+                # under budget is a handicap, not an advantage: only over-budget rows, failed
+                # runs and rows with no finished seed are left out of the comparison
+                "comparable": bool(ok) and "OVER BUDGET" not in flags
+                and not any("over_budget" in f or "error" in f for f in flags),
             }
         )
     return rows
@@ -128,7 +131,8 @@ def render_table(rows: list[dict], title: str = "") -> str:
     out.append("")
     out.append(
         "* best comparable accuracy at that sparsity; kept = weights the model holds (max over seeds); "
-        f"rows more than {100 * BUDGET_TOLERANCE:g}% off the budget are flagged and not compared"
+        f"rows more than {100 * BUDGET_TOLERANCE:g}% off the budget are flagged; over-budget rows are "
+        "not compared"
     )
     return "\n".join(out)
 
