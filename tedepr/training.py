@@ -14,8 +14,8 @@ Epochs and schedules
 
 History, logging, progress
     One dict per epoch (``epoch``, ``train_loss``, ``train_acc``, ``eval_loss``, ``eval_acc``,
-    ``lr``, ``seconds``, and ``skipped`` with ``on_nonfinite="skip"``); an INFO log line per epoch, a DEBUG line every ``log_every``
-    steps, a tqdm bar per epoch (rank 0 only).
+    ``lr``, ``seconds``, and ``skipped`` with ``on_nonfinite="skip"``); an INFO log line per
+    epoch, a DEBUG line every ``log_every`` steps, a tqdm bar per epoch (rank 0 only).
 
 Checkpoints and resume
     After every epoch the session serialises its state with the metadata (format, epoch, history,
@@ -36,6 +36,7 @@ Non-finite training
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -63,6 +64,7 @@ __all__ = [
     "TrainingBackend",
     "check_fit_args",
     "check_reiterable",
+    "fit_arguments",
     "is_array_pair",
     "lr_factor",
     "run_fit",
@@ -297,6 +299,44 @@ def check_fit_args(
 ) -> FitConfig:
     """Validate `fit`'s backend-neutral arguments (the same rules for every backend).
 
+    Both backends' `fit` take these keyword-only arguments, with the same defaults:
+
+    epochs : int >= 1
+    lr : float > 0
+        Peak learning rate.
+    optimizer : ``"sgd"`` (default), ``"adam"`` or ``"adamw"``
+        SGD uses ``momentum``; Adam and AdamW use ``betas=(momentum, 0.999)``.
+    momentum : float in [0, 1), default 0.9
+    weight_decay : float >= 0, default 5e-4
+        L2 penalty for ``"sgd"``/``"adam"``, decoupled decay for ``"adamw"``.
+    schedule : ``"cosine"`` (default), ``"step"`` or ``"constant"`` (`lr_factor`)
+        Changes once per epoch.
+    eval_data : optional, the same kinds as the training data; evaluated after every epoch
+        (arrays in batches of ``max(batch_size, 512)``).
+    batch_size : int >= 1, default 128
+        Batches ``(x, y)`` arrays (in the order of `tedepr.datasets.batch_indices` with
+        ``(seed, epoch)``); loaders and collections of batches keep their own.
+    loss : ``"cross_entropy"`` or a callable ``(logits, labels) -> mean loss``.
+    device, devices, distributed
+        Placement (backend-specific; give ``device`` or ``devices``, not both).
+    checkpoint_dir : path, optional
+        Where the checkpoint (with its ``.sha256`` digest file and the previous checkpoint
+        ``*.prev.*``) and a readable ``history.json`` are atomically rewritten after every epoch.
+    resume : bool
+        Continue from the newest good checkpoint in ``checkpoint_dir`` if there is one (a fresh
+        start if not; a damaged one is reported and the previous one used). Its training
+        arguments must match this call's; its weights replace the given ones.
+    seed : int >= 0
+        Seeds the order of array batches (and, in torch, the global RNGs for the run).
+    progress : bool
+        A tqdm bar per epoch (tqdm hides it when stderr is not a terminal).
+    log_every : int >= 1
+        Steps between progress-bar refreshes and DEBUG log lines of the running loss.
+    on_nonfinite : ``"raise"`` (default) or ``"skip"``
+        What a step with a non-finite loss or gradient does (its update is never applied):
+        raise `NonFiniteError`, naming the epoch, step and likely cause, or skip the batch
+        (counted in ``history[i]["skipped"]`` and `FitResult.skipped_batches`).
+
     Raises TypeError for a wrong type and ValueError for a wrong value, naming the argument.
     """
     epochs = _check_int(epochs, "epochs", 1)
@@ -355,6 +395,11 @@ def check_fit_args(
     )
 
 
+def fit_arguments(call_locals: dict[str, Any]) -> dict[str, Any]:
+    """The `check_fit_args` arguments out of a backend `fit`'s ``locals()`` (taken first thing)."""
+    return {k: call_locals[k] for k in _FIT_ARGUMENTS}
+
+
 def is_array_pair(data) -> bool:
     """True for ``(x, y)``: a tuple of two arrays (anything with ``.shape``), to be batched by
     `fit` with ``batch_size``; False for a loader or a collection of batches."""
@@ -380,6 +425,9 @@ def check_reiterable(data, name: str) -> None:
             f"{name} must be re-iterable (one pass per epoch), not a one-shot iterator or "
             "generator; pass (x, y) arrays, a loader or a list of batches"
         )
+
+
+_FIT_ARGUMENTS = tuple(inspect.signature(check_fit_args).parameters)
 
 
 def lr_factor(schedule: str, epochs: int) -> Callable[[int], float]:

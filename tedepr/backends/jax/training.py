@@ -57,6 +57,7 @@ from ...training import (
     Step,
     check_fit_args,
     check_reiterable,
+    fit_arguments,
     is_array_pair,
     lr_factor,
     run_fit,
@@ -600,8 +601,8 @@ def fit(
     """Train ``model`` from ``params`` for ``epochs`` epochs; checkpoint every epoch; resume
     exactly.
 
-    The keyword arguments are the torch backend's, with the same defaults and rules
-    (`tedepr.training.check_fit_args`).
+    The keyword arguments, their defaults and their rules are the torch backend's; those not
+    listed here are described in `tedepr.training.check_fit_args`.
 
     Parameters
     ----------
@@ -611,13 +612,6 @@ def fit(
         `tedepr.datasets.batch_indices` with ``batch_size``, shuffled by ``(seed, epoch)``; or a
         re-iterable of ``(x, y)`` batches used in its own order.
     masks : flat ``{path: bool array}`` or nested masks (`tedepr.backends.jax.masking`), optional.
-    epochs, lr, optimizer, momentum, weight_decay, schedule :
-        As ``tedepr.backends.torch.fit`` (module docstring).
-    eval_data : optional, same kinds as ``train_data``; evaluated after every epoch (arrays in
-        batches of ``max(batch_size, 512)``).
-    batch_size : int >= 1
-        Used when ``train_data``/``eval_data`` are ``(x, y)`` arrays.
-    loss : ``"cross_entropy"`` or a callable ``(logits, labels) -> mean loss``.
     device : jax.Device, optional
         Train on this one device.
     devices : sequence of jax devices, optional
@@ -625,49 +619,18 @@ def fit(
     distributed : None or False
         Multi-process training is the torch backend's (DDP); ``True`` raises here.
     checkpoint_dir : path, optional
-        Where ``last.npz`` (with ``last.npz.sha256`` and the previous ``last.prev.npz``) and
-        ``history.json`` are atomically rewritten after every epoch.
-    resume : bool
-        Continue from the newest good checkpoint in ``checkpoint_dir`` if there is one (its params,
-        optimizer state and masks replace the arguments'; the training arguments must match; a
-        damaged checkpoint is reported and the previous one used).
-    seed : int >= 0
-        Seeds the batch order.
-    progress : bool
-        A tqdm bar per epoch.
-    log_every : int
-        Steps between progress-bar loss refreshes.
-    on_nonfinite : ``"raise"`` or ``"skip"``
-        What a step with a non-finite loss or gradient does: raise
-        `tedepr.training.NonFiniteError` (naming the epoch, step and likely cause), or skip the
-        batch (its update is not applied; counted in the history and the result).
+        Holds ``last.npz``, ``last.npz.sha256``, ``last.prev.npz`` and ``history.json``; on resume
+        the checkpoint's params, optimizer state and masks replace the arguments'.
 
     Returns
     -------
     FitResult
         ``params``, ``history``, ``start_epoch``, ``opt_state``, ``masks``, ``skipped_batches``.
     """
+    arguments = dict(locals())
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
-    cfg = check_fit_args(
-        epochs=epochs,
-        lr=lr,
-        optimizer=optimizer,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        batch_size=batch_size,
-        loss=loss,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        seed=seed,
-        progress=progress,
-        log_every=log_every,
-        on_nonfinite=on_nonfinite,
-        device=device,
-        devices=devices,
-        distributed=distributed,
-    )
+    cfg = check_fit_args(**fit_arguments(arguments))
     loss_fn = _loss_fn(cfg.loss)
     train_data = _check_data(train_data, "train_data")
     if eval_data is not None:

@@ -52,6 +52,7 @@ from tedepr.training import (
     Step,
     check_fit_args,
     check_reiterable,
+    fit_arguments,
     is_array_pair,
     run_fit,
 )
@@ -622,8 +623,8 @@ def fit(
 ) -> FitResult:
     """Train a classifier for ``epochs`` epochs; checkpoint every epoch; resume exactly.
 
-    The keyword arguments are the JAX backend's, with the same defaults and rules
-    (`tedepr.training.check_fit_args`).
+    The keyword arguments, their defaults and their rules are the JAX backend's; those not listed
+    here are described in `tedepr.training.check_fit_args`.
 
     Parameters
     ----------
@@ -639,48 +640,18 @@ def fit(
         floating, ``y`` integer labels).
     masks : dict of parameter name -> bool tensor, optional
         Attached to ``model`` in place before training (`tedepr.backends.torch.apply_masks`).
-    epochs : int >= 1
-    lr : float > 0
-        Peak learning rate.
-    optimizer : ``"sgd"``, ``"adam"`` or ``"adamw"``
-        SGD uses ``momentum``; Adam and AdamW use ``betas=(momentum, 0.999)``.
-    momentum : float in [0, 1)
-    weight_decay : float >= 0
-        L2 penalty for ``"sgd"``/``"adam"``, decoupled decay for ``"adamw"``.
-    schedule : ``"cosine"``, ``"step"`` or ``"constant"``
-        The learning rate of epoch ``e`` (0-based) is ``lr·½(1+cos(π e/epochs))`` for cosine; for
-        step it is multiplied by 0.1 at 50% and again at 75% of the epochs. It changes once per
-        epoch.
-    eval_data : optional, same kinds as ``train_data``
-        Evaluated after every epoch (`evaluate`); arrays in batches of ``max(batch_size, 512)``.
-    batch_size : int >= 1
-        Used when ``train_data``/``eval_data`` are ``(x, y)`` arrays.
-    loss : ``"cross_entropy"`` or a callable ``(logits, labels) -> mean loss``.
     device : torch device or string, optional
         Where to train (default ``"cpu"``).
     devices : a sequence of one torch device, optional
-        The same as ``device`` (the name the JAX backend uses for its data-parallel devices); more
-        than one device is DDP's job: run one process per device.
+        The same as ``device`` (the JAX backend's name for its data-parallel devices); several
+        devices are DDP's job: run one process per device.
     distributed : bool, optional
         ``None`` (default) detects an initialised ``torch.distributed`` process group.
-    checkpoint_dir : path, optional
-        Where ``last.pt`` (with ``last.pt.sha256`` and the previous ``last.prev.pt``) and a readable
-        ``history.json`` are atomically rewritten after every epoch.
-    resume : bool
-        Continue from the newest good checkpoint in ``checkpoint_dir`` if there is one (a fresh
-        start if not; a damaged one is reported and the previous one used). The checkpoint's
-        training arguments must match this call's; its weights replace ``model``'s.
     seed : int >= 0
-        Seeds the global torch/NumPy/Python RNGs for the run (dropout, DataLoader shuffling) and
-        the order of array batches; the caller's RNG states are restored when `fit` returns.
-    progress : bool
-        Show a tqdm bar per epoch (tqdm hides it when stderr is not a terminal).
-    log_every : int >= 1
-        Steps between progress-bar refreshes and DEBUG log lines of the running loss.
-    on_nonfinite : ``"raise"`` or ``"skip"``
-        What a step with a non-finite loss or gradient does: raise
-        `tedepr.training.NonFiniteError` (naming the epoch, step and likely cause), or skip the
-        batch (its update is not applied; counted in the history and the result).
+        Also seeds the global torch/NumPy/Python RNGs for the run (dropout, DataLoader
+        shuffling); the caller's RNG states are restored when `fit` returns.
+    checkpoint_dir : path, optional
+        Holds ``last.pt``, ``last.pt.sha256``, ``last.prev.pt`` and ``history.json``.
 
     Returns
     -------
@@ -688,27 +659,10 @@ def fit(
         ``history`` (one dict per epoch), the trained ``model``, ``start_epoch`` and
         ``skipped_batches``.
     """
+    arguments = dict(locals())
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    cfg = check_fit_args(
-        epochs=epochs,
-        lr=lr,
-        optimizer=optimizer,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        batch_size=batch_size,
-        loss=loss,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-        seed=seed,
-        progress=progress,
-        log_every=log_every,
-        on_nonfinite=on_nonfinite,
-        device=device,
-        devices=devices,
-        distributed=distributed,
-    )
+    cfg = check_fit_args(**fit_arguments(arguments))
     loss_fn = _loss_fn(cfg.loss)
     train = _as_loader(train_data, cfg.batch_size, shuffle=True, seed=cfg.seed, name="train_data")
     if eval_data is not None:
