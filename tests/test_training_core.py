@@ -9,6 +9,11 @@ import hashlib
 import inspect
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,9 @@ from tedepr.training import (
     lr_factor,
     run_fit,
 )
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 
 DEFAULTS = dict(
     epochs=4,
@@ -368,3 +376,81 @@ def test_both_backends_share_the_keyword_signature_and_result_type():
     assert torch_training.FitResult is jax_training.FitResult is FitResult
     # every backend-neutral argument is validated by the one core function
     assert set(inspect.signature(check_fit_args).parameters) <= set(names)
+
+
+# A real SIGKILL at each dangerous point of a checkpoint write (epoch 3's), in a subprocess: the
+# fake backend needs no framework, so the child starts in about a second.
+KILL_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+
+    sys.path.insert(0, sys.argv[3])
+    import tedepr.checkpoint as c
+    from test_training_core import FakeSession, fit, make_batches
+
+    folder, point = Path(sys.argv[1]), sys.argv[2]
+    saves = {"n": 0}
+    real_save, real_replace, real_digests = c.atomic_save, os.replace, c._write_digests
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def atomic_save(writer, path):
+        if Path(path).name.endswith(".new"):
+            saves["n"] += 1
+            if saves["n"] == 3 and point == "mid_data_write":
+                def torn(f):
+                    f.write(b'{"meta": {"format": "tests.fake/1", "epo')
+                    f.flush()
+                    die()
+                return real_save(torn, path)
+        return real_save(writer, path)
+
+    def replace(src, dst):
+        if saves["n"] == 3 and point == "before_prev_rename" and Path(dst).name.endswith(".prev.json"):
+            die()
+        if saves["n"] == 3 and point == "before_final_rename" and Path(dst).name == "last.json":
+            die()
+        return real_replace(src, dst)
+
+    def write_digests(path, entries):
+        if saves["n"] == 3 and point == "before_digest_trim":
+            die()
+        return real_digests(path, entries)
+
+    c.atomic_save, c._write_digests = atomic_save, write_digests
+    c.os.replace = replace
+    fit(FakeSession(make_batches()), checkpoint_dir=folder)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "point", ["mid_data_write", "before_prev_rename", "before_final_rename", "before_digest_trim"]
+)
+def test_sigkill_inside_a_checkpoint_write_resumes_to_the_same_result(tmp_path, point):
+    batches = make_batches()
+    full = fit(FakeSession(batches), checkpoint_dir=tmp_path / "full")
+    script = tmp_path / "child.py"
+    script.write_text(KILL_CHILD)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)])}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(run), point, str(TESTS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert (
+        not (run / "history.json").exists()
+        or len(json.loads((run / "history.json").read_text())) == 2
+    )  # killed while saving epoch 3
+    resumed = fit(FakeSession(batches), checkpoint_dir=run, resume=True)
+    # epoch 3 is used when its file was complete and listed, else epoch 2 — never a torn file
+    expected = {"mid_data_write": 2, "before_prev_rename": 2, "before_final_rename": 3}
+    assert resumed.start_epoch == expected.get(point, 3)
+    assert np.array_equal(resumed.params, full.params)
+    assert untimed(resumed.history) == untimed(full.history)
