@@ -195,6 +195,10 @@ def save_checkpoint_bytes(path: str | os.PathLike, data: bytes) -> str:
     data = bytes(data)
     files = checkpoint_files(path)
     current, previous, staging = files["current"], files["previous"], files["staging"]
+    # temporaries of a writer killed mid-write (one writer per checkpoint: rank 0 of one run)
+    for name in (staging.name, files["digests"].name):
+        for stale in current.parent.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
     new = _digest(data)
     old = {
         key: _digest(files[key].read_bytes())

@@ -449,6 +449,7 @@ def test_sigkill_inside_a_checkpoint_write_resumes_to_the_same_result(tmp_path, 
         or len(json.loads((run / "history.json").read_text())) == 2
     )  # killed while saving epoch 3
     resumed = fit(FakeSession(batches), checkpoint_dir=run, resume=True)
+    assert not list(run.glob(".*.tmp"))  # a killed writer's temporaries are cleaned up
     # epoch 3 is used when its file was complete and listed, else epoch 2 — never a torn file
     expected = {"mid_data_write": 2, "before_prev_rename": 2, "before_final_rename": 3}
     assert resumed.start_epoch == expected.get(point, 3)
