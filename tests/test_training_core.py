@@ -90,7 +90,8 @@ class FakeSession:
             grad = 2 * x.T @ r / len(y)
         finite = math.isfinite(loss) and bool(np.all(np.isfinite(grad)))
         if finite:
-            self.w = self.w - lr * grad
+            with np.errstate(over="ignore"):  # the overflow test wants inf weights
+                self.w = self.w - lr * grad
         return Step(loss, int(np.sum(np.abs(r) < 0.5)), len(y), finite)
 
     def nonfinite_sample(self, batch):
@@ -455,3 +456,10 @@ def test_sigkill_inside_a_checkpoint_write_resumes_to_the_same_result(tmp_path, 
     assert resumed.start_epoch == expected.get(point, 3)
     assert np.array_equal(resumed.params, full.params)
     assert untimed(resumed.history) == untimed(full.history)
+
+
+def test_weights_that_overflow_on_the_last_step_are_never_returned():
+    session = FakeSession(make_batches(n_batches=1))
+    with pytest.raises(NonFiniteError, match="the weights became non-finite in epoch 1/1") as info:
+        fit(session, epochs=1, lr=1e308, schedule="constant")
+    assert info.value.cause == "diverged" and info.value.step is None

@@ -399,3 +399,24 @@ def test_jax_fit_killed_at_random_points_resumes_to_the_same_result(tmp_path):
     with np.load(ref / "final.npz") as a, np.load(run / "final.npz") as b:
         assert a.files == b.files
         assert all(np.array_equal(a[k], b[k]) for k in a.files)
+
+
+@pytest.mark.torch
+@pytest.mark.jax
+def test_both_backends_apply_one_rule_set(torch_mlp):
+    """The drift of issue 11: JAX accepted momentum=1.0, torch rejected it."""
+    from tedepr.backends.jax import fit as jax_fit
+    from tedepr.backends.torch import fit as torch_fit
+
+    model, params = _jax_mlp()
+    data = _data()
+    for kw in ({"momentum": 1.0}, {"lr": -1.0}, {"on_nonfinite": "warn"}, {"batch_size": 0}):
+        messages = []
+        for call in (
+            lambda kw=kw: torch_fit(torch_mlp(), data, epochs=1, progress=False, **kw),
+            lambda kw=kw: jax_fit(model, params, data, epochs=1, progress=False, **kw),
+        ):
+            with pytest.raises(ValueError) as info:
+                call()
+            messages.append(str(info.value))
+        assert messages[0] == messages[1], kw

@@ -256,12 +256,6 @@ def _batches(data, batch_size: int, shuffle: bool, seed: int, epoch: int, name: 
             yield x, y, None
 
 
-def _num_batches(data, batch_size):
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
-        return -(-len(data[1]) // batch_size)
-    return len(data) if hasattr(data, "__len__") else None
-
-
 class _Placement:
     """Where arrays live: params replicated over the mesh, batches sharded on their first axis."""
 
