@@ -20,6 +20,8 @@ CORE_MODULES = (
     "tedepr.init",
     "tedepr.decompositions",
     "tedepr.namespace",
+    "tedepr.checkpoint",
+    "tedepr.training",
 )
 FRAMEWORKS = ("torch", "jax", "jaxlib", "tensorflow")
 

@@ -13,9 +13,14 @@ Masks
     moments at pruned entries stay exactly 0 too (a zero gradient into a zero-initialised moment;
     the decay of a zero weight is zero).
 
+Epochs, schedules, logging, history, checkpoint files, resume and the handling of non-finite steps
+are `tedepr.training`'s, shared with the torch backend; this module supplies the jitted step, the
+optax optimizer, placement on devices and the (de)serialisation of params and optimizer state.
+
 Resume
-    Every epoch ends with an atomic checkpoint ``checkpoint_dir/last.npz`` (params, optimizer state,
-    masks, epoch, history, configuration, RNG seed) and ``history.json``. Training is deterministic
+    Every epoch ends with an atomic, checksummed checkpoint ``checkpoint_dir/last.npz`` (params,
+    optimizer state, masks, epoch, history, configuration, RNG seed; the previous one kept as
+    ``last.prev.npz``) and ``history.json``. Training is deterministic
     — the batch order depends only on ``(seed, epoch)`` and nothing else draws random numbers — so a
     run resumed from the checkpoint of epoch ``k`` ends with exactly the params of an uninterrupted
     run.
@@ -30,13 +35,10 @@ Data parallelism
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import math
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -44,10 +46,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm import tqdm
 
-from ...checkpoint import atomic_save, atomic_write_json
+from ...checkpoint import read_checkpoint_bytes
 from ...datasets import batch_indices
+from ...training import (
+    LOSSES,
+    OPTIMIZERS,
+    SCHEDULES,
+    FitResult,
+    Step,
+    check_fit_args,
+    check_reiterable,
+    fit_arguments,
+    is_array_pair,
+    lr_factor,
+    run_fit,
+)
 from .layers import BatchNorm
 from .masking import apply_masks, flatten_masks, leaf_paths, normalize_masks
 from .models import Model
@@ -69,44 +83,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "step", "constant")
-LOSSES = ("cross_entropy",)
 CHECKPOINT_NAME = "last.npz"
 _CHECKPOINT_FORMAT = "tedepr.jax.fit/1"
 
 
-@dataclass
-class FitResult:
-    """What `fit` returns.
-
-    ``params``: the trained params (pruned entries exactly 0); ``history``: one dict per completed
-    epoch (keys ``epoch``, ``train_loss``, ``train_acc``, ``eval_loss``, ``eval_acc``, ``lr``,
-    ``seconds``, as the torch backend); ``start_epoch``: epochs done before this call (non-zero when
-    resumed); ``opt_state``: the final optimizer state; ``masks``: the masks in force (full nested
-    form or None).
-    """
-
-    params: Any
-    history: list[dict[str, Any]]
-    start_epoch: int = 0
-    opt_state: Any = None
-    masks: Any = None
-
-
 # ------------------------------------------------------------------------------------------ pieces
-def lr_factor(schedule: str, epochs: int) -> Callable[[int], float]:
-    """The learning-rate multiplier of epoch ``e`` (0-based), in closed form (as torch's fit)."""
-    if schedule == "cosine":
-        return lambda e: 0.5 * (1.0 + math.cos(math.pi * e / epochs))
-    if schedule == "step":
-        milestones = sorted({m for m in (epochs // 2, (3 * epochs) // 4) if m > 0})
-        return lambda e: 0.1 ** sum(e >= m for m in milestones)
-    if schedule == "constant":
-        return lambda e: 1.0
-    raise ValueError(f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; got {schedule!r}")
-
-
 def trainable_mask(model: Model, params):
     """A pytree of Python bools like ``params``: False for BatchNorm running statistics (which
     are not trained)."""
@@ -191,7 +172,16 @@ def make_train_step(
     Gradients and updates are projected onto the masks; BatchNorm running statistics come from the
     forward pass. Not jitted (the caller jits it, with shardings if wanted).
     """
-    loss_fn = _loss_fn(loss)
+    checked = _checked_train_step(model, tx, trainable, _loss_fn(loss))
+
+    def step(params, opt_state, masks, x, y, lr):
+        return checked(params, opt_state, masks, x, y, lr)[:4]
+
+    return step
+
+
+def _checked_train_step(model: Model, tx: optax.GradientTransformation, trainable, loss_fn):
+    """`make_train_step`'s step that also returns whether the loss and all gradients are finite."""
 
     def step(params, opt_state, masks, x, y, lr):
         def objective(p):
@@ -200,12 +190,16 @@ def make_train_step(
 
         (value, (logits, stats)), grads = jax.value_and_grad(objective, has_aux=True)(params)
         grads = _project(grads, masks, trainable)
+        finite = jnp.stack(
+            [jnp.all(jnp.isfinite(value))]
+            + [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]
+        ).all()
         updates, opt_state = tx.update(grads, opt_state, params)
         updates = _project(updates, masks, trainable)
         params = jax.tree.map(lambda p, u: p - jnp.asarray(lr, p.dtype) * u, params, updates)
         params = _merge_stats(params, stats)
         correct = jnp.sum(jnp.argmax(logits, axis=-1) == y)
-        return params, opt_state, value, correct
+        return params, opt_state, value, correct, finite
 
     return step
 
@@ -218,17 +212,9 @@ def _float_dtype(params):
     return jnp.float32
 
 
-def _is_arrays(data) -> bool:
-    return (
-        isinstance(data, tuple)
-        and len(data) == 2
-        and hasattr(data[0], "shape")
-        and hasattr(data[1], "shape")
-    )
-
-
 def _check_data(data, name: str):
-    if _is_arrays(data):
+    """``(x, y)`` arrays as NumPy arrays (checked), or a re-iterable of batches as it is."""
+    if is_array_pair(data):
         x, y = np.asarray(data[0]), np.asarray(data[1])
         if not np.issubdtype(x.dtype, np.floating):
             raise ValueError(
@@ -245,19 +231,18 @@ def _check_data(data, name: str):
                 f"{name}: x and y must have the same length N; got {x.shape} and {y.shape}"
             )
         return x, y
-    if not isinstance(data, Iterable) or iter(data) is data:
-        raise TypeError(
-            f"{name} must be an (x, y) tuple of arrays or a re-iterable of (x, y) batches "
-            f"(e.g. a list); got {type(data).__name__}"
-        )
+    check_reiterable(data, name)
     return data
 
 
 def _batches(data, batch_size: int, shuffle: bool, seed: int, epoch: int, name: str):
+    """``(x, y, indices)`` per non-empty batch; ``indices``: the samples' positions in ``(x, y)``
+    arrays (None for a collection of batches)."""
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
         x, y = data
         for idx in batch_indices(len(y), batch_size, shuffle=shuffle, seed=seed, epoch=epoch):
-            yield x[idx], y[idx]
+            if len(idx):
+                yield x[idx], y[idx], idx
         return
     for item in data:
         if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -267,13 +252,8 @@ def _batches(data, batch_size: int, shuffle: bool, seed: int, epoch: int, name: 
             raise ValueError(
                 f"{name}: batches need floating x and integer labels y; got {x.dtype}, {y.dtype}"
             )
-        yield x, y
-
-
-def _num_batches(data, batch_size):
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
-        return -(-len(data[1]) // batch_size)
-    return len(data) if hasattr(data, "__len__") else None
+        if len(y):
+            yield x, y, None
 
 
 class _Placement:
@@ -309,20 +289,17 @@ def _eval_step(model, loss_fn):
     return step
 
 
-def _evaluate(model, params, masks, data, batch_size, loss_fn, placement, jitted):
+def _evaluate_sums(params, masks, data, batch_size, placement, jitted, name) -> list[float]:
+    """``[Σ loss·n, Σ correct, Σ n]`` over ``data``."""
     dtype = _float_dtype(params)
     loss_sum, correct, count = 0.0, 0, 0
-    for x, y in _batches(data, batch_size, False, 0, 0, "eval_data"):
-        if len(y) == 0:
-            continue
+    for x, y, _ in _batches(data, batch_size, False, 0, 0, name):
         xb, yb = placement.batch(x, y, dtype)
         l_sum, c = jitted(params, masks, xb, yb)
         loss_sum += float(l_sum)
         correct += int(c)
         count += len(y)
-    if count == 0:
-        raise ValueError("eval_data yielded no samples")
-    return loss_sum / count, correct / count
+    return [loss_sum, float(correct), float(count)]
 
 
 def evaluate(
@@ -342,21 +319,23 @@ def evaluate(
     placement = _Placement(devices)
     masks = normalize_masks(params, masks)
     jitted = jax.jit(_eval_step(model, loss_fn))
-    return _evaluate(
-        model,
+    loss_sum, correct, count = _evaluate_sums(
         placement.params(params),
         placement.params(masks),
         data,
         batch_size,
-        loss_fn,
         placement,
         jitted,
+        "data",
     )
+    if count == 0:
+        raise ValueError("data yielded no samples")
+    return loss_sum / count, correct / count
 
 
 # ------------------------------------------------------------------------------------------
 # checkpoints
-def _save_checkpoint(path: Path, params, opt_state, masks, meta: dict) -> None:
+def _checkpoint_bytes(params, opt_state, masks, meta: dict) -> bytes:
     arrays = {}
     for p, leaf in zip(leaf_paths(params), jax.tree.leaves(params), strict=True):
         arrays[f"params/{p}"] = np.asarray(leaf)
@@ -365,19 +344,21 @@ def _save_checkpoint(path: Path, params, opt_state, masks, meta: dict) -> None:
     for p, m in flatten_masks(masks).items():
         arrays[f"masks/{p}"] = np.asarray(m)
     arrays["meta"] = np.array(json.dumps(meta))
-    atomic_save(lambda f: np.savez(f, **arrays), path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
-def load_checkpoint(path) -> dict[str, Any]:
-    """Read a `fit` checkpoint: ``{"params": {path: array}, "opt": [arrays], "masks": {path: array},
-    "meta": dict}`` (NumPy arrays; no pickle is ever loaded)."""
+def _parse_checkpoint(data: bytes, path) -> dict[str, Any]:
     out: dict[str, Any] = {"params": {}, "opt": {}, "masks": {}}
-    with np.load(path, allow_pickle=False) as npz:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
         for key in npz.files:
             if key == "meta":
                 out["meta"] = json.loads(str(npz[key]))
                 continue
             kind, _, rest = key.partition("/")
+            if kind not in out:
+                raise ValueError(f"{path} holds an unknown entry {key!r}")
             out[kind][rest] = npz[key]
     if out.get("meta", {}).get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(
@@ -385,6 +366,15 @@ def load_checkpoint(path) -> dict[str, Any]:
         )
     out["opt"] = [out["opt"][str(k)] for k in range(len(out["opt"]))]
     return out
+
+
+def load_checkpoint(path) -> dict[str, Any]:
+    """Read a `fit` checkpoint: ``{"params": {path: array}, "opt": [arrays], "masks": {path: array},
+    "meta": dict}`` (NumPy arrays; no pickle is ever loaded).
+
+    The file is verified against its SHA-256 digest file (``last.npz.sha256``) when there is one;
+    a truncated or corrupted file raises `tedepr.checkpoint.CheckpointError`."""
+    return _parse_checkpoint(read_checkpoint_bytes(path), path)
 
 
 def _restore(template, arrays: dict[str, np.ndarray], what: str, path):
@@ -430,18 +420,151 @@ def _masks_equal(a, b) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ fit
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
+def _devices(device, devices, distributed):
+    if distributed:
+        raise ValueError(
+            "distributed=True: the JAX backend runs in one process (no jax.distributed "
+            "multi-controller training); it trains data-parallel over devices=..."
+        )
+    if device is not None:
+        if not isinstance(device, jax.Device):
+            raise TypeError(f"device must be a jax.Device or None; got {type(device).__name__}")
+        return [device]
+    if devices is not None:
+        if isinstance(devices, (str, jax.Device)) or not hasattr(devices, "__iter__"):
+            raise TypeError(
+                f"devices must be a sequence of jax devices; got {type(devices).__name__} "
+                "(pass one device as device=)"
+            )
+        devices = list(devices)
+        bad = [d for d in devices if not isinstance(d, jax.Device)]
+        if bad:
+            raise TypeError(f"devices must hold jax devices; got {type(bad[0]).__name__}")
+    return devices
 
 
-def _check_number(value, name: str, low: float, high: float = math.inf, *, low_open=False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or value > high or (low_open and value == low):
-        interval = f"{'(' if low_open else '['}{low}, {high}{']' if math.isfinite(high) else ')'}"
-        raise ValueError(f"{name} must be a number in {interval}; got {value!r}")
-    return float(value)
+class _JaxSession:
+    """The JAX half of one `fit` call (`tedepr.training.TrainingBackend`); single process."""
+
+    logger = logger
+    checkpoint_name = CHECKPOINT_NAME
+    checkpoint_format = _CHECKPOINT_FORMAT
+    rank, world = 0, 1
+
+    def __init__(
+        self,
+        model,
+        params,
+        opt_state,
+        masks,
+        tx,
+        trainable,
+        loss_fn,
+        train,
+        eval_data,
+        cfg,
+        placement,
+    ):
+        self.params, self.opt_state, self.masks = params, opt_state, masks
+        self.train, self.eval_data, self.cfg, self.placement = train, eval_data, cfg, placement
+        self.template = (params, opt_state)
+        repl = placement.replicated
+        self.step = jax.jit(
+            _checked_train_step(model, tx, trainable, loss_fn),
+            out_shardings=(repl, repl, repl, repl, repl),
+        )
+        self.eval_step = jax.jit(_eval_step(model, loss_fn), out_shardings=repl)
+        self.dtype = _float_dtype(params)
+        self._lr = (None, None)
+
+    def _place(self):
+        self.params = self.placement.params(self.params)
+        self.opt_state = self.placement.params(self.opt_state)
+        self.dev_masks = self.placement.params(self.masks)
+
+    def num_batches(self):
+        if isinstance(self.train, tuple):
+            return -(-len(self.train[1]) // self.cfg.batch_size)
+        return len(self.train) if hasattr(self.train, "__len__") else None
+
+    def train_batches(self, epoch):
+        for x, y, idx in _batches(
+            self.train, self.cfg.batch_size, True, self.cfg.seed, epoch, "train_data"
+        ):
+            xb, yb = self.placement.batch(x, y, self.dtype)
+            yield x, idx, xb, yb
+
+    def train_step(self, batch, lr):
+        _, _, xb, yb = batch
+        if self._lr[0] != lr:
+            value = np.asarray(lr, dtype=np.dtype(self.dtype))
+            self._lr = (lr, jax.device_put(value, self.placement.replicated))
+        params, opt_state, value, correct, finite = self.step(
+            self.params, self.opt_state, self.dev_masks, xb, yb, self._lr[1]
+        )
+        finite = bool(finite)
+        if finite:  # a non-finite step is dropped: the last good params stay
+            self.params, self.opt_state = params, opt_state
+        return Step(float(value), int(correct), int(yb.shape[0]), finite)
+
+    def nonfinite_sample(self, batch):
+        x, idx = batch[0], batch[1]
+        x = np.asarray(x)
+        bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
+        if not bad.any():
+            return None
+        i = int(np.flatnonzero(bad)[0])
+        return i, None if idx is None else int(idx[i])
+
+    def reduce(self, values):
+        return list(values)
+
+    def any_rank(self, flag):
+        return bool(flag)
+
+    def share(self, obj):
+        return obj
+
+    def evaluate(self):
+        return _evaluate_sums(
+            self.params,
+            self.dev_masks,
+            self.eval_data,
+            max(self.cfg.batch_size, 512),
+            self.placement,
+            self.eval_step,
+            "eval_data",
+        )
+
+    def weights_finite(self):
+        return all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(self.params))
+
+    def snapshot(self, meta):
+        meta = {
+            **meta,
+            "rng": {
+                "seed": self.cfg.seed,
+                "batch_order": "tedepr.datasets.batch_indices(seed, epoch)",
+            },
+        }
+        return _checkpoint_bytes(self.params, self.opt_state, self.masks, meta)
+
+    def parse_checkpoint(self, data, path):
+        ckpt = _parse_checkpoint(data, path)
+        return ckpt["meta"], ckpt
+
+    def restore(self, ckpt, path):
+        params, opt_state = self.template
+        saved_masks = normalize_masks(params, ckpt["masks"]) if ckpt["masks"] else None
+        if self.masks is not None and not _masks_equal(self.masks, saved_masks):
+            raise ValueError(f"resume=True: the masks given differ from those in {path}")
+        self.masks = saved_masks
+        self.params = _restore(params, ckpt["params"], "params", path)
+        self.opt_state = _restore_opt(opt_state, ckpt["opt"], path)
+        self._place()
+
+    def start_fresh(self):
+        self._place()
 
 
 def fit(
@@ -459,15 +582,21 @@ def fit(
     eval_data=None,
     batch_size: int = 128,
     loss="cross_entropy",
+    device=None,
+    devices=None,
+    distributed: bool | None = None,
     checkpoint_dir=None,
     resume: bool = False,
     seed: int = 0,
     progress: bool = True,
-    devices=None,
     log_every: int = 50,
+    on_nonfinite: str = "raise",
 ) -> FitResult:
     """Train ``model`` from ``params`` for ``epochs`` epochs; checkpoint every epoch; resume
     exactly.
+
+    The keyword arguments, their defaults and their rules are the torch backend's; those not
+    listed here are described in `tedepr.training.check_fit_args`.
 
     Parameters
     ----------
@@ -477,194 +606,55 @@ def fit(
         `tedepr.datasets.batch_indices` with ``batch_size``, shuffled by ``(seed, epoch)``; or a
         re-iterable of ``(x, y)`` batches used in its own order.
     masks : flat ``{path: bool array}`` or nested masks (`tedepr.backends.jax.masking`), optional.
-    epochs, lr, optimizer, momentum, weight_decay, schedule :
-        As ``tedepr.backends.torch.fit`` (module docstring).
-    eval_data : optional, same kinds as ``train_data``; evaluated after every epoch.
-    loss : ``"cross_entropy"`` or a callable ``(logits, labels) -> mean loss``.
-    checkpoint_dir : path, optional
-        Where ``last.npz`` and ``history.json`` are atomically rewritten after every epoch.
-    resume : bool
-        Continue from ``checkpoint_dir/last.npz`` if it exists (its params, optimizer state and
-        masks replace the arguments'; the training arguments must match).
-    seed : int >= 0
-        Seeds the batch order.
-    progress : bool
-        A tqdm bar per epoch.
+    device : jax.Device, optional
+        Train on this one device.
     devices : sequence of jax devices, optional
         Data-parallel devices (default: all of `jax.devices()`).
-    log_every : int
-        Steps between progress-bar loss refreshes.
+    distributed : None or False
+        Multi-process training is the torch backend's (DDP); ``True`` raises here.
+    checkpoint_dir : path, optional
+        Holds ``last.npz``, ``last.npz.sha256``, ``last.prev.npz`` and ``history.json``; on resume
+        the checkpoint's params, optimizer state and masks replace the arguments'.
 
     Returns
     -------
     FitResult
+        ``params``, ``history``, ``start_epoch``, ``opt_state``, ``masks``, ``skipped_batches``.
     """
+    arguments = dict(locals())
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
-    epochs = _check_int(epochs, "epochs", 1)
-    lr = _check_number(lr, "lr", 0.0, low_open=True)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(
-            f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}; got {optimizer!r}"
-        )
-    factor = lr_factor(schedule, epochs)
-    momentum = _check_number(momentum, "momentum", 0.0, 1.0)
-    weight_decay = _check_number(weight_decay, "weight_decay", 0.0)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    seed = _check_int(seed, "seed", 0)
-    log_every = _check_int(log_every, "log_every", 1)
-    if not isinstance(resume, bool):
-        raise ValueError(f"resume must be True or False; got {resume!r}")
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs checkpoint_dir (the folder holding last.npz)")
-    loss_fn = _loss_fn(loss)
+    cfg = check_fit_args(**fit_arguments(arguments))
+    loss_fn = _loss_fn(cfg.loss)
     train_data = _check_data(train_data, "train_data")
     if eval_data is not None:
         eval_data = _check_data(eval_data, "eval_data")
+    placement = _Placement(_devices(device, devices, cfg.distributed))
 
     masks = normalize_masks(params, masks)
     trainable = trainable_mask(model, params)
-    tx = make_optimizer(optimizer, momentum, weight_decay, decay_mask=trainable)
+    tx = make_optimizer(cfg.optimizer, cfg.momentum, cfg.weight_decay, decay_mask=trainable)
     params = apply_masks(params, masks)
-    opt_state = tx.init(params)
-    config = {
-        "epochs": epochs,
-        "lr": lr,
-        "optimizer": optimizer,
-        "momentum": momentum,
-        "weight_decay": weight_decay,
-        "schedule": schedule,
-        "seed": seed,
-        "batch_size": batch_size,
-        "loss": loss if isinstance(loss, str) else "callable",
-    }
-
-    ckpt_path = None
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    if checkpoint_dir is not None:
-        ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and ckpt_path.exists():
-            ckpt = load_checkpoint(ckpt_path)
-            meta = ckpt["meta"]
-            diffs = [
-                f"{k}={meta['config'].get(k)!r} (checkpoint) vs {v!r} (this call)"
-                for k, v in config.items()
-                if meta["config"].get(k) != v
-            ]
-            if diffs:
-                raise ValueError(
-                    f"resume=True: {ckpt_path} was written by a run with other arguments: "
-                    + "; ".join(diffs)
-                    + ". Use the same arguments, or another checkpoint_dir"
-                )
-            saved_masks = normalize_masks(params, ckpt["masks"]) if ckpt["masks"] else None
-            if masks is not None and not _masks_equal(masks, saved_masks):
-                raise ValueError(f"resume=True: the masks given differ from those in {ckpt_path}")
-            masks = saved_masks
-            params = _restore(params, ckpt["params"], "params", ckpt_path)
-            opt_state = _restore_opt(opt_state, ckpt["opt"], ckpt_path)
-            history = [dict(h) for h in meta["history"]]
-            start_epoch = int(meta["epoch"])
-            logger.info("resumed from %s after epoch %d of %d", ckpt_path, start_epoch, epochs)
-        elif resume:
-            logger.info("resume=True but %s does not exist yet: starting afresh", ckpt_path)
-        elif ckpt_path.exists():
-            logger.warning("%s exists; resume=False starts afresh and overwrites it", ckpt_path)
-
-    placement = _Placement(devices)
-    params, opt_state = placement.params(params), placement.params(opt_state)
-    dev_masks = placement.params(masks)
-    repl = placement.replicated
-    step = jax.jit(
-        make_train_step(model, tx, trainable, loss=loss_fn), out_shardings=(repl, repl, repl, repl)
+    session = _JaxSession(
+        model,
+        params,
+        tx.init(params),
+        masks,
+        tx,
+        trainable,
+        loss_fn,
+        train_data,
+        eval_data,
+        cfg,
+        placement,
     )
-    eval_step = jax.jit(_eval_step(model, loss_fn), out_shardings=repl)
-    dtype = _float_dtype(params)
-    total = _num_batches(train_data, batch_size)
-
-    for epoch in range(start_epoch, epochs):
-        t0 = time.perf_counter()
-        epoch_lr = lr * factor(epoch)
-        lr_arr = jax.device_put(np.asarray(epoch_lr, dtype=np.dtype(dtype)), repl)
-        loss_sum = jnp.zeros((), dtype)  # the params' precision (float64 when they are)
-        correct = jnp.zeros((), jnp.int32)
-        count = 0
-        bar = tqdm(
-            total=total,
-            desc=f"epoch {epoch + 1}/{epochs}",
-            leave=False,
-            dynamic_ncols=True,
-            disable=True if not progress else None,
-        )
-        try:
-            for k, (x, y) in enumerate(
-                _batches(train_data, batch_size, True, seed, epoch, "train_data")
-            ):
-                if len(y) == 0:
-                    continue
-                xb, yb = placement.batch(x, y, dtype)
-                params, opt_state, value, c = step(params, opt_state, dev_masks, xb, yb, lr_arr)
-                loss_sum = loss_sum + value.astype(dtype) * len(y)
-                correct = correct + c.astype(jnp.int32)
-                count += len(y)
-                bar.update()
-                if (k + 1) % log_every == 0:
-                    bar.set_postfix(loss=f"{float(loss_sum) / count:.4f}", refresh=False)
-        finally:
-            bar.close()
-        if count == 0:
-            raise ValueError("train_data yielded no samples")
-        train_loss, train_acc = float(loss_sum) / count, int(correct) / count
-        eval_loss = eval_acc = None
-        if eval_data is not None:
-            eval_loss, eval_acc = _evaluate(
-                model,
-                params,
-                dev_masks,
-                eval_data,
-                max(batch_size, 512),
-                loss_fn,
-                placement,
-                eval_step,
-            )
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "eval_loss": eval_loss,
-            "eval_acc": eval_acc,
-            "lr": epoch_lr,
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(record)
-        if not math.isfinite(train_loss):
-            logger.warning("epoch %d: train loss is %s (lower lr?)", epoch + 1, train_loss)
-        logger.info(
-            "epoch %d/%d: train loss %.4f acc %.4f%s, lr %.3g, %.1fs",
-            epoch + 1,
-            epochs,
-            train_loss,
-            train_acc,
-            "" if eval_loss is None else f", eval loss {eval_loss:.4f} acc {eval_acc:.4f}",
-            epoch_lr,
-            record["seconds"],
-        )
-        if ckpt_path is not None:
-            meta = {
-                "format": _CHECKPOINT_FORMAT,
-                "epoch": epoch + 1,
-                "history": history,
-                "config": config,
-                "rng": {"seed": seed, "batch_order": "tedepr.datasets.batch_indices(seed, epoch)"},
-            }
-            _save_checkpoint(ckpt_path, params, opt_state, masks, meta)
-            atomic_write_json(ckpt_path.parent / "history.json", history)
+    history, start_epoch, skipped = run_fit(session, cfg, has_eval=eval_data is not None)
     return FitResult(
-        params=params,
-        history=[dict(h) for h in history],
+        history=history,
+        model=model,
+        params=session.params,
         start_epoch=start_epoch,
-        opt_state=opt_state,
-        masks=masks,
+        opt_state=session.opt_state,
+        masks=session.masks,
+        skipped_batches=skipped,
     )

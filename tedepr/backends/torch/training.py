@@ -1,15 +1,19 @@
-"""Training loop for PyTorch models: deterministic batches, atomic checkpoints, exact resume, DDP.
+"""Training for PyTorch models: the core loop (`tedepr.training`) with torch.optim, DDP and exact
+resume.
 
 `fit` trains any ``nn.Module`` classifier — dense, tensorized or masked
 (``torch.nn.utils.parametrize`` modules train through ``model.parameters()`` like any other) — and
-returns its per-epoch history.
+returns its per-epoch history. Epochs, schedules, logging, history, checkpoint files, resume and
+the handling of non-finite steps are `tedepr.training`'s, shared with the JAX backend; this module
+supplies the step, the optimizer, the RNG states, device placement and DDP.
 
 Determinism and resume
     `make_loader` orders each epoch's batches by ``(seed, epoch)`` alone
-    (`tedepr.datasets.batch_indices`), and every epoch ends with an atomic checkpoint holding the
-    model (parameters and persistent buffers, mask buffers included), optimizer, scheduler, history
-    and the torch/NumPy/Python RNG states. A run interrupted at any point and restarted with
-    ``resume=True`` therefore ends with exactly the weights and history of an uninterrupted run.
+    (`tedepr.datasets.batch_indices`), and every epoch ends with an atomic, checksummed checkpoint
+    holding the model (parameters and persistent buffers, mask buffers included), optimizer,
+    history and the torch/NumPy/Python RNG states. A run interrupted at any point and restarted
+    with ``resume=True`` therefore ends with exactly the weights and history of an uninterrupted
+    run.
 
 Distributed data parallel
     Inside an initialised ``torch.distributed`` process group (or with ``distributed=True``) the
@@ -24,11 +28,10 @@ Distributed data parallel
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
-import math
 import random
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +41,21 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from tedepr.checkpoint import atomic_save, atomic_write_json
+from tedepr.checkpoint import read_checkpoint_bytes
 from tedepr.datasets import batch_indices
+from tedepr.training import (
+    LOSSES,
+    OPTIMIZERS,
+    SCHEDULES,
+    FitResult,
+    Step,
+    check_fit_args,
+    check_reiterable,
+    fit_arguments,
+    is_array_pair,
+    run_fit,
+)
 
 __all__ = [
     "OPTIMIZERS",
@@ -58,34 +72,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("cosine", "step", "constant")
-LOSSES = ("cross_entropy",)
 CHECKPOINT_NAME = "last.pt"
 _CHECKPOINT_FORMAT = "tedepr.torch.fit/1"
-
-
-@dataclass
-class FitResult:
-    """What `fit` returns.
-
-    Attributes
-    ----------
-    history : list of dict
-        One dict per completed epoch (those restored from a checkpoint included), with keys
-        ``epoch`` (1-based), ``train_loss``, ``train_acc`` (running over the epoch, in train mode),
-        ``eval_loss``, ``eval_acc`` (``None`` without ``eval_data``), ``lr`` (the learning rate used
-        in that epoch) and ``seconds`` (wall time of the epoch).
-    model : nn.Module
-        The trained model — the very object passed to `fit` (trained in place), never the DDP
-        wrapper.
-    start_epoch : int
-        Epochs already completed when this call began (non-zero only when resumed).
-    """
-
-    history: list[dict[str, Any]]
-    model: nn.Module
-    start_epoch: int = 0
 
 
 # ---------- data
@@ -178,21 +166,6 @@ def make_loader(
     return ArrayLoader(xt, yt.long(), batch_size, bool(shuffle), seed, bool(drop_last))
 
 
-def _check_reiterable(data, name: str) -> None:
-    if not isinstance(data, Iterable):
-        raise TypeError(
-            f"{name} must be a DataLoader, make_loader(...) or a re-iterable of (x, y) batches; "
-            f"got {type(data).__name__}"
-        )
-    # Checked by type, not by calling iter(): that would start a DataLoader's workers and draw
-    # its base seed from the global RNG.
-    if isinstance(data, Iterator):
-        raise ValueError(
-            f"{name} must be re-iterable (one pass per epoch), not a one-shot iterator or "
-            "generator; pass a DataLoader, make_loader(...) or a list of batches"
-        )
-
-
 def _unpack(batch, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(batch, (tuple, list)) or len(batch) != 2:
         raise ValueError(f"{name} must yield (x, y) pairs; got {type(batch).__name__}")
@@ -209,11 +182,25 @@ def _is_presharded(data) -> bool:
     return isinstance(sampler, torch.utils.data.distributed.DistributedSampler)
 
 
+def _as_loader(data, batch_size: int, *, shuffle: bool, seed: int, name: str):
+    """``(x, y)`` arrays become `make_loader(x, y, batch_size, ...)`; anything else must be a
+    re-iterable of batches."""
+    if is_array_pair(data):
+        try:
+            return make_loader(data[0], data[1], batch_size, shuffle=shuffle, seed=seed)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{name}: {exc}") from exc
+    check_reiterable(data, name)
+    return data
+
+
 def _epoch_batches(
     data, epoch: int | None, rank: int, world: int, name: str
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, float]]:
-    """Yield this rank's ``(x, y, weight)``; ``weight · mean local loss`` summed over ranks / world
-    is the global batch's mean loss, which is what DDP's gradient averaging then differentiates.
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, float, np.ndarray | None]]:
+    """Yield this rank's ``(x, y, weight, indices)``; ``weight · mean local loss`` summed over
+    ranks / world is the global batch's mean loss, which is what DDP's gradient averaging then
+    differentiates. ``indices``: the samples' positions in the arrays of an `ArrayLoader` (else
+    None).
 
     ``epoch=None`` is evaluation: the order does not matter, no sampler is touched, and global
     batches smaller than the world size are kept (some ranks then see an empty share) — with an
@@ -230,7 +217,7 @@ def _epoch_batches(
             else:
                 local, weight = idx, 1.0
             index = torch.from_numpy(local)
-            yield data.x[index], data.y[index], weight
+            yield data.x[index], data.y[index], weight, local
         return
     if training:
         sampler = getattr(data, "sampler", None)
@@ -246,9 +233,9 @@ def _epoch_batches(
             if n < world and training:
                 continue
             x, y = x[rank::world], y[rank::world]
-            yield x, y, y.shape[0] * world / max(n, 1)
+            yield x, y, y.shape[0] * world / max(n, 1), None
         else:
-            yield x, y, 1.0
+            yield x, y, 1.0, None
 
 
 def _prepare(
@@ -275,6 +262,7 @@ def _float_dtype(model: nn.Module) -> torch.dtype | None:
 
 
 def _loss_fn(loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    # validated by check_fit_args (fit) or here (evaluate)
     if callable(loss):
         return loss
     if loss == "cross_entropy":
@@ -291,16 +279,6 @@ def _make_optimizer(params, optimizer: str, lr: float, momentum: float, weight_d
     if optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
     return torch.optim.AdamW(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
-
-
-def _lr_factor(schedule: str, epochs: int) -> Callable[[int], float]:
-    """The learning-rate factor of epoch ``e`` (0-based), in closed form: a resume cannot drift."""
-    if schedule == "cosine":
-        return lambda e: 0.5 * (1.0 + math.cos(math.pi * e / epochs))
-    if schedule == "step":
-        milestones = sorted({m for m in (epochs // 2, (3 * epochs) // 4) if m > 0})
-        return lambda e: 0.1 ** sum(e >= m for m in milestones)
-    return lambda e: 1.0
 
 
 # ---------- RNG
@@ -367,13 +345,8 @@ def _seed_all(seed: int, device: torch.device) -> None:
 # ---------- checkpoints
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by `fit` (safe loading: tensors and plain Python values only).
-
-    Keys: ``format``, ``epoch`` (completed epochs), ``model`` (state dict), ``optimizer``,
-    ``scheduler``, ``history``, ``rng`` (one entry per rank), ``config`` (the training arguments).
-    """
-    ckpt = torch.load(Path(path), map_location=map_location, weights_only=True)
+def _parse_checkpoint(data: bytes, path, map_location="cpu") -> dict[str, Any]:
+    ckpt = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(
             f"{str(path)!r} is not a tedepr fit checkpoint (format {_CHECKPOINT_FORMAT!r})"
@@ -381,9 +354,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    atomic_save(lambda f: torch.save(payload, f), path)
-    atomic_write_json(path.with_name("history.json"), payload["history"])
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `fit` (safe loading: tensors and plain Python values only).
+
+    The file is verified against its SHA-256 digest file (``last.pt.sha256``) when there is one;
+    a truncated or corrupted file raises `tedepr.checkpoint.CheckpointError`.
+
+    Keys: ``format``, ``epoch`` (completed epochs), ``model`` (state dict), ``optimizer``,
+    ``history``, ``rng`` (one entry per rank), ``config`` (the training arguments).
+    """
+    return _parse_checkpoint(read_checkpoint_bytes(path), path, map_location)
 
 
 # ---------- evaluation
@@ -400,7 +380,7 @@ def _evaluate_sums(
     """``[Σ loss·n, Σ correct, Σ n]`` over this rank's share of ``data`` (float64, ``device``)."""
     dtype = _float_dtype(model)
     sums = torch.zeros(3, dtype=torch.float64, device=device)
-    for x, y, _ in _epoch_batches(data, None, rank, world, name):
+    for x, y, _, _ in _epoch_batches(data, None, rank, world, name):
         if y.shape[0] == 0:
             continue
         x, y = _prepare(x, y, device, dtype, name)
@@ -436,8 +416,8 @@ def evaluate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    _check_reiterable(data, "data")
-    device = _device(device)
+    check_reiterable(data, "data")
+    device = _device(device, None)
     loss_fn = _loss_fn(loss)
     modes = _module_modes(model)
     model.eval()
@@ -452,7 +432,22 @@ def evaluate(
 # ---------- fit
 
 
-def _device(device) -> torch.device:
+def _device(device, devices) -> torch.device:
+    if devices is not None:
+        if isinstance(devices, (str, torch.device)) or not hasattr(devices, "__len__"):
+            raise TypeError(
+                f"devices must be a sequence of devices; got {type(devices).__name__} "
+                "(pass one device as device=)"
+            )
+        if len(devices) != 1:
+            raise ValueError(
+                "devices: the torch backend trains on one device per process; for several "
+                "devices run one process per device (torchrun) and let fit use "
+                f"DistributedDataParallel; got {len(devices)} devices"
+            )
+        device = devices[0]
+    if device is None:
+        device = "cpu"
     try:
         return torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -461,41 +456,10 @@ def _device(device) -> torch.device:
         ) from exc
 
 
-def _check_number(
-    value,
-    name: str,
-    low: float,
-    high: float = math.inf,
-    *,
-    low_open: bool = False,
-    high_open: bool = True,
-) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (
-            value < high if high_open else value <= high
-        )
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be a finite number in {lo}{low}, {high}{hi}; got {value!r}")
-    return float(value)
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
-
-
 def _distributed(distributed) -> bool:
     initialised = dist.is_available() and dist.is_initialized()
     if distributed is None:
         return initialised
-    if not isinstance(distributed, bool):
-        raise ValueError(
-            f"distributed must be None (auto-detect), True or False; got {distributed!r}"
-        )
     if distributed and not initialised:
         raise ValueError(
             "distributed=True needs an initialised process group: call "
@@ -504,10 +468,141 @@ def _distributed(distributed) -> bool:
     return distributed
 
 
+class _TorchSession:
+    """The torch half of one `fit` call (`tedepr.training.TrainingBackend`)."""
+
+    logger = logger
+    checkpoint_name = CHECKPOINT_NAME
+    checkpoint_format = _CHECKPOINT_FORMAT
+
+    def __init__(self, model, net, opt, loss_fn, device, train, eval_data, seed, rank, world):
+        self.model, self.net, self.opt, self.loss_fn = model, net, opt, loss_fn
+        self.device, self.dtype = device, _float_dtype(model)
+        self.train, self.eval_data, self.seed = train, eval_data, seed
+        self.rank, self.world = rank, world
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def num_batches(self):
+        return len(self.train) if hasattr(self.train, "__len__") else None
+
+    def train_batches(self, epoch):
+        self.net.train()
+        for x, y, weight, index in _epoch_batches(
+            self.train, epoch, self.rank, self.world, "train_data"
+        ):
+            x, y = _prepare(x, y, self.device, self.dtype, "train_data")
+            yield x, y, weight, index
+
+    def train_step(self, batch, lr):
+        x, y, weight, _ = batch
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.zero_grad(set_to_none=True)
+        out = self.net(x)
+        batch_loss = self.loss_fn(out, y)
+        (batch_loss * weight if weight != 1.0 else batch_loss).backward()
+        loss = batch_loss.detach()
+        grads = [p.grad for p in self.params if p.grad is not None]
+        # One float64 sum per gradient is NaN/inf iff an entry is (a float32 sum cannot overflow
+        # in float64) and costs a fraction of an elementwise isfinite; confirmed exactly below.
+        total = torch.stack([loss.double(), *(g.sum(dtype=torch.float64) for g in grads)]).sum()
+        loss_value, correct, finite = torch.stack(
+            [loss.double(), (out.argmax(1) == y).sum().double(), total.isfinite().double()]
+        ).tolist()
+        if not finite:  # float64 gradients whose sum overflowed are finite after all
+            finite = all(bool(torch.isfinite(t).all()) for t in (loss, *grads))
+        if self.world > 1:
+            # DDP averaged the gradients, but the loss is local: agree on the flag
+            finite = not self.any_rank(not finite)
+        if finite:
+            self.opt.step()
+        return Step(loss_value, int(correct), int(y.shape[0]), finite)
+
+    def nonfinite_sample(self, batch):
+        x, _, _, index = batch
+        if x.shape[0] == 0:
+            return None
+        bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(1)
+        if not bool(bad.any()):
+            return None
+        i = int(bad.nonzero()[0, 0])
+        return i, None if index is None else int(index[i])
+
+    def reduce(self, values):
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def any_rank(self, flag):
+        t = torch.tensor([float(flag)], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
+
+    def share(self, obj):
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def evaluate(self):
+        modes = _module_modes(self.model)
+        self.model.eval()
+        try:
+            sums = _evaluate_sums(
+                self.model,
+                self.eval_data,
+                self.device,
+                self.loss_fn,
+                self.rank,
+                self.world,
+                "eval_data",
+            )
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return sums.tolist()
+
+    def weights_finite(self):
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    def snapshot(self, meta):
+        rng = _rng_state(self.device)
+        if self.world > 1:
+            states: list[Any] = [None] * self.world
+            dist.all_gather_object(states, rng)
+        else:
+            states = [rng]
+        if self.rank != 0:
+            return None
+        payload = {
+            **meta,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "rng": states,
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        return buffer.getvalue()
+
+    def parse_checkpoint(self, data, path):
+        ckpt = _parse_checkpoint(data, path)
+        return ckpt, ckpt
+
+    def restore(self, ckpt, path):
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(ckpt["rng"][self.rank], self.device)
+
+    def start_fresh(self):
+        _seed_all(self.seed, self.device)
+
+
 def fit(
     model: nn.Module,
     train_data,
     *,
+    masks=None,
     epochs: int,
     lr: float = 0.1,
     optimizer: str = "sgd",
@@ -515,16 +610,22 @@ def fit(
     weight_decay: float = 5e-4,
     schedule: str = "cosine",
     eval_data=None,
+    batch_size: int = 128,
     loss="cross_entropy",
-    device: str | torch.device = "cpu",
+    device=None,
+    devices=None,
+    distributed: bool | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     seed: int = 0,
     progress: bool = True,
     log_every: int = 50,
-    distributed: bool | None = None,
+    on_nonfinite: str = "raise",
 ) -> FitResult:
     """Train a classifier for ``epochs`` epochs; checkpoint every epoch; resume exactly.
+
+    The keyword arguments, their defaults and their rules are the JAX backend's; those not listed
+    here are described in `tedepr.training.check_fit_args`.
 
     Parameters
     ----------
@@ -533,285 +634,64 @@ def fit(
         optimizers always do) and moved to ``device``; every parameter with ``requires_grad`` is
         trained.
     train_data
+        ``(x, y)`` arrays or tensors (batched by `make_loader` with ``batch_size`` and ``seed``),
         `make_loader(...)` (deterministic and resumable), a ``torch.utils.data.DataLoader``
         (resumable when its shuffling uses the global torch RNG and ``num_workers`` is 0 or workers
         are seeded), or any re-iterable of ``(x, y)`` batches (NumPy arrays or tensors; ``x``
         floating, ``y`` integer labels).
-    epochs : int >= 1
-    lr : float > 0
-        Peak learning rate.
-    optimizer : ``"sgd"``, ``"adam"`` or ``"adamw"``
-        SGD uses ``momentum``; Adam and AdamW use ``betas=(momentum, 0.999)``.
-    momentum : float in [0, 1)
-    weight_decay : float >= 0
-        L2 penalty for ``"sgd"``/``"adam"``, decoupled decay for ``"adamw"``.
-    schedule : ``"cosine"``, ``"step"`` or ``"constant"``
-        The learning rate of epoch ``e`` (0-based) is ``lr·½(1+cos(π e/epochs))`` for cosine; for
-        step it is multiplied by 0.1 at 50% and again at 75% of the epochs. It changes once per
-        epoch.
-    eval_data : optional, same kinds as ``train_data``
-        Evaluated after every epoch (`evaluate`).
-    loss : ``"cross_entropy"`` or a callable ``(logits, labels) -> mean loss``.
-    device : torch device or string.
-    checkpoint_dir : path, optional
-        Where ``last.pt`` (and a readable ``history.json``) are atomically rewritten after every
-        epoch.
-    resume : bool
-        Continue from ``checkpoint_dir/last.pt`` if it exists (a fresh start if not). The
-        checkpoint's training arguments must match this call's; its weights replace ``model``'s.
-    seed : int >= 0
-        Seeds the global torch/NumPy/Python RNGs for the run (dropout, DataLoader shuffling); the
-        caller's RNG states are restored when `fit` returns.
-    progress : bool
-        Show a tqdm bar per epoch (tqdm hides it when stderr is not a terminal).
-    log_every : int >= 1
-        Steps between progress-bar refreshes and DEBUG log lines of the running loss.
+    masks : dict of parameter name -> bool tensor, optional
+        Attached to ``model`` in place before training (`tedepr.backends.torch.apply_masks`).
+    device : torch device or string, optional
+        Where to train (default ``"cpu"``).
+    devices : a sequence of one torch device, optional
+        The same as ``device`` (the JAX backend's name for its data-parallel devices); several
+        devices are DDP's job: run one process per device.
     distributed : bool, optional
         ``None`` (default) detects an initialised ``torch.distributed`` process group.
+    seed : int >= 0
+        Also seeds the global torch/NumPy/Python RNGs for the run (dropout, DataLoader
+        shuffling); the caller's RNG states are restored when `fit` returns.
+    checkpoint_dir : path, optional
+        Holds ``last.pt``, ``last.pt.sha256``, ``last.prev.pt`` and ``history.json``.
 
     Returns
     -------
     FitResult
-        ``history`` (one dict per epoch) and the trained ``model``.
+        ``history`` (one dict per epoch), the trained ``model``, ``start_epoch`` and
+        ``skipped_batches``.
     """
+    arguments = dict(locals())
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    epochs = _check_int(epochs, "epochs", 1)
-    lr = _check_number(lr, "lr", 0.0, low_open=True)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(
-            f"optimizer must be one of {', '.join(map(repr, OPTIMIZERS))}; got {optimizer!r}"
-        )
-    if schedule not in SCHEDULES:
-        raise ValueError(
-            f"schedule must be one of {', '.join(map(repr, SCHEDULES))}; got {schedule!r}"
-        )
-    momentum = _check_number(momentum, "momentum", 0.0, 1.0)
-    weight_decay = _check_number(weight_decay, "weight_decay", 0.0)
-    seed = _check_int(seed, "seed", 0)
-    log_every = _check_int(log_every, "log_every", 1)
-    if not isinstance(resume, bool):
-        raise ValueError(f"resume must be True or False; got {resume!r}")
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs checkpoint_dir (the folder holding last.pt)")
-    loss_fn = _loss_fn(loss)
-    _check_reiterable(train_data, "train_data")
+    cfg = check_fit_args(**fit_arguments(arguments))
+    loss_fn = _loss_fn(cfg.loss)
+    train = _as_loader(train_data, cfg.batch_size, shuffle=True, seed=cfg.seed, name="train_data")
     if eval_data is not None:
-        _check_reiterable(eval_data, "eval_data")
-    device = _device(device)
-    use_ddp = _distributed(distributed)
+        eval_data = _as_loader(
+            eval_data, max(cfg.batch_size, 512), shuffle=False, seed=0, name="eval_data"
+        )
+    device = _device(device, devices)
+    use_ddp = _distributed(cfg.distributed)
     rank, world = (dist.get_rank(), dist.get_world_size()) if use_ddp else (0, 1)
+    if masks is not None:
+        from .masking import apply_masks
 
-    ckpt_path = None
-    if checkpoint_dir is not None:
-        ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME
-        if rank == 0:
-            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-            if not resume and ckpt_path.exists():
-                logger.warning("%s exists; resume=False starts afresh and overwrites it", ckpt_path)
+        apply_masks(model, masks)
 
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("model has no trainable parameters (requires_grad=True)")
-    opt = _make_optimizer(params, optimizer, lr, momentum, weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(schedule, epochs))
-    config = {
-        "epochs": epochs,
-        "lr": lr,
-        "optimizer": optimizer,
-        "momentum": momentum,
-        "weight_decay": weight_decay,
-        "schedule": schedule,
-        "seed": seed,
-        "world_size": world,
-        "loss": loss if isinstance(loss, str) else "callable",
-    }
-
+    opt = _make_optimizer(params, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay)
+    net: nn.Module = model
     with _isolated_rng(device):
-        ckpt = _read_for_resume(ckpt_path, resume, rank, use_ddp)
-        history: list[dict[str, Any]] = []
-        start_epoch = 0
-        if ckpt is not None:
-            _check_config(ckpt["config"], config, ckpt_path)
-            model.load_state_dict(ckpt["model"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            history = [dict(h) for h in ckpt["history"]]
-            start_epoch = int(ckpt["epoch"])
-            _set_rng_state(ckpt["rng"][rank], device)
-            logger.info("resumed from %s after epoch %d of %d", ckpt_path, start_epoch, epochs)
-        else:
-            _seed_all(seed, device)
-        del ckpt
-
-        net: nn.Module = model
         if use_ddp:
             ids = [device.index] if device.type == "cuda" and device.index is not None else None
             net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-        dtype = _float_dtype(model)
-        for epoch in range(start_epoch, epochs):
-            t0 = time.perf_counter()
-            epoch_lr = opt.param_groups[0]["lr"]
-            sums = _train_epoch(
-                net,
-                train_data,
-                opt,
-                loss_fn,
-                device,
-                dtype,
-                epoch,
-                epochs,
-                rank,
-                world,
-                progress,
-                log_every,
-            )
-            if use_ddp:
-                dist.all_reduce(sums)
-            train_loss, train_acc = _finish(sums, "train_data")
-            sched.step()
-            eval_loss = eval_acc = None
-            if eval_data is not None:
-                modes = _module_modes(model)
-                model.eval()
-                try:
-                    sums = _evaluate_sums(
-                        model, eval_data, device, loss_fn, rank, world, "eval_data"
-                    )
-                finally:
-                    for m, mode in modes:
-                        m.training = mode
-                if use_ddp:
-                    dist.all_reduce(sums)
-                eval_loss, eval_acc = _finish(sums, "eval_data")
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "train_acc": train_acc,
-                "eval_loss": eval_loss,
-                "eval_acc": eval_acc,
-                "lr": epoch_lr,
-                "seconds": time.perf_counter() - t0,
-            }
-            history.append(record)
-            if not math.isfinite(train_loss):
-                logger.warning("epoch %d: train loss is %s (lower lr?)", epoch + 1, train_loss)
-            logger.info(
-                "epoch %d/%d: train loss %.4f acc %.4f%s, lr %.3g, %.1fs",
-                epoch + 1,
-                epochs,
-                train_loss,
-                train_acc,
-                "" if eval_loss is None else f", eval loss {eval_loss:.4f} acc {eval_acc:.4f}",
-                epoch_lr,
-                record["seconds"],
-            )
-            if ckpt_path is not None:
-                rng = _rng_state(device)
-                if use_ddp:
-                    states: list[Any] = [None] * world
-                    dist.all_gather_object(states, rng)
-                else:
-                    states = [rng]
-                if rank == 0:
-                    _save_checkpoint(
-                        ckpt_path,
-                        {
-                            "format": _CHECKPOINT_FORMAT,
-                            "epoch": epoch + 1,
-                            "model": model.state_dict(),
-                            "optimizer": opt.state_dict(),
-                            "scheduler": sched.state_dict(),
-                            "history": history,
-                            "rng": states,
-                            "config": config,
-                        },
-                    )
-    return FitResult(history=[dict(h) for h in history], model=model, start_epoch=start_epoch)
-
-
-def _read_for_resume(ckpt_path: Path | None, resume: bool, rank: int, use_ddp: bool) -> dict | None:
-    ckpt = None
-    if resume and rank == 0:
-        if ckpt_path.exists():
-            ckpt = load_checkpoint(ckpt_path)
-        else:
-            logger.info("resume=True but %s does not exist yet: starting afresh", ckpt_path)
-    if use_ddp and resume:
-        # Rank 0 reads; the others receive its copy, so every rank resumes from the same file even
-        # without a shared file system.
-        box = [ckpt]
-        dist.broadcast_object_list(box, src=0)
-        ckpt = box[0]
-    return ckpt
-
-
-def _check_config(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    diffs = [
-        f"{k}={saved.get(k)!r} (checkpoint) vs {current[k]!r} (this call)"
-        for k in current
-        if saved.get(k) != current[k]
-    ]
-    if diffs:
-        raise ValueError(
-            f"resume=True: {path} was written by a run with other arguments: "
-            + "; ".join(diffs)
-            + ". Use the same arguments, or another checkpoint_dir (or resume=False) to start "
-            "afresh"
+        session = _TorchSession(
+            model, net, opt, loss_fn, device, train, eval_data, cfg.seed, rank, world
         )
-
-
-def _train_epoch(
-    net: nn.Module,
-    data,
-    opt,
-    loss_fn,
-    device,
-    dtype,
-    epoch: int,
-    epochs: int,
-    rank: int,
-    world: int,
-    progress: bool,
-    log_every: int,
-) -> torch.Tensor:
-    net.train()
-    sums = torch.zeros(3, dtype=torch.float64, device=device)
-    total = len(data) if hasattr(data, "__len__") else None
-    bar = tqdm(
-        total=total,
-        desc=f"epoch {epoch + 1}/{epochs}",
-        leave=False,
-        dynamic_ncols=True,
-        disable=True if (not progress or rank != 0) else None,
-    )
-    try:
-        for step, (x, y, weight) in enumerate(
-            _epoch_batches(data, epoch, rank, world, "train_data")
-        ):
-            x, y = _prepare(x, y, device, dtype, "train_data")
-            opt.zero_grad(set_to_none=True)
-            out = net(x)
-            batch_loss = loss_fn(out, y)
-            (batch_loss * weight if weight != 1.0 else batch_loss).backward()
-            opt.step()
-            n = y.shape[0]
-            sums += torch.stack(
-                [
-                    batch_loss.detach().double() * n,
-                    (out.argmax(1) == y).sum().double(),
-                    torch.tensor(float(n), dtype=torch.float64, device=device),
-                ]
-            )
-            bar.update()
-            if (step + 1) % log_every == 0:
-                running = (sums[0] / sums[2]).item()
-                bar.set_postfix(loss=f"{running:.4f}", refresh=False)
-                logger.debug(
-                    "epoch %d step %d: running train loss %.4f", epoch + 1, step + 1, running
-                )
-    finally:
-        bar.close()
-    return sums
+        history, start_epoch, skipped = run_fit(
+            session, cfg, config_extra={"world_size": world}, has_eval=eval_data is not None
+        )
+    return FitResult(history=history, model=model, start_epoch=start_epoch, skipped_batches=skipped)
