@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 #: coarse/fine split: the low-rank cores hold this many times the final kept count (docs/method.md §7)
-DEFAULT_OVERSAMPLE = 4.0
+DEFAULT_OVERSAMPLE = 2.0
 
 __all__ = [
     "DEFAULT_OVERSAMPLE",

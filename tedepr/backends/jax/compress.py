@@ -229,8 +229,8 @@ def compress(
     elif rank is not None:
         cmodel = tensorize(model, format=format, rank=rank, **options)
     else:
-        if score is None:
-            options.setdefault("min_params", 0)  # low-rank only: every layer shares the budget
+        # ranks allocated to the budget: every layer shares it, the small ones included
+        options.setdefault("min_params", 0)
         cmodel, _, _ = tensorize_within(
             tensorize,
             _factorized_layers,

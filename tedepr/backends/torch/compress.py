@@ -1,9 +1,11 @@
 """`compress` and `score` for PyTorch models: tensorize (coarse grain), score and mask (fine grain).
 
 The budget is counted on the *dense* model (SPEC §5): ``keep = round((1 − sparsity) · dense weights)``.
-The coarse grain gives every tensorized layer a parameter budget of ``oversample · (1 − sparsity)`` of
-its dense weights (`tedepr.report.low_rank_budget`); the fine grain then keeps exactly ``keep`` entries
-over all cores and all weights of layers left dense, chosen globally by the score.
+The coarse grain tensorizes every eligible layer and allocates its ranks to a core budget
+(`tedepr.budget.allocate_ranks`, `tedepr.compression.core_budget`): ``oversample`` times the layers'
+share of ``keep`` when a score prunes afterwards, the whole of ``keep`` for low-rank only
+(``score=None``, never over budget). The fine grain then keeps exactly ``keep`` entries over all
+cores, chosen globally by the score under the structural guards (no dead layer).
 """
 
 from __future__ import annotations
@@ -147,8 +149,8 @@ def compress(
     rank : int, tuple, float or None
         Ranks of the tensorized layers; None solves them from the budget with ``oversample``.
     score : a registered score name (`tedepr.scores.available()`), or None
-        None keeps every core entry (low-rank only); then the ranks alone set the size, so use
-        ``oversample=1`` for an equal-budget comparison.
+        None keeps every core entry (low-rank only): the ranks are then allocated to the whole
+        budget (``BudgetError`` when it cannot be met, e.g. a user-given rank over budget).
     oversample : float >= 1
         Coarse/fine split: the cores hold ``oversample`` times the kept count before pruning.
     guards : Guards, optional
@@ -175,8 +177,9 @@ def compress(
         cmodel = copy.deepcopy(model)
     else:
         options = dict(tensorize_options or {})
-        if score is None and rank is None:
-            options.setdefault("min_params", 0)  # low-rank only: every layer must share the budget
+        if rank is None:
+            # ranks allocated to the budget: every layer shares it, the small ones included
+            options.setdefault("min_params", 0)
         cmodel = _tensorize_seeded(
             tensorize,
             model,
