@@ -27,7 +27,7 @@ DEFAULTS = {
     "format": "tt",
     "backend": "torch",
     "device": "cpu",
-    "workers": 1,
+    "workers": "auto",
     "executor": "local",
     "subset": None,
     "model_options": {},
@@ -70,6 +70,21 @@ def _ints(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers like 0,1,2; got {text!r}") from None
 
 
+def _workers(text: str):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or auto; got {text!r}") from None
+
+
+def _resolve_workers(value) -> int:
+    import os
+
+    return max(1, min(8, os.cpu_count() or 1)) if value == "auto" else value
+
+
 def _parser() -> argparse.ArgumentParser:
     from ..shapes import FORMATS
 
@@ -102,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--format", default=S, choices=FORMATS, help="tensor format of lowrank/tedepr (default tt)")
     r.add_argument("--backend", default=S, choices=("torch", "jax"))
     r.add_argument("--device", default=S, help="cpu (default), cuda, cuda:1, … (jax: cpu, gpu)")
-    r.add_argument("--workers", type=int, default=S, help="runs in parallel processes (default 1)")
+    r.add_argument("--workers", type=_workers, default=S,
+                   help="runs in parallel processes: N or auto (default: one per core, at most 8)")
     r.add_argument("--executor", default=S, choices=("local", "ray"), help="local processes or a Ray cluster")
     r.add_argument("--subset", type=int, default=S, help="use only the first N training samples (N/4 test)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -171,7 +187,10 @@ def _validate(c: dict) -> None:
         isinstance(c["seeds"], list) and c["seeds"] and all(isinstance(s, int) and s >= 0 for s in c["seeds"]),
         "--seeds", "non-negative integers", c["seeds"],
     )
-    for key, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("workers", "--workers")):
+    if c["workers"] != "auto":
+        need(isinstance(c["workers"], int) and c["workers"] >= 1, "--workers", "an integer >= 1 or auto",
+             c["workers"])
+    for key, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size")):
         need(isinstance(c[key], int) and c[key] >= 1, flag, "an integer >= 1", c[key])
     need(c["subset"] is None or (isinstance(c["subset"], int) and c["subset"] >= 1), "--subset",
          "an integer >= 1", c["subset"])
@@ -234,7 +253,8 @@ def cmd_run(args) -> int:
     t0 = time.perf_counter()
     try:
         records = execute(
-            specs, out, data_config, workers=config["workers"], executor=config["executor"],
+            specs, out, data_config, workers=_resolve_workers(config["workers"]),
+            executor=config["executor"],
             progress=not args.no_progress,
         )
     except KeyboardInterrupt:

@@ -187,7 +187,8 @@ def execute(
             for key, spec in todo:
                 if bar is not None:
                     bar.set_description_str(_label(spec))
-                finish(key, run_one(spec, data, progress=False))
+                # per-epoch bars of fit under the run bar (tqdm hides them off a terminal)
+                finish(key, run_one(spec, data, progress=bar is not None))
         else:
             _execute_pool(todo, data_config, workers, finish)
     finally:
