@@ -37,6 +37,7 @@ __all__ = [
     "SynFlow",
     "FORCE",
     "Trainability",
+    "BondSNIP",
 ]
 
 _REGISTRY: dict[str, type[Score]] = {}
@@ -207,6 +208,20 @@ class Trainability(Score):
         return _sensitivity(problem, masks)
 
 
+@register
+@dataclass(frozen=True)
+class BondSNIP(Score):
+    """Structured fine grain (a TEDEPR candidate, docs/method.md §10): whole bond indices of the cores
+    are pruned — the rank lowered where it is cheapest — by their connection sensitivity per entry
+    (`tedepr.pruning.structured.select_bonds`), one shot on the unpruned low-rank network."""
+
+    name: ClassVar[str] = "bondsnip"
+    structured: ClassVar[bool] = True
+
+    def importance(self, problem, masks, rng):
+        return _sensitivity(problem, None)
+
+
 def _check_finite(xp, scores, method):
     for n, s in scores.items():
         if not bool(xp.all(xp.isfinite(s))):
@@ -261,6 +276,15 @@ def prune(
     if isinstance(keep, bool) or not isinstance(keep, int) or not 0 < keep <= total:
         raise ValueError(f"keep must be an int in [1, {total}]; got {keep!r}")
     rng = np.random.default_rng(seed)
+    if getattr(score, "structured", False):
+        from .structured import select_bonds
+
+        imp = score.importance(problem, None, rng)
+        _check_finite(xp, imp, score.name)
+        masks = select_bonds(imp, keep, problem.structure(), xp=xp)
+        if progress is not None:
+            progress(1, 1)
+        return masks
     masks = None
     schedule = exponential_schedule(keep / total, score.rounds)
     for k, density in enumerate(schedule, start=1):

@@ -1,0 +1,159 @@
+"""Structured selection: prune whole bond indices of the cores (the fine grain lowering ranks).
+
+A *unit* is everything one bond index carries: for TT/TR, index ``a`` of the bond between cores
+``k-1`` and ``k`` owns the entries of core ``k-1`` whose right bond is ``a`` and of core ``k`` whose
+left bond is ``a``; for CP, column ``r`` of every factor. A dense weight's units are its single
+entries. Greedily, the unit with the lowest *importance per entry* (the sum of its kept entries'
+scores over their number) is removed — so ranks fall where that is cheapest for the score — never the
+last index of a bond and never the last entry of a dense weight (every layer stays live), until the
+model holds ``keep`` entries; the last unit is removed only partly (its lowest entries) to hit
+``keep`` exactly. Tucker layers are pruned entry by entry.
+
+NumPy on host copies; the result is converted to the scores' namespace.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..namespace import get_namespace
+from .connectivity import layers_of, to_numpy
+from .problem import CoreInfo, canonical_order
+
+__all__ = ["select_bonds"]
+
+
+def _units(np_scores, structure):
+    """Lists of (array name, index tuple of slices) per unit, with a deterministic order."""
+    units = []
+    for _layer, names in sorted(layers_of(structure).items(), key=lambda kv: kv[0]):
+        fmt = structure[names[0]].format
+        if fmt in ("tt", "tr"):
+            d = len(names)
+            bonds = list(range(1, d)) + ([0] if fmt == "tr" else [])
+            for k in bonds:
+                left_core, right_core = names[k - 1], names[k]  # k=0 (TR): names[-1] and names[0]
+                r = np_scores[right_core].shape[structure[right_core].bond_axes[0]]
+                for a in range(r):
+                    units.append(
+                        (
+                            f"{right_core}#{a}",
+                            [(left_core, structure[left_core].bond_axes[1], a),
+                             (right_core, structure[right_core].bond_axes[0], a)],
+                            (right_core, structure[right_core].bond_axes[0]),
+                        )
+                    )
+        elif fmt == "cp":
+            first = names[0]
+            for c in range(np_scores[first].shape[structure[first].bond_axes[0]]):
+                units.append(
+                    (f"{first}#{c}", [(n, structure[n].bond_axes[0], c) for n in names], None)
+                )
+        else:  # dense weights and Tucker: entry units
+            for n in names:
+                for i in range(np_scores[n].size):
+                    units.append((f"{n}@{i}", [(n, None, i)], None))
+    return units
+
+
+def _entries(masks, parts):
+    """Boolean views (as index tuples) of the kept entries a unit owns."""
+    out = []
+    for name, axis, idx in parts:
+        m = masks[name]
+        if axis is None:
+            flat_idx = np.unravel_index(idx, m.shape)
+            out.append((name, flat_idx))
+        else:
+            sl = [slice(None)] * m.ndim
+            sl[axis] = idx
+            out.append((name, tuple(sl)))
+    return out
+
+
+def select_bonds(
+    scores: Mapping[str, Any], keep: int, structure: Mapping[str, CoreInfo], *, xp: Any = None
+) -> dict[str, Any]:
+    """Masks keeping exactly ``keep`` entries, pruning whole bond indices first (module doc)."""
+    xp = get_namespace(*scores.values(), xp=xp)
+    names = canonical_order(scores)
+    np_scores = {n: to_numpy(scores[n]).astype(np.float64) for n in names}
+    total = sum(s.size for s in np_scores.values())
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 < keep <= total:
+        raise ValueError(f"keep must be an int in [1, {total}]; got {keep!r}")
+    masks = {n: np.ones(np_scores[n].shape, bool) for n in names}
+    known = {n: structure[n] for n in names if n in structure}
+    units = _units(np_scores, known)
+    # a bond keeps at least one index; a dense weight at least one entry
+    group_live: dict[tuple, int] = {}
+    group_of = []
+    for uid, (_label, parts, bond) in enumerate(units):
+        g = bond if bond is not None else ((parts[0][0], "entries") if parts[0][1] is None else None)
+        group_of.append(g)
+        if g is not None:
+            group_live[g] = group_live.get(g, 0) + 1
+
+    def ratio(uid):
+        imp, cnt = 0.0, 0
+        for name, sl in _entries(masks, units[uid][1]):
+            kept = masks[name][sl]
+            imp += float(np.sum(np_scores[name][sl][kept]))
+            cnt += int(np.sum(kept))
+        return (imp / cnt if cnt else math.inf), cnt
+
+    heap = [(ratio(u)[0], u) for u in range(len(units))]
+    heapq.heapify(heap)
+    removed = np.zeros(len(units), bool)
+    while total > keep and heap:
+        r, uid = heapq.heappop(heap)
+        if removed[uid]:
+            continue
+        now, cnt = ratio(uid)
+        if cnt == 0:
+            removed[uid] = True
+            continue
+        if now > r + 1e-12 * max(1.0, abs(r)) and heap and now > heap[0][0]:
+            heapq.heappush(heap, (now, uid))  # stale: its entries changed since it was pushed
+            continue
+        g = group_of[uid]
+        if g is not None and group_live[g] <= 1:
+            removed[uid] = True  # the last index of its bond / entry of its weight: kept
+            continue
+        parts = _entries(masks, units[uid][1])
+        if total - cnt >= keep:
+            for name, sl in parts:
+                masks[name][sl] = False
+            total -= cnt
+            removed[uid] = True
+            if g is not None:
+                group_live[g] -= 1
+            continue
+        # partial: drop only the unit's lowest entries, keeping exactly `keep`
+        excess = total - keep
+        cands = []
+        for name, sl in parts:
+            view = np.zeros(masks[name].shape, bool)
+            view[sl] = True
+            for i in np.argwhere(view & masks[name]):
+                cands.append((np_scores[name][tuple(i)], name, tuple(i)))
+        cands.sort(key=lambda c: (c[0], c[1], c[2]))
+        for _s, name, i in cands[:excess]:
+            masks[name][i] = False
+        total -= excess
+    return {n: _as(xp, masks[n], scores[n]) for n in names}
+
+
+def _as(xp, np_bool, ref):
+    arr = xp.asarray(np_bool)
+    device = getattr(ref, "device", None)
+    if device is not None and getattr(arr, "device", None) != device:
+        try:
+            arr = xp.asarray(np_bool, device=device)
+        except TypeError:
+            pass
+    return arr
