@@ -201,3 +201,22 @@ def test_table_flags_rows_off_budget():
     a_line = next(line for line in text.splitlines() if " a " in line)
     b_line = next(line for line in text.splitlines() if " b " in line)
     assert "*" in a_line and "*" not in b_line
+
+
+def test_ray_executor_runs_two_runs_like_local(tmp_path):
+    pytest.importorskip("ray")  # the [ray] extra (in [all], so CI has it)
+    args = ["run", "--methods", "dense", "--seeds", "0,1", "--epochs", "1", "--subset", "300",
+            "--no-progress"]  # fmt: skip
+    ray_run = _cli(*args, "--executor", "ray", "--workers", "2", "--out", str(tmp_path / "ray"))
+    assert ray_run.returncode == 0, ray_run.stderr[-3000:]
+    local = _cli(*args, "--workers", "1", "--out", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr[-3000:]
+    by = {}
+    for name in ("ray", "local"):
+        results = json.loads((tmp_path / name / "results.json").read_text())
+        by[name] = {r["key"]: r for r in results["runs"]}
+    assert set(by["ray"]) == set(by["local"]) and len(by["ray"]) == 2
+    for key, rec in by["ray"].items():
+        assert rec["status"] == "ok"
+        # same run, same seed: the same training (up to float reassociation across thread counts)
+        assert rec["accuracy"] == pytest.approx(by["local"][key]["accuracy"], abs=0.02)
