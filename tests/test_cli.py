@@ -166,7 +166,8 @@ def test_methods_expand_groups():
     assert default[0] == "dense" and default[-2:] == ["lowrank", "tedepr"]
     assert "snip" in default and "trainability" not in default
     ablation = expand_methods("ablation", "tr")
-    assert all(m.startswith("tr+") for m in ablation) and "tr+trainability" in ablation
+    assert all(m.startswith("tr+") for m in ablation) and "tr+trainability-entries" in ablation
+    assert "tr+trainability" not in ablation  # that is the tedepr row
     assert expand_methods("all", "tt") == default + [m for m in expand_methods("ablation", "tt")]
     assert compress_options("lowrank", "cp") == {"format": "cp", "score": None}
     assert compress_options("snip", "tt") == {"format": None, "score": "snip"}

@@ -210,7 +210,7 @@ def test_own_model_needs_matching_skeleton(tmp_path):
             super().__init__()
             self.head = torch.nn.Linear(48, 7)
 
-    with pytest.raises(ValueError, match="head.weight.*shape"):
+    with pytest.raises(ValueError, match="head"):
         tedepr.load(path, model=Other())
     bad = _Net()
     bad.body[1] = torch.nn.Linear(64, 40)

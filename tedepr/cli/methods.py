@@ -22,14 +22,15 @@ from ..shapes import FORMATS
 __all__ = ["BASELINES", "GROUPS", "expand_methods", "compress_options", "is_compressed"]
 
 #: the PaI baselines of the default study, in table order (every data-driven or data-free score
-#: except the TEDEPR score itself, which only makes sense on cores)
-BASELINES = tuple(n for n in registry.available() if n != "trainability")
+#: except the TEDEPR scores themselves, which are defined on cores)
+BASELINES = tuple(n for n in registry.available() if not n.startswith("trainability"))
 
 GROUPS = ("default", "ablation", "all")
 
 
 def _ablation(fmt: str) -> list[str]:
-    return [f"{fmt}+{n}" for n in registry.available()]
+    # <fmt>+trainability is the `tedepr` row itself
+    return [f"{fmt}+{n}" for n in registry.available() if n != "trainability"]
 
 
 def _known(fmt: str) -> list[str]:

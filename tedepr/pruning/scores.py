@@ -6,9 +6,9 @@ fields say whether it needs data and how many rounds of the exponential schedule
 runs the schedule and the global selection (`tedepr.pruning.selection.select`).
 
 Registered: ``random``, ``magnitude``, ``snip`` (Lee et al. 2019), ``grasp`` (Wang et al. 2020),
-``synflow`` (Tanaka et al. 2020), ``force`` (de Jorge et al. 2021) and ``trainability`` — the TEDEPR
-score (docs/method.md §6, §9): the connection sensitivity of the *pruned low-rank* network, recomputed
-progressively on an exponential schedule, with the structural guards always on.
+``synflow`` (Tanaka et al. 2020), ``force`` (de Jorge et al. 2021), ``trainability`` — the TEDEPR
+score (docs/method.md §6, §10): structured pruning of whole bond indices by connection sensitivity per
+entry — and ``trainability-entries``, its entry-wise, progressive, connected-only variant.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = [
     "SynFlow",
     "FORCE",
     "Trainability",
-    "BondSNIP",
+    "TrainabilityEntries",
 ]
 
 _REGISTRY: dict[str, type[Score]] = {}
@@ -196,30 +196,32 @@ class FORCE(Score):
 @register
 @dataclass(frozen=True)
 class Trainability(Score):
-    """TEDEPR's trainability: how much the pruned low-rank network can still learn, measured on the
-    pruned network itself — its connection sensitivity, recomputed progressively on an exponential
-    schedule — with the tensor-network structural guards at every round (docs/method.md §6)."""
+    """TEDEPR's trainability (docs/method.md §6, §10): the fine grain prunes whole *bond indices* of
+    the low-rank network's cores — lowering each rank where that costs least — ranked by their
+    connection sensitivity per entry (``|θ ⊙ ∂L/∂w|`` summed over the entries an index carries, over
+    their number; `tedepr.pruning.structured.select_bonds`), one shot on the unpruned low-rank
+    network; what is kept is connected by construction and every layer keeps a path."""
 
     name: ClassVar[str] = "trainability"
+    structured: ClassVar[bool] = True
+
+    def importance(self, problem, masks, rng):
+        return _sensitivity(problem, None)
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityEntries(Score):
+    """The entry-wise TEDEPR candidate (docs/method.md §10): the connection sensitivity of the
+    *pruned* low-rank network, recomputed progressively on an exponential schedule (FORCE on the
+    cores), keeping only connected entries (the ``connected`` guard) and one path per layer."""
+
+    name: ClassVar[str] = "trainability-entries"
     rounds: int = 10
     guards: Guards | None = field(default_factory=lambda: Guards(keep_path=True, connected=True))
 
     def importance(self, problem, masks, rng):
         return _sensitivity(problem, masks)
-
-
-@register
-@dataclass(frozen=True)
-class BondSNIP(Score):
-    """Structured fine grain (a TEDEPR candidate, docs/method.md §10): whole bond indices of the cores
-    are pruned — the rank lowered where it is cheapest — by their connection sensitivity per entry
-    (`tedepr.pruning.structured.select_bonds`), one shot on the unpruned low-rank network."""
-
-    name: ClassVar[str] = "bondsnip"
-    structured: ClassVar[bool] = True
-
-    def importance(self, problem, masks, rng):
-        return _sensitivity(problem, None)
 
 
 def _check_finite(xp, scores, method):

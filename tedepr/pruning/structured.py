@@ -109,6 +109,7 @@ def select_bonds(
     heap = [(ratio(u)[0], u) for u in range(len(units))]
     heapq.heapify(heap)
     removed = np.zeros(len(units), bool)
+    skipped: list[int] = []
     while total > keep and heap:
         r, uid = heapq.heappop(heap)
         if removed[uid]:
@@ -133,18 +134,32 @@ def select_bonds(
             if g is not None:
                 group_live[g] -= 1
             continue
-        # partial: drop only the unit's lowest entries, keeping exactly `keep`
+        # partial: drop only the unit's lowest entries, keeping exactly `keep` — and at least one
+        # entry on each side of a bond index, so that what stays is still connected
         excess = total - keep
-        cands = []
+        sides = []
         for name, sl in parts:
             view = np.zeros(masks[name].shape, bool)
             view[sl] = True
-            for i in np.argwhere(view & masks[name]):
-                cands.append((np_scores[name][tuple(i)], name, tuple(i)))
-        cands.sort(key=lambda c: (c[0], c[1], c[2]))
+            sides.append([(np_scores[name][tuple(i)], name, tuple(i)) for i in np.argwhere(view & masks[name])])
+        spare = [sorted(side, key=lambda c: (c[0], c[1], c[2]))[:-1] for side in sides]
+        if g is not None and len(parts) > 1 and sum(map(len, spare)) < excess:
+            skipped.append(uid)  # cannot shrink without disconnecting: try the next unit
+            removed[uid] = True
+            continue
+        cands = sorted(
+            (c for side in (spare if len(parts) > 1 else sides) for c in side),
+            key=lambda c: (c[0], c[1], c[2]),
+        )
         for _s, name, i in cands[:excess]:
             masks[name][i] = False
-        total -= excess
+        total -= min(excess, len(cands))
+    if total > keep:  # every remaining unit was too small to shrink connected: plain lowest entries
+        cands = sorted(
+            (np_scores[n][tuple(i)], n, tuple(i)) for n in names for i in np.argwhere(masks[n])
+        )
+        for _s, name, i in cands[: total - keep]:
+            masks[name][i] = False
     return {n: _as(xp, masks[n], scores[n]) for n in names}
 
 
