@@ -9,6 +9,7 @@ compare tedepr against it. It imports only numpy and the standard library: it ne
 
 from .contract import conv2d_reference, einsum_equation, einsum_reference, matmul_reference
 from .decompositions import hosvd, tr_svd, tt_svd
+from .paths import chain_paths, live_ranks, path_count, useful
 from .formats import (
     cp_to_dense,
     kernel_to_matrix,
@@ -30,6 +31,10 @@ from .gradients import (
 )
 
 __all__ = [
+    "chain_paths",
+    "live_ranks",
+    "path_count",
+    "useful",
     "tt_to_dense",
     "tr_to_dense",
     "tucker_to_dense",

@@ -154,12 +154,16 @@ def select_bonds(
         for _s, name, i in cands[:excess]:
             masks[name][i] = False
         total -= min(excess, len(cands))
-    if total > keep:  # every remaining unit was too small to shrink connected: plain lowest entries
-        cands = sorted(
-            (np_scores[n][tuple(i)], n, tuple(i)) for n in names for i in np.argwhere(masks[n])
-        )
-        for _s, name, i in cands[: total - keep]:
-            masks[name][i] = False
+    if total > keep:
+        # no whole unit is left to remove (every bond at one index, every dense weight at one entry,
+        # or the last units too small to shrink connected): finish entry by entry among what is
+        # kept, with the path and connected guards
+        from .selection import Guards, select
+
+        lo = min(float(v.min()) for v in np_scores.values())
+        floor = lo - 1e6 * (1.0 + abs(lo))
+        masked = {n: np.where(masks[n], np_scores[n], floor) for n in names}
+        masks = select(masked, keep, structure=known, guards=Guards(keep_path=True, connected=True))
     return {n: _as(xp, masks[n], scores[n]) for n in names}
 
 
