@@ -227,6 +227,14 @@ class Model:
             out.update(layer.structure(f"{n}/"))
         return out
 
+    def output_width(self, params, sample_shape=None, dtype=jnp.float32) -> int | None:
+        """The last axis of the logits (the number of classes), from an abstract forward pass of
+        one sample (`jax.eval_shape`: traced, not computed); None for an output without one."""
+        shape = self.input_shape if sample_shape is None else tuple(sample_shape)
+        x = jax.ShapeDtypeStruct((1,) + shape, dtype)
+        out = jax.eval_shape(lambda p, v: self.apply(p, v, train=False), params, x)
+        return int(out.shape[-1]) if len(out.shape) >= 2 else None
+
     def dummy_input(self, batch: int = 1, dtype=jnp.float32):
         return jnp.ones((batch,) + self.input_shape, dtype)
 

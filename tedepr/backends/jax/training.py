@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from ...checkpoint import atomic_save, atomic_write_json
 from ...datasets import batch_indices
+from ...validation import check_batch
 from .layers import BatchNorm
 from .masking import apply_masks, flatten_masks, leaf_paths, normalize_masks
 from .models import Model
@@ -244,6 +245,7 @@ def _check_data(data, name: str):
             raise ValueError(
                 f"{name}: x and y must have the same length N; got {x.shape} and {y.shape}"
             )
+        check_batch(x, y, name=name)
         return x, y
     if not isinstance(data, Iterable) or iter(data) is data:
         raise TypeError(
@@ -312,9 +314,11 @@ def _eval_step(model, loss_fn):
 def _evaluate(model, params, masks, data, batch_size, loss_fn, placement, jitted):
     dtype = _float_dtype(params)
     loss_sum, correct, count = 0.0, 0, 0
+    width = model.output_width(params, dtype=dtype)
     for x, y in _batches(data, batch_size, False, 0, 0, "eval_data"):
         if len(y) == 0:
             continue
+        check_batch(x, y, name="eval_data", num_classes=width)
         xb, yb = placement.batch(x, y, dtype)
         l_sum, c = jitted(params, masks, xb, yb)
         loss_sum += float(l_sum)
@@ -583,6 +587,7 @@ def fit(
     eval_step = jax.jit(_eval_step(model, loss_fn), out_shardings=repl)
     dtype = _float_dtype(params)
     total = _num_batches(train_data, batch_size)
+    width = model.output_width(params, dtype=dtype)
 
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
@@ -604,6 +609,7 @@ def fit(
             ):
                 if len(y) == 0:
                     continue
+                check_batch(x, y, name="train_data", index=k, num_classes=width)
                 xb, yb = placement.batch(x, y, dtype)
                 params, opt_state, value, c = step(params, opt_state, dev_masks, xb, yb, lr_arr)
                 loss_sum = loss_sum + value.astype(dtype) * len(y)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ...pruning.problem import CoreInfo
+from ...validation import check_batch, check_input_shape, check_labels
 from .masking import prunable_parameters
 
 __all__ = ["TorchScoringProblem", "structure_of", "as_batches"]
@@ -45,14 +46,15 @@ def as_batches(data, num_batches: int | None, device) -> list[tuple[torch.Tensor
             f"data must be a DataLoader, an iterable of (x, y) batches, or None; got {type(data).__name__}"
         )
     out = []
-    for item in itertools.islice(iter(data), num_batches):
+    for index, item in enumerate(itertools.islice(iter(data), num_batches)):
         if not (isinstance(item, (tuple, list)) and len(item) >= 2):
-            raise TypeError("data must yield (x, y) batches")
+            raise TypeError(
+                f"data must yield (x, y) batches; batch {index} is a {type(item).__name__}"
+            )
         x, y = item[0], item[1]
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
         y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
-        if not torch.is_floating_point(x):
-            x = x.float()
+        check_batch(x, y, name="data", index=index)
         out.append((x.to(device), y.long().to(device)))
     if not out:
         raise ValueError("data yielded no batches")
@@ -122,11 +124,41 @@ class TorchScoringProblem:
         )
         self.model.to(self.device)
         self._params = {n: p.detach() for n, p in prunable_parameters(self.model).items()}
+        input_shape = check_input_shape(input_shape)
         self._batches = as_batches(data, num_batches, self.device)
         self.loss_fn = loss_fn or F.cross_entropy
+        self._check_data(input_shape)
         if input_shape is None and self._batches:
             input_shape = tuple(self._batches[0][0].shape[1:])
         self.input_shape = input_shape
+
+    def _check_data(self, input_shape) -> None:
+        """Every batch against the model: one sample's shape (when given), and labels below the
+        output width, found by a forward pass of one sample in eval mode (no statistics change)."""
+        if not self._batches:
+            return
+        for index, (x, _) in enumerate(self._batches):
+            if input_shape is not None and tuple(x.shape[1:]) != input_shape:
+                raise ValueError(
+                    f"data (batch {index}): each sample must have shape {input_shape} "
+                    f"(input_shape); got x of shape {tuple(x.shape)}"
+                )
+        x0 = self._batches[0][0][:1]
+        mode = self.model.training
+        try:
+            self.model.eval()
+            with torch.no_grad():
+                out = self.model(x0)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"data (batch 0): the model cannot take these inputs (one sample of shape "
+                f"{tuple(x0.shape[1:])}, dtype {x0.dtype}): {exc}"
+            ) from exc
+        finally:
+            self.model.train(mode)
+        width = int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() >= 2 else None
+        for index, (_, y) in enumerate(self._batches):
+            check_labels(y, name="data", index=index, num_classes=width)
 
     @property
     def has_data(self) -> bool:

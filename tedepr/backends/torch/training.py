@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from tedepr.checkpoint import atomic_save, atomic_write_json
 from tedepr.datasets import batch_indices
+from tedepr.validation import check_batch
 
 __all__ = [
     "OPTIMIZERS",
@@ -175,6 +176,7 @@ def make_loader(
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    check_batch(xt, yt, name="make_loader(x, y)")
     return ArrayLoader(xt, yt.long(), batch_size, bool(shuffle), seed, bool(drop_last))
 
 
@@ -405,6 +407,7 @@ def _evaluate_sums(
             continue
         x, y = _prepare(x, y, device, dtype, name)
         out = model(x)
+        check_batch(x, y, name=name, num_classes=out.shape[-1])
         n = y.shape[0]
         sums += torch.stack(
             [
@@ -794,6 +797,7 @@ def _train_epoch(
             x, y = _prepare(x, y, device, dtype, "train_data")
             opt.zero_grad(set_to_none=True)
             out = net(x)
+            check_batch(x, y, name="train_data", index=step, num_classes=out.shape[-1])
             batch_loss = loss_fn(out, y)
             (batch_loss * weight if weight != 1.0 else batch_loss).backward()
             opt.step()
