@@ -15,6 +15,7 @@ import numpy as np
 from .formats import Factorized, from_cores
 from .namespace import default_float, get_namespace
 from .shapes import auto_modes, check_format, check_modes, solve_ranks
+from .validation import check_float_dtype, check_seed
 
 __all__ = [
     "INITS",
@@ -86,9 +87,10 @@ def _resolve_std(std, init, fan_in, fan_out):
 def _draw(format, in_modes, out_modes, ranks, std, seed, dtype, xp, kernel_size):
     shapes = _core_shapes(format, in_modes, out_modes, ranks)
     s = core_std(format, ranks, len(shapes), std)
+    seed = check_seed(seed)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     xp = get_namespace(xp=xp)
-    dtype = default_float(xp) if dtype is None else dtype
+    dtype = default_float(xp) if dtype is None else check_float_dtype(dtype, xp)
     cores = [xp.asarray(rng.standard_normal(shp) * s, dtype=dtype) for shp in shapes]
     factored = tuple(r is not None for r in ranks) if format == "tucker" else None
     return from_cores(
