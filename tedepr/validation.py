@@ -10,6 +10,8 @@ argument (``data``, ``train_data``, ``eval_data``, ...), the batch index and wha
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import math
 from typing import Any
 
@@ -20,6 +22,7 @@ from .namespace import get_namespace, is_array
 __all__ = [
     "check_batch",
     "check_float_dtype",
+    "check_globs_match",
     "check_input_shape",
     "check_int",
     "check_labels",
@@ -220,3 +223,22 @@ def check_float_dtype(dtype: Any, xp: Any, name: str = "dtype") -> Any:
             f"{name} must be a real floating dtype (e.g. float32, float64); got {dtype!r}"
         )
     return resolved
+
+
+def check_globs_match(globs: Any, names: Any, argument: str, what: str = "layer") -> None:
+    """Every glob of ``globs`` (None: nothing to check) must match at least one of ``names``
+    (`fnmatch.fnmatchcase`); else a `ValueError` naming ``argument``, with a "did you mean"
+    suggestion (`difflib`) and the names there are — a typo never passes as "no such layer"."""
+    if globs is None:
+        return
+    names = [n for n in names if n]
+    for glob in globs:
+        if any(fnmatch.fnmatchcase(n, glob) for n in names):
+            continue
+        close = difflib.get_close_matches(glob, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        shown = ", ".join(map(repr, names[:12])) + (", ..." if len(names) > 12 else "")
+        raise ValueError(
+            f"{argument}: the pattern {glob!r} matches no {what} of the model{hint} "
+            f"(the {what}s are {shown or 'none'})"
+        )

@@ -272,6 +272,9 @@ def _check_int(value, name: str, minimum: int = 1) -> int:
 def lenet300_100(num_classes=10, in_channels=1, image_size=28, hidden=(300, 100)) -> Model:
     """MLP ``C·H·W → 300 → 100 → num_classes`` with ReLU on the flattened image."""
     n_in = in_channels * image_size * image_size
+    if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+        raise TypeError(f"hidden must be a sequence of ints >= 1; got {type(hidden).__name__}")
+    hidden = tuple(_check_int(w, f"hidden[{k}]") for k, w in enumerate(hidden))
     widths = (n_in, *hidden)
     layers = {
         f"hidden/{k}": Dense(a, b)
@@ -450,6 +453,7 @@ def resnet18(num_classes=10, in_channels=3, image_size=32) -> Model:
 def lstm_classifier(num_classes=10, in_channels=1, image_size=28, hidden_size=128) -> Model:
     """Sequential images: each row is a time step of ``C·W`` features; one LSTM layer; Linear on the
     last hidden state."""
+    _check_int(hidden_size, "hidden_size")
     input_size = in_channels * image_size
     layers = {
         "lstm": LSTM(input_size, hidden_size, batch_first=True),
@@ -479,8 +483,11 @@ def vit(
     """A small ViT: flattened patches → Linear(dim), class token, position embeddings, ``depth``
     pre-norm GELU encoder layers, LayerNorm, Linear on the class token. ``patch_size`` defaults to
     ``image_size // 4`` (4×4 = 16 tokens: 7 on 28×28), as the torch zoo."""
+    for value, arg in ((dim, "dim"), (depth, "depth"), (heads, "heads"), (mlp_dim, "mlp_dim")):
+        _check_int(value, arg)
     if patch_size is None:
         patch_size = max(1, image_size // 4)
+    _check_int(patch_size, "patch_size")
     if image_size % patch_size != 0:
         raise ValueError(
             f"patch_size must divide image_size; got patch_size={patch_size}, "
