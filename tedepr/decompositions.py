@@ -23,7 +23,7 @@ from .formats import CPMatrix, Factorized, TRMatrix, TTMatrix, TuckerMatrix
 from .init import _kernel_size, conv_modes, conv_ranks
 from .namespace import get_namespace, is_array, to_numpy
 from .shapes import auto_modes, check_format, check_modes, max_tt_ranks, solve_ranks, warn_user
-from .validation import check_int, check_seed, check_tolerance
+from .validation import check_int, check_real, check_seed, check_tolerance
 
 __all__ = ["decompose", "decompose_conv", "tt_svd", "tr_svd", "hosvd", "hooi", "cp_als"]
 
@@ -77,7 +77,7 @@ def _check_input(w, name="w"):
 def _check_rtol(rtol):
     if rtol is None:
         return 0.0
-    rtol = float(rtol)
+    rtol = check_real(rtol, "rtol", "a number in [0, 1)")
     if not (math.isfinite(rtol) and 0.0 <= rtol < 1.0):
         raise ValueError(f"rtol must be in [0, 1); got {rtol}")
     return rtol
@@ -431,6 +431,8 @@ def _iterative_options(format, method, n_iter, tol, seed) -> dict[str, Any]:
 
 
 def _decompose(w, format, rank, rtol, in_modes, out_modes, method, factored, kernel_size, options):
+    if method is not None and not isinstance(method, str):
+        raise TypeError(f"method must be 'hosvd' or 'hooi' (a str); got {type(method).__name__}")
     if method is not None and format != "tucker":
         raise ValueError(
             f"method applies to format 'tucker' only; got method={method!r} for {format!r}"
@@ -444,7 +446,7 @@ def _decompose(w, format, rank, rtol, in_modes, out_modes, method, factored, ker
             )
         f, _ = tr_svd(w, in_modes, out_modes, rank, rtol)
     elif format == "tucker":
-        method = method or "hosvd"
+        method = "hosvd" if method is None else method
         if method == "hosvd":
             f, _ = hosvd(
                 w, in_modes, out_modes, rank, rtol, factored=factored, kernel_size=kernel_size

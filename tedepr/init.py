@@ -15,7 +15,7 @@ import numpy as np
 from .formats import Factorized, from_cores
 from .namespace import default_float, get_namespace
 from .shapes import auto_modes, check_format, check_modes, solve_ranks
-from .validation import check_float_dtype, check_seed
+from .validation import check_float_dtype, check_real, check_seed
 
 __all__ = [
     "INITS",
@@ -78,7 +78,7 @@ def _core_shapes(format, in_modes, out_modes, ranks):
 def _resolve_std(std, init, fan_in, fan_out):
     if std is None:
         return target_std(init, fan_in, fan_out)
-    std = float(std)
+    std = check_real(std, "std", "a positive finite number")
     if not (math.isfinite(std) and std > 0):
         raise ValueError(f"std must be a positive finite number; got {std}")
     return std

@@ -26,6 +26,7 @@ __all__ = [
     "check_input_shape",
     "check_int",
     "check_labels",
+    "check_real",
     "check_seed",
     "check_tolerance",
 ]
@@ -136,7 +137,9 @@ def check_batch(
             f"{where}: each sample must have shape {tuple(input_shape)} (the model's input); "
             f"got x of shape {tuple(x.shape)}"
         )
-    if finite:
+    # one reduction: NaN and ±inf propagate through a sum, so a finite sum proves every entry
+    # finite; only a non-finite sum (bad data, or finite values whose sum overflows) is looked at
+    if finite and not bool(xp.isfinite(xp.sum(x))):
         bad = ~xp.isfinite(x)
         if bool(xp.any(bad)):
             count = int(xp.sum(xp.astype(bad, xp.int64)))
@@ -158,15 +161,20 @@ def check_int(value: Any, name: str, minimum: int = 1) -> int:
     return value
 
 
+def check_real(value: Any, name: str, allowed: str = "a real number") -> float:
+    """``value`` as a Python float: a `TypeError` naming ``name`` for a str, bool, complex, None or
+    anything else that is not a real number (NumPy/0-d array scalars are fine)."""
+    if isinstance(value, (str, bytes, bool, complex)) or not hasattr(value, "__float__"):
+        raise TypeError(f"{name} must be {allowed}; got {type(value).__name__} {value!r:.40}")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be {allowed}; got {type(value).__name__}") from exc
+
+
 def check_tolerance(value: Any, name: str = "tol") -> float:
     """A finite, non-negative tolerance."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        and not hasattr(value, "__float__")
-    ):
-        raise TypeError(f"{name} must be a finite number >= 0; got {type(value).__name__}")
-    value = float(value)
+    value = check_real(value, name, "a finite number >= 0")
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0; got {value}")
     return value

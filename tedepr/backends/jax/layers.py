@@ -51,7 +51,9 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- helpers
 def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int; got {type(value).__name__} {value!r}")
+    if value < 1:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     return value
 
@@ -103,6 +105,10 @@ def _param(params, key: str, layer) -> Any:
 
 
 def _masked_cores(cores, masks):
+    if not isinstance(cores, (tuple, list)):
+        raise TypeError(
+            f"params['cores'] must be a tuple of arrays (as init returns); got {type(cores).__name__}"
+        )
     mc = _sub(masks, "cores")
     if mc is None:
         return tuple(cores)

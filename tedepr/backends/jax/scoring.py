@@ -77,7 +77,7 @@ def _host_array(a, index: int, what: str) -> np.ndarray:
         raise TypeError(
             f"data (batch {index}): {what} must be an array; got {type(a).__name__}"
         ) from exc
-    if out.dtype == object:
+    if out.dtype.kind not in "biuf":
         raise TypeError(
             f"data (batch {index}): {what} must be a numeric array; got {type(a).__name__}"
         )
@@ -162,7 +162,7 @@ class JaxScoringProblem:
         input_shape = check_input_shape(input_shape)
         batches = as_batches(data, num_batches)
         if batches:  # each batch against the model: its sample shape and output width
-            width = model.output_width(params, batches[0][0].shape[1:], self._dtype())
+            width = model.output_width(params, None, self._dtype())
             for index, (x, y) in enumerate(batches):
                 check_batch(
                     x, y, name="data", index=index, num_classes=width, input_shape=model.input_shape

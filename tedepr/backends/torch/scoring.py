@@ -52,13 +52,24 @@ def as_batches(data, num_batches: int | None, device) -> list[tuple[torch.Tensor
                 f"data must yield (x, y) batches; batch {index} is a {type(item).__name__}"
             )
         x, y = item[0], item[1]
-        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-        y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+        x, y = _tensor(x, index, "inputs x"), _tensor(y, index, "labels y")
         check_batch(x, y, name="data", index=index)
         out.append((x.to(device), y.long().to(device)))
     if not out:
         raise ValueError("data yielded no batches")
     return out
+
+
+def _tensor(a, index: int, what: str) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return a
+    try:
+        return torch.as_tensor(np.asarray(a))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(
+            f"data (batch {index}): {what} must be a NumPy array or torch tensor; got "
+            f"{type(a).__name__}"
+        ) from exc
 
 
 def structure_of(model: torch.nn.Module, names: Iterable[str]) -> dict[str, CoreInfo]:
@@ -143,22 +154,26 @@ class TorchScoringProblem:
                     f"data (batch {index}): each sample must have shape {input_shape} "
                     f"(input_shape); got x of shape {tuple(x.shape)}"
                 )
-        x0 = self._batches[0][0][:1]
+        widths: dict[tuple, int | None] = {}  # one forward per distinct sample shape
         mode = self.model.training
         try:
             self.model.eval()
-            with torch.no_grad():
-                out = self.model(x0)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"data (batch 0): the model cannot take these inputs (one sample of shape "
-                f"{tuple(x0.shape[1:])}, dtype {x0.dtype}): {exc}"
-            ) from exc
+            for index, (x, y) in enumerate(self._batches):
+                shape = tuple(x.shape[1:])
+                if shape not in widths:
+                    try:
+                        with torch.no_grad():
+                            out = self.model(x[:1])
+                    except RuntimeError as exc:
+                        raise ValueError(
+                            f"data (batch {index}): the model cannot take these inputs (one sample "
+                            f"of shape {shape}, dtype {x.dtype}): {exc}"
+                        ) from exc
+                    is_logits = isinstance(out, torch.Tensor) and out.dim() >= 2
+                    widths[shape] = int(out.shape[-1]) if is_logits else None
+                check_labels(y, name="data", index=index, num_classes=widths[shape])
         finally:
             self.model.train(mode)
-        width = int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.dim() >= 2 else None
-        for index, (_, y) in enumerate(self._batches):
-            check_labels(y, name="data", index=index, num_classes=width)
 
     @property
     def has_data(self) -> bool:
