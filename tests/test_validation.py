@@ -466,3 +466,16 @@ def test_torch_layers_take_tensors_only_like_nn_linear():
     with pytest.raises(TypeError, match="TensorizedLSTM.forward"):
         TensorizedLSTM(12, 8, rank=2)(np.ones((3, 2, 12), np.float32))
     assert TTLinear(12, 6, rank=2)(torch.ones(2, 12)).shape == (2, 6)
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("torch", marks=torch_only), pytest.param("jax", marks=jax_only)]
+)
+def test_score_and_compress_seed_names_the_argument(backend):
+    pytest.importorskip(backend)
+    model = tedepr.models.get("lenet300_100", backend=backend)
+    data = (X16, Y16)
+    with pytest.raises(ValueError, match=r"seed must be an int >= 0 .*got -1"):
+        tedepr.score(model, data, method="random", seed=-1, backend=backend)
+    with pytest.raises(ValueError, match=r"seed must be an int >= 0 .*got -1"):
+        tedepr.compress(model, data, score="random", seed=-1, backend=backend)
