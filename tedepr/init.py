@@ -14,7 +14,7 @@ import numpy as np
 
 from .formats import Factorized, from_cores
 from .namespace import default_float, get_namespace
-from .shapes import auto_modes, check_format, check_modes, solve_ranks
+from .shapes import _check_positive_int, auto_modes, check_format, check_modes, solve_ranks
 from .validation import check_float_dtype, check_real, check_seed
 
 __all__ = [
@@ -211,6 +211,8 @@ def random_factorized_conv(
     ``fan_in = C_in·kh·kw``. The result has ``kernel_size`` set and ``to_kernel()``.
     """
     format = check_format(format)
+    _check_positive_int(in_channels, "in_channels")
+    _check_positive_int(out_channels, "out_channels")
     kh, kw = _kernel_size(kernel_size)
     im, om = conv_modes(format, in_channels, out_channels, (kh, kw), d, in_modes, out_modes)
     ranks = conv_ranks(format, rank, im, om)

@@ -229,6 +229,46 @@ def test_fuzz_solve_ranks(data):
     )
 
 
+CONV_VALID = dict(format="tucker", in_channels=4, out_channels=8, kernel_size=3, rank=2)
+CONV_BAD = {
+    "format": (_strings_except(*tedepr.FORMATS), ValueError),
+    "in_channels": (NON_POSITIVE_INTS, ValueError),
+    "out_channels": (NON_POSITIVE_INTS, ValueError),
+    "kernel_size": (st.sampled_from([0, -3, (3, 0), (0, 0), (-1, 3)]), ValueError),
+    "rank": (st.one_of(NON_POSITIVE_INTS, st.floats(1.0001, 1e9)), ValueError),
+    "std": (st.one_of(NON_FINITE, st.floats(-1e9, 0.0)), ValueError),
+    "seed": (NEGATIVE_INTS, ValueError),
+    "dtype": (st.sampled_from(["int", "bool", np.int8]), ValueError),
+}
+KERNEL = np.random.default_rng(5).standard_normal((8, 4, 3, 3))
+DEC_CONV_BAD = {
+    "kernel": (NOT_ARRAYS, TypeError),
+    "kernel ": (st.sampled_from([KERNEL[0], KERNEL[..., 0], np.where(KERNEL > 1, np.inf, KERNEL)]), ValueError),
+    "format": (_strings_except(*tedepr.FORMATS), ValueError),
+    "rank": (st.one_of(NON_POSITIVE_INTS, st.floats(1.0001, 1e9)), ValueError),
+    "rtol": (st.one_of(NON_FINITE, st.floats(-1e9, -1e-9), st.floats(1.0, 1e9)), ValueError),
+    "n_iter": (NON_POSITIVE_INTS, ValueError),
+    "tol": (st.one_of(NON_FINITE, st.floats(-1e9, -1e-12)), ValueError),
+}  # fmt: skip
+
+
+@settings(max_examples=80)
+@given(data=st.data(), entry=st.sampled_from(["random_factorized_conv", "decompose_conv"]))
+def test_fuzz_conv_entry_points(data, entry):
+    if entry == "random_factorized_conv":
+        arg, value, expected = _table_case(data, CONV_BAD)
+        kw = {**CONV_VALID, arg.strip(): value}
+        _run(entry, lambda: tedepr.random_factorized_conv(**kw), arg.strip(), expected)
+        return
+    arg, value, expected = _table_case(data, DEC_CONV_BAD)
+    arg = arg.strip()
+    kw: dict[str, Any] = {"format": "cp" if arg in ("n_iter", "tol") else "tucker", "rank": 2}
+    kernel = value if arg == "kernel" else KERNEL
+    if arg != "kernel":
+        kw[arg] = value
+    _run(entry, lambda: tedepr.decompose_conv(kernel, **kw), arg, expected)
+
+
 # ----------------------------------------------------------------------------- data batches
 XB = np.random.default_rng(2).standard_normal((6, 8)).astype(np.float32)
 YB = np.array([0, 1, 2, 3, 0, 1])
@@ -495,6 +535,62 @@ def test_fuzz_jax_layer_params(params):
         TypeError if not isinstance(params, dict) or params.get("cores", 0) is None else ValueError
     )
     _run("jax TTLinear.apply", lambda: layer.apply(params, jnp.ones((2, 12))), "params", expected)
+
+
+COMPRESS_BAD = {
+    "sparsity": (st.one_of(NON_FINITE, st.floats(-1e9, -1e-9), st.floats(1.0, 1e9)), ValueError),
+    "format": (_strings_except(*tedepr.FORMATS), ValueError),
+    "score": (_strings_except(*tedepr.scores.available()), ValueError),
+    "rank": (st.one_of(NON_POSITIVE_INTS, st.floats(1.0001, 1e9)), ValueError),
+    "num_batches": (NON_POSITIVE_INTS, ValueError),
+    "seed": (NEGATIVE_INTS, ValueError),
+    "input_shape": (st.sampled_from([(-1,), (0,), (8, -2)]), ValueError),
+}
+FIT_BAD = {
+    "epochs": (NON_POSITIVE_INTS, ValueError),
+    "lr": (st.one_of(NON_FINITE, st.floats(-1e9, 0.0)), ValueError),
+    "momentum": (st.one_of(NON_FINITE, st.floats(-1e9, -1e-9)), ValueError),
+    "weight_decay": (st.one_of(NON_FINITE, st.floats(-1e9, -1e-9)), ValueError),
+    "optimizer": (_strings_except("sgd", "adam", "adamw"), ValueError),
+    "schedule": (_strings_except("cosine", "constant", "step", "none"), ValueError),
+    "loss": (_strings_except("cross_entropy"), ValueError),
+}
+
+
+def _backend_net(backend, request):
+    return request.getfixturevalue("torch_net" if backend == "torch" else "jax_net")
+
+
+@settings(max_examples=80)
+@given(
+    data=st.data(),
+    backend=st.sampled_from(["torch", "jax"]),
+    entry=st.sampled_from(["compress", "fit"]),
+)
+def test_fuzz_compress_and_fit_options(request, data, backend, entry):
+    pytest.importorskip(backend)
+    net = _backend_net(backend, request)
+    model, params = (net, None) if backend == "torch" else net
+    table = COMPRESS_BAD if entry == "compress" else FIT_BAD
+    arg, value, expected = _table_case(data, table)
+    if entry == "compress":
+        kw: dict[str, Any] = {"sparsity": 0.5, "format": None, "score": "snip"}
+        if arg in ("format", "rank"):  # the tiny layers are tensorized only with min_params=0
+            kw.update(format="tt", rank=2, tensorize_options={"min_params": 0})
+        kw[arg] = value
+        if arg == "input_shape":
+            kw.update(score="synflow", data=None)
+        kw.setdefault("data", [(XB, YB)])
+        call = lambda: tedepr.compress(model, backend=backend, **kw)  # noqa: E731
+    elif backend == "torch":
+        from tedepr.backends.torch import fit
+
+        call = lambda: fit(model, [(XB, YB)], progress=False, **{"epochs": 1, arg: value})  # noqa: E731
+    else:
+        from tedepr.backends.jax import fit
+
+        call = lambda: fit(model, params, (XB, YB), progress=False, **{"epochs": 1, arg: value})  # noqa: E731
+    _run(f"{backend} {entry}()", call, arg, expected)
 
 
 # ----------------------------------------------------------------------------- both backends
