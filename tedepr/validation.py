@@ -1,11 +1,18 @@
-"""One validator for a user's data batch, shared by both backends (``compress``, ``score``, ``fit``,
-``make_loader``): a user's own data is the riskiest input, so it is checked at the door.
+"""Validation shared by the core and both backends: a user's data batch, and option values.
 
-`check_batch` accepts NumPy, torch, JAX (or any array-API) arrays and imports no framework: the
-namespace comes from the arrays (`tedepr.namespace.get_namespace`). Every failure is a `TypeError`
-(wrong kind: not an array, a float/bool label) or a `ValueError` (wrong value: empty, mismatched
-lengths, wrong sample shape, NaN/inf, a label outside ``[0, num_classes)``) whose message names the
-argument (``data``, ``train_data``, ``eval_data``, ...), the batch index and what was expected.
+`check_batch` is the one validator of a data batch, used by ``compress``/``score`` (the scoring
+problems), ``make_loader`` and ``fit`` (per batch) in both backends: a user's own data is the
+riskiest input, so it is checked at the door. It accepts NumPy, torch, JAX (or any array-API)
+arrays and imports no framework: the namespace comes from the arrays
+(`tedepr.namespace.get_namespace`). A batch part that is not an array at all is a `TypeError`;
+everything else is a `ValueError` (a non-floating input, a float/bool label, an empty batch,
+mismatched lengths, a wrong sample shape, NaN/inf, a label outside ``[0, num_classes)``). Every
+message names the argument (``data``, ``train_data``, ``eval_data``, ...), the batch index and what
+was expected.
+
+The option checks (`check_int`, `check_real`, `check_tolerance`, `check_seed`,
+`check_float_dtype`, `check_input_shape`, `check_globs_match`) follow the house rule: `TypeError`
+for a wrong type, `ValueError` for a wrong value, the argument named in both.
 """
 
 from __future__ import annotations
