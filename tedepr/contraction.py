@@ -28,7 +28,7 @@ import array_api_compat
 import opt_einsum
 
 from .formats import Factorized
-from .namespace import get_namespace
+from .namespace import check_namespace, get_namespace, is_array
 
 __all__ = [
     "STRATEGIES",
@@ -378,11 +378,15 @@ def plan_contraction(f: Factorized, batch: int = 1, strategy: str = "auto") -> C
         Number of rows of ``x`` after flattening its leading dimensions.
     strategy : {"auto", "chain", "optimal", "reconstruct"}
     """
-    if strategy not in STRATEGIES:
+    if not isinstance(f, Factorized):
+        raise TypeError(f"f must be a tedepr Factorized matrix; got {type(f).__name__}")
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
         raise ValueError(
             f"strategy must be one of {', '.join(map(repr, STRATEGIES))}; got {strategy!r}"
         )
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+    if isinstance(batch, bool) or not isinstance(batch, int):
+        raise TypeError(f"batch must be a non-negative int; got {type(batch).__name__}")
+    if batch < 0:
         raise ValueError(f"batch must be a non-negative int; got {batch!r}")
     operands, dense, chain = _network_key(f)
     return _plan_for(
@@ -415,6 +419,12 @@ def contract(x: Any, f: Factorized, *, strategy: str = "auto", xp: Any = None):
     """
     if not isinstance(f, Factorized):
         raise TypeError(f"f must be a tedepr Factorized matrix; got {type(f).__name__}")
+    if not is_array(x):
+        raise TypeError(
+            f"x must be an array (NumPy, torch, JAX or any array-API library); got "
+            f"{type(x).__name__}"
+        )
+    check_namespace(xp)
     try:
         xp = get_namespace(x, *f.cores, xp=xp)
     except TypeError as exc:

@@ -23,13 +23,30 @@ from .formats import CPMatrix, Factorized, TRMatrix, TTMatrix, TuckerMatrix
 from .init import _kernel_size, conv_modes, conv_ranks
 from .namespace import get_namespace, is_array, to_numpy
 from .shapes import auto_modes, check_format, check_modes, max_tt_ranks, solve_ranks, warn_user
+from .validation import check_int, check_real, check_seed, check_tolerance
 
 __all__ = ["decompose", "decompose_conv", "tt_svd", "tr_svd", "hosvd", "hooi", "cp_als"]
 
 
 # --------------------------------------------------------------------------- helpers
 def _norm(xp, a) -> float:
-    return float(xp.sqrt(xp.sum(a * a)))
+    """‖a‖_F without overflow or underflow: the squares are summed after dividing by max |a|."""
+    peak = float(xp.max(xp.abs(a))) if math.prod(a.shape) else 0.0
+    if peak == 0.0:
+        return 0.0
+    b = a / peak
+    return peak * float(xp.sqrt(xp.sum(b * b)))
+
+
+def _unit(xp, w):
+    """``(w / ‖w‖_F, ‖w‖_F)`` (``(w, 1.0)`` for a zero matrix). Every algorithm runs on the unit-norm
+    matrix and rescales one core at the end: the decompositions are scale-equivariant, so this is
+    exact, and no intermediate (squares, Gram matrices) can overflow or underflow at any finite
+    scale of the input."""
+    scale = _norm(xp, w)
+    if scale == 0.0 or scale == 1.0:
+        return w, 1.0
+    return w / scale, scale
 
 
 def _svd(xp, a):
@@ -60,7 +77,7 @@ def _check_input(w, name="w"):
 def _check_rtol(rtol):
     if rtol is None:
         return 0.0
-    rtol = float(rtol)
+    rtol = check_real(rtol, "rtol", "a number in [0, 1)")
     if not (math.isfinite(rtol) and 0.0 <= rtol < 1.0):
         raise ValueError(f"rtol must be in [0, 1); got {rtol}")
     return rtol
@@ -88,6 +105,7 @@ def tt_svd(w, in_modes, out_modes, rank=None, rtol=None) -> tuple[TTMatrix, floa
     the ``d − 1`` truncations discards at most ``(rtol·‖W‖)²/(d − 1)``. Returns ``(f, bound)``.
     """
     xp = _check_input(w)
+    w, scale = _unit(xp, w)
     in_modes, out_modes = tuple(in_modes), tuple(out_modes)
     d = len(in_modes)
     caps = (
@@ -108,8 +126,9 @@ def tt_svd(w, in_modes, out_modes, rank=None, rtol=None) -> tuple[TTMatrix, floa
         c = xp.reshape(s[:r], (r, 1)) * vh[:r, :]
         r_prev = r
     cores.append(xp.reshape(c, (r_prev, in_modes[-1], out_modes[-1], 1)))
-    f = TTMatrix(cores)
-    return TTMatrix(cores, error=_relative_error(xp, w, f)), math.sqrt(discarded)
+    err = _relative_error(xp, w, TTMatrix(cores))
+    cores[0] = cores[0] * scale
+    return TTMatrix(cores, error=err), scale * math.sqrt(discarded)
 
 
 def tr_svd(w, in_modes, out_modes, rank, rtol=None) -> tuple[TRMatrix, float]:
@@ -121,6 +140,7 @@ def tr_svd(w, in_modes, out_modes, rank, rtol=None) -> tuple[TRMatrix, float]:
     the first step may discard ``2(rtol‖W‖)²/d``, the others ``(rtol‖W‖)²/d``. Returns ``(f, bound)``.
     """
     xp = _check_input(w)
+    w, scale = _unit(xp, w)
     in_modes, out_modes = tuple(in_modes), tuple(out_modes)
     d = len(in_modes)
     caps = solve_ranks("tr", rank, in_modes, out_modes)
@@ -162,8 +182,9 @@ def tr_svd(w, in_modes, out_modes, rank, rtol=None) -> tuple[TRMatrix, float]:
         c = xp.reshape(s[:r], (r, 1)) * vh[:r, :]
         r_prev = r
     cores.append(xp.reshape(c, (r_prev, in_modes[-1], out_modes[-1], r0)))
-    f = TRMatrix(cores)
-    return TRMatrix(cores, error=_relative_error(xp, w, f)), math.sqrt(discarded)
+    err = _relative_error(xp, w, TRMatrix(cores))
+    cores[0] = cores[0] * scale
+    return TRMatrix(cores, error=err), scale * math.sqrt(discarded)
 
 
 # --------------------------------------------------------------------------- Tucker
@@ -202,6 +223,7 @@ def hosvd(w, in_modes, out_modes, rank=None, rtol=None, *, factored=None, kernel
     discards at most ``(rtol‖W‖)²/N``. Returns ``(f, bound)`` with ``bound² = Σ discarded σ²``.
     """
     xp = _check_input(w)
+    w, scale = _unit(xp, w)
     in_modes, out_modes = tuple(in_modes), tuple(out_modes)
     n = len(in_modes) + len(out_modes)
     factored = (True,) * n if factored is None else tuple(factored)
@@ -228,8 +250,8 @@ def hosvd(w, in_modes, out_modes, rank=None, rtol=None, *, factored=None, kernel
     f = TuckerMatrix(core, factors, in_modes, out_modes, kernel_size=kernel_size)
     err = _relative_error(xp, w, f)
     return TuckerMatrix(
-        core, factors, in_modes, out_modes, kernel_size=kernel_size, error=err
-    ), math.sqrt(discarded)
+        core * scale, factors, in_modes, out_modes, kernel_size=kernel_size, error=err
+    ), scale * math.sqrt(discarded)
 
 
 def hooi(
@@ -248,6 +270,9 @@ def hooi(
     Stops after ``n_iter`` sweeps or when the relative error improves by less than ``tol``.
     """
     xp = _check_input(w)
+    n_iter = check_int(n_iter, "n_iter")
+    tol = check_tolerance(tol, "tol")
+    w, scale = _unit(xp, w)
     f, _ = hosvd(w, in_modes, out_modes, rank, factored=factored, kernel_size=kernel_size)
     in_modes, out_modes = tuple(in_modes), tuple(out_modes)
     t = xp.reshape(w, in_modes + out_modes)
@@ -272,7 +297,7 @@ def hooi(
         err = new_err
         if done:
             break
-    core = _tucker_core(xp, t, factors)
+    core = _tucker_core(xp, t, factors) * scale
     return TuckerMatrix(core, factors, in_modes, out_modes, kernel_size=kernel_size, error=err)
 
 
@@ -295,6 +320,10 @@ def cp_als(
     relative error changes by less than ``tol``.
     """
     xp = _check_input(w)
+    n_iter = check_int(n_iter, "n_iter")
+    tol = check_tolerance(tol, "tol")
+    seed = check_seed(seed)
+    w, scale = _unit(xp, w)
     in_modes, out_modes = tuple(in_modes), tuple(out_modes)
     (rank,) = solve_ranks("cp", rank, in_modes, out_modes)
     t = xp.reshape(w, in_modes + out_modes)
@@ -331,6 +360,7 @@ def cp_als(
         err = new_err
         if done:
             break
+    factors[0] = factors[0] * scale
     return CPMatrix(factors, in_modes, out_modes, kernel_size=kernel_size, error=err)
 
 
@@ -345,7 +375,9 @@ def decompose(
     out_modes=None,
     d: int | None = None,
     method: str | None = None,
-    **options: Any,
+    n_iter: int | None = None,
+    tol: float | None = None,
+    seed: int | np.random.Generator | None = None,
 ) -> Factorized:
     """Decompose a matrix ``w`` of shape ``(N_in, N_out)`` (as used in ``y = x @ w``).
 
@@ -360,7 +392,9 @@ def decompose(
         Relative error target for the SVD-based methods.
     in_modes, out_modes, d : modes (default: balanced, `tedepr.shapes.auto_modes`).
     method : Tucker only: "hosvd" (default) or "hooi".
-    **options : passed to `hooi` / `cp_als` (``n_iter``, ``tol``, ``seed``).
+    n_iter, tol : iterations (int >= 1) and tolerance (finite, >= 0) of the iterative methods,
+        `cp_als` and `hooi` (their defaults when None); an error for the other methods.
+    seed : `cp_als` only: seed of the random starting columns (None, int >= 0 or a Generator).
 
     Returns
     -------
@@ -377,10 +411,28 @@ def decompose(
     auto_in, auto_out = auto_modes(n_in, n_out, d)
     in_modes = check_modes(in_modes, n_in, "in_modes") or auto_in
     out_modes = check_modes(out_modes, n_out, "out_modes") or auto_out
+    options = _iterative_options(format, method, n_iter, tol, seed)
     return _decompose(w, format, rank, rtol, in_modes, out_modes, method, None, None, options)
 
 
+def _iterative_options(format, method, n_iter, tol, seed) -> dict[str, Any]:
+    """The options given, checked against the method they apply to (none is silently dropped)."""
+    given = {k: v for k, v in (("n_iter", n_iter), ("tol", tol), ("seed", seed)) if v is not None}
+    iterative = format == "cp" or (format == "tucker" and method == "hooi")
+    if given and not iterative:
+        which = f"format {format!r}" + (f" with method={method!r}" if method else "")
+        raise ValueError(
+            f"{', '.join(given)} apply to the iterative methods only (format 'cp', or 'tucker' "
+            f"with method='hooi'); {which} takes none of them"
+        )
+    if "seed" in given and format != "cp":
+        raise ValueError("seed applies to format 'cp' only (random starting columns of CP-ALS)")
+    return given
+
+
 def _decompose(w, format, rank, rtol, in_modes, out_modes, method, factored, kernel_size, options):
+    if method is not None and not isinstance(method, str):
+        raise TypeError(f"method must be 'hosvd' or 'hooi' (a str); got {type(method).__name__}")
     if method is not None and format != "tucker":
         raise ValueError(
             f"method applies to format 'tucker' only; got method={method!r} for {format!r}"
@@ -394,7 +446,7 @@ def _decompose(w, format, rank, rtol, in_modes, out_modes, method, factored, ker
             )
         f, _ = tr_svd(w, in_modes, out_modes, rank, rtol)
     elif format == "tucker":
-        method = method or "hosvd"
+        method = "hosvd" if method is None else method
         if method == "hosvd":
             f, _ = hosvd(
                 w, in_modes, out_modes, rank, rtol, factored=factored, kernel_size=kernel_size
@@ -427,7 +479,9 @@ def decompose_conv(
     out_modes=None,
     d: int | None = None,
     method: str | None = None,
-    **options: Any,
+    n_iter: int | None = None,
+    tol: float | None = None,
+    seed: int | np.random.Generator | None = None,
 ) -> Factorized:
     """Decompose a Conv2d kernel ``(C_out, C_in, kh, kw)`` in a conv scheme (docs/method.md §2).
 
@@ -445,4 +499,5 @@ def decompose_conv(
     factored = (True, False, True) if format == "tucker" else None
     if format == "tucker" and rank is not None:
         rank = conv_ranks("tucker", rank, im, om)
+    options = _iterative_options(format, method, n_iter, tol, seed)
     return _decompose(w, format, rank, rtol, im, om, method, factored, (kh, kw), options)

@@ -42,6 +42,28 @@ class Network:
         self.chain = tuple(chain)
 
 
+def _arrays(items, name: str, allow_none: bool = False) -> tuple:
+    """``items`` as a tuple of arrays (None entries kept where allowed); `TypeError` naming
+    ``name[k]`` for anything else, and for a string or non-sequence in place of the sequence."""
+    if isinstance(items, (str, bytes)) or is_array(items) or not hasattr(items, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of arrays; got {type(items).__name__}")
+    items = tuple(items)
+    for k, c in enumerate(items):
+        if not (is_array(c) or (allow_none and c is None)):
+            raise TypeError(f"{name}[{k}] must be an array; got {type(c).__name__}")
+    return items
+
+
+def _modes_arg(modes, name: str) -> tuple[int, ...]:
+    if isinstance(modes, (str, bytes)) or not hasattr(modes, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of positive ints; got {type(modes).__name__}")
+    modes = tuple(modes)
+    for m in modes:
+        if isinstance(m, bool) or not hasattr(m, "__index__"):
+            raise TypeError(f"{name} must be a sequence of positive ints; got {modes!r}")
+    return tuple(int(m) for m in modes)
+
+
 class Factorized:
     """Base class of the factorised matrix formats. Do not instantiate directly."""
 
@@ -175,7 +197,7 @@ class _TensorTrainBase(Factorized):
     """Shared validation for TT-matrix and tensor ring: cores ``(r_{k-1}, n_k, m_k, r_k)``."""
 
     def __init__(self, cores, in_modes=None, out_modes=None, *, kernel_size=None, error=None):
-        cores = tuple(cores)
+        cores = _arrays(cores, "cores")
         for k, c in enumerate(cores):
             if len(c.shape) != 4:
                 raise ValueError(
@@ -255,9 +277,11 @@ class TuckerMatrix(Factorized):
     format = "tucker"
 
     def __init__(self, core, factors, in_modes, out_modes, *, kernel_size=None, error=None):
-        in_modes, out_modes = tuple(in_modes), tuple(out_modes)
+        in_modes, out_modes = _modes_arg(in_modes, "in_modes"), _modes_arg(out_modes, "out_modes")
         dims = in_modes + out_modes
-        factors = tuple(factors)
+        if not is_array(core):
+            raise TypeError(f"core must be an array; got {type(core).__name__}")
+        factors = _arrays(factors, "factors", allow_none=True)
         if len(factors) != len(dims):
             raise ValueError(
                 f"factors must hold one entry (array or None) per mode of {dims}; got {len(factors)}"
@@ -325,9 +349,9 @@ class CPMatrix(Factorized):
     format = "cp"
 
     def __init__(self, factors, in_modes, out_modes, *, kernel_size=None, error=None):
-        in_modes, out_modes = tuple(in_modes), tuple(out_modes)
+        in_modes, out_modes = _modes_arg(in_modes, "in_modes"), _modes_arg(out_modes, "out_modes")
         dims = in_modes + out_modes
-        factors = tuple(factors)
+        factors = _arrays(factors, "factors")
         if len(factors) != len(dims):
             raise ValueError(f"factors must hold one array per mode of {dims}; got {len(factors)}")
         rank = factors[0].shape[-1] if len(factors[0].shape) == 2 else None
@@ -378,6 +402,9 @@ def from_cores(
     """
     format = check_format(format)
     cls = _CLASSES[format]
+    cores = _arrays(cores, "cores")
+    if not cores:
+        raise ValueError("cores must hold at least one array")
     if format in ("tt", "tr"):
         return cls(cores, in_modes, out_modes, kernel_size=kernel_size, error=error)
     if format == "cp":

@@ -14,7 +14,8 @@ import numpy as np
 
 from .formats import Factorized, from_cores
 from .namespace import default_float, get_namespace
-from .shapes import auto_modes, check_format, check_modes, solve_ranks
+from .shapes import _check_positive_int, auto_modes, check_format, check_modes, solve_ranks
+from .validation import check_float_dtype, check_real, check_seed
 
 __all__ = [
     "INITS",
@@ -77,7 +78,7 @@ def _core_shapes(format, in_modes, out_modes, ranks):
 def _resolve_std(std, init, fan_in, fan_out):
     if std is None:
         return target_std(init, fan_in, fan_out)
-    std = float(std)
+    std = check_real(std, "std", "a positive finite number")
     if not (math.isfinite(std) and std > 0):
         raise ValueError(f"std must be a positive finite number; got {std}")
     return std
@@ -86,9 +87,10 @@ def _resolve_std(std, init, fan_in, fan_out):
 def _draw(format, in_modes, out_modes, ranks, std, seed, dtype, xp, kernel_size):
     shapes = _core_shapes(format, in_modes, out_modes, ranks)
     s = core_std(format, ranks, len(shapes), std)
+    seed = check_seed(seed)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     xp = get_namespace(xp=xp)
-    dtype = default_float(xp) if dtype is None else dtype
+    dtype = default_float(xp) if dtype is None else check_float_dtype(dtype, xp)
     cores = [xp.asarray(rng.standard_normal(shp) * s, dtype=dtype) for shp in shapes]
     factored = tuple(r is not None for r in ranks) if format == "tucker" else None
     return from_cores(
@@ -209,6 +211,8 @@ def random_factorized_conv(
     ``fan_in = C_in·kh·kw``. The result has ``kernel_size`` set and ``to_kernel()``.
     """
     format = check_format(format)
+    _check_positive_int(in_channels, "in_channels")
+    _check_positive_int(out_channels, "out_channels")
     kh, kw = _kernel_size(kernel_size)
     im, om = conv_modes(format, in_channels, out_channels, (kh, kw), d, in_modes, out_modes)
     ranks = conv_ranks(format, rank, im, om)

@@ -15,7 +15,7 @@ import array_api_compat
 import array_api_compat.numpy  # noqa: F401
 import numpy as np
 
-__all__ = ["get_namespace", "to_numpy", "is_array", "default_float"]
+__all__ = ["get_namespace", "check_namespace", "to_numpy", "is_array", "default_float"]
 
 
 def get_namespace(*arrays: Any, xp: Any = None) -> Any:
@@ -25,6 +25,7 @@ def get_namespace(*arrays: Any, xp: Any = None) -> Any:
     libraries when the arrays come from different ones.
     """
     if xp is not None:
+        check_namespace(xp)
         return _compat(xp)
     arrays = tuple(a for a in arrays if a is not None and not isinstance(a, (int, float, complex)))
     if not arrays:
@@ -37,6 +38,18 @@ def get_namespace(*arrays: Any, xp: Any = None) -> Any:
             f"arrays from different array libraries cannot be mixed: got {', '.join(kinds)}; "
             "convert them to one library first (or pass xp= explicitly)"
         ) from exc
+
+
+def check_namespace(xp: Any, name: str = "xp") -> None:
+    """``xp`` must be None or an array namespace (a module such as ``numpy``, ``torch``,
+    ``jax.numpy`` or ``array_api_strict``): a `TypeError` naming ``name`` otherwise."""
+    if xp is None:
+        return
+    if not all(callable(getattr(xp, op, None)) for op in ("asarray", "reshape", "matmul")):
+        raise TypeError(
+            f"{name} must be an array namespace (e.g. numpy, torch, jax.numpy, array_api_strict) "
+            f"or None; got {type(xp).__name__} {xp!r:.60}"
+        )
 
 
 def _compat(xp: Any) -> Any:

@@ -48,7 +48,12 @@ def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
 
 def check_format(format: str) -> str:
     """Normalise a format name or raise ``ValueError`` listing the allowed names."""
-    if not isinstance(format, str) or format.lower() not in FORMATS:
+    if not isinstance(format, str):
+        raise TypeError(
+            f"format must be one of {', '.join(map(repr, FORMATS))} (a str); got "
+            f"{type(format).__name__} {format!r}"
+        )
+    if format.lower() not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}; got {format!r}")
     return format.lower()
 
@@ -114,7 +119,9 @@ def check_modes(modes: Sequence[int] | None, dim: int, name: str) -> tuple[int, 
 
 
 def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int; got {type(value).__name__} {value!r}")
+    if value < 1:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     return value
 

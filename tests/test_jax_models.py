@@ -202,8 +202,10 @@ def test_tensorize_replaces_eligible_layers_and_keeps_the_dense_count():
         tensorize(model, "ht", 4)
     with pytest.raises(ValueError, match="no eligible layer.*min_params"):
         tensorize(model, "tt", 4, min_params=10**9)
-    with pytest.warns(UserWarning, match="matched no replaced layer"):
+    with pytest.raises(ValueError, match=r"overrides: the pattern 'nothing\*' matches no layer"):
         tensorize(model, "tt", 4, overrides={"nothing*": {"rank": 2}})
+    with pytest.warns(UserWarning, match="'conv1' matched no replaced layer"):  # left dense
+        tensorize(model, "tt", 4, overrides={"conv1": {"rank": 2}})
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..validation import check_seed
 from .problem import ScoringProblem, canonical_order
 from .selection import Guards, exponential_schedule, select
 
@@ -243,7 +244,7 @@ def compute_scores(
             f"score {score.name!r} needs data; pass data batches (or use one of the "
             f"data-free scores: {', '.join(n for n, c in _REGISTRY.items() if not c.needs_data)})"
         )
-    out = score.importance(problem, None, np.random.default_rng(seed))
+    out = score.importance(problem, None, np.random.default_rng(check_seed(seed)))
     _check_finite(problem.xp, out, score.name)
     return out
 
@@ -277,7 +278,7 @@ def prune(
     total = sum(math.prod(w.shape) for w in problem.weights().values())
     if isinstance(keep, bool) or not isinstance(keep, int) or not 0 < keep <= total:
         raise ValueError(f"keep must be an int in [1, {total}]; got {keep!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     if getattr(score, "structured", False):
         from .structured import select_bonds
 

@@ -35,6 +35,7 @@ from .layers import (
     _check_positive_int,
     _layer_name,
     _masked_cores,
+    _param,
     _resolve_std,
     _sub,
     core_infos,
@@ -206,9 +207,9 @@ class Conv2d(_ConvConfig):
     def apply(self, params, x, masks=None):
         """``x (N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``."""
         _check_input(x, self.in_channels)
-        y = self._conv(x, masked(params["weight"], _sub(masks, "weight")))
+        y = self._conv(x, masked(_param(params, "weight", self), _sub(masks, "weight")))
         if self.bias:
-            y = y + jnp.reshape(params["bias"], (1, -1, 1, 1))
+            y = y + jnp.reshape(_param(params, "bias", self), (1, -1, 1, 1))
         return y
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
@@ -318,7 +319,7 @@ class TensorizedConv2d(_ConvConfig):
         """The kernel's matrix view as a `tedepr.Factorized` (has ``to_kernel()``)."""
         if params is None:
             return self._template
-        cores = _masked_cores(params["cores"], masks)
+        cores = _masked_cores(_param(params, "cores", self), masks)
         t = self._template
         factored = tuple(r is not None for r in t.ranks) if self.format == "tucker" else None
         return from_cores(
@@ -342,7 +343,7 @@ class TensorizedConv2d(_ConvConfig):
 
     def kernel(self, params, masks=None):
         """The reconstructed kernel ``(C_out, C_in/groups, kh, kw)``."""
-        cores = _masked_cores(params["cores"], masks)
+        cores = _masked_cores(_param(params, "cores", self), masks)
         w = plan_reconstruction(self._template).execute(cores, xp=jnp)
         w = jnp.reshape(w, (self.fan_in, self.out_channels))
         return jnp.reshape(jnp.transpose(w), self.kernel_shape)
@@ -385,7 +386,7 @@ class TensorizedConv2d(_ConvConfig):
     def apply(self, params, x, masks=None):
         """``x (N, C_in, H, W)`` -> ``(N, C_out, H_out, W_out)``."""
         _check_input(x, self.in_channels)
-        cores = _masked_cores(params["cores"], masks)
+        cores = _masked_cores(_param(params, "cores", self), masks)
         for k, (c, shp) in enumerate(zip(cores, self.core_shapes, strict=True)):
             if tuple(c.shape) != shp:
                 raise ValueError(
@@ -401,7 +402,7 @@ class TensorizedConv2d(_ConvConfig):
         else:
             y = self._cp(x, cores)
         if self.bias:
-            y = y + jnp.reshape(params["bias"], (1, -1, 1, 1))
+            y = y + jnp.reshape(_param(params, "bias", self), (1, -1, 1, 1))
         return y
 
     def _tucker(self, x, cores):

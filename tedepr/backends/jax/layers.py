@@ -22,6 +22,7 @@ shapes (`tedepr.plan_contraction` caches it), so ``apply`` is jit-, grad- and vm
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -50,7 +51,9 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- helpers
 def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int; got {type(value).__name__} {value!r}")
+    if value < 1:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     return value
 
@@ -86,7 +89,26 @@ def _sub(masks, key):
     return masks.get(key) if isinstance(masks, dict) else None
 
 
+def _param(params, key: str, layer) -> Any:
+    """``params[key]`` of a layer's params, with a clear error for anything not from its init."""
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"params of {type(layer).__name__} must be the dict its init returns; got "
+            f"{type(params).__name__}"
+        )
+    if key not in params:
+        raise ValueError(
+            f"params of {type(layer).__name__} must hold {key!r} (as its init returns); got "
+            f"keys {sorted(map(str, params))}"
+        )
+    return params[key]
+
+
 def _masked_cores(cores, masks):
+    if not isinstance(cores, (tuple, list)):
+        raise TypeError(
+            f"params['cores'] must be a tuple of arrays (as init returns); got {type(cores).__name__}"
+        )
     mc = _sub(masks, "cores")
     if mc is None:
         return tuple(cores)
@@ -189,9 +211,9 @@ class Dense:
         """``x`` of shape ``(..., in_features)`` -> ``(..., out_features)``."""
         if x.shape[-1:] != (self.in_features,):
             raise ValueError(f"x must have shape (..., {self.in_features}); got {tuple(x.shape)}")
-        y = jnp.matmul(x, masked(params["weight"], _sub(masks, "weight")))
+        y = jnp.matmul(x, masked(_param(params, "weight", self), _sub(masks, "weight")))
         if self.bias:
-            y = y + params["bias"]
+            y = y + _param(params, "bias", self)
         return y
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
@@ -219,7 +241,9 @@ class LayerNorm:
     def apply(self, params, x, masks=None):
         mean = jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-        return (x - mean) * jax.lax.rsqrt(var + self.eps) * params["scale"] + params["bias"]
+        return (x - mean) * jax.lax.rsqrt(var + self.eps) * _param(params, "scale", self) + _param(
+            params, "bias", self
+        )
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
         return {}
@@ -266,8 +290,8 @@ class BatchNorm:
         shape = self._shape(x)
         inv = jax.lax.rsqrt(jnp.reshape(var, shape) + self.eps)
         return (x - jnp.reshape(mean, shape)) * inv * jnp.reshape(
-            params["scale"], shape
-        ) + jnp.reshape(params["bias"], shape)
+            _param(params, "scale", self), shape
+        ) + jnp.reshape(_param(params, "bias", self), shape)
 
     def apply(self, params, x, masks=None):
         if x.shape[self.axis] != self.num_features:
@@ -275,7 +299,7 @@ class BatchNorm:
                 f"x must have {self.num_features} features on axis {self.axis}; "
                 f"got {tuple(x.shape)}"
             )
-        stats = jax.lax.stop_gradient((params["mean"], params["var"]))
+        stats = jax.lax.stop_gradient((_param(params, "mean", self), _param(params, "var", self)))
         return self._normalise(params, x, *stats)
 
     def apply_train(self, params, x, masks=None):
@@ -293,8 +317,8 @@ class BatchNorm:
         m = self.momentum
         new = jax.lax.stop_gradient(
             {
-                "mean": (1 - m) * params["mean"] + m * mean,
-                "var": (1 - m) * params["var"] + m * unbiased,
+                "mean": (1 - m) * _param(params, "mean", self) + m * mean,
+                "var": (1 - m) * _param(params, "var", self) + m * unbiased,
             }
         )
         return self._normalise(params, x, mean, var), new
@@ -401,7 +425,7 @@ class TensorizedLinear:
         """The `tedepr.Factorized` of ``params`` (masked); the shape template for None."""
         if params is None:
             return self._template
-        cores = _masked_cores(params["cores"], masks)
+        cores = _masked_cores(_param(params, "cores", self), masks)
         factored = tuple(r is not None for r in self.ranks) if self.format == "tucker" else None
         return from_cores(self.format, cores, self.in_modes, self.out_modes, factored=factored)
 
@@ -421,13 +445,13 @@ class TensorizedLinear:
 
     def weight(self, params, masks=None):
         """The reconstructed dense weight, shape ``(in_features, out_features)``."""
-        cores = _masked_cores(params["cores"], masks)
+        cores = _masked_cores(_param(params, "cores", self), masks)
         w = plan_reconstruction(self._template).execute(cores, xp=jnp)
         return jnp.reshape(w, (self.in_features, self.out_features))
 
     def apply(self, params, x, masks=None):
         """``x (..., in_features)`` -> ``(..., out_features)`` by the planned contraction."""
-        cores = _masked_cores(params["cores"], masks)
+        cores = _masked_cores(_param(params, "cores", self), masks)
         if len(cores) != len(self._template.cores):
             raise ValueError(
                 f"params['cores'] must hold {len(self._template.cores)} arrays; got {len(cores)}"
@@ -439,7 +463,7 @@ class TensorizedLinear:
                 )
         y = self._contract(x, cores)
         if self.bias:
-            y = y + params["bias"]
+            y = y + _param(params, "bias", self)
         return y
 
     def _contract(self, x, cores):

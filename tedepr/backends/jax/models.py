@@ -231,6 +231,14 @@ class Model:
             out.update(layer.structure(f"{n}/"))
         return out
 
+    def output_width(self, params, sample_shape=None, dtype=jnp.float32) -> int | None:
+        """The last axis of the logits (the number of classes), from an abstract forward pass of
+        one sample (`jax.eval_shape`: traced, not computed); None for an output without one."""
+        shape = self.input_shape if sample_shape is None else tuple(sample_shape)
+        x = jax.ShapeDtypeStruct((1,) + shape, dtype)
+        out = jax.eval_shape(lambda p, v: self.apply(p, v, train=False), params, x)
+        return int(out.shape[-1]) if len(out.shape) >= 2 else None
+
     def dummy_input(self, batch: int = 1, dtype=jnp.float32):
         return jnp.ones((batch,) + self.input_shape, dtype)
 
@@ -260,7 +268,9 @@ class Model:
 
 # ------------------------------------------------------------------------------------------ zoo
 def _check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} {value!r}")
+    if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
     return value
 
@@ -268,6 +278,9 @@ def _check_int(value, name: str, minimum: int = 1) -> int:
 def lenet300_100(num_classes=10, in_channels=1, image_size=28, hidden=(300, 100)) -> Model:
     """MLP ``C·H·W → 300 → 100 → num_classes`` with ReLU on the flattened image."""
     n_in = in_channels * image_size * image_size
+    if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
+        raise TypeError(f"hidden must be a sequence of ints >= 1; got {type(hidden).__name__}")
+    hidden = tuple(_check_int(w, f"hidden[{k}]") for k, w in enumerate(hidden))
     widths = (n_in, *hidden)
     layers = {
         f"hidden/{k}": Dense(a, b)
@@ -446,6 +459,7 @@ def resnet18(num_classes=10, in_channels=3, image_size=32) -> Model:
 def lstm_classifier(num_classes=10, in_channels=1, image_size=28, hidden_size=128) -> Model:
     """Sequential images: each row is a time step of ``C·W`` features; one LSTM layer; Linear on the
     last hidden state."""
+    _check_int(hidden_size, "hidden_size")
     input_size = in_channels * image_size
     layers = {
         "lstm": LSTM(input_size, hidden_size, batch_first=True),
@@ -475,8 +489,11 @@ def vit(
     """A small ViT: flattened patches → Linear(dim), class token, position embeddings, ``depth``
     pre-norm GELU encoder layers, LayerNorm, Linear on the class token. ``patch_size`` defaults to
     ``image_size // 4`` (4×4 = 16 tokens: 7 on 28×28), as the torch zoo."""
+    for value, arg in ((dim, "dim"), (depth, "depth"), (heads, "heads"), (mlp_dim, "mlp_dim")):
+        _check_int(value, arg)
     if patch_size is None:
         patch_size = max(1, image_size // 4)
+    _check_int(patch_size, "patch_size")
     if image_size % patch_size != 0:
         raise ValueError(
             f"patch_size must divide image_size; got patch_size={patch_size}, "

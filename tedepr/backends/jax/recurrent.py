@@ -30,6 +30,7 @@ from .layers import (
     _check_dtype,
     _check_positive_int,
     _layer_name,
+    _param,
     _sub,
     draw,
     masked,
@@ -127,11 +128,11 @@ class LSTM(_LSTMBase):
 
     def apply(self, params, x, masks=None, state=None):
         x = _time_major(x, self.batch_first, self.input_size)
-        w_ih = masked(params["weight_ih"], _sub(masks, "weight_ih"))
-        w_hh = masked(params["weight_hh"], _sub(masks, "weight_hh"))
+        w_ih = masked(_param(params, "weight_ih", self), _sub(masks, "weight_ih"))
+        w_hh = masked(_param(params, "weight_hh", self), _sub(masks, "weight_hh"))
         gates_x = jnp.matmul(x, w_ih)
         if self.bias:
-            gates_x = gates_x + params["bias_ih"] + params["bias_hh"]
+            gates_x = gates_x + _param(params, "bias_ih", self) + _param(params, "bias_hh", self)
         return self._run(gates_x, lambda h: jnp.matmul(h, w_hh), state)
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
@@ -249,10 +250,10 @@ class TensorizedLSTM(_LSTMBase):
     def apply(self, params, x, masks=None, state=None):
         """``x (T, B, input_size)`` (or ``(B, T, ...)``) -> ``(outputs, (h_n, c_n))`` as `LSTM`."""
         x = _time_major(x, self.batch_first, self.input_size)
-        gates_x = self.ih.apply(params["ih"], x, _sub(masks, "ih"))
+        gates_x = self.ih.apply(_param(params, "ih", self), x, _sub(masks, "ih"))
         if self.bias:
-            gates_x = gates_x + params["bias_ih"] + params["bias_hh"]
-        hh_params, hh_masks = params["hh"], _sub(masks, "hh")
+            gates_x = gates_x + _param(params, "bias_ih", self) + _param(params, "bias_hh", self)
+        hh_params, hh_masks = _param(params, "hh", self), _sub(masks, "hh")
         return self._run(gates_x, lambda h: self.hh.apply(hh_params, h, hh_masks), state)
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...pruning.problem import CoreInfo
+from ...validation import check_batch, check_input_shape
 from .masking import is_prunable, leaf_paths
 from .models import Model
 from .training import _loss_fn
@@ -56,19 +57,30 @@ def as_batches(data, num_batches: int | None) -> list[tuple[np.ndarray, np.ndarr
             f"got {type(data).__name__}"
         )
     out = []
-    for item in itertools.islice(iter(data), num_batches):
+    for index, item in enumerate(itertools.islice(iter(data), num_batches)):
         if not (isinstance(item, (tuple, list)) and len(item) >= 2):
-            raise TypeError("data must yield (x, y) batches")
-        x, y = np.asarray(item[0]), np.asarray(item[1])
-        if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(
-                f"data: x must be floating point (normalise images first); got {x.dtype}"
+            raise TypeError(
+                f"data must yield (x, y) batches; batch {index} is a {type(item).__name__}"
             )
-        if not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"data: y must hold integer class indices; got {y.dtype}")
+        x, y = _host_array(item[0], index, "inputs x"), _host_array(item[1], index, "labels y")
+        check_batch(x, y, name="data", index=index)
         out.append((x, y))
     if not out:
         raise ValueError("data yielded no batches")
+    return out
+
+
+def _host_array(a, index: int, what: str) -> np.ndarray:
+    try:
+        out = np.asarray(a)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"data (batch {index}): {what} must be an array; got {type(a).__name__}"
+        ) from exc
+    if out.dtype.kind not in "biuf":
+        raise TypeError(
+            f"data (batch {index}): {what} must be a numeric array; got {type(a).__name__}"
+        )
     return out
 
 
@@ -147,9 +159,17 @@ class JaxScoringProblem:
         by_path = dict(zip(self._paths, leaves, strict=True))
         self._weights = {p: by_path[p] for p in self._prunable}
         self._others = {p: by_path[p] for p in self._paths if p not in self._weights}
+        input_shape = check_input_shape(input_shape)
+        batches = as_batches(data, num_batches)
+        if batches:  # each batch against the model: its sample shape and output width
+            width = model.output_width(params, None, self._dtype())
+            for index, (x, y) in enumerate(batches):
+                check_batch(
+                    x, y, name="data", index=index, num_classes=width, input_shape=model.input_shape
+                )
         self._batches = [
             (jnp.asarray(x, dtype=self._dtype()), jnp.asarray(y, dtype=jnp.int32))
-            for x, y in as_batches(data, num_batches)
+            for x, y in batches
         ]
         self.loss_fn: Callable = _loss_fn(loss)
         self.input_shape = tuple(model.input_shape if input_shape is None else input_shape)

@@ -18,6 +18,7 @@ from typing import Any
 import jax
 
 from ...shapes import check_format
+from ...validation import check_globs_match
 from .attention import (
     MultiheadAttention,
     TensorizedMultiheadAttention,
@@ -196,6 +197,10 @@ def tensorize(
         "tensorize_hidden": tensorize_hidden,
     }
     _check_options(defaults)
+    names = list(model.layers)
+    check_globs_match(include, names, "include")
+    check_globs_match(exclude, names, "exclude")
+    check_globs_match(overrides, names, "overrides")
     layers = dict(model.layers)
     reasons, used = [], set()
     for name, layer in model.layers.items():

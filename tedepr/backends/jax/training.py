@@ -62,6 +62,7 @@ from ...training import (
     lr_factor,
     run_fit,
 )
+from ...validation import check_batch
 from .layers import BatchNorm
 from .masking import apply_masks, flatten_masks, leaf_paths, normalize_masks
 from .models import Model
@@ -230,6 +231,8 @@ def _check_data(data, name: str):
             raise ValueError(
                 f"{name}: x and y must have the same length N; got {x.shape} and {y.shape}"
             )
+        # finiteness is fit's non-finite event (it names the batch and sample, and can skip)
+        check_batch(x, y, name=name, finite=False)
         return x, y
     check_reiterable(data, name)
     return data

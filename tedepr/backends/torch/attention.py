@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...shapes import check_format
-from .layers import LINEAR_CLASSES, _check_strategy, _spawn
+from .layers import LINEAR_CLASSES, _check_strategy, _check_tensor, _spawn
 
 __all__ = ["TensorizedMultiheadAttention", "TensorizedTransformerEncoderLayer"]
 
@@ -162,6 +162,8 @@ class TensorizedMultiheadAttention(nn.Module):
         average_attn_weights: bool = True,
         is_causal: bool = False,
     ):
+        for arg, tensor in (("query", query), ("key", key), ("value", value)):
+            _check_tensor(tensor, self, arg)
         batched = query.dim() == 3
         if query.dim() not in (2, 3) or key.dim() != query.dim() or value.dim() != query.dim():
             raise ValueError(
@@ -404,6 +406,7 @@ class TensorizedTransformerEncoderLayer(nn.Module):
         src_key_padding_mask: torch.Tensor | None = None,
         is_causal: bool = False,
     ):
+        _check_tensor(src, self, "src")
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)

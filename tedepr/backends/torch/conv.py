@@ -34,7 +34,7 @@ from ...contraction import STEP_OVERHEAD_FLOPS, plan_reconstruction
 from ...decompositions import decompose_conv
 from ...init import random_factorized_conv
 from ...shapes import check_format
-from .layers import TensorizedLayer, _check_strategy, _resolve_d, _torch_seed
+from .layers import TensorizedLayer, _check_strategy, _check_tensor, _resolve_d, _torch_seed
 
 __all__ = [
     "TTConv2d",
@@ -209,6 +209,7 @@ class _TensorizedConv2d(TensorizedLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C_in, H, W)`` or ``(C_in, H, W)`` -> ``(N, C_out, H_out, W_out)`` (or
         unbatched)."""
+        _check_tensor(x, self)
         if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
             raise ValueError(
                 f"input must have shape (N, {self.in_channels}, H, W) or "

@@ -24,6 +24,16 @@ from ...formats import Factorized, from_cores
 from ...init import random_factorized
 from ...shapes import check_format
 
+
+def _check_tensor(value, module: nn.Module, argument: str = "input") -> None:
+    """A `TypeError` like ``nn.Linear``'s for a non-tensor input (a NumPy array, a list)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"{type(module).__name__}.forward(): argument '{argument}' must be Tensor, not "
+            f"{type(value).__name__} (convert with torch.as_tensor)"
+        )
+
+
 __all__ = [
     "TensorizedLayer",
     "TTLinear",
@@ -327,6 +337,7 @@ class _TensorizedLinear(TensorizedLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ W + bias``: ``(..., in_features) -> (..., out_features)``."""
+        _check_tensor(x, self)
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"input must have shape (..., {self.in_features}); got {tuple(x.shape)}"

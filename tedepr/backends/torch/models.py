@@ -49,9 +49,21 @@ __all__ = [
 
 
 def _check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} {value!r}")
+    if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
     return value
+
+
+def _check_widths(value, name: str) -> tuple[int, ...]:
+    """A sequence of layer widths (ints >= 1)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of ints >= 1; got {type(value).__name__}")
+    widths = tuple(value)
+    for k, w in enumerate(widths):
+        _check_int(w, f"{name}[{k}]")
+    return widths
 
 
 def _as_nchw(x: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -81,7 +93,7 @@ class LeNet300_100(nn.Module):
     ):
         super().__init__()
         self.in_features = in_channels * image_size * image_size
-        widths = (self.in_features, *hidden)
+        widths = (self.in_features, *_check_widths(hidden, "hidden"))
         pairs = zip(widths[:-1], widths[1:], strict=True)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.classifier = nn.Linear(widths[-1], num_classes)
@@ -148,6 +160,8 @@ class VGG(nn.Module):
                     f"config must be one of {', '.join(map(repr, VGG_CONFIGS))}; got {config!r}"
                 )
             config = VGG_CONFIGS[config]
+        if not isinstance(batch_norm, bool):
+            raise TypeError(f"batch_norm must be a bool; got {type(batch_norm).__name__}")
         self.in_channels = in_channels
         layers: list[nn.Module] = []
         channels = in_channels
@@ -225,6 +239,7 @@ class CifarResNet(nn.Module):
         shortcut: str = "A",
     ):
         super().__init__()
+        _check_int(depth, "depth")
         if (depth - 2) % 6 != 0 or depth < 8:
             raise ValueError(f"depth must be 6n+2 with n >= 1 (20, 32, 56, ...); got {depth}")
         if shortcut not in ("A", "B"):
@@ -310,6 +325,8 @@ class LSTMClassifier(nn.Module):
         num_layers: int = 1,
     ):
         super().__init__()
+        _check_int(hidden_size, "hidden_size")
+        _check_int(num_layers, "num_layers")
         self.in_channels = in_channels
         self.input_size = in_channels * image_size
         self.lstm = nn.LSTM(self.input_size, hidden_size, num_layers=num_layers, batch_first=True)
@@ -353,8 +370,15 @@ class ViT(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
+        for value, arg in ((dim, "dim"), (depth, "depth"), (heads, "heads"), (mlp_dim, "mlp_dim")):
+            _check_int(value, arg)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise TypeError(f"dropout must be a number in [0, 1); got {type(dropout).__name__}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
         if patch_size is None:
             patch_size = max(1, image_size // 4)  # 4×4 = 16 tokens: patch 7 on 28×28, 8 on 32×32
+        _check_int(patch_size, "patch_size")
         if image_size % patch_size != 0:
             raise ValueError(
                 f"patch_size must divide image_size; got patch_size={patch_size}, "

@@ -22,7 +22,7 @@ from torch import nn
 
 from ...init import target_std
 from ...shapes import check_format
-from .layers import LINEAR_CLASSES, _check_strategy, _spawn
+from .layers import LINEAR_CLASSES, _check_strategy, _check_tensor, _spawn
 
 __all__ = ["TensorizedLSTM", "TensorizedGRU"]
 
@@ -161,6 +161,7 @@ class _TensorizedRNNBase(nn.Module):
                 f"{type(self).__name__} does not take a PackedSequence; pass the padded "
                 "tensor (and mask the padded steps downstream)"
             )
+        _check_tensor(x, self)
         if x.dim() not in (2, 3) or x.shape[-1] != self.input_size:
             raise ValueError(
                 f"input must have shape (L, N, {self.input_size}) (batch_first: "

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ...pruning.problem import CoreInfo
+from ...validation import check_batch, check_input_shape, check_labels
 from .masking import prunable_parameters
 
 __all__ = ["TorchScoringProblem", "structure_of", "as_batches"]
@@ -45,18 +46,30 @@ def as_batches(data, num_batches: int | None, device) -> list[tuple[torch.Tensor
             f"data must be a DataLoader, an iterable of (x, y) batches, or None; got {type(data).__name__}"
         )
     out = []
-    for item in itertools.islice(iter(data), num_batches):
+    for index, item in enumerate(itertools.islice(iter(data), num_batches)):
         if not (isinstance(item, (tuple, list)) and len(item) >= 2):
-            raise TypeError("data must yield (x, y) batches")
+            raise TypeError(
+                f"data must yield (x, y) batches; batch {index} is a {type(item).__name__}"
+            )
         x, y = item[0], item[1]
-        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-        y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
-        if not torch.is_floating_point(x):
-            x = x.float()
+        x, y = _tensor(x, index, "inputs x"), _tensor(y, index, "labels y")
+        check_batch(x, y, name="data", index=index)
         out.append((x.to(device), y.long().to(device)))
     if not out:
         raise ValueError("data yielded no batches")
     return out
+
+
+def _tensor(a, index: int, what: str) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        return a
+    try:
+        return torch.as_tensor(np.asarray(a))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(
+            f"data (batch {index}): {what} must be a NumPy array or torch tensor; got "
+            f"{type(a).__name__}"
+        ) from exc
 
 
 def structure_of(model: torch.nn.Module, names: Iterable[str]) -> dict[str, CoreInfo]:
@@ -122,11 +135,45 @@ class TorchScoringProblem:
         )
         self.model.to(self.device)
         self._params = {n: p.detach() for n, p in prunable_parameters(self.model).items()}
+        input_shape = check_input_shape(input_shape)
         self._batches = as_batches(data, num_batches, self.device)
         self.loss_fn = loss_fn or F.cross_entropy
+        self._check_data(input_shape)
         if input_shape is None and self._batches:
             input_shape = tuple(self._batches[0][0].shape[1:])
         self.input_shape = input_shape
+
+    def _check_data(self, input_shape) -> None:
+        """Every batch against the model: one sample's shape (when given), and labels below the
+        output width, found by a forward pass of one sample in eval mode (no statistics change)."""
+        if not self._batches:
+            return
+        for index, (x, _) in enumerate(self._batches):
+            if input_shape is not None and tuple(x.shape[1:]) != input_shape:
+                raise ValueError(
+                    f"data (batch {index}): each sample must have shape {input_shape} "
+                    f"(input_shape); got x of shape {tuple(x.shape)}"
+                )
+        widths: dict[tuple, int | None] = {}  # one forward per distinct sample shape
+        mode = self.model.training
+        try:
+            self.model.eval()
+            for index, (x, y) in enumerate(self._batches):
+                shape = tuple(x.shape[1:])
+                if shape not in widths:
+                    try:
+                        with torch.no_grad():
+                            out = self.model(x[:1])
+                    except RuntimeError as exc:
+                        raise ValueError(
+                            f"data (batch {index}): the model cannot take these inputs (one sample "
+                            f"of shape {shape}, dtype {x.dtype}): {exc}"
+                        ) from exc
+                    is_logits = isinstance(out, torch.Tensor) and out.dim() >= 2
+                    widths[shape] = int(out.shape[-1]) if is_logits else None
+                check_labels(y, name="data", index=index, num_classes=widths[shape])
+        finally:
+            self.model.train(mode)
 
     @property
     def has_data(self) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from ...shapes import check_format
+from ...validation import check_globs_match
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
 from .conv import conv_class
 from .layers import TensorizedLayer, linear_class
@@ -225,6 +226,10 @@ def tensorize(
             f"overrides must map glob strings to dicts of keyword arguments; got {overrides!r}"
         )
 
+    names = [n for n, _ in model.named_modules(remove_duplicate=False)]
+    check_globs_match(include, names, "include", "module")
+    check_globs_match(exclude, names, "exclude", "module")
+    check_globs_match(overrides, names, "overrides", "module")
     new_model = copy.deepcopy(model)
     handled: list[str] = []  # modules whose descendants are never visited
     memo: dict[int, nn.Module | None] = {}  # a module shared under several names is replaced once

@@ -56,6 +56,7 @@ from tedepr.training import (
     is_array_pair,
     run_fit,
 )
+from tedepr.validation import check_batch
 
 __all__ = [
     "OPTIMIZERS",
@@ -163,6 +164,7 @@ def make_loader(
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    check_batch(xt, yt, name="make_loader(x, y)")
     return ArrayLoader(xt, yt.long(), batch_size, bool(shuffle), seed, bool(drop_last))
 
 
@@ -385,6 +387,7 @@ def _evaluate_sums(
             continue
         x, y = _prepare(x, y, device, dtype, name)
         out = model(x)
+        check_batch(x, y, name=name, num_classes=out.shape[-1])
         n = y.shape[0]
         sums += torch.stack(
             [
@@ -499,6 +502,8 @@ class _TorchSession:
             group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         out = self.net(x)
+        # labels in range of the model's output (finiteness is the non-finite event's job)
+        check_batch(x, y, name="train_data", num_classes=out.shape[-1], finite=False)
         batch_loss = self.loss_fn(out, y)
         (batch_loss * weight if weight != 1.0 else batch_loss).backward()
         loss = batch_loss.detach()
