@@ -134,6 +134,14 @@ def environment() -> dict:
 
 def _worker_init(threads: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    if sys.platform.startswith("linux"):  # a worker dies with the study, never runs on orphaned
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def _worker_run(spec: dict, data_config: dict, threads: int) -> dict:
