@@ -19,13 +19,18 @@ from .formats import CPMatrix, Factorized, TRMatrix, TTMatrix, TuckerMatrix, fro
 from .init import conv_modes, core_std, random_factorized, random_factorized_conv, target_std
 from .io import CorruptFileError, load, save
 from .namespace import get_namespace
-from .pruning import scores
+from .pruning import Guards, scores
+from .budget import BudgetError
+from .compression import DeadLayerError
 from .report import Report
 from .shapes import FORMATS, auto_modes, balanced_modes, solve_ranks
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BudgetError",
+    "DeadLayerError",
+    "Guards",
     "FORMATS",
     "STRATEGIES",
     "Report",

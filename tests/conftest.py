@@ -12,6 +12,12 @@
 
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+# reference/ (the NumPy oracle) lives beside the package and is never installed: import it from here
+_sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
+
 import importlib
 import math
 import os
