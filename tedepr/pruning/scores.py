@@ -8,7 +8,10 @@ runs the schedule and the global selection (`tedepr.pruning.selection.select`).
 Registered: ``random``, ``magnitude``, ``snip`` (Lee et al. 2019), ``grasp`` (Wang et al. 2020),
 ``synflow`` (Tanaka et al. 2020), ``force`` (de Jorge et al. 2021) and ``trainability`` — the TEDEPR
 score (docs/method.md §6, §9): the connection sensitivity of the *pruned low-rank* network, recomputed
-progressively on an exponential schedule, with the structural guards always on.
+progressively on an exponential schedule, with the structural guards always on. Stronger baselines
+(docs/method.md, "Baselines"): ``erk`` (random with ERK layer-wise densities; Liu et al. 2022),
+``prospr`` (meta-gradients through SGD steps; Alizadeh et al. 2022) and ``ntksap`` (NTK-trace
+saliency; Wang et al. 2023).
 """
 
 from __future__ import annotations
