@@ -15,6 +15,7 @@ from collections import defaultdict
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("files", nargs="+")
+    ap.add_argument("--seeds", type=int, nargs="*", default=None, help="only these seeds")
     args = ap.parse_args(argv)
     accs: dict = defaultdict(dict)
     kept: dict = defaultdict(set)
@@ -23,7 +24,8 @@ def main(argv=None):
             for row in json.load(fh):
                 key = (row["method"], row["sparsity"])
                 for seed, acc in zip(row["seeds"], row["accs"], strict=True):
-                    accs[key][seed] = acc
+                    if args.seeds is None or seed in args.seeds:
+                        accs[key][seed] = acc
                 kept[key].update(row["kept"])
     methods = sorted({m for m, _ in accs})
     sparsities = sorted({s for _, s in accs})
