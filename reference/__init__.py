@@ -7,6 +7,14 @@ compare tedepr against it. It imports only numpy and the standard library: it ne
 (nor opt_einsum, scipy, torch or jax), so it cannot share a bug with the code it checks.
 """
 
+from .baselines import (
+    erk_real_counts,
+    lookahead_loss,
+    mlp_forward,
+    ntk_sap_objective,
+    ntk_sap_scores,
+    prospr_scores,
+)
 from .contract import conv2d_reference, einsum_equation, einsum_reference, matmul_reference
 from .decompositions import hosvd, tr_svd, tt_svd
 from .paths import chain_paths, live_ranks, path_count, useful
@@ -57,4 +65,10 @@ __all__ = [
     "tt_mlp_forward",
     "cross_entropy",
     "synflow_objective",
+    "erk_real_counts",
+    "mlp_forward",
+    "lookahead_loss",
+    "prospr_scores",
+    "ntk_sap_objective",
+    "ntk_sap_scores",
 ]

@@ -198,7 +198,7 @@ def test_compress_keeps_exactly_the_budget(method):
         sparsity=0.995,
         format="tt",
         score=method,
-        rounds=3 if method in ("synflow", "force", "trainability") else None,
+        rounds=3 if tedepr.scores.get(method).rounds > 1 else None,
     )
     keep = round(0.005 * dense)
     assert res.report.kept_weights == keep
@@ -246,7 +246,9 @@ def test_guards_none_can_kill_a_layer_and_compress_names_it():
 
     # magnitude at 99.9% with the classifier (module "5" of this Sequential) left dense empties it
     with pytest.raises(DeadLayerError, match=r"weight\): 5;"):
-        compress(_lenet(), None, sparsity=0.999, format="tt", score="magnitude", guards=Guards.none())
+        compress(
+            _lenet(), None, sparsity=0.999, format="tt", score="magnitude", guards=Guards.none()
+        )
     res = compress(_lenet(), None, sparsity=0.999, format="tt", score="magnitude")
     assert all(r.live for r in res.report.layers)
     assert res.report.kept_weights == 266

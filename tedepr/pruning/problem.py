@@ -79,3 +79,10 @@ class ScoringProblem(Protocol):
         """``∂R/∂w`` at ``w = |θ| ⊙ m`` where ``R = Σ f(1)`` is the network's summed output on an
         all-ones input with every nonlinearity kept (SynFlow, Tanaka et al. 2020); normalisation
         layers in eval mode. Evaluated in float64."""
+
+    # Optional (the baselines `prospr` and `ntksap` need them; docs/method.md, "Baselines"):
+    #
+    # lookahead_gradient(masks, steps, lr) -> ``∂L_M(w_M)/∂w_0`` at ``w_0 = θ ⊙ m`` through ``steps``
+    #     SGD steps ``w_{k+1} = w_k − lr ∇L_k(w_k)`` on the prunable weights (batch ``k mod B``).
+    # ntk_perturbation_gradient(masks, weights, perturbed, inputs) -> ``∂R/∂m`` of
+    #     ``R(m) = mean_x ||f(x; w ⊙ m) − f(x; w' ⊙ m)||²`` (eval mode).

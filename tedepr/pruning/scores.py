@@ -8,7 +8,10 @@ runs the schedule and the global selection (`tedepr.pruning.selection.select`).
 Registered: ``random``, ``magnitude``, ``snip`` (Lee et al. 2019), ``grasp`` (Wang et al. 2020),
 ``synflow`` (Tanaka et al. 2020), ``force`` (de Jorge et al. 2021), ``trainability`` — the TEDEPR
 score (docs/method.md §6, §10): structured pruning of whole bond indices by connection sensitivity per
-entry — and ``trainability-entries``, its entry-wise, progressive, connected-only variant.
+entry — and ``trainability-entries``, its entry-wise, progressive, connected-only variant. Stronger baselines
+(docs/method.md, "Baselines"): ``erk`` (random with ERK layer-wise densities; Liu et al. 2022),
+``prospr`` (meta-gradients through SGD steps; Alizadeh et al. 2022) and ``ntksap`` (NTK-trace
+saliency; Wang et al. 2023).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ __all__ = [
     "FORCE",
     "Trainability",
     "TrainabilityEntries",
+    "ERK",
+    "ProsPr",
+    "NTKSAP",
+    "erk_counts",
 ]
 
 _REGISTRY: dict[str, type[Score]] = {}
@@ -292,9 +299,218 @@ def prune(
     schedule = exponential_schedule(keep / total, score.rounds)
     for k, density in enumerate(schedule, start=1):
         count = keep if k == len(schedule) else max(keep, round(density * total))
-        imp = score.importance(problem, masks, rng)
+        if getattr(score, "needs_keep", False):  # a score that needs the round's target (erk)
+            imp = score.importance(problem, masks, rng, keep=count)
+        else:
+            imp = score.importance(problem, masks, rng)
         _check_finite(xp, imp, score.name)
         masks = select(imp, count, structure=structure, guards=guards, xp=xp)
         if progress is not None:
             progress(k, len(schedule))
     return masks
+
+
+# ----------------------------------------------------------------------------- stronger baselines
+# (docs/method.md, "Baselines"). Random draws are made in canonical name order and canonical layout,
+# as `Random` does, so that both backends draw the same numbers for the same weights.
+
+
+def _canonical_shape(shape, perm):
+    return shape if perm is None else tuple(shape[perm.index(i)] for i in range(len(shape)))
+
+
+def _to_layout(canonical: np.ndarray, perm) -> np.ndarray:
+    return canonical if perm is None else np.transpose(canonical, perm)
+
+
+def erk_counts(shapes: Mapping[str, tuple[int, ...]], keep: int) -> dict[str, int]:
+    """Entries kept per array under Erdős–Rényi-Kernel densities (Evci et al. 2020; Liu et al. 2022).
+
+    The density of an array of shape ``s`` is ``ε · sum(s) / prod(s)`` (for a Linear ``(out, in)``:
+    ``ε (in + out) / (in · out)``; for a conv kernel or a tensor core, the same over every axis), with
+    ``ε`` chosen so that the kept total is ``keep``; an array whose density would exceed 1 is kept
+    dense and ``ε`` is re-solved for the rest. The real-valued counts are rounded by largest
+    remainder (ties in canonical name order), so they sum to exactly ``keep``.
+    """
+    names = canonical_order(shapes)
+    sizes = {n: math.prod(shapes[n]) for n in names}
+    total = sum(sizes.values())
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= total:
+        raise ValueError(f"keep must be an int in [0, {total}]; got {keep!r}")
+    raw = {n: sum(shapes[n]) / sizes[n] for n in names}
+    dense: set[str] = set()
+    while True:
+        rest = [n for n in names if n not in dense]
+        budget = keep - sum(sizes[n] for n in dense)
+        denom = sum(raw[n] * sizes[n] for n in rest)
+        eps = budget / denom if denom > 0 else 0.0
+        over = [n for n in rest if eps * raw[n] > 1.0]
+        if not over:
+            break
+        dense.add(max(over, key=lambda n: raw[n]))  # the densest first, then re-solve
+    real = {n: float(sizes[n]) if n in dense else eps * raw[n] * sizes[n] for n in names}
+    counts = {n: min(sizes[n], math.floor(real[n])) for n in names}
+    short = keep - sum(counts.values())
+    order = sorted(
+        (n for n in names if counts[n] < sizes[n]),
+        key=lambda n: (-(real[n] - counts[n]), names.index(n)),
+    )
+    for n in order[:short]:
+        counts[n] += 1
+    return counts
+
+
+@register
+@dataclass(frozen=True)
+class ERK(Score):
+    """Random pruning with Erdős–Rényi-Kernel layer-wise densities (Liu et al., ICLR 2022, "The
+    Unreasonable Effectiveness of Random Sparse Training"; ERK from Evci et al. 2020, RigL).
+
+    Each prunable array keeps `erk_counts` entries, chosen uniformly at random inside the array. The
+    per-array quotas go through the global selection unchanged: the quota's entries score ``1 + u``
+    and the others ``u · 1e-6`` (``u`` uniform in [0, 1)), so a selection of exactly ``keep`` entries
+    takes every quota (guard reservations, which are kept first, can displace a few quota entries —
+    the total stays exact). Data-free, one shot. ``prune`` passes the target ``keep``; for
+    `compute_scores` give ``density=`` (the kept fraction).
+    """
+
+    name: ClassVar[str] = "erk"
+    needs_data: ClassVar[bool] = False
+    #: `prune` passes ``keep=`` (the round's target count) to `importance`
+    needs_keep: ClassVar[bool] = True
+    density: float | None = None
+
+    def __post_init__(self):
+        if self.density is not None and (
+            isinstance(self.density, bool)
+            or not isinstance(self.density, (int, float))
+            or not 0.0 < self.density <= 1.0
+        ):
+            raise ValueError(f"density must be a float in (0, 1]; got {self.density!r}")
+
+    def importance(self, problem, masks, rng, keep: int | None = None):
+        xp = problem.xp
+        weights = problem.weights()
+        structure = problem.structure()
+        shapes = {n: tuple(w.shape) for n, w in weights.items()}
+        if keep is None:
+            if self.density is None:
+                raise ValueError(
+                    "score 'erk' needs its target: prune() passes keep=, or give density= (the "
+                    "kept fraction in (0, 1]) to compute_scores"
+                )
+            keep = round(self.density * sum(math.prod(s) for s in shapes.values()))
+        counts = erk_counts(shapes, keep)
+        out = {}
+        for n in canonical_order(weights):
+            perm = structure[n].layout
+            u = rng.random(_canonical_shape(shapes[n], perm))
+            flat = u.reshape(-1)
+            imp = flat * 1e-6
+            top = np.argsort(-flat, kind="stable")[: counts[n]]
+            imp[top] = 1.0 + flat[top]
+            out[n] = xp.asarray(_to_layout(imp.reshape(u.shape), perm), dtype=weights[n].dtype)
+        return out
+
+
+@register
+@dataclass(frozen=True)
+class ProsPr(Score):
+    """Prospect pruning (Alizadeh et al., ICLR 2022): the meta-gradient ``|∂L(w_M)/∂m|`` at ``m`` (all
+    ones in one shot), where ``w_0 = θ ⊙ m`` and ``w_{k+1} = w_k − lr ∇L_k(w_k)`` are ``steps`` plain
+    SGD steps, differentiated through the steps (second order). Since ``w_0 = θ ⊙ m``, the score is
+    ``|θ ⊙ ∂L(w_M)/∂w_0|`` (`ScoringProblem.lookahead_gradient`).
+
+    Defaults are those of the paper and its public code: ``steps=3``, ``lr=0.1`` (its SGD training
+    learning rate), one shot (``rounds=1``; ``rounds > 1`` rescores the pruned network on the
+    exponential schedule, as FORCE does). Step ``k`` uses scoring batch ``k mod B`` and the final loss
+    batch ``steps mod B`` — with one batch (the default of `compress` and of the paper's code) every
+    step and the final loss use the same batch. Deviation: only the prunable weights take the steps;
+    biases and normalisation parameters stay at their initial values.
+    """
+
+    name: ClassVar[str] = "prospr"
+    steps: int = 3
+    lr: float = 0.1
+
+    def __post_init__(self):
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"steps must be a non-negative int; got {self.steps!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
+            raise ValueError(f"lr must be a positive float; got {self.lr!r}")
+
+    def importance(self, problem, masks, rng):
+        xp = problem.xp
+        weights = problem.weights()
+        m = masks if masks is not None else _ones(xp, weights)
+        grads = problem.lookahead_gradient(m, self.steps, float(self.lr))
+        return {n: xp.abs(weights[n] * grads[n]) for n in weights}
+
+
+@register
+@dataclass(frozen=True)
+class NTKSAP(Score):
+    """NTK-SAP (Wang et al., ICLR 2023): the saliency ``|∂R/∂m|`` of the finite-difference estimate of
+    the NTK trace, ``R(m) = mean_x ||f(x; θ'⊙m) − f(x; (θ' + εΔ)⊙m)||²``
+    (`ScoringProblem.ntk_perturbation_gradient`), data-agnostic and iterative.
+
+    Every round draws, in canonical name order and layout: a fresh re-initialisation
+    ``θ' ~ N(0, σ²)`` of each prunable array, σ the standard deviation of its current weights (a layer
+    does not know its initialiser; "multi-sampling"), then ``Δ ~ N(0, 1)`` per array, then
+    ``samples`` Gaussian inputs ``x ~ N(0, I)``. Entries already pruned score 0
+    (the paper's ``|∂R/∂m| · [m ≠ 0]``), so they stay pruned. Defaults: ``eps=0.01`` and 100 inputs
+    per round (the paper's code: 10 × classes), ``rounds=20`` on the exponential schedule (the paper
+    uses 100; 20 keeps it CPU-friendly). Biases and normalisation keep their current values;
+    normalisation runs in eval mode. Data-free; needs the input shape.
+    """
+
+    name: ClassVar[str] = "ntksap"
+    needs_data: ClassVar[bool] = False
+    rounds: int = 20
+    eps: float = 0.01
+    samples: int = 100
+
+    def __post_init__(self):
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not self.eps > 0:
+            raise ValueError(f"eps must be a positive float; got {self.eps!r}")
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
+            raise ValueError(f"samples must be a positive int; got {self.samples!r}")
+
+    def draws(self, problem, rng):
+        """The round's random arrays, as NumPy float64 in the backend's layout: ``(θ', θ' + εΔ, x)``."""
+        from ..namespace import to_numpy
+
+        weights = problem.weights()
+        structure = problem.structure()
+        names = canonical_order(weights)
+        theta = {}
+        for n in names:
+            perm = structure[n].layout
+            sigma = float(np.std(to_numpy(weights[n]).astype(np.float64)))
+            draw = rng.standard_normal(_canonical_shape(tuple(weights[n].shape), perm)) * sigma
+            theta[n] = _to_layout(draw, perm)
+        perturbed = {}
+        for n in names:
+            perm = structure[n].layout
+            delta = rng.standard_normal(_canonical_shape(tuple(weights[n].shape), perm))
+            perturbed[n] = theta[n] + self.eps * _to_layout(delta, perm)
+        input_shape = getattr(problem, "input_shape", None)
+        if input_shape is None:
+            raise ValueError(
+                "score 'ntksap' needs the input shape of one sample: pass input_shape="
+            )
+        x = rng.standard_normal((self.samples, *tuple(input_shape)))
+        return theta, perturbed, x
+
+    def importance(self, problem, masks, rng):
+        xp = problem.xp
+        weights = problem.weights()
+        m = masks if masks is not None else _ones(xp, weights)
+        theta, perturbed, x = self.draws(problem, rng)
+        grads = problem.ntk_perturbation_gradient(m, theta, perturbed, x)
+        out = {}
+        for n, w in weights.items():
+            g = xp.abs(grads[n])
+            g = xp.astype(g, w.dtype) if g.dtype != w.dtype else g
+            out[n] = g if masks is None else g * xp.astype(masks[n], w.dtype)
+        return out

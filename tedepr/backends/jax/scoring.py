@@ -282,6 +282,52 @@ class JaxScoringProblem:
         with float64_context():
             return self._out(self._synflow(self._weights, m, self._others))
 
+    def _lookahead_fn(self, weights, masks, others, batches, lr, steps):
+        def objective(w0):
+            w = w0
+            for k in range(steps):
+                x, y = batches[k % len(batches)]
+                g = jax.grad(self._loss)(w, others, x, y)
+                w = {n: w[n] - lr * g[n] for n in w}
+            x, y = batches[steps % len(batches)]
+            return self._loss(w, others, x, y)
+
+        return jax.grad(objective)(self._effective(weights, masks))
+
+    def lookahead_gradient(self, masks, steps: int, lr: float):
+        """``∂L(w_M)/∂w_0`` at ``w_0 = θ ⊙ m``, through ``M = steps`` SGD steps
+        ``w_{k+1} = w_k − lr ∇L_k(w_k)`` on the prunable weights (ProsPr); step ``k`` uses batch
+        ``k mod B``, the final loss batch ``M mod B``. `jax.grad` through the unrolled steps."""
+        self._need_data("lookahead_gradient")
+        if not hasattr(self, "_lookahead"):
+            self._lookahead = jax.jit(self._lookahead_fn, static_argnames=("steps",))
+        m = self._masks(masks)
+        return self._out(
+            self._lookahead(
+                self._weights, m, self._others, tuple(self._batches), float(lr), steps=int(steps)
+            )
+        )
+
+    def _ntk_fn(self, masks, weights, perturbed, others, x):
+        def objective(m):
+            f = self.model.apply(self._params_with(self._effective(weights, m), others), x)
+            fp = self.model.apply(self._params_with(self._effective(perturbed, m), others), x)
+            return jnp.mean(jnp.sum(((f - fp) ** 2).reshape(x.shape[0], -1), axis=1))
+
+        return jax.grad(objective)(masks)
+
+    def ntk_perturbation_gradient(self, masks, weights, perturbed, inputs):
+        """``∂R/∂m`` of ``R(m) = mean_x ||f(x; w⊙m) − f(x; w'⊙m)||²`` (NTK-SAP), with ``weights`` w
+        and ``perturbed`` w' replacing the prunable leaves (other leaves as they are) and
+        normalisation in eval mode; ``inputs`` a batch of samples."""
+        if not hasattr(self, "_ntk"):
+            self._ntk = jax.jit(self._ntk_fn)
+        dtype = self._dtype()
+        m = {n: jnp.asarray(v, dtype=dtype) for n, v in self._masks(masks).items()}
+        w = {n: jnp.asarray(weights[n], dtype=dtype) for n in self._weights}
+        wp = {n: jnp.asarray(perturbed[n], dtype=dtype) for n in self._weights}
+        return self._out(self._ntk(m, w, wp, self._others, jnp.asarray(inputs, dtype=dtype)))
+
     def evaluate_masks(self, masks) -> float:
         """Mean loss of the masked network on the scoring batches (diagnostics)."""
         self._need_data("evaluate_masks")

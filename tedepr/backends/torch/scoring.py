@@ -242,6 +242,50 @@ class TorchScoringProblem:
             n: (torch.zeros_like(w) if g is None else g) for (n, w), g in zip(eff.items(), grads)
         }
 
+    def lookahead_gradient(self, masks, steps: int, lr: float):
+        """``∂L(w_M)/∂w_0`` at ``w_0 = θ ⊙ m``, through ``M = steps`` SGD steps
+        ``w_{k+1} = w_k − lr ∇L_k(w_k)`` on the prunable weights (ProsPr); step ``k`` uses batch
+        ``k mod B``, the final loss batch ``M mod B``. Second order: autograd with create_graph."""
+        if not self._batches:
+            raise ValueError("lookahead_gradient needs data: pass (x, y) batches")
+        eff = self._effective(masks)
+        names = list(eff)
+        w = dict(eff)
+        nb = len(self._batches)
+        for k in range(steps):
+            x, y = self._batches[k % nb]
+            grads = torch.autograd.grad(
+                self._loss(w, x, y), [w[n] for n in names], create_graph=True, allow_unused=True
+            )
+            w = {n: (w[n] if g is None else w[n] - lr * g) for n, g in zip(names, grads)}
+        x, y = self._batches[steps % nb]
+        grads = torch.autograd.grad(self._loss(w, x, y), [eff[n] for n in names], allow_unused=True)
+        return {n: (torch.zeros_like(eff[n]) if g is None else g) for n, g in zip(names, grads)}
+
+    def ntk_perturbation_gradient(self, masks, weights, perturbed, inputs):
+        """``∂R/∂m`` of ``R(m) = mean_x ||f(x; w⊙m) − f(x; w'⊙m)||²`` (NTK-SAP), with ``weights`` w
+        and ``perturbed`` w' replacing the prunable parameters (other parameters as they are) and
+        normalisation in eval mode; ``inputs`` a batch of samples."""
+        dtype = next(iter(self._params.values())).dtype
+        m = {
+            n: torch.as_tensor(masks[n], device=self.device).to(dtype).requires_grad_(True)
+            for n in self._params
+        }
+
+        def tensor(a):
+            return torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a).to(
+                device=self.device, dtype=dtype
+            )
+
+        w = {n: tensor(weights[n]) * m[n] for n in self._params}
+        wp = {n: tensor(perturbed[n]) * m[n] for n in self._params}
+        x = tensor(inputs)
+        self.model.eval()
+        diff = functional_call(self.model, w, (x,)) - functional_call(self.model, wp, (x,))
+        r = (diff.reshape(len(x), -1) ** 2).sum(dim=1).mean()
+        grads = torch.autograd.grad(r, list(m.values()), allow_unused=True)
+        return {n: (torch.zeros_like(m[n]) if g is None else g) for n, g in zip(m, grads)}
+
     def evaluate_masks(self, masks: dict[str, Any]) -> float:
         """Mean loss of the masked network on the scoring batches (for diagnostics)."""
         eff = {n: (w * masks[n].to(w.dtype)) for n, w in self._params.items()}
