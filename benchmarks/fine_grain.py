@@ -86,7 +86,9 @@ def main(argv=None) -> None:
                     "kept": res.report.kept_weights,
                     "acc": h["eval_acc"],
                     "train_acc": h["train_acc"],
-                    "ranks": [(r.name, r.ranks, r.connected_ranks, r.kept) for r in res.report.layers],
+                    "ranks": [
+                        (r.name, r.ranks, r.connected_ranks, r.kept) for r in res.report.layers
+                    ],
                     "compress_s": t1 - t0,
                 }
                 done[(name, sparsity, seed)] = rec
@@ -102,7 +104,9 @@ def main(argv=None) -> None:
             accs = [100 * r["acc"] for r in recs]
             std = statistics.pstdev(accs) if len(accs) > 1 else 0.0
             kept = max(r["kept"] for r in recs)
-            print(f"| {100 * sparsity:g}% | {name} | {kept:,} | {statistics.fmean(accs):.2f} ± {std:.2f} |")
+            print(
+                f"| {100 * sparsity:g}% | {name} | {kept:,} | {statistics.fmean(accs):.2f} ± {std:.2f} |"
+            )
 
 
 if __name__ == "__main__":

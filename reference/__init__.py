@@ -17,7 +17,6 @@ from .baselines import (
 )
 from .contract import conv2d_reference, einsum_equation, einsum_reference, matmul_reference
 from .decompositions import hosvd, tr_svd, tt_svd
-from .paths import chain_paths, live_ranks, path_count, useful
 from .formats import (
     cp_to_dense,
     kernel_to_matrix,
@@ -37,6 +36,7 @@ from .gradients import (
     synflow_objective,
     tt_mlp_forward,
 )
+from .paths import chain_paths, live_ranks, path_count, useful
 
 __all__ = [
     "chain_paths",

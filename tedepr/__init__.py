@@ -5,7 +5,8 @@ The core (this package) is backend-neutral: it imports neither torch nor jax. Ba
 """
 
 from . import models, pruning, shapes
-from .compression import compress, score
+from .budget import BudgetError
+from .compression import DeadLayerError, compress, score
 from .contraction import (
     STRATEGIES,
     ContractionPlan,
@@ -20,8 +21,6 @@ from .init import conv_modes, core_std, random_factorized, random_factorized_con
 from .io import CorruptFileError, load, save
 from .namespace import get_namespace
 from .pruning import Guards, scores
-from .budget import BudgetError
-from .compression import DeadLayerError
 from .report import Report
 from .shapes import FORMATS, auto_modes, balanced_modes, solve_ranks
 

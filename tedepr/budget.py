@@ -45,7 +45,9 @@ class LayerShape:
         factored = None
         if f.format == "tucker":
             factored = tuple(r is not None for r in f.ranks)
-        return cls(name, f.format, tuple(f.in_modes), tuple(f.out_modes), int(f.dense_params), factored)
+        return cls(
+            name, f.format, tuple(f.in_modes), tuple(f.out_modes), int(f.dense_params), factored
+        )
 
     def floor(self) -> tuple:
         d = len(self.in_modes)

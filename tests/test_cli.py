@@ -154,7 +154,10 @@ def test_did_you_mean_for_methods(tmp_path):
 
 def test_python_m_alias():
     res = subprocess.run(
-        [sys.executable, "-m", "tedepr", "run", "--help"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "tedepr", "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 0 and "--sparsities" in res.stdout
 
@@ -189,7 +192,12 @@ def test_table_flags_rows_off_budget():
         }
 
     rows = aggregate(
-        [rec("a", 100, 0.9), rec("b", 120, 0.95), rec("c", 90, 0.5), rec("d", 100, None, "diverged")],
+        [
+            rec("a", 100, 0.9),
+            rec("b", 120, 0.95),
+            rec("c", 90, 0.5),
+            rec("d", 100, None, "diverged"),
+        ],
         ["a", "b", "c", "d"],
     )
     by = {r["method"]: r for r in rows}

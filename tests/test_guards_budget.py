@@ -33,9 +33,7 @@ def chains(draw, ring=None):
     density = draw(st.floats(0.2, 0.9))
     seed = draw(st.integers(0, 2**16))
     rng = np.random.default_rng(seed)
-    masks = [
-        rng.random((ranks[k], n, m, ranks[k + 1])) < density for k, (n, m) in enumerate(modes)
-    ]
+    masks = [rng.random((ranks[k], n, m, ranks[k + 1])) < density for k, (n, m) in enumerate(modes)]
     return ring, masks
 
 
@@ -70,7 +68,9 @@ def test_best_path_is_a_complete_path_of_maximal_score(case, seed):
     paths = reference.chain_paths(chosen, ring)
     assert len(paths) == 1  # the reserved entries form exactly one complete path
     full = [np.ones(m.shape, bool) for m in masks]
-    best = max(sum(scores[k][idx] for k, idx in enumerate(p)) for p in reference.chain_paths(full, ring))
+    best = max(
+        sum(scores[k][idx] for k, idx in enumerate(p)) for p in reference.chain_paths(full, ring)
+    )
     mine = sum(scores[k][idx] for k, idx in enumerate(paths[0]))
     assert mine == pytest.approx(best)
 
@@ -175,7 +175,9 @@ def test_allocation_gives_a_small_layer_its_floor_and_the_rest_its_share():
 def test_allocation_below_the_floors_is_a_budget_error():
     with pytest.raises(BudgetError, match="rank 1"):
         allocate_ranks(_LENET, floor_params(_LENET) - 1)
-    assert allocate_ranks(_LENET, 10, strict=False) == {layer.name: layer.floor() for layer in _LENET}
+    assert allocate_ranks(_LENET, 10, strict=False) == {
+        layer.name: layer.floor() for layer in _LENET
+    }
 
 
 @pytest.mark.parametrize("fmt", ["tr", "tucker", "cp"])
@@ -196,12 +198,16 @@ def test_low_rank_only_compress_is_budget_honest():
     torch.manual_seed(0)
     for sparsity in (0.99, 0.995, 0.998, 0.999):
         model = tedepr.models.get("lenet300_100", backend="torch")
-        res = tedepr.compress(model, None, sparsity=sparsity, format="tt", score=None, backend="torch")
+        res = tedepr.compress(
+            model, None, sparsity=sparsity, format="tt", score=None, backend="torch"
+        )
         keep = round((1 - sparsity) * 266_200)
         assert 0.97 * keep <= res.report.kept_weights <= keep
         assert all(r.format == "tt" for r in res.report.layers)  # the classifier too
     with pytest.raises(BudgetError, match="over the budget"):
-        tedepr.compress(model, None, sparsity=0.999, format="tt", score=None, rank=4, backend="torch")
+        tedepr.compress(
+            model, None, sparsity=0.999, format="tt", score=None, rank=4, backend="torch"
+        )
     # issue 7: oversample 1.5 at 99.5% used to end at 232 weights ("nothing pruned")
     res = tedepr.compress(
         model, None, sparsity=0.995, format="tt", score="random", oversample=1.5, backend="torch"

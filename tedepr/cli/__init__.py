@@ -60,7 +60,9 @@ def _floats(text: str) -> list[float]:
     try:
         return [float(t) for t in text.replace(",", " ").split()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 0.99,0.995; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like 0.99,0.995; got {text!r}"
+        ) from None
 
 
 def _ints(text: str) -> list[int]:
@@ -76,7 +78,9 @@ def _workers(text: str):
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or auto; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 1 or auto; got {text!r}"
+        ) from None
 
 
 def _resolve_workers(value) -> int:
@@ -97,14 +101,24 @@ def _parser() -> argparse.ArgumentParser:
         "Re-running with the same --out skips finished runs.",
     )
     S = argparse.SUPPRESS  # unset flags fall back to --config, then DEFAULTS
-    r.add_argument("--config", help="TOML file or packaged name (e.g. paper/mnist_lenet300); flags override it")
+    r.add_argument(
+        "--config", help="TOML file or packaged name (e.g. paper/mnist_lenet300); flags override it"
+    )
     r.add_argument("--out", help="output folder (default runs/<timestamp>)")
     r.add_argument("--model", default=S, help=f"zoo model (default {DEFAULTS['model']})")
-    r.add_argument("--dataset", default=S, help="mnist10k (embedded, default), mnist, cifar10, cifar100, "
-                   "tiny-imagenet, imagenet, ucf11")
+    r.add_argument(
+        "--dataset",
+        default=S,
+        help="mnist10k (embedded, default), mnist, cifar10, cifar100, "
+        "tiny-imagenet, imagenet, ucf11",
+    )
     r.add_argument("--data", default=S, help="PATH of the data set in its standard on-disk layout")
-    r.add_argument("--methods", default=S, help="comma-separated methods or groups: default, ablation, all "
-                   "(e.g. dense,snip,lowrank,tedepr or tt+snip)")
+    r.add_argument(
+        "--methods",
+        default=S,
+        help="comma-separated methods or groups: default, ablation, all "
+        "(e.g. dense,snip,lowrank,tedepr or tt+snip)",
+    )
     r.add_argument("--sparsities", type=_floats, default=S, help="e.g. 0.99,0.995,0.998,0.999")
     r.add_argument("--seeds", type=_ints, default=S, help="e.g. 0,1")
     r.add_argument("--epochs", type=int, default=S)
@@ -114,13 +128,23 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--momentum", type=float, default=S)
     r.add_argument("--weight-decay", dest="weight_decay", type=float, default=S)
     r.add_argument("--schedule", default=S, choices=("cosine", "step", "constant"))
-    r.add_argument("--format", default=S, choices=FORMATS, help="tensor format of lowrank/tedepr (default tt)")
+    r.add_argument(
+        "--format", default=S, choices=FORMATS, help="tensor format of lowrank/tedepr (default tt)"
+    )
     r.add_argument("--backend", default=S, choices=("torch", "jax"))
     r.add_argument("--device", default=S, help="cpu (default), cuda, cuda:1, … (jax: cpu, gpu)")
-    r.add_argument("--workers", type=_workers, default=S,
-                   help="runs in parallel processes: N or auto (default: one per core, at most 8)")
-    r.add_argument("--executor", default=S, choices=("local", "ray"), help="local processes or a Ray cluster")
-    r.add_argument("--subset", type=int, default=S, help="use only the first N training samples (N/4 test)")
+    r.add_argument(
+        "--workers",
+        type=_workers,
+        default=S,
+        help="runs in parallel processes: N or auto (default: one per core, at most 8)",
+    )
+    r.add_argument(
+        "--executor", default=S, choices=("local", "ray"), help="local processes or a Ray cluster"
+    )
+    r.add_argument(
+        "--subset", type=int, default=S, help="use only the first N training samples (N/4 test)"
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep = sub.add_parser("report", help="re-render the table and the plot of a finished study")
     rep.add_argument("dir", help="a study's output folder")
@@ -180,31 +204,67 @@ def _validate(c: dict) -> None:
     need(c["dataset"] in DATASETS, "--dataset", "one of " + ", ".join(DATASETS), c["dataset"])
     sp = c["sparsities"]
     need(
-        isinstance(sp, list) and sp and all(isinstance(s, (int, float)) and math.isfinite(s) and 0 <= s < 1 for s in sp),
-        "--sparsities", "numbers in [0, 1) (fraction of dense weights removed)", sp,
+        isinstance(sp, list)
+        and sp
+        and all(isinstance(s, (int, float)) and math.isfinite(s) and 0 <= s < 1 for s in sp),
+        "--sparsities",
+        "numbers in [0, 1) (fraction of dense weights removed)",
+        sp,
     )
     need(
-        isinstance(c["seeds"], list) and c["seeds"] and all(isinstance(s, int) and s >= 0 for s in c["seeds"]),
-        "--seeds", "non-negative integers", c["seeds"],
+        isinstance(c["seeds"], list)
+        and c["seeds"]
+        and all(isinstance(s, int) and s >= 0 for s in c["seeds"]),
+        "--seeds",
+        "non-negative integers",
+        c["seeds"],
     )
     if c["workers"] != "auto":
-        need(isinstance(c["workers"], int) and c["workers"] >= 1, "--workers", "an integer >= 1 or auto",
-             c["workers"])
+        need(
+            isinstance(c["workers"], int) and c["workers"] >= 1,
+            "--workers",
+            "an integer >= 1 or auto",
+            c["workers"],
+        )
     for key, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size")):
         need(isinstance(c[key], int) and c[key] >= 1, flag, "an integer >= 1", c[key])
-    need(c["subset"] is None or (isinstance(c["subset"], int) and c["subset"] >= 1), "--subset",
-         "an integer >= 1", c["subset"])
-    need(isinstance(c["lr"], (int, float)) and math.isfinite(c["lr"]) and c["lr"] > 0, "--lr", "a number > 0", c["lr"])
-    need(isinstance(c["momentum"], (int, float)) and 0 <= c["momentum"] < 1, "--momentum", "a number in [0, 1)",
-         c["momentum"])
-    need(isinstance(c["weight_decay"], (int, float)) and math.isfinite(c["weight_decay"]) and c["weight_decay"] >= 0,
-         "--weight-decay", "a number >= 0", c["weight_decay"])
+    need(
+        c["subset"] is None or (isinstance(c["subset"], int) and c["subset"] >= 1),
+        "--subset",
+        "an integer >= 1",
+        c["subset"],
+    )
+    need(
+        isinstance(c["lr"], (int, float)) and math.isfinite(c["lr"]) and c["lr"] > 0,
+        "--lr",
+        "a number > 0",
+        c["lr"],
+    )
+    need(
+        isinstance(c["momentum"], (int, float)) and 0 <= c["momentum"] < 1,
+        "--momentum",
+        "a number in [0, 1)",
+        c["momentum"],
+    )
+    need(
+        isinstance(c["weight_decay"], (int, float))
+        and math.isfinite(c["weight_decay"])
+        and c["weight_decay"] >= 0,
+        "--weight-decay",
+        "a number >= 0",
+        c["weight_decay"],
+    )
     need(c["executor"] in ("local", "ray"), "--executor", "local or ray", c["executor"])
     if c["data"] is not None and not Path(c["data"]).exists():
         raise UsageError(f"--data: path {c['data']!r} does not exist")
     if c["backend"] == "torch":
         dev = str(c["device"])
-        need(dev == "cpu" or dev.startswith(("cuda", "mps")), "--device", "cpu, cuda, cuda:N or mps", dev)
+        need(
+            dev == "cpu" or dev.startswith(("cuda", "mps")),
+            "--device",
+            "cpu, cuda, cuda:N or mps",
+            dev,
+        )
 
 
 def _title(config: dict) -> str:
@@ -223,8 +283,10 @@ def _write_outputs(out: Path, config: dict, records: list[dict]) -> tuple[str, P
     rows = aggregate(records, config["methods"])
     title = _title(config)
     text = render_table(rows, title)
-    write_json(out / "results.json", {"config": config, "environment": environment(),
-                                      "summary": rows, "runs": records})
+    write_json(
+        out / "results.json",
+        {"config": config, "environment": environment(), "summary": rows, "runs": records},
+    )
     tmp = out / ".table.txt.tmp"
     tmp.write_text(text + "\n\n" + render_markdown(rows) + "\n")
     tmp.replace(out / "table.txt")
@@ -253,18 +315,27 @@ def cmd_run(args) -> int:
     t0 = time.perf_counter()
     try:
         records = execute(
-            specs, out, data_config, workers=_resolve_workers(config["workers"]),
+            specs,
+            out,
+            data_config,
+            workers=_resolve_workers(config["workers"]),
             executor=config["executor"],
             progress=not args.no_progress,
         )
     except KeyboardInterrupt:
-        print(f"\ntedepr run: interrupted; finished runs are saved in {out} — "
-              "run the same command again to resume", file=sys.stderr)
+        print(
+            f"\ntedepr run: interrupted; finished runs are saved in {out} — "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
         return 130
     text, png = _write_outputs(out, config, list(records.values()))
     print(text)
-    print(f"\nwall time {time.perf_counter() - t0:.0f} s; results: {out / 'results.json'}"
-          + (f", plot: {png}" if png else " (install matplotlib for the plot)"), file=sys.stderr)
+    print(
+        f"\nwall time {time.perf_counter() - t0:.0f} s; results: {out / 'results.json'}"
+        + (f", plot: {png}" if png else " (install matplotlib for the plot)"),
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -47,7 +47,9 @@ def _prepare(dataset: str, data: str | None, subset: int | None, options: tuple)
     needs, kinds = DATASETS[dataset]
     if dataset == "mnist10k":
         if data is not None:
-            raise ValueError("--data: the mnist10k dataset is embedded; drop --data (or pick --dataset)")
+            raise ValueError(
+                "--data: the mnist10k dataset is embedded; drop --data (or pick --dataset)"
+            )
         ds = load_dataset("mnist10k", **options)
     else:
         if data is None:

@@ -150,7 +150,9 @@ class JaxRunner:
 
         self.jax = jax
         if device not in ("cpu", "gpu", "cuda", "tpu"):
-            raise ValueError(f"--device for the jax backend must be cpu, gpu or tpu; got {device!r}")
+            raise ValueError(
+                f"--device for the jax backend must be cpu, gpu or tpu; got {device!r}"
+            )
 
     def run(self, spec: dict, data: dict, progress: bool) -> dict[str, Any]:
         jax = self.jax

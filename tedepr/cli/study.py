@@ -218,9 +218,7 @@ def _execute_pool(todo, data_config, workers, finish):
     with ProcessPoolExecutor(
         workers, mp_context=ctx, initializer=_worker_init, initargs=(threads,)
     ) as pool:
-        pending = {
-            pool.submit(_worker_run, spec, data_config, threads): key for key, spec in todo
-        }
+        pending = {pool.submit(_worker_run, spec, data_config, threads): key for key, spec in todo}
         try:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -53,12 +53,15 @@ def aggregate(records: list[dict], methods: list[str]) -> list[dict]:
                 "budget": budget,
                 "compression": (dense / kept) if dense and kept else None,
                 "train_seconds": _mean(r.get("train_seconds") for r in ok),
-                "latency_ms": _mean(1e3 * r["latency_seconds"] for r in ok if "latency_seconds" in r),
+                "latency_ms": _mean(
+                    1e3 * r["latency_seconds"] for r in ok if "latency_seconds" in r
+                ),
                 "file_bytes": _mean(r.get("file_bytes") for r in ok),
                 "flags": flags,
                 # under budget is a handicap, not an advantage: only over-budget rows, failed
                 # runs and rows with no finished seed are left out of the comparison
-                "comparable": bool(ok) and "OVER BUDGET" not in flags
+                "comparable": bool(ok)
+                and "OVER BUDGET" not in flags
                 and not any("over_budget" in f or "error" in f for f in flags),
             }
         )
@@ -114,11 +117,15 @@ def render_table(rows: list[dict], title: str = "") -> str:
         if mark:
             c[2] = c[2] + " *"
     head = [h for h, _ in _COLUMNS]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
+    widths = [
+        max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)
+    ]
     right = {2, 3, 4, 5, 6, 7, 8, 9}
 
     def line(vals):
-        return "  ".join(v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths))).rstrip()
+        return "  ".join(
+            v.rjust(w) if i in right else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths))
+        ).rstrip()
 
     out = [title] if title else []
     out += [line(head), "-" * sum(widths + [2 * (len(widths) - 1)])]
@@ -192,7 +199,13 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path | None:
         if method == "dense":
             for r in rows:
                 if r["method"] == "dense" and r["acc_mean"] is not None:
-                    ax.axhline(r["acc_mean"], color="k", ls="--", lw=1, label=f"dense ({r['acc_mean']:.1f})")
+                    ax.axhline(
+                        r["acc_mean"],
+                        color="k",
+                        ls="--",
+                        lw=1,
+                        label=f"dense ({r['acc_mean']:.1f})",
+                    )
             continue
         if not pts:
             continue
@@ -202,8 +215,15 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path | None:
         e = [r["acc_std"] for r in pts]
         bold = method == "tedepr"
         ax.errorbar(
-            x, y, yerr=e, marker="o", ms=4 if not bold else 6, capsize=3,
-            lw=2.5 if bold else 1.2, label=method, zorder=3 if bold else 2,
+            x,
+            y,
+            yerr=e,
+            marker="o",
+            ms=4 if not bold else 6,
+            capsize=3,
+            lw=2.5 if bold else 1.2,
+            label=method,
+            zorder=3 if bold else 2,
         )
     ax.set_xscale("log")
     ax.set_xlabel("density (fraction of dense weights kept, log scale)")

@@ -65,7 +65,9 @@ def _chain(masks, names, structure):
     the left-bond indices of core k reachable from ``c`` and ``bwd[k]`` the right-bond indices of
     core k from which ``c`` is reached at the end.
     """
-    mats = [_bond_matrix(masks[n].astype(bool), structure[n], np.any).astype(np.int64) for n in names]
+    mats = [
+        _bond_matrix(masks[n].astype(bool), structure[n], np.any).astype(np.int64) for n in names
+    ]
     closings = []
     for c in range(mats[0].shape[0]):
         fwd, v = [], np.zeros(mats[0].shape[0], np.int64)
@@ -122,7 +124,9 @@ def _cp_columns(masks, names, structure) -> np.ndarray:
     for n in names:
         info = structure[n]
         m = masks[n].astype(bool)
-        used = np.any(np.moveaxis(m, info.bond_axes[0], -1).reshape(-1, m.shape[info.bond_axes[0]]), axis=0)
+        used = np.any(
+            np.moveaxis(m, info.bond_axes[0], -1).reshape(-1, m.shape[info.bond_axes[0]]), axis=0
+        )
         cols = used if cols is None else cols & used
     return cols
 
@@ -164,7 +168,9 @@ def _tucker_live_core(masks, core, factors, structure):
     return ok, axes
 
 
-def analyse(masks: Mapping[str, Any], structure: Mapping[str, CoreInfo]) -> dict[str, LayerLiveness]:
+def analyse(
+    masks: Mapping[str, Any], structure: Mapping[str, CoreInfo]
+) -> dict[str, LayerLiveness]:
     """Liveness, path counts and connected effective ranks of every layer (see module doc)."""
     np_masks = {n: to_numpy(m).astype(bool) for n, m in masks.items()}
     out = {}
@@ -198,7 +204,9 @@ def analyse(masks: Mapping[str, Any], structure: Mapping[str, CoreInfo]) -> dict
     return out
 
 
-def useful_entries(masks: Mapping[str, Any], structure: Mapping[str, CoreInfo]) -> dict[str, np.ndarray]:
+def useful_entries(
+    masks: Mapping[str, Any], structure: Mapping[str, CoreInfo]
+) -> dict[str, np.ndarray]:
     """Kept entries lying on at least one complete path (NumPy bool arrays, same keys as ``masks``).
     Dense weights: every kept entry is useful."""
     np_masks = {n: to_numpy(m).astype(bool) for n, m in masks.items()}
@@ -236,7 +244,9 @@ def useful_entries(masks: Mapping[str, Any], structure: Mapping[str, CoreInfo]) 
     return out
 
 
-def best_paths(scores: Mapping[str, Any], structure: Mapping[str, CoreInfo]) -> dict[str, np.ndarray]:
+def best_paths(
+    scores: Mapping[str, Any], structure: Mapping[str, CoreInfo]
+) -> dict[str, np.ndarray]:
     """Per layer, the entries of its highest-scoring complete path (bool NumPy arrays; dense weights:
     the single best entry of each weight array). The path maximises the sum of its entries' scores."""
     np_scores = {n: to_numpy(s).astype(np.float64) for n, s in scores.items()}
@@ -253,7 +263,8 @@ def best_paths(scores: Mapping[str, Any], structure: Mapping[str, CoreInfo]) -> 
             r_count = np_scores[names[0]].shape[structure[names[0]].bond_axes[0]]
             for r in range(r_count):
                 v = sum(
-                    float(np.max(np.take(np_scores[n], r, axis=structure[n].bond_axes[0]))) for n in names
+                    float(np.max(np.take(np_scores[n], r, axis=structure[n].bond_axes[0])))
+                    for n in names
                 )
                 if v > best_v:
                     best_r, best_v = r, v

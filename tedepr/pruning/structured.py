@@ -43,8 +43,10 @@ def _units(np_scores, structure):
                     units.append(
                         (
                             f"{right_core}#{a}",
-                            [(left_core, structure[left_core].bond_axes[1], a),
-                             (right_core, structure[right_core].bond_axes[0], a)],
+                            [
+                                (left_core, structure[left_core].bond_axes[1], a),
+                                (right_core, structure[right_core].bond_axes[0], a),
+                            ],
                             (right_core, structure[right_core].bond_axes[0]),
                         )
                     )
@@ -92,8 +94,12 @@ def select_bonds(
     # a bond keeps at least one index; a dense weight at least one entry
     group_live: dict[tuple, int] = {}
     group_of = []
-    for uid, (_label, parts, bond) in enumerate(units):
-        g = bond if bond is not None else ((parts[0][0], "entries") if parts[0][1] is None else None)
+    for _label, parts, bond in units:
+        g = (
+            bond
+            if bond is not None
+            else ((parts[0][0], "entries") if parts[0][1] is None else None)
+        )
         group_of.append(g)
         if g is not None:
             group_live[g] = group_live.get(g, 0) + 1
@@ -141,7 +147,12 @@ def select_bonds(
         for name, sl in parts:
             view = np.zeros(masks[name].shape, bool)
             view[sl] = True
-            sides.append([(np_scores[name][tuple(i)], name, tuple(i)) for i in np.argwhere(view & masks[name])])
+            sides.append(
+                [
+                    (np_scores[name][tuple(i)], name, tuple(i))
+                    for i in np.argwhere(view & masks[name])
+                ]
+            )
         spare = [sorted(side, key=lambda c: (c[0], c[1], c[2]))[:-1] for side in sides]
         if g is not None and len(parts) > 1 and sum(map(len, spare)) < excess:
             skipped.append(uid)  # cannot shrink without disconnecting: try the next unit

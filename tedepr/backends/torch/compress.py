@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ...budget import tensorize_within
-from ...compression import BudgetError, check_alive, core_budget, resolve_budget, skip_pruning
+from ...compression import check_alive, core_budget, resolve_budget, skip_pruning
 from ...pruning import Guards, effective_ranks, prune
 from ...pruning.connectivity import analyse
 from ...pruning.rescale import restoring_scales
