@@ -76,8 +76,9 @@ LOSSES = ("cross_entropy",)
 ON_NONFINITE = ("raise", "skip")
 
 
-class NonFiniteError(FloatingPointError):
-    """Training produced a non-finite loss, gradient or weight.
+class NonFiniteError(FloatingPointError, ValueError):
+    """Training produced a non-finite loss, gradient or weight (also a ``ValueError``: NaN/inf data
+    is bad input, reported here with the epoch, step and sample).
 
     Attributes
     ----------

@@ -213,7 +213,7 @@ def _float_dtype(params):
     return jnp.float32
 
 
-def _check_data(data, name: str):
+def _check_data(data, name: str, finite: bool = True):
     """``(x, y)`` arrays as NumPy arrays (checked), or a re-iterable of batches as it is."""
     if is_array_pair(data):
         x, y = np.asarray(data[0]), np.asarray(data[1])
@@ -231,8 +231,8 @@ def _check_data(data, name: str):
             raise ValueError(
                 f"{name}: x and y must have the same length N; got {x.shape} and {y.shape}"
             )
-        # finiteness is fit's non-finite event (it names the batch and sample, and can skip)
-        check_batch(x, y, name=name, finite=False)
+        # finite=False: fit(on_nonfinite="skip") skips and counts such batches instead
+        check_batch(x, y, name=name, finite=finite)
         return x, y
     check_reiterable(data, name)
     return data
@@ -468,6 +468,7 @@ class _JaxSession:
         cfg,
         placement,
     ):
+        self.model = model
         self.params, self.opt_state, self.masks = params, opt_state, masks
         self.train, self.eval_data, self.cfg, self.placement = train, eval_data, cfg, placement
         self.template = (params, opt_state)
@@ -490,10 +491,23 @@ class _JaxSession:
             return -(-len(self.train[1]) // self.cfg.batch_size)
         return len(self.train) if hasattr(self.train, "__len__") else None
 
+    _width = None
+
     def train_batches(self, epoch):
-        for x, y, idx in _batches(
-            self.train, self.cfg.batch_size, True, self.cfg.seed, epoch, "train_data"
+        if self._width is None:
+            self._width = self.model.output_width(self.params, dtype=self.dtype) or 0
+        arrays = isinstance(self.train, tuple)  # checked whole at the door
+        for k, (x, y, idx) in enumerate(
+            _batches(self.train, self.cfg.batch_size, True, self.cfg.seed, epoch, "train_data")
         ):
+            check_batch(
+                x,
+                y,
+                name="train_data",
+                index=None if arrays else k,
+                num_classes=self._width or None,
+                finite=False,  # the non-finite event's job
+            )
             xb, yb = self.placement.batch(x, y, self.dtype)
             yield x, idx, xb, yb
 
@@ -629,7 +643,9 @@ def fit(
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     cfg = check_fit_args(**fit_arguments(arguments))
     loss_fn = _loss_fn(cfg.loss)
-    train_data = _check_data(train_data, "train_data")
+    # NaN/inf data is fit's non-finite event (NonFiniteError naming epoch, step and sample, or a
+    # skipped batch with on_nonfinite="skip"), not a door check
+    train_data = _check_data(train_data, "train_data", finite=False)
     if eval_data is not None:
         eval_data = _check_data(eval_data, "eval_data")
     placement = _Placement(_devices(device, devices, cfg.distributed))

@@ -138,12 +138,21 @@ class ArrayLoader:
 
 
 def make_loader(
-    x, y, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False
+    x,
+    y,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_last: bool = False,
+    *,
+    check_finite: bool = True,
 ) -> ArrayLoader:
     """A deterministic, resumable loader over arrays ``x`` (floating, ``(N, ...)``), ``y`` ``(N,)``.
 
     The arrays are shared, not copied (a NumPy array becomes a tensor view of the same memory) and
-    never modified. The shuffle of epoch ``e`` is derived from ``(seed, e)`` only.
+    never modified. The shuffle of epoch ``e`` is derived from ``(seed, e)`` only. NaN/inf inputs
+    are an error unless ``check_finite=False`` (for ``fit(..., on_nonfinite="skip")``, which skips
+    and counts such batches).
     """
     xt, yt = _as_tensor(x, "x"), _as_tensor(y, "y")
     if not xt.is_floating_point():
@@ -164,7 +173,7 @@ def make_loader(
         raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-    check_batch(xt, yt, name="make_loader(x, y)")
+    check_batch(xt, yt, name="make_loader(x, y)", finite=check_finite)
     return ArrayLoader(xt, yt.long(), batch_size, bool(shuffle), seed, bool(drop_last))
 
 
@@ -184,12 +193,16 @@ def _is_presharded(data) -> bool:
     return isinstance(sampler, torch.utils.data.distributed.DistributedSampler)
 
 
-def _as_loader(data, batch_size: int, *, shuffle: bool, seed: int, name: str):
+def _as_loader(
+    data, batch_size: int, *, shuffle: bool, seed: int, name: str, check_finite: bool = True
+):
     """``(x, y)`` arrays become `make_loader(x, y, batch_size, ...)`; anything else must be a
     re-iterable of batches."""
     if is_array_pair(data):
         try:
-            return make_loader(data[0], data[1], batch_size, shuffle=shuffle, seed=seed)
+            return make_loader(
+                data[0], data[1], batch_size, shuffle=shuffle, seed=seed, check_finite=check_finite
+            )
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{name}: {exc}") from exc
     check_reiterable(data, name)
@@ -488,12 +501,15 @@ class _TorchSession:
     def num_batches(self):
         return len(self.train) if hasattr(self.train, "__len__") else None
 
+    _batch = None  # the position of the batch being trained in its epoch (for error messages)
+
     def train_batches(self, epoch):
         self.net.train()
-        for x, y, weight, index in _epoch_batches(
-            self.train, epoch, self.rank, self.world, "train_data"
+        for k, (x, y, weight, index) in enumerate(
+            _epoch_batches(self.train, epoch, self.rank, self.world, "train_data")
         ):
             x, y = _prepare(x, y, self.device, self.dtype, "train_data")
+            self._batch = k
             yield x, y, weight, index
 
     def train_step(self, batch, lr):
@@ -503,7 +519,9 @@ class _TorchSession:
         self.opt.zero_grad(set_to_none=True)
         out = self.net(x)
         # labels in range of the model's output (finiteness is the non-finite event's job)
-        check_batch(x, y, name="train_data", num_classes=out.shape[-1], finite=False)
+        check_batch(
+            x, y, name="train_data", index=self._batch, num_classes=out.shape[-1], finite=False
+        )
         batch_loss = self.loss_fn(out, y)
         (batch_loss * weight if weight != 1.0 else batch_loss).backward()
         loss = batch_loss.detach()
@@ -670,7 +688,17 @@ def fit(
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     cfg = check_fit_args(**fit_arguments(arguments))
     loss_fn = _loss_fn(cfg.loss)
-    train = _as_loader(train_data, cfg.batch_size, shuffle=True, seed=cfg.seed, name="train_data")
+    # NaN/inf data is fit's non-finite event (NonFiniteError naming epoch, step and sample, or a
+    # skipped batch with on_nonfinite="skip"), not a door check
+    check_finite = False
+    train = _as_loader(
+        train_data,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        name="train_data",
+        check_finite=check_finite,
+    )
     if eval_data is not None:
         eval_data = _as_loader(
             eval_data, max(cfg.batch_size, 512), shuffle=False, seed=0, name="eval_data"
