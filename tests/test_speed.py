@@ -1,0 +1,144 @@
+"""The speed work of issue 9: cached float masks, plan caching, graph-break-free layers, autotune,
+and the benchmark entry point. Correctness only; timings live in benchmarks (docs/performance.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+
+from tedepr.backends.torch import TTLinear, apply_masks, get_masks  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+def _masked_linear(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 5))
+    mask = torch.rand(5, 6) > 0.5
+    apply_masks(model, {"0.weight": mask})
+    return model, mask
+
+
+def test_mask_factor_follows_in_place_mask_changes():
+    model, mask = _masked_linear()
+    original = model[0].parametrizations.weight.original
+    assert torch.equal(model[0].weight, original * mask)
+    # apply_masks again writes the new mask into the existing buffer (copy_)
+    new = ~mask
+    with torch.no_grad():
+        original.copy_(torch.randn(5, 6))
+    apply_masks(model, {"0.weight": new})
+    assert torch.equal(model[0].weight, original * new)
+    assert torch.equal(model[0].weight != 0, new & (original != 0))
+    # load_state_dict writes the buffer in place too
+    other, other_mask = _masked_linear(seed=1)
+    model.load_state_dict(other.state_dict())
+    assert torch.equal(get_masks(model)["0.weight"], other_mask)
+    assert torch.equal(model[0].weight, other[0].weight)
+
+
+def test_mask_factor_follows_dtype_and_buffer_replacement():
+    model, mask = _masked_linear()
+    w32 = model[0].weight
+    model.double()
+    w64 = model[0].weight
+    assert w64.dtype == torch.float64
+    assert torch.equal(w64.float(), w32)
+    # a reassigned buffer (another tensor) is picked up
+    p = model[0].parametrizations.weight[0]
+    p.mask = torch.zeros_like(mask)
+    assert torch.count_nonzero(model[0].weight) == 0
+
+
+def test_mask_gradient_is_zero_on_pruned_entries():
+    model, mask = _masked_linear()
+    model(torch.randn(3, 6)).sum().backward()
+    grad = model[0].parametrizations.weight.original.grad
+    assert torch.all(grad[~mask] == 0)
+    assert torch.any(grad[mask] != 0)
+
+
+# ---------------------------------------------------------------------------- plans
+
+
+def test_plan_made_once_per_batch_and_shared_by_equal_layers(monkeypatch):
+    from tedepr.backends.torch import layers
+
+    calls = []
+    real = layers.plan_contraction
+
+    def counting(f, batch, strategy):
+        calls.append((batch, strategy))
+        return real(f, batch, strategy)
+
+    monkeypatch.setattr(layers, "plan_contraction", counting)
+    monkeypatch.setattr(layers, "_PLANS", [])
+    monkeypatch.setattr(layers, "_PLAN_INDEX", {})
+    a = TTLinear(24, 10, rank=3, in_modes=(4, 6), out_modes=(2, 5))
+    for _ in range(3):
+        a(torch.randn(3, 24))
+    a(torch.randn(2, 3, 24))  # 6 rows
+    assert calls == [(3, "auto"), (6, "auto")]
+    b = TTLinear(24, 10, rank=3, in_modes=(4, 6), out_modes=(2, 5))
+    b(torch.randn(3, 24))
+    assert len(calls) == 2  # same shapes: the shared plan, no planning
+
+
+@pytest.mark.parametrize("strategy", ["auto", "chain", "optimal", "reconstruct", "autotune"])
+def test_compile_fullgraph_no_graph_break(strategy):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    layer = TTLinear(24, 10, rank=3, in_modes=(4, 6), out_modes=(2, 5), strategy=strategy)
+    apply_masks(layer, {"core_1": torch.rand(layer.core_1.shape) > 0.3})
+    x = torch.randn(5, 24)
+    explain = torch._dynamo.explain(layer)(x)
+    assert explain.graph_break_count == 0, explain.break_reasons
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="eager", fullgraph=True)
+    y = compiled(x)
+    ref = x @ layer.dense_weight() + layer.bias
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    y.sum().backward()
+    g = layer.parametrizations.core_1.original.grad
+    assert g is not None and torch.all(g[~get_masks(layer)["core_1"]] == 0)
+
+
+# ---------------------------------------------------------------------------- autotune
+
+
+def test_autotune_times_once_per_bucket_and_matches_reference(monkeypatch):
+    from tedepr.backends.torch import layers
+
+    layers.clear_autotune()
+    torch.manual_seed(0)
+    layer = TTLinear(24, 10, rank=3, in_modes=(4, 6), out_modes=(2, 5), strategy="autotune")
+    x = torch.randn(7, 24)
+    y = layer(x)
+    torch.testing.assert_close(y, x @ layer.dense_weight() + layer.bias, rtol=1e-5, atol=1e-5)
+    assert set(layer.autotune_times) == set(layers.AUTOTUNE_CANDIDATES)
+    (key,) = layers._TUNED
+    assert key[1] == 8 and key[4] is True  # bucket of 7 rows; training (grad enabled)
+    assert layers._TUNED[key] == min(layer.autotune_times, key=layer.autotune_times.get)
+
+    def no_timing(self, batch, x2):
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(layers.TensorizedLayer, "_autotune", no_timing)
+    other = TTLinear(24, 10, rank=3, in_modes=(4, 6), out_modes=(2, 5), strategy="autotune")
+    other(torch.randn(5, 24))  # same bucket (8): the remembered winner, no timing
+    with pytest.raises(AssertionError, match="timed again"):
+        with torch.no_grad():  # inference is another key
+            other(torch.randn(5, 24))
+    layers.clear_autotune()
+    assert not layers._TUNED
+
+
+def test_bad_strategy_names_the_choices():
+    with pytest.raises(ValueError, match="strategy must be one of.*'autotune'"):
+        TTLinear(24, 10, rank=3, strategy="fastest")
+    from tedepr.backends.torch.layers import batch_bucket
+
+    assert [batch_bucket(b) for b in (1, 2, 3, 8, 9, 256)] == [1, 2, 4, 8, 16, 256]
