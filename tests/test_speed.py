@@ -142,3 +142,66 @@ def test_bad_strategy_names_the_choices():
     from tedepr.backends.torch.layers import batch_bucket
 
     assert [batch_bucket(b) for b in (1, 2, 3, 8, 9, 256)] == [1, 2, 4, 8, 16, 256]
+
+
+# ---------------------------------------------------------------------------- benchmarks
+
+
+def test_bench_runs_a_suite_from_the_package(capsys):
+    from tedepr import bench
+
+    argv = ["layers", "--quick", "--sizes", "64", "--formats", "tt:2", "--batches", "2"]
+    argv += ["--no-conv", "--no-tltorch", "--passes", "fwdbwd", "--budget", "0.01"]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("TT r2 64x64"))
+    cells = row.split()
+    # layer label (3), params, pass, batch, 6 times, 2 ratios, then the picks
+    assert cells[4] == "fwdbwd" and cells[5] == "2"
+    times = [float(c) for c in cells[6:12]]
+    assert all(t > 0 for t in times)
+    assert cells[-2].rstrip(",") in ("chain", "optimal", "reconstruct")
+
+
+def test_bench_rejects_unknown_suites_and_options(capsys):
+    from tedepr import bench
+    from tedepr.benchmarks import suite
+
+    assert bench.main(["nope"]) == 2
+    assert "unknown suite 'nope'" in capsys.readouterr().err
+    assert bench.main(["--sizes", "3"]) == 2
+    assert "needs a suite name" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown benchmark suite 'x'"):
+        suite("x")
+    with pytest.raises(TypeError, match="suite name must be a str"):
+        suite(3)
+
+
+def test_timing_statistics():
+    from tedepr.benchmarks._timing import summarize
+
+    samples = [1.0, 1.1, 9.0, 1.2, 8.0]
+    assert summarize(samples) == 1.2
+    assert summarize(samples, "min") == 1.0
+    assert summarize(samples, "p25") == 1.1
+    with pytest.raises(ValueError, match="stat must be one of"):
+        summarize(samples, "mean")
+
+
+def test_importing_bench_imports_no_framework():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys, tedepr.bench, tedepr.benchmarks;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'jax')))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
