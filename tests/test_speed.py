@@ -205,3 +205,20 @@ def test_importing_bench_imports_no_framework():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["TTConv2d", "TuckerConv2d"])
+def test_conv_compiles_without_graph_break(name):
+    import tedepr.backends.torch as tb
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    layer = getattr(tb, name)(8, 6, 3, padding=1, rank=2)
+    x = torch.randn(2, 8, 6, 6)
+    explain = torch._dynamo.explain(layer)(x)
+    assert explain.graph_break_count == 0, explain.break_reasons
+    assert not layer._choices  # tracing wrote nothing into the eager cache
+    torch._dynamo.reset()
+    y = torch.compile(layer, backend="eager", fullgraph=True)(x)
+    ref = torch.nn.functional.conv2d(x, layer.kernel(), layer.bias, padding=1)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
