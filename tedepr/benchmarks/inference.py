@@ -11,12 +11,13 @@ cheaper). Torch in ``eval()`` under ``torch.inference_mode()``; JAX jitted ``app
 from __future__ import annotations
 
 import argparse
-import copy
 import warnings
 
 from ._timing import Timer
 
 MODELS = {"lenet300_100": (1, 28, 28), "vgg16": (3, 32, 32)}
+# the CIFAR shape for VGG-16 (the zoo's default input is MNIST-like)
+MODEL_KW = {"lenet300_100": {}, "vgg16": {"in_channels": 3, "image_size": 32}}
 
 
 def parse_args(argv):
@@ -64,7 +65,7 @@ def torch_models(name, args):
         torch.randint(0, 10, (32,), generator=gen),
     )
     torch.manual_seed(0)
-    dense = get(name, backend="torch")
+    dense = get(name, backend="torch", **MODEL_KW[name])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pai = tedepr.compress(
@@ -73,7 +74,13 @@ def torch_models(name, args):
         ted = tedepr.compress(
             dense, data, args.sparsity, format=args.format, score=args.score, backend="torch"
         ).model
-    folded = copy.deepcopy(ted)
+    # the same compress again, then folded: remove_masks on a deepcopy of a parametrized model
+    # would also strip the original's parametrized properties (torch shares the generated class)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folded = tedepr.compress(
+            dense, data, args.sparsity, format=args.format, score=args.score, backend="torch"
+        ).model
     remove_masks(folded)
     models = {
         "dense": dense,
@@ -122,7 +129,7 @@ def jax_rows(name, args, timer):
         rng.standard_normal((32,) + MODELS[name]).astype(np.float32),
         rng.integers(0, 10, 32).astype(np.int32),
     )
-    dense = get(name, backend="jax")
+    dense = get(name, backend="jax", **MODEL_KW[name])
     params = dense.init(jax.random.key(0))
     variants = {"dense": (dense, params, None)}
     with warnings.catch_warnings():

@@ -26,7 +26,8 @@ from tedepr.models import get
 name, shape, score, fmt, sparsity, batch, device, threads = json.loads(sys.argv[1])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-model = get(name, backend="torch").to(device)
+kw = {"in_channels": 3, "image_size": 32} if name.startswith("vgg") else {}
+model = get(name, backend="torch", **kw).to(device)
 g = torch.Generator().manual_seed(0)
 data = (torch.randn([batch] + shape, generator=g).to(device),
         torch.randint(0, 10, (batch,), generator=g).to(device))

@@ -19,6 +19,8 @@ import warnings
 from ._timing import summarize
 
 MODELS = {"lenet300_100": (1, 28, 28), "vgg16": (3, 32, 32)}
+# the CIFAR shape for VGG-16 (the zoo's default input is MNIST-like)
+MODEL_KW = {"lenet300_100": {}, "vgg16": {"in_channels": 3, "image_size": 32}}
 
 
 def parse_args(argv):
@@ -85,7 +87,7 @@ def torch_variants(name, args, batch):
     y = torch.randint(0, 10, (batch,), generator=gen)
     data = (x[:32], y[:32])
     torch.manual_seed(0)
-    dense = get(name, backend="torch")
+    dense = get(name, backend="torch", **MODEL_KW[name])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pai = tedepr.compress(
@@ -99,7 +101,23 @@ def torch_variants(name, args, batch):
             score=args.score,
             backend="torch",
         ).model
-    models = {"dense": dense, f"dense+PaI {args.sparsity:.0%}": pai, f"TEDEPR {args.format}": ted}
+        # the same TEDEPR model without its masks: what applying them costs per step (not a
+        # valid way to train: pruned entries would get gradients)
+        bare = tedepr.compress(
+            dense,
+            data,
+            sparsity=args.sparsity,
+            format=args.format,
+            score=args.score,
+            backend="torch",
+        ).model
+    tedepr.backends.torch.remove_masks(bare)
+    models = {
+        "dense": dense,
+        f"dense+PaI {args.sparsity:.0%}": pai,
+        f"TEDEPR {args.format}": ted,
+        "TEDEPR, no masks": bare,
+    }
     x, y = x.to(device), y.to(device)
     steps = {}
     for k, m in models.items():
@@ -134,7 +152,7 @@ def jax_variants(name, args, batch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch,) + MODELS[name]).astype(np.float32)
     y = rng.integers(0, 10, batch).astype(np.int32)
-    dense = get(name, backend="jax")
+    dense = get(name, backend="jax", **MODEL_KW[name])
     params = dense.init(jax.random.key(0))
     variants = {"dense": (dense, params, None)}
     with warnings.catch_warnings():
@@ -157,6 +175,8 @@ def jax_variants(name, args, batch):
                 r.params,
                 normalize_masks(r.params, r.masks) if r.masks else None,
             )
+    model, p, _ = variants[f"TEDEPR {args.format}"]
+    variants["TEDEPR, no masks"] = (model, p, None)  # what the masks cost per step
     xj, yj = jax.device_put(jnp.asarray(x), dev), jax.device_put(jnp.asarray(y), dev)
     lr = jnp.asarray(0.01, jnp.float32)
     steps, counts = {}, {}
