@@ -222,3 +222,22 @@ def test_conv_compiles_without_graph_break(name):
     y = torch.compile(layer, backend="eager", fullgraph=True)(x)
     ref = torch.nn.functional.conv2d(x, layer.kernel(), layer.bias, padding=1)
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_calibration_fit_recovers_known_constants():
+    import numpy as np
+
+    from tedepr.benchmarks.calibrate import _nnls, measure
+
+    rng = np.random.default_rng(0)
+    a = np.column_stack(
+        [rng.uniform(1e5, 1e8, 60), rng.uniform(1e3, 1e6, 60), rng.integers(1, 6, 60)]
+    )
+    a = np.hstack([a, np.ones((60, 1))])
+    true = np.array([1e-10, 4e-9, 3e-6, 2e-5])
+    np.testing.assert_allclose(_nnls(a, a @ true), true, rtol=1e-6)
+    # a negative coefficient is clipped to zero, not returned
+    assert np.all(_nnls(a, a @ np.array([1e-10, -4e-9, 3e-6, 0.0])) >= 0)
+    r = measure(quick=True)
+    assert r["gemm_flops_per_s"] > 1e8 and r["copy_elements_per_s"] > 1e6
+    assert r["MEMORY_FLOPS_PER_ELEMENT"] == r["gemm_flops_per_s"] / r["copy_elements_per_s"]

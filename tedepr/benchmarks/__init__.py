@@ -21,6 +21,7 @@ SUITES = {
     "training": ("tedepr.benchmarks.training", "training step: TEDEPR vs dense vs dense+PaI masks"),
     "inference": ("tedepr.benchmarks.inference", "inference latency per batch size"),
     "scoring": ("tedepr.benchmarks.scoring", "time and peak memory of each pruning score"),
+    "calibrate": ("tedepr.benchmarks.calibrate", "measure the planner's cost-model constants"),
 }
 
 

@@ -1,8 +1,8 @@
 """Time and peak memory of each pruning score: one `tedepr.compress` per score (tensorize, score
 with its rounds, prune to 99%), each in a fresh subprocess so that peak memory is its own.
 
-Peak memory: on CPU the growth of the process's peak resident set over its size just before
-compress (``ru_maxrss``); on CUDA ``torch.cuda.max_memory_allocated``.
+Peak memory: on CPU the growth of the process's peak resident set (``VmHWM``) over its size just
+before compress; on CUDA ``torch.cuda.max_memory_allocated``.
 
     python -m tedepr.benchmarks.scoring                  # LeNet-300-100, every score
     python -m tedepr.benchmarks.scoring --models lenet300_100 vgg16 --scores snip grasp
@@ -48,7 +48,13 @@ seconds = time.perf_counter() - t
 if device.startswith("cuda"):
     peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
 else:
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    # VmHWM (peak RSS of this process image); ru_maxrss would carry the parent's peak over exec
+    try:
+        with open("/proc/self/status") as f:
+            hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = (hwm - base) / 1024
 kept = tedepr.backends.torch.count_weights(r.model)["kept"]
 print(json.dumps({"seconds": seconds, "peak_mib": peak, "kept": kept}))
 """
