@@ -241,3 +241,18 @@ def test_calibration_fit_recovers_known_constants():
     r = measure(quick=True)
     assert r["gemm_flops_per_s"] > 1e8 and r["copy_elements_per_s"] > 1e6
     assert r["MEMORY_FLOPS_PER_ELEMENT"] == r["gemm_flops_per_s"] / r["copy_elements_per_s"]
+
+
+def test_shared_plan_table_is_bounded(monkeypatch):
+    from tedepr.backends.torch import layers
+
+    monkeypatch.setattr(layers, "_PLANS", [])
+    monkeypatch.setattr(layers, "_PLAN_INDEX", {})
+    monkeypatch.setattr(layers, "_MAX_SHARED_PLANS", 3)
+    layer = TTLinear(24, 10, rank=3, in_modes=(4, 6), out_modes=(2, 5))
+    x = torch.randn(7, 24)
+    for b in range(1, 8):
+        y = layer(x[:b])
+        torch.testing.assert_close(y, x[:b] @ layer.dense_weight() + layer.bias)
+    assert len(layers._PLANS) <= 3 and len(layers._PLAN_INDEX) <= 3
+    assert set(layer._plans) == set(range(1, 8))  # the layer keeps its own plans

@@ -344,6 +344,7 @@ class TensorizedLayer(nn.Module):
 # Plans shared by all layers, indexed so that torch.compile can treat a plan lookup as a constant.
 _PLANS: list[ContractionPlan] = []
 _PLAN_INDEX: dict[tuple, int] = {}
+_MAX_SHARED_PLANS = 4096
 # strategy="autotune": the measured winner per (shape, batch bucket, dtype, device, training)
 _TUNED: dict[tuple, str] = {}
 AUTOTUNE_CANDIDATES = ("chain", "optimal", "reconstruct")
@@ -359,6 +360,11 @@ def _plan_index(key: tuple, batch: int, strategy: str) -> int:
         fmt, in_modes, out_modes, shapes, factored, kernel_size = key
         cores = [torch.empty(shape, device="meta") for shape in shapes]
         f = from_cores(fmt, cores, in_modes, out_modes, factored=factored, kernel_size=kernel_size)
+        if len(_PLANS) >= _MAX_SHARED_PLANS:
+            # an index is only used right after it is returned (layers keep the plan objects), so
+            # starting the table afresh is safe; it bounds memory under ever-new batch sizes
+            _PLANS.clear()
+            _PLAN_INDEX.clear()
         _PLANS.append(plan_contraction(f, batch, strategy))
         idx = _PLAN_INDEX[k] = len(_PLANS) - 1
     return idx
