@@ -80,7 +80,8 @@ def _step(module, x, backward):
 
     if backward:
 
-        def run():
+        def run():  # a training step's gradient work: fresh gradients, as after zero_grad()
+            module.zero_grad(set_to_none=True)
             module(x).sum().backward()
 
     else:
