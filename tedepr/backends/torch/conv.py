@@ -66,6 +66,13 @@ def _pair(value, name: str, minimum: int) -> tuple[int, int]:
     return pair
 
 
+@torch._dynamo.assume_constant_result
+def _estimate_const(layer, key) -> str:
+    """``layer._cheapest(key)``; a constant for torch.compile (planning runs at trace time, so a
+    fresh layer compiles without a graph break)."""
+    return layer._cheapest(key)
+
+
 class _TensorizedConv2d(TensorizedLayer):
     """Shared implementation of the four tensorized Conv2d layers (see `TTConv2d`)."""
 
@@ -261,13 +268,17 @@ class _TensorizedConv2d(TensorizedLayer):
         key = (int(n), int(h), int(w))
         choice = self._choices.get(key)
         if choice is None:
+            if torch.compiler.is_compiling():  # no cache writes while tracing (dynamo guards)
+                return _estimate_const(self, key)
             choice = self._estimate(key)
         return choice
 
-    @torch.compiler.disable
-    def _estimate(self, key) -> str:
+    def _cheapest(self, key) -> str:
         costs = self.flop_estimates(*key)
-        choice = min(costs, key=costs.get)
+        return min(costs, key=costs.get)
+
+    def _estimate(self, key) -> str:
+        choice = self._cheapest(key)
         if len(self._choices) >= _MAX_CACHED_SHAPES:
             self._choices.pop(next(iter(self._choices)))
         self._choices[key] = choice

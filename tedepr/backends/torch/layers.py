@@ -10,6 +10,7 @@ never plans.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,7 +93,11 @@ def _spawn(seed, n: int) -> list:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(_torch_seed(seed)).spawn(n)]
 
 
-def _check_strategy(strategy: str, allowed: Sequence[str] = STRATEGIES) -> str:
+# what a tensorized Linear accepts: the planner's strategies plus the measured choice
+LAYER_STRATEGIES = STRATEGIES + ("autotune",)
+
+
+def _check_strategy(strategy: str, allowed: Sequence[str] = LAYER_STRATEGIES) -> str:
     if strategy not in allowed:
         raise ValueError(
             f"strategy must be one of {', '.join(map(repr, allowed))}; got {strategy!r}"
@@ -243,19 +248,90 @@ class TensorizedLayer(nn.Module):
         )
 
     # ------------------------------------------------------------------ evaluation
-    def _plan(self, batch: int) -> ContractionPlan:
-        plan = self._plans.get(batch)
-        if plan is None:
-            plan = self._make_plan(batch)
-        return plan
+    def _plan_key(self) -> tuple:
+        return (
+            self.format,
+            self._in_modes,
+            self._out_modes,
+            self._core_shapes,
+            self._factored,
+            self._kernel_size,
+        )
 
-    @torch.compiler.disable
-    def _make_plan(self, batch: int) -> ContractionPlan:
-        plan = plan_contraction(self._shape_template(), batch, self._strategy)
+    def _plan(self, batch: int, x2: torch.Tensor | None = None) -> ContractionPlan:
+        """The plan for ``batch`` rows: a dictionary lookup after the first call at that batch.
+
+        Under ``torch.compile`` a missing plan is made at trace time (`_plan_index` is a
+        constant for dynamo), so compiling a fresh layer has no graph break.
+        """
+        key = self._cache_key(batch, x2)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        if torch.compiler.is_compiling():
+            strategy = self._strategy
+            if strategy == "autotune":  # no timing while tracing: a measured winner, else auto
+                strategy = _tuned_strategy(self._plan_key(), batch, x2) or "auto"
+            return _PLANS[_plan_index(self._plan_key(), batch, strategy)]
+        return self._make_plan(key, batch, x2)
+
+    def _cache_key(self, batch: int, x2) -> Any:
+        if self._strategy != "autotune" or x2 is None:
+            return batch
+        return (batch, torch.is_grad_enabled(), x2.dtype, x2.device.type)
+
+    def _make_plan(self, key, batch: int, x2: torch.Tensor | None = None) -> ContractionPlan:
+        strategy = self._strategy
+        if strategy == "autotune":
+            if x2 is None:
+                strategy = "auto"
+            else:
+                strategy = _tuned_strategy(self._plan_key(), batch, x2) or self._autotune(batch, x2)
+        plan = _PLANS[_plan_index(self._plan_key(), batch, strategy)]
         if len(self._plans) >= _MAX_PLANS:
             self._plans.pop(next(iter(self._plans)))
-        self._plans[batch] = plan
+        self._plans[key] = plan
         return plan
+
+    def _autotune(self, batch: int, x2: torch.Tensor) -> str:
+        """Time every strategy on this layer's cores and a tensor like ``x2``; remember the winner.
+
+        Forward+backward when autograd would record the call (training), forward only otherwise.
+        The winner is kept per (layer shape, batch bucket, dtype, device, training) for the
+        whole process, so every layer of the same shape shares one measurement.
+        """
+        cores = self.cores
+        x = torch.randn(
+            (batch,) + self._in_modes, dtype=x2.dtype, device=x2.device
+        )  # never the caller's data: timing must not depend on it or keep it alive
+        grad = torch.is_grad_enabled() and any(c.requires_grad for c in cores)
+        sync = torch.cuda.synchronize if x.device.type == "cuda" else (lambda: None)
+        times = {}
+        for strategy in AUTOTUNE_CANDIDATES:
+            plan = _PLANS[_plan_index(self._plan_key(), batch, strategy)]
+
+            def run(plan=plan):
+                if grad:
+                    leaves = [c.detach().requires_grad_() for c in cores]
+                    y = plan.execute((x,) + tuple(leaves), xp=TORCH_OPS)
+                    torch.autograd.grad(y.sum(), leaves)
+                else:
+                    with torch.no_grad():
+                        plan.execute((x,) + tuple(cores), xp=TORCH_OPS)
+
+            run()  # warm-up (allocator, kernels)
+            sync()
+            best = float("inf")
+            for _ in range(AUTOTUNE_REPEATS):
+                t = time.perf_counter()
+                run()
+                sync()
+                best = min(best, time.perf_counter() - t)
+            times[strategy] = best
+        winner = min(times, key=times.get)
+        _TUNED[_tune_key(self._plan_key(), batch, x2)] = winner
+        self.autotune_times = {s: 1e3 * t for s, t in times.items()}
+        return winner
 
     def _matmul(self, x2: torch.Tensor) -> torch.Tensor:
         """``x2 @ W`` for ``x2`` of shape ``(B, N_in)``; returns ``(B, N_out)``."""
@@ -263,7 +339,7 @@ class TensorizedLayer(nn.Module):
         n_out = math.prod(self._out_modes)
         if b == 0:
             return x2.new_zeros((0, n_out))
-        plan = self._plan(b)
+        plan = self._plan(b, x2)
         y = plan.execute((x2.reshape((b,) + self._in_modes),) + self.cores, xp=TORCH_OPS)
         return y.reshape(b, n_out)
 
@@ -273,6 +349,56 @@ class TensorizedLayer(nn.Module):
             self._reconstruction = plan_reconstruction(self._shape_template())
         w = self._reconstruction.execute(self.cores, xp=TORCH_OPS)
         return w.reshape(math.prod(self._in_modes), math.prod(self._out_modes))
+
+
+# Plans shared by all layers, indexed so that torch.compile can treat a plan lookup as a constant.
+_PLANS: list[ContractionPlan] = []
+_PLAN_INDEX: dict[tuple, int] = {}
+_MAX_SHARED_PLANS = 4096
+# strategy="autotune": the measured winner per (shape, batch bucket, dtype, device, training)
+_TUNED: dict[tuple, str] = {}
+AUTOTUNE_CANDIDATES = ("chain", "optimal", "reconstruct")
+AUTOTUNE_REPEATS = 5
+
+
+@torch._dynamo.assume_constant_result
+def _plan_index(key: tuple, batch: int, strategy: str) -> int:
+    """Index into ``_PLANS`` of the plan for a layer shape ``key``, ``batch`` and ``strategy``."""
+    k = (key, batch, strategy)
+    idx = _PLAN_INDEX.get(k)
+    if idx is None:
+        fmt, in_modes, out_modes, shapes, factored, kernel_size = key
+        cores = [torch.empty(shape, device="meta") for shape in shapes]
+        f = from_cores(fmt, cores, in_modes, out_modes, factored=factored, kernel_size=kernel_size)
+        if len(_PLANS) >= _MAX_SHARED_PLANS:
+            # an index is only used right after it is returned (layers keep the plan objects), so
+            # starting the table afresh is safe; it bounds memory under ever-new batch sizes
+            _PLANS.clear()
+            _PLAN_INDEX.clear()
+        _PLANS.append(plan_contraction(f, batch, strategy))
+        idx = _PLAN_INDEX[k] = len(_PLANS) - 1
+    return idx
+
+
+def batch_bucket(batch: int) -> int:
+    """The autotune bucket of a batch size: the next power of two (1, 2, 4, 8, ...)."""
+    return 1 << max(int(batch) - 1, 0).bit_length()
+
+
+def _tune_key(key: tuple, batch: int, x2) -> tuple:
+    training = torch.is_grad_enabled()
+    return (key, batch_bucket(batch), x2.dtype, x2.device.type, training)
+
+
+def _tuned_strategy(key: tuple, batch: int, x2) -> str | None:
+    if x2 is None:
+        return None
+    return _TUNED.get(_tune_key(key, batch, x2))
+
+
+def clear_autotune() -> None:
+    """Forget every strategy measured by ``strategy="autotune"`` (layers re-measure on next use)."""
+    _TUNED.clear()
 
 
 def _mask_of(module: nn.Module, name: str):

@@ -60,9 +60,33 @@ class _Mask(nn.Module):
     def __init__(self, mask: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("mask", mask)
+        self._factor: torch.Tensor | None = None
+        self._factor_src: torch.Tensor | None = None  # the mask it was made from (kept alive)
+        self._factor_key: tuple | None = None
+
+    def _float_mask(self, w: torch.Tensor) -> torch.Tensor:
+        """The mask in ``w``'s dtype, converted once and reused while the mask is unchanged.
+
+        ``w * bool_mask`` converts the mask on every call (measured: a 300x784 mask, forward +
+        backward, 762 us with the bool mask vs 195 us with a float one, same run). It is rebuilt
+        when the buffer is another tensor (``.to()``, reassignment) or was written in place
+        (``copy_``, ``load_state_dict``: the version counter moves).
+        """
+        mask = self.mask
+        key = (mask._version, w.dtype, w.device)
+        if mask is not self._factor_src or key != self._factor_key:
+            self._factor = mask.to(dtype=w.dtype, device=w.device)
+            self._factor_src, self._factor_key = mask, key
+        return self._factor
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return w * self.mask
+        if torch.compiler.is_compiling() or not isinstance(w, torch.Tensor) or w.is_meta:
+            return w * self.mask  # a compiled graph fuses the conversion into the product
+        try:
+            factor = self._float_mask(w)
+        except (RuntimeError, NotImplementedError):  # tensor subclasses without storage
+            return w * self.mask
+        return w * factor
 
     def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
         # Assigning to the masked attribute stores the masked value, so pruned entries stay zero.

@@ -1,0 +1,12 @@
+"""Thin wrapper: `python benchmarks/training.py [options]` is `tedepr bench training [options]`
+(the suite lives in the package, tedepr/benchmarks/training.py, so the installed CLI can run it)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tedepr.benchmarks.training import main  # noqa: E402
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,253 @@
+"""Training-step time of compressed models: TEDEPR (tensorized + pruned at 99%) vs the dense model
+vs the dense model with pruning-at-initialization masks at 99%, in PyTorch and JAX.
+
+Random data of the model's input shape; one SGD-momentum step (forward, backward, update; masks
+as the backends apply them: parametrizations in torch, gradient/update projection in JAX, jitted).
+The three variants of one model are timed round-robin in one run; ratios compare them.
+
+    python -m tedepr.benchmarks.training                    # LeNet-300-100 and VGG-16, both backends
+    python -m tedepr.benchmarks.training --quick            # LeNet-300-100 only, few steps
+    python -m tedepr.benchmarks.training --models lenet300_100 --backends torch --batch 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+from ._timing import summarize
+
+MODELS = {"lenet300_100": (1, 28, 28), "vgg16": (3, 32, 32)}
+# the CIFAR shape for VGG-16 (the zoo's default input is MNIST-like)
+MODEL_KW = {"lenet300_100": {}, "vgg16": {"in_channels": 3, "image_size": 32}}
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(
+        prog="tedepr bench training",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--device", default="cpu", help="torch device; JAX uses its GPU when cuda")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--models", nargs="+", choices=sorted(MODELS))
+    ap.add_argument("--backends", nargs="+", choices=["torch", "jax"], default=["torch", "jax"])
+    ap.add_argument("--batch", type=int, default=128, help="LeNet batch (default 128)")
+    ap.add_argument("--vgg-batch", type=int, help="VGG-16 batch (default 32; 8 with --quick)")
+    ap.add_argument("--sparsity", type=float, default=0.99)
+    ap.add_argument("--format", default="tt", choices=["tt", "tr", "tucker", "cp"])
+    ap.add_argument(
+        "--score",
+        default="random",
+        help="score used to make the masks (speed does not depend on which entries are kept)",
+    )
+    ap.add_argument("--stat", choices=["median", "min", "p25"], default="median")
+    ap.add_argument("--steps", type=int, help="timed steps per variant (default 60; 15 quick)")
+    args = ap.parse_args(argv)
+    if args.models is None:
+        args.models = ["lenet300_100"] if args.quick else ["lenet300_100", "vgg16"]
+    if args.vgg_batch is None:
+        args.vgg_batch = 8 if args.quick else 32
+    if args.steps is None:
+        args.steps = 15 if args.quick else 60
+    if not 0 <= args.sparsity < 1:
+        ap.error(f"--sparsity must be in [0, 1); got {args.sparsity}")
+    return args
+
+
+def _round_robin(steps: dict, n: int, sync, stat: str = "median") -> dict[str, float]:
+    """Median ms of each step function, one call of each in turn, ``n`` rounds (after warm-up)."""
+    for fn in steps.values():
+        for _ in range(3):
+            fn()
+    sync()
+    times = {k: [] for k in steps}
+    for _ in range(n):
+        for k, fn in steps.items():
+            t = time.perf_counter()
+            fn()
+            sync()
+            times[k].append(time.perf_counter() - t)
+    return {k: 1e3 * summarize(v, stat) for k, v in times.items()}
+
+
+# ---------------------------------------------------------------------------- torch
+def torch_variants(name, args, batch):
+    import torch
+
+    import tedepr
+    from tedepr.models import get
+
+    device = torch.device(args.device)
+    shape = MODELS[name]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((batch,) + shape, generator=gen)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    data = (x[:32], y[:32])
+    torch.manual_seed(0)
+    dense = get(name, backend="torch", **MODEL_KW[name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pai = tedepr.compress(
+            dense, data, sparsity=args.sparsity, format=None, score=args.score, backend="torch"
+        ).model
+        ted = tedepr.compress(
+            dense,
+            data,
+            sparsity=args.sparsity,
+            format=args.format,
+            score=args.score,
+            backend="torch",
+        ).model
+        # the same TEDEPR model without its masks: what applying them costs per step (not a
+        # valid way to train: pruned entries would get gradients)
+        bare = tedepr.compress(
+            dense,
+            data,
+            sparsity=args.sparsity,
+            format=args.format,
+            score=args.score,
+            backend="torch",
+        ).model
+    tedepr.backends.torch.remove_masks(bare)
+    models = {
+        "dense": dense,
+        f"dense+PaI {args.sparsity:.0%}": pai,
+        f"TEDEPR {args.format}": ted,
+        "TEDEPR, no masks": bare,
+    }
+    x, y = x.to(device), y.to(device)
+    steps = {}
+    for k, m in models.items():
+        m.to(device).train()
+        opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+        def step(m=m, opt=opt):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+
+        steps[k] = step
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    counts = {k: tedepr.backends.torch.count_weights(m)["kept"] for k, m in models.items()}
+    return steps, sync, counts
+
+
+# ---------------------------------------------------------------------------- jax
+def jax_variants(name, args, batch):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import tedepr
+    from tedepr.backends.jax import make_optimizer, make_train_step, normalize_masks
+    from tedepr.backends.jax.masking import prunable_leaves
+    from tedepr.backends.jax.training import trainable_mask
+    from tedepr.models import get
+
+    platform = "gpu" if str(args.device).startswith("cuda") else "cpu"
+    dev = jax.devices(platform)[0]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch,) + MODELS[name]).astype(np.float32)
+    y = rng.integers(0, 10, batch).astype(np.int32)
+    dense = get(name, backend="jax", **MODEL_KW[name])
+    params = dense.init(jax.random.key(0))
+    variants = {"dense": (dense, params, None)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for label, fmt in (
+            (f"dense+PaI {args.sparsity:.0%}", None),
+            (f"TEDEPR {args.format}", args.format),
+        ):
+            r = tedepr.compress(
+                dense,
+                (x[:32], y[:32]),
+                sparsity=args.sparsity,
+                format=fmt,
+                score=args.score,
+                backend="jax",
+                params=params,
+            )
+            variants[label] = (
+                r.model,
+                r.params,
+                normalize_masks(r.params, r.masks) if r.masks else None,
+            )
+    model, p, _ = variants[f"TEDEPR {args.format}"]
+    variants["TEDEPR, no masks"] = (model, p, None)  # what the masks cost per step
+    xj, yj = jax.device_put(jnp.asarray(x), dev), jax.device_put(jnp.asarray(y), dev)
+    lr = jnp.asarray(0.01, jnp.float32)
+    steps, counts = {}, {}
+    for k, (model, p, masks) in variants.items():
+        trainable = trainable_mask(model, p)
+        tx = make_optimizer("sgd", momentum=0.9, weight_decay=5e-4, decay_mask=trainable)
+        state = {"p": jax.device_put(p, dev), "o": jax.device_put(tx.init(p), dev)}
+        masks = jax.device_put(masks, dev) if masks is not None else None
+        compiled = (
+            jax.jit(make_train_step(model, tx, trainable))
+            .lower(state["p"], state["o"], masks, xj, yj, lr)
+            .compile()
+        )
+
+        def step(compiled=compiled, state=state, masks=masks):
+            state["p"], state["o"], loss, _ = compiled(state["p"], state["o"], masks, xj, yj, lr)
+            loss.block_until_ready()
+
+        steps[k] = step
+        leaves = prunable_leaves(p)
+        counts[k] = int(
+            sum(np.asarray(masks_leaf).sum() for masks_leaf in _flat_masks(masks, leaves))
+        )
+    return steps, (lambda: None), counts
+
+
+def _flat_masks(masks, leaves):
+    import numpy as np
+
+    from tedepr.backends.jax.masking import prunable_leaves
+
+    if masks is None:
+        return [np.ones(np.shape(w), bool) for w in leaves.values()]
+    flat = prunable_leaves(masks)
+    return [flat.get(path, np.ones(np.shape(w), bool)) for path, w in leaves.items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from ._env import describe, setup
+
+    setup(args)
+    print(describe(args))
+    print(
+        f"training step (forward, backward, SGD-momentum update), {args.stat} of "
+        f"round-robin steps ({args.steps} for LeNet, a tenth for VGG); masks from score "
+        f"{args.score!r} at sparsity {args.sparsity}"
+    )
+    header = (
+        f"{'backend':<7} {'model':<14} {'batch':>5} {'variant':<16} {'kept weights':>12} "
+        f"{'ms/step':>9} {'PaI/this':>9} {'dense/this':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for backend in args.backends:
+        for name in args.models:
+            batch = args.batch if name.startswith("lenet") else args.vgg_batch
+            make = torch_variants if backend == "torch" else jax_variants
+            steps, sync, counts = make(name, args, batch)
+            t = _round_robin(
+                steps, args.steps if name.startswith("lenet") else max(3, args.steps // 10), sync
+            )
+            keys = list(t)
+            for k in keys:
+                print(
+                    f"{backend:<7} {name:<14} {batch:>5} {k:<16} {counts[k]:>12,} {t[k]:>9.3f} "
+                    f"{t[keys[1]] / t[k]:>8.2f}x {t[keys[0]] / t[k]:>9.2f}x",
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
