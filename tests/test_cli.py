@@ -229,3 +229,9 @@ def test_ray_executor_runs_two_runs_like_local(tmp_path):
         assert rec["status"] == "ok"
         # same run, same seed: the same training (up to float reassociation across thread counts)
         assert rec["accuracy"] == pytest.approx(by["local"][key]["accuracy"], abs=0.02)
+
+
+def test_bench_is_reachable_from_the_command_line():
+    res = _cli("bench", "--help", timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "layers" in res.stdout and "training" in res.stdout
