@@ -280,7 +280,12 @@ def _write_outputs(out: Path, config: dict, records: list[dict]) -> tuple[str, P
     from .study import environment, write_json
     from .table import aggregate, plot, render_markdown, render_table
 
-    rows = aggregate(records, config["methods"])
+    from .methods import expand_methods
+
+    # the study's methods first, then any other finished method in the canonical order
+    order = list(config["methods"])
+    order += [m for m in expand_methods("all", config["format"]) if m not in order]
+    rows = aggregate(records, order)
     title = _title(config)
     text = render_table(rows, title)
     write_json(
