@@ -235,3 +235,17 @@ def test_bench_is_reachable_from_the_command_line():
     res = _cli("bench", "--help", timeout=120)
     assert res.returncode == 0, res.stderr
     assert "layers" in res.stdout and "training" in res.stdout
+
+
+def test_jax_backend_runs_the_same_study(tmp_path):
+    pytest.importorskip("jax")
+    res = _cli("run", "--backend", "jax", "--methods", "dense,tedepr", "--sparsities", "0.99",
+               "--seeds", "0", "--epochs", "1", "--subset", "300", "--no-progress",
+               "--out", str(tmp_path / "j"))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.loads((tmp_path / "j" / "results.json").read_text())
+    assert results["environment"]["jax"]
+    runs = {r["spec"]["method"]: r for r in results["runs"]}
+    assert runs["dense"]["status"] == runs["tedepr"]["status"] == "ok"
+    assert runs["tedepr"]["kept"] == 2662 and runs["dense"]["kept"] == 266_200
+    assert all(layer["live"] for layer in runs["tedepr"]["report"]["layers"])
