@@ -249,3 +249,23 @@ def test_jax_backend_runs_the_same_study(tmp_path):
     assert runs["dense"]["status"] == runs["tedepr"]["status"] == "ok"
     assert runs["tedepr"]["kept"] == 2662 and runs["dense"]["kept"] == 266_200
     assert all(layer["live"] for layer in runs["tedepr"]["report"]["layers"])
+
+
+def test_torchrun_trains_every_run_with_ddp_like_one_process(tmp_path):
+    args = ["run", "--methods", "dense,tedepr", "--sparsities", "0.99", "--seeds", "0",
+            "--epochs", "1", "--subset", "400", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+              "-m", "tedepr", *args, "--out", str(tmp_path / "ddp")]  # fmt: skip
+    ddp = subprocess.run(launch, capture_output=True, text=True, timeout=600, env=env)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "DDP over 2 processes" in ddp.stderr
+    single = _cli(*args, "--workers", "1", "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr[-3000:]
+    got = {r["key"]: r for r in json.loads((tmp_path / "ddp" / "results.json").read_text())["runs"]}
+    want = {r["key"]: r for r in json.loads((tmp_path / "one" / "results.json").read_text())["runs"]}
+    assert set(got) == set(want) and len(got) == 2
+    for key, rec in got.items():
+        # the same global batches split over two ranks: the same training up to float reassociation
+        assert rec["status"] == "ok" and rec["kept"] == want[key]["kept"]
+        assert rec["accuracy"] == pytest.approx(want[key]["accuracy"], abs=0.02)

@@ -304,6 +304,9 @@ def cmd_run(args) -> int:
     from .study import execute, plan_runs, write_json
 
     config = resolve(args)
+    rank, world = _init_distributed(config)
+    if world > 1 and not args.out:
+        raise UsageError("--out: a distributed run (torchrun) needs --out, the same on every rank")
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     data_config = {
         "dataset": config["dataset"],
@@ -312,20 +315,25 @@ def cmd_run(args) -> int:
         "dataset_options": config["dataset_options"],
     }
     _flag("--data", prepare_data, **data_config)  # fail fast, one line, before any run
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "study.json", config)
+    lead = rank == 0  # under torchrun only rank 0 writes and prints
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "study.json", config)
     specs = plan_runs(config)
-    print(f"tedepr run: {len(specs)} runs → {out}", file=sys.stderr)
-    print(_title(config), file=sys.stderr)
+    if lead:
+        print(f"tedepr run: {len(specs)} runs → {out}", file=sys.stderr)
+        ddp = f"; every run trains with DDP over {world} processes" if world > 1 else ""
+        print(_title(config) + ddp, file=sys.stderr)
     t0 = time.perf_counter()
     try:
         records = execute(
             specs,
             out,
             data_config,
-            workers=_resolve_workers(config["workers"]),
-            executor=config["executor"],
-            progress=not args.no_progress,
+            workers=1 if world > 1 else _resolve_workers(config["workers"]),
+            executor="local" if world > 1 else config["executor"],
+            progress=lead and not args.no_progress,
+            write=lead,
         )
     except KeyboardInterrupt:
         print(
@@ -334,6 +342,8 @@ def cmd_run(args) -> int:
             file=sys.stderr,
         )
         return 130
+    if not lead:
+        return 0
     text, png = _write_outputs(out, config, list(records.values()))
     print(text)
     print(
@@ -342,6 +352,26 @@ def cmd_run(args) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _init_distributed(config: dict) -> tuple[int, int]:
+    """Under torchrun (``WORLD_SIZE`` > 1): join the process group, so that every run of the sweep
+    trains with DDP (`fit` picks the group up); every rank runs the same sweep in the same order,
+    and only rank 0 writes."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if config["backend"] != "torch":
+        raise UsageError("--backend: a torchrun launch trains with DDP, which needs --backend torch")
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if str(config["device"]).startswith("cuda") else "gloo")
+    if str(config["device"]).startswith("cuda"):
+        config["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return dist.get_rank(), dist.get_world_size()
 
 
 def cmd_report(args) -> int:

@@ -160,6 +160,7 @@ def execute(
     executor: str = "local",
     progress: bool = True,
     on_record=None,
+    write: bool = True,
 ) -> dict[str, dict]:
     """Run every spec not yet finished in ``out``; each record is written as soon as it completes.
 
@@ -177,7 +178,8 @@ def execute(
     def finish(key, record):
         record["key"] = key
         record["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json(Path(out) / "runs" / f"{key}.json", record)
+        if write:  # under torchrun only rank 0 writes
+            write_json(Path(out) / "runs" / f"{key}.json", record)
         done[key] = record
         if bar is not None:
             bar.update(1)
