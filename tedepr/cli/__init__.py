@@ -277,10 +277,9 @@ def _title(config: dict) -> str:
 
 
 def _write_outputs(out: Path, config: dict, records: list[dict]) -> tuple[str, Path | None]:
+    from .methods import expand_methods
     from .study import environment, write_json
     from .table import aggregate, plot, render_markdown, render_table
-
-    from .methods import expand_methods
 
     # the study's methods first, then any other finished method in the canonical order
     order = list(config["methods"])
@@ -364,7 +363,9 @@ def _init_distributed(config: dict) -> tuple[int, int]:
     if world <= 1:
         return 0, 1
     if config["backend"] != "torch":
-        raise UsageError("--backend: a torchrun launch trains with DDP, which needs --backend torch")
+        raise UsageError(
+            "--backend: a torchrun launch trains with DDP, which needs --backend torch"
+        )
     import torch.distributed as dist
 
     if not dist.is_initialized():

@@ -64,123 +64,35 @@ def _model_kwargs(spec: dict, data: dict) -> dict:
     return {**data["model_kwargs"], **(spec.get("model_options") or {})}
 
 
-class TorchRunner:
-    name = "torch"
+class _Runner:
+    """One run, written once; a backend supplies how to build, fit and time its model."""
 
-    def __init__(self, device: str = "cpu", threads: int | None = None):
-        import torch
-
-        self.torch = torch
-        if threads:
-            torch.set_num_threads(threads)
-        self.device = torch.device(device)
+    name = ""
 
     def run(self, spec: dict, data: dict, progress: bool) -> dict[str, Any]:
-        torch = self.torch
         import tedepr
-        from tedepr.backends.torch import fit, make_loader
-        from tedepr.backends.torch.compress import build_report, dense_weight_count
 
         seed, recipe = spec["seed"], spec["recipe"]
         (xtr, ytr), (xte, yte) = data["train"], data["test"]
-        torch.manual_seed(seed)
-        model = tedepr.models.get(spec["model"], backend="torch", **_model_kwargs(spec, data))
-        dense = dense_weight_count(model)
+        model, params = self.build(spec, data, seed)
         t0 = time.perf_counter()
         options = compress_options(spec["method"], spec["format"])
-        result = None
+        result, masks = None, None
         if options:
             result = tedepr.compress(
                 model,
                 _score_batch(data, seed),
                 sparsity=spec["sparsity"],
-                backend="torch",
+                backend=self.name,
                 seed=seed,
+                **self.compress_extra(params),
                 **options,
             )
-            model, report = result.model, result.report
+            model, params, masks, report = self.unpack(result)
         else:
-            report = build_report(model, None, dense_weights=dense)
+            report = self.dense_report(model, params)
         compress_s = time.perf_counter() - t0
-        model.to(self.device)
-        fitted = fit(
-            model,
-            make_loader(xtr, ytr, recipe["batch_size"], seed=seed),
-            epochs=recipe["epochs"],
-            lr=recipe["lr"],
-            optimizer=recipe["optimizer"],
-            momentum=recipe["momentum"],
-            weight_decay=recipe["weight_decay"],
-            schedule=recipe["schedule"],
-            eval_data=make_loader(xte, yte, 1000, shuffle=False),
-            device=self.device,
-            seed=seed,
-            progress=progress,
-        )
-        train_s = sum(h["seconds"] for h in fitted.history)
-        model.eval()
-        xb = torch.as_tensor(xte[:LATENCY_BATCH]).to(self.device)
-
-        def forward():
-            with torch.no_grad():
-                model(xb)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-
-        def state_dict_bytes():
-            buf = io.BytesIO()
-            torch.save(model.state_dict(), buf)
-            return buf.getbuffer().nbytes
-
-        return {
-            "report": report.to_dict(),
-            "history": fitted.history,
-            "compress_seconds": compress_s,
-            "train_seconds": train_s,
-            "latency_seconds": _median_seconds(forward),
-            "file_bytes": _saved_bytes(result, state_dict_bytes),
-        }
-
-
-class JaxRunner:
-    name = "jax"
-
-    def __init__(self, device: str = "cpu", threads: int | None = None):
-        import jax
-
-        self.jax = jax
-        if device not in ("cpu", "gpu", "cuda", "tpu"):
-            raise ValueError(
-                f"--device for the jax backend must be cpu, gpu or tpu; got {device!r}"
-            )
-
-    def run(self, spec: dict, data: dict, progress: bool) -> dict[str, Any]:
-        jax = self.jax
-        import tedepr
-        from tedepr.backends.jax import build_report, fit
-
-        seed, recipe = spec["seed"], spec["recipe"]
-        (xtr, ytr), (xte, yte) = data["train"], data["test"]
-        model = tedepr.models.get(spec["model"], backend="jax", **_model_kwargs(spec, data))
-        params = model.init(jax.random.key(seed))
-        t0 = time.perf_counter()
-        options = compress_options(spec["method"], spec["format"])
-        masks, result = None, None
-        if options:
-            result = tedepr.compress(
-                model,
-                _score_batch(data, seed),
-                sparsity=spec["sparsity"],
-                backend="jax",
-                seed=seed,
-                params=params,
-                **options,
-            )
-            model, params, masks, report = result.model, result.params, result.masks, result.report
-        else:
-            report = build_report(model, params, None, dense_weights=model.dense_weight_count())
-        compress_s = time.perf_counter() - t0
-        fitted = fit(
+        fitted = self.fit(
             model,
             params,
             (xtr, ytr),
@@ -196,26 +108,118 @@ class JaxRunner:
             seed=seed,
             progress=progress,
         )
-        train_s = sum(h["seconds"] for h in fitted.history)
+        forward, fallback_bytes = self.timing(model, fitted, masks, xte[:LATENCY_BATCH])
+        return {
+            "report": report.to_dict(),
+            "history": fitted.history,
+            "compress_seconds": compress_s,
+            "train_seconds": sum(h["seconds"] for h in fitted.history),
+            "latency_seconds": _median_seconds(forward),
+            "file_bytes": _saved_bytes(result, fallback_bytes),
+        }
+
+
+class TorchRunner(_Runner):
+    name = "torch"
+
+    def __init__(self, device: str = "cpu", threads: int | None = None):
+        import torch
+
+        self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+
+    def build(self, spec, data, seed):
+        import tedepr
+
+        self.torch.manual_seed(seed)
+        return tedepr.models.get(spec["model"], backend="torch", **_model_kwargs(spec, data)), None
+
+    def compress_extra(self, params):
+        return {}
+
+    def unpack(self, result):
+        return result.model, None, None, result.report  # the masks live in the model
+
+    def dense_report(self, model, params):
+        from tedepr.backends.torch.compress import build_report, dense_weight_count
+
+        return build_report(model, None, dense_weights=dense_weight_count(model))
+
+    def fit(self, model, params, train, **kw):
+        from tedepr.backends.torch import fit
+
+        model.to(self.device)
+        kw.pop("masks")
+        return fit(model, train, device=self.device, **kw)
+
+    def timing(self, model, fitted, masks, x):
+        torch = self.torch
+        model.eval()
+        xb = torch.as_tensor(x).to(self.device)
+
+        def forward():
+            with torch.no_grad():
+                model(xb)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+
+        def state_dict_bytes():
+            buf = io.BytesIO()
+            torch.save(model.state_dict(), buf)
+            return buf.getbuffer().nbytes
+
+        return forward, state_dict_bytes
+
+
+class JaxRunner(_Runner):
+    name = "jax"
+
+    def __init__(self, device: str = "cpu", threads: int | None = None):
+        import jax
+
+        self.jax = jax
+        if device not in ("cpu", "gpu", "cuda", "tpu"):
+            raise ValueError(
+                f"--device for the jax backend must be cpu, gpu or tpu; got {device!r}"
+            )
+
+    def build(self, spec, data, seed):
+        import tedepr
+
+        model = tedepr.models.get(spec["model"], backend="jax", **_model_kwargs(spec, data))
+        return model, model.init(self.jax.random.key(seed))
+
+    def compress_extra(self, params):
+        return {"params": params}
+
+    def unpack(self, result):
+        return result.model, result.params, result.masks, result.report
+
+    def dense_report(self, model, params):
+        from tedepr.backends.jax import build_report
+
+        return build_report(model, params, None, dense_weights=model.dense_weight_count())
+
+    def fit(self, model, params, train, **kw):
+        from tedepr.backends.jax import fit
+
+        return fit(model, params, train, **kw)
+
+    def timing(self, model, fitted, masks, x):
+        jax = self.jax
         trained = fitted.params
-        xb = jax.numpy.asarray(xte[:LATENCY_BATCH])
+        xb = jax.numpy.asarray(x)
         apply = jax.jit(lambda p, x: model.apply(p, x, masks or None, train=False))
 
         def forward():
             apply(trained, xb).block_until_ready()
 
         def arrays_bytes():
-            leaves = jax.tree_util.tree_leaves(trained)
-            return int(sum(np.asarray(v).nbytes for v in leaves))
+            return int(sum(np.asarray(v).nbytes for v in jax.tree_util.tree_leaves(trained)))
 
-        return {
-            "report": report.to_dict(),
-            "history": fitted.history,
-            "compress_seconds": compress_s,
-            "train_seconds": train_s,
-            "latency_seconds": _median_seconds(forward),
-            "file_bytes": _saved_bytes(result, arrays_bytes),
-        }
+        return forward, arrays_bytes
 
 
 RUNNERS = {"torch": TorchRunner, "jax": JaxRunner}
