@@ -245,11 +245,25 @@ def test_guards_none_can_kill_a_layer_and_compress_names_it():
     from tedepr.pruning import Guards
 
     # magnitude at 99.9% with the classifier (module "5" of this Sequential) left dense empties it
+    dense_classifier = {"min_params": 1024}
     with pytest.raises(DeadLayerError, match=r"weight\): 5;"):
         compress(
-            _lenet(), None, sparsity=0.999, format="tt", score="magnitude", guards=Guards.none()
+            _lenet(),
+            None,
+            sparsity=0.999,
+            format="tt",
+            score="magnitude",
+            guards=Guards.none(),
+            tensorize_options=dense_classifier,
         )
-    res = compress(_lenet(), None, sparsity=0.999, format="tt", score="magnitude")
+    res = compress(
+        _lenet(),
+        None,
+        sparsity=0.999,
+        format="tt",
+        score="magnitude",
+        tensorize_options=dense_classifier,
+    )
     assert all(r.live for r in res.report.layers)
     assert res.report.kept_weights == 266
 
