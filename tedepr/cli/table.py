@@ -185,11 +185,13 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path | None:
         import matplotlib.pyplot as plt
     except ModuleNotFoundError:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(9.5, 5.2), dpi=120)
     methods = []
     for r in rows:
         if r["method"] not in methods:
             methods.append(r["method"])
+    colors = plt.get_cmap("tab20").colors
+    curves = [m for m in methods if m != "dense"]
     for method in methods:
         pts = [
             r
@@ -219,9 +221,12 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path | None:
             y,
             yerr=e,
             marker="o",
-            ms=4 if not bold else 6,
+            ms=6 if bold else 3.5,
             capsize=3,
-            lw=2.5 if bold else 1.2,
+            lw=2.8 if bold else 1.1,
+            # solid: PaI on the dense model; dashed: the fine-grain ablation on the cores
+            ls=":" if "+" in method else "-",
+            color="k" if bold else colors[curves.index(method) % len(colors)],
             label=method,
             zorder=3 if bold else 2,
         )
@@ -230,7 +235,7 @@ def plot(rows: list[dict], path: Path, title: str = "") -> Path | None:
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title or "accuracy vs density")
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.png")
