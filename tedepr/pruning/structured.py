@@ -24,6 +24,7 @@ import numpy as np
 from ..namespace import get_namespace
 from .connectivity import layers_of, to_numpy
 from .problem import CoreInfo, canonical_order
+from .selection import _like
 
 __all__ = ["select_bonds"]
 
@@ -175,15 +176,4 @@ def select_bonds(
         floor = lo - 1e6 * (1.0 + abs(lo))
         masked = {n: np.where(masks[n], np_scores[n], floor) for n in names}
         masks = select(masked, keep, structure=known, guards=Guards(keep_path=True, connected=True))
-    return {n: _as(xp, masks[n], scores[n]) for n in names}
-
-
-def _as(xp, np_bool, ref):
-    arr = xp.asarray(np_bool)
-    device = getattr(ref, "device", None)
-    if device is not None and getattr(arr, "device", None) != device:
-        try:
-            arr = xp.asarray(np_bool, device=device)
-        except TypeError:
-            pass
-    return arr
+    return {n: _like(xp, masks[n], scores[n]) for n in names}
