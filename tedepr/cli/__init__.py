@@ -121,13 +121,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--sparsities", type=_floats, default=S, help="e.g. 0.99,0.995,0.998,0.999")
     r.add_argument("--seeds", type=_ints, default=S, help="e.g. 0,1")
-    r.add_argument("--epochs", type=int, default=S)
-    r.add_argument("--batch-size", dest="batch_size", type=int, default=S)
-    r.add_argument("--optimizer", default=S, choices=("sgd", "adam", "adamw"))
-    r.add_argument("--lr", type=float, default=S)
-    r.add_argument("--momentum", type=float, default=S)
-    r.add_argument("--weight-decay", dest="weight_decay", type=float, default=S)
-    r.add_argument("--schedule", default=S, choices=("cosine", "step", "constant"))
+    r.add_argument("--epochs", type=int, default=S, help=f"default {DEFAULTS['epochs']}")
+    r.add_argument(
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        default=S,
+        help=f"default {DEFAULTS['batch_size']}",
+    )
+    r.add_argument(
+        "--optimizer",
+        default=S,
+        choices=("sgd", "adam", "adamw"),
+        help=f"default {DEFAULTS['optimizer']}",
+    )
+    r.add_argument(
+        "--lr", type=float, default=S, help=f"peak learning rate (default {DEFAULTS['lr']:g})"
+    )
+    r.add_argument(
+        "--momentum", type=float, default=S, help="SGD momentum / Adam beta1 (default 0.9)"
+    )
+    r.add_argument("--weight-decay", dest="weight_decay", type=float, default=S, help="default 0")
+    r.add_argument(
+        "--schedule", default=S, choices=("cosine", "step", "constant"), help="default cosine"
+    )
     r.add_argument(
         "--format", default=S, choices=FORMATS, help="tensor format of lowrank/tedepr (default tt)"
     )
