@@ -40,6 +40,7 @@ def check_alive(report) -> None:
             "Guards(keep_path=True)) or lower the sparsity"
         )
 
+
 BACKENDS = ("torch", "jax")
 
 

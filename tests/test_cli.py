@@ -263,7 +263,9 @@ def test_torchrun_trains_every_run_with_ddp_like_one_process(tmp_path):
     single = _cli(*args, "--workers", "1", "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr[-3000:]
     got = {r["key"]: r for r in json.loads((tmp_path / "ddp" / "results.json").read_text())["runs"]}
-    want = {r["key"]: r for r in json.loads((tmp_path / "one" / "results.json").read_text())["runs"]}
+    want = {
+        r["key"]: r for r in json.loads((tmp_path / "one" / "results.json").read_text())["runs"]
+    }
     assert set(got) == set(want) and len(got) == 2
     for key, rec in got.items():
         # the same global batches split over two ranks: the same training up to float reassociation

@@ -198,7 +198,9 @@ def _split(xp, mask_flat, names, sizes, scores):
     return out
 
 
-def _refill_connected(xp, masks, flat, keep, names, sizes, scores, structure, max_rounds: int = 100):
+def _refill_connected(
+    xp, masks, flat, keep, names, sizes, scores, structure, max_rounds: int = 100
+):
     """Drop kept entries on no complete path (untrainable) and give their budget to the next-best
     entries, until every kept entry of every tensorized layer is connected (or nothing changes)."""
     from .connectivity import useful_entries
@@ -207,7 +209,8 @@ def _refill_connected(xp, masks, flat, keep, names, sizes, scores, structure, ma
     for _ in range(max_rounds):
         useful = useful_entries({n: masks[n] for n in known}, known)
         wasted = [
-            xp.reshape(_like(xp, useful[n], masks[n]), (-1,)) != _flat(xp, masks[n]) if n in known
+            xp.reshape(_like(xp, useful[n], masks[n]), (-1,)) != _flat(xp, masks[n])
+            if n in known
             else xp.zeros((size,), dtype=xp.bool)
             for n, size in zip(names, sizes)
         ]
