@@ -314,3 +314,17 @@ def load(
     return _storage(backend).import_model(
         structure, arrays, model=model, dtype=train, device=device
     )
+
+
+def json_lists(value):
+    """Tuples (nested) as lists, for the structure JSON."""
+    return [json_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def json_tuples(value):
+    """The inverse of `json_lists` on a decoded structure: lists back to tuples, in dicts too."""
+    if isinstance(value, list):
+        return tuple(json_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: json_tuples(v) for k, v in value.items()}
+    return value

@@ -12,6 +12,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from ...io import json_lists as _lists
+from ...io import json_tuples as _tuples
 from .compress import CompressionResult, build_report
 from .conv import CONV_CLASSES, Conv2d, TensorizedConv2d
 from .interchange import export_arrays, import_arrays
@@ -19,18 +21,6 @@ from .layers import LINEAR_CLASSES, Dense, TensorizedLinear
 from .models import Model
 
 __all__ = ["export_model", "import_model", "layer_record"]
-
-
-def _lists(value):
-    return [_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
-
-
-def _tuples(value):
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    return value
 
 
 def layer_record(layer) -> dict[str, Any] | None:

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ...io import json_lists as _lists
+from ...io import json_tuples as _tuples
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
 from .compress import CompressionResult, build_report, dense_weight_count
 from .conv import _TensorizedConv2d, conv_class
@@ -27,18 +29,6 @@ from .recurrent import _TensorizedRNNBase
 __all__ = ["export_model", "import_model", "layer_record"]
 
 _OTHER = (_TensorizedRNNBase, TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer)
-
-
-def _lists(value):
-    return [_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
-
-
-def _tuples(value):
-    if isinstance(value, list):
-        return tuple(_tuples(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _tuples(v) for k, v in value.items()}
-    return value
 
 
 def layer_record(m: nn.Module) -> dict[str, Any] | None:
