@@ -90,6 +90,7 @@ def main(argv=None) -> None:
                         (r.name, r.ranks, r.connected_ranks, r.kept) for r in res.report.layers
                     ],
                     "compress_s": t1 - t0,
+                    "train_loss": [e["train_loss"] for e in out.history],
                 }
                 done[(name, sparsity, seed)] = rec
                 with args.out.open("a") as f:

@@ -86,8 +86,33 @@ def compress(
 
     See `tedepr.backends.torch.compress.compress` (and its JAX twin) for every option. Returns an
     object with ``.model`` (compressed, masked, ready to train) and ``.report`` (`tedepr.report.Report`).
+
+    ``oversample`` may also be a sequence of candidate splits, e.g. ``(1.0, 2.0)`` (``1.0`` = the
+    low-rank network alone): each candidate is compressed, a copy of it trained for
+    ``probe_epochs`` (default 3) epochs on ``probe_data`` with the recipe ``probe_fit`` (default
+    `tedepr.probe.PROBE_FIT`), and the one with the lowest probe training loss is returned
+    untrained (`tedepr.probe.compress_probed`, docs/method.md §10).
     """
     mod = backend_module(backend, model)
+    oversample = options.get("oversample")
+    probe_keys = {"probe_data", "probe_epochs", "probe_fit"} & set(options)
+    if oversample is not None and not isinstance(oversample, (int, float)):
+        from .probe import compress_probed
+
+        return compress_probed(
+            model,
+            data,
+            sparsity,
+            format,
+            score,
+            backend=mod.__name__.split(".")[2],
+            **options,
+        )
+    if probe_keys:
+        raise TypeError(
+            f"{', '.join(sorted(probe_keys))} only apply when oversample is a sequence of "
+            "candidate splits (e.g. oversample=(1.0, 2.0))"
+        )
     return mod.compress(model, data, sparsity=sparsity, format=format, score=score, **options)
 
 

@@ -143,6 +143,8 @@ class Report:
     target_sparsity: float | None = None
     method: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: the candidates of a probed split (`tedepr.probe`): oversample, kept, probe_loss; else None
+    probe: list[dict] | None = None
 
     @property
     def kept_weights(self) -> int:
@@ -167,6 +169,7 @@ class Report:
             "compression": self.compression,
             "other_params": self.other_params,
             "notes": list(self.notes),
+            "probe": self.probe,
             "layers": [dict(asdict(r), compression=r.compression) for r in self.layers],
         }
 

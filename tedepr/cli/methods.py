@@ -5,6 +5,8 @@
 - ``lowrank``: the model tensorized in ``--format`` with nothing pruned, ranks solved so the whole
   model holds at most the budget (the coarse grain alone);
 - ``tedepr``: the full method (``--format`` cores, then the library's default score);
+- ``tedepr-probe``: the full method with the split chosen per run by a training probe between the
+  low-rank network alone and the default split (`tedepr.probe`; ``oversample=PROBE_SPLITS``);
 - ``<format>+<score>`` (``tt+snip`` …): the fine-grain ablation — tensorize, then prune the cores
   with that score.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import difflib
 
 from ..pruning import scores as registry
+from ..report import DEFAULT_OVERSAMPLE
 from ..shapes import FORMATS
 
 __all__ = ["BASELINES", "GROUPS", "expand_methods", "compress_options", "is_compressed"]
@@ -26,6 +29,9 @@ __all__ = ["BASELINES", "GROUPS", "expand_methods", "compress_options", "is_comp
 BASELINES = tuple(n for n in registry.available() if not n.startswith("trainability"))
 
 GROUPS = ("default", "ablation", "all")
+
+#: the candidate splits of ``tedepr-probe``: the low-rank network alone and the default split
+PROBE_SPLITS = (1.0, DEFAULT_OVERSAMPLE)
 
 
 def _ablation(fmt: str) -> list[str]:
@@ -67,7 +73,7 @@ def _check(name: str, fmt: str) -> None:
     head, plus, tail = name.partition("+")
     if plus and head in FORMATS and tail in registry.available():
         return
-    if name in ("dense", "lowrank", "tedepr") or name in BASELINES:
+    if name in ("dense", "lowrank", "tedepr", "tedepr-probe") or name in BASELINES:
         return
     known = _known(fmt) + list(GROUPS)
     close = difflib.get_close_matches(name, known, n=1)
@@ -90,6 +96,8 @@ def compress_options(method: str, fmt: str) -> dict:
         return {"format": fmt, "score": None}
     if method == "tedepr":
         return {"format": fmt, "score": "trainability"}
+    if method == "tedepr-probe":
+        return {"format": fmt, "score": "trainability", "oversample": PROBE_SPLITS}
     head, plus, tail = method.partition("+")
     if plus:
         return {"format": head, "score": tail}
