@@ -26,6 +26,7 @@ __all__ = [
     "prime_factors",
     "balanced_modes",
     "auto_modes",
+    "axis_modes",
     "check_modes",
     "count_params",
     "max_tt_ranks",
@@ -98,6 +99,46 @@ def auto_modes(
     if d is None:
         d = max(1, min(_MAX_AUTO_MODES, len(prime_factors(n_in)), len(prime_factors(n_out))))
     return balanced_modes(n_in, d), balanced_modes(n_out, d)
+
+
+def axis_modes(shape: Sequence[int], d: int) -> tuple[int, ...]:
+    """``d`` modes for a dimension that is a flattened array of ``shape`` (row-major, e.g. an image
+    ``(C, H, W)``), each mode inside one axis: axes of size 1 are dropped, every other axis gets at
+    least one mode and the rest are shared out by the axis' number of prime factors (largest
+    remainder, earlier axes first on ties); each axis is factorised by `balanced_modes`. So a
+    tensor-train bond never mixes two axes: for a 28×28 digit, ``axis_modes((1, 28, 28), 4) == (7, 4,
+    7, 4)`` — rows (coarse, fine), then columns — where ``balanced_modes(784, 4) == (7, 7, 4, 4)``
+    cuts across them (docs/method.md §4).
+
+    ``d`` is raised to the number of axes larger than 1 when it is smaller; an axis gets at most as
+    many modes as it has prime factors.
+    """
+    try:
+        dims = tuple(int(a) for a in shape)
+    except TypeError:
+        raise TypeError(f"shape must be a sequence of positive ints; got {shape!r}") from None
+    if not dims or any(a < 1 for a in dims):
+        raise ValueError(f"shape must be a non-empty sequence of positive ints; got {shape!r}")
+    _check_positive_int(d, "d")
+    axes = [a for a in dims if a > 1] or [1]
+    caps = [max(1, len(prime_factors(a))) for a in axes]
+    d = min(max(d, len(axes)), sum(caps))
+    counts = [1] * len(axes)
+    extra = d - len(axes)
+    weights = [c - 1 for c in caps]
+    total = sum(weights)
+    if extra and total:
+        quotas = [extra * w / total for w in weights]
+        for i, q in enumerate(quotas):
+            counts[i] += min(int(q), caps[i] - 1)
+        left = d - sum(counts)
+        order = sorted(range(len(axes)), key=lambda i: (-(quotas[i] - int(quotas[i])), i))
+        while left > 0:
+            for i in order:
+                if left and counts[i] < caps[i]:
+                    counts[i] += 1
+                    left -= 1
+    return tuple(m for a, k in zip(axes, counts) for m in balanced_modes(a, k))
 
 
 def check_modes(modes: Sequence[int] | None, dim: int, name: str) -> tuple[int, ...] | None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tedepr import shapes
 from tedepr.shapes import (
     auto_modes,
+    axis_modes,
     balanced_modes,
     count_params,
     max_tt_ranks,
@@ -55,6 +56,35 @@ def test_auto_modes(n_in, n_out, d):
         d if d is not None else max(1, min(4, len(prime_factors(n_in)), len(prime_factors(n_out))))
     )
     assert len(in_modes) == len(out_modes) == expected_d
+
+
+@given(shape=st.lists(st.integers(1, 64), min_size=1, max_size=4), d=st.integers(1, 6))
+def test_axis_modes_never_mix_axes(shape, d):
+    modes = axis_modes(shape, d)
+    assert math.prod(modes) == math.prod(shape)
+    axes = [a for a in shape if a > 1] or [1]
+    caps = [max(1, len(prime_factors(a))) for a in axes]
+    assert len(modes) == min(max(d, len(axes)), sum(caps))
+    # the modes split, in order, into consecutive groups whose products are the axes
+    i = 0
+    for a in axes:
+        prod, start = 1, i
+        while i == start or prod < a:
+            prod *= modes[i]
+            i += 1
+        assert prod == a and i > start, (shape, d, modes)
+    assert i == len(modes)
+
+
+def test_axis_modes_examples_and_errors():
+    assert axis_modes((1, 28, 28), 4) == (7, 4, 7, 4)  # rows (coarse, fine), then columns
+    assert balanced_modes(784, 4) == (7, 7, 4, 4)  # the axis-blind factorisation cuts across rows
+    assert axis_modes((3, 32, 32), 5) == (3, 8, 4, 8, 4)
+    assert axis_modes((1, 28, 28), 1) == (28, 28)  # one mode per axis at least
+    with pytest.raises(ValueError, match="shape"):
+        axis_modes((0, 28), 2)
+    with pytest.raises(TypeError, match="shape"):
+        axis_modes(28, 2)
 
 
 modes_pair = st.integers(1, 3).flatmap(
