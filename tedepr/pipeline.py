@@ -272,6 +272,17 @@ def skip_pruning(score: str | None, keep: int, total: int, notes: list[str]) -> 
 
 
 # ----------------------------------------------------------------------------- argument checks
+def _check_seed(seed: Any) -> int:
+    # an int: it seeds the backend's RNG (torch.manual_seed, jax.random.key) as well as NumPy's
+    if isinstance(seed, bool) or not hasattr(seed, "__index__"):
+        raise TypeError(f"seed must be an int >= 0; got {type(seed).__name__} {seed!r:.40}")
+    if int(seed) < 0:
+        raise ValueError(
+            f"seed must be an int >= 0 (it seeds the fresh cores, random scores and ties); got {seed}"
+        )
+    return int(seed)
+
+
 def check_compress_args(
     *,
     format: Any,
@@ -316,7 +327,7 @@ def check_compress_args(
     if rounds is not None:
         check_int(rounds, "rounds")
     check_int(num_batches, "num_batches")
-    seed = check_int(seed, "seed", 0)
+    seed = _check_seed(seed)
     input_shape = check_input_shape(input_shape)
     if loss_fn is not None and not callable(loss_fn) and loss_fn not in LOSSES:
         raise ValueError(
@@ -453,7 +464,7 @@ def run_score(
     from .pruning import compute_scores
 
     check_int(num_batches, "num_batches")
-    seed = check_int(seed, "seed", 0)
+    seed = _check_seed(seed)
     source, params = adapter.prepare(model, params, dtype)
     params = adapter.init_params(source, params, source, seed, dtype)
     problem = adapter.scoring_problem(
