@@ -24,9 +24,21 @@ from typing import Any
 from .shapes import RankBudgetError, check_format
 from .validation import check_globs_match
 
-__all__ = ["LayerChooser", "globs"]
+__all__ = ["CONV2D_FIELDS", "LayerChooser", "globs"]
 
 logger = logging.getLogger("tedepr.tensorize")
+
+#: the convolution arguments a tensorized Conv2d takes over from the dense one, in every backend
+#: (``nn.Conv2d``'s names, which the JAX `Conv2d` shares)
+CONV2D_FIELDS = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+)
 
 
 def globs(value: Any, name: str) -> tuple[str, ...] | None:

@@ -122,8 +122,15 @@ class JaxAdapter:
         groups: dict[str, list[str]] = {}
         for path in structure:
             groups.setdefault(structure[path].layer, []).append(path)
+        position = {top: k for k, top in enumerate(model.layers)}
+
+        def order(name):  # the model's layer order (params flatten in sorted-key order)
+            top = next((t for t in position if name == t or name.startswith(t + "/")), None)
+            return position.get(top, len(position))
+
         out = []
-        for name, paths in groups.items():
+        for name in sorted(groups, key=order):
+            paths = groups[name]
             try:
                 layer = find_layer(model, name)
             except KeyError:

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 
 from ...shapes import check_format
-from ...tensorizing import LayerChooser
+from ...tensorizing import CONV2D_FIELDS, LayerChooser
 from .attention import (
     MultiheadAttention,
     TensorizedMultiheadAttention,
@@ -47,77 +47,51 @@ def tensorize_layer(
 ):
     """The tensorized counterpart of one dense layer (same shapes, options and init target)."""
     format = check_format(format)
-    if isinstance(layer, Dense):
-        return LINEAR_CLASSES[format](
-            layer.in_features,
-            layer.out_features,
-            rank,
-            bias=layer.bias,
-            d=d,
-            weight_init=layer.weight_init,
-            strategy=strategy,
+    kind = next((t for t in TENSORIZABLE if isinstance(layer, t)), None)
+    if kind is None:
+        raise TypeError(
+            f"layer must be one of {', '.join(t.__name__ for t in TENSORIZABLE)}; "
+            f"got {type(layer).__name__}"
         )
-    if isinstance(layer, Conv2d):
-        kw: dict[str, Any] = {"weight_init": layer.weight_init}
+    copied = {a: getattr(layer, a) for a in _COPIED[kind]}
+    if kind is Dense:
+        cls, kw = LINEAR_CLASSES[format], {"strategy": strategy}
+    elif kind is Conv2d:
+        cls, kw = CONV_CLASSES[format], {"strategy": conv_strategy}
         if layer.weight_init == "he_fan_out":  # not a tedepr.target_std scheme: give the std itself
             fan_out = layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1]
-            kw = {"std": math.sqrt(2.0 / fan_out)}
-        return CONV_CLASSES[format](
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            rank=rank,
-            stride=layer.stride,
-            padding=layer.padding,
-            dilation=layer.dilation,
-            groups=layer.groups,
-            bias=layer.bias,
-            d=d,
-            strategy=conv_strategy,
-            **kw,
-        )
-    if isinstance(layer, LSTM):
-        return TensorizedLSTM(
-            layer.input_size,
-            layer.hidden_size,
-            layer.bias,
-            layer.batch_first,
-            format=format,
-            rank=rank,
-            d=d,
-            tensorize_hidden=tensorize_hidden,
-            strategy=strategy,
-        )
-    if isinstance(layer, MultiheadAttention):
-        return TensorizedMultiheadAttention(
-            layer.embed_dim,
-            layer.num_heads,
-            format=format,
-            rank=rank,
-            bias=layer.bias,
-            batch_first=layer.batch_first,
-            d=d,
-            strategy=strategy,
-        )
-    if isinstance(layer, TransformerEncoderLayer):
-        return TensorizedTransformerEncoderLayer(
-            layer.d_model,
-            layer.nhead,
-            layer.dim_feedforward,
-            format=format,
-            rank=rank,
-            activation=layer.activation,
-            layer_norm_eps=layer.layer_norm_eps,
-            batch_first=layer.batch_first,
-            norm_first=layer.norm_first,
-            bias=layer.bias,
-            d=d,
-            strategy=strategy,
-        )
-    raise TypeError(
-        f"layer must be one of {', '.join(t.__name__ for t in TENSORIZABLE)}; "
-        f"got {type(layer).__name__}"
-    )
+            copied.pop("weight_init")
+            kw["std"] = math.sqrt(2.0 / fan_out)
+    else:
+        cls = _TENSORIZED[kind]
+        kw = {"format": format, "strategy": strategy}
+        if kind is LSTM:
+            kw["tensorize_hidden"] = tensorize_hidden
+    return cls(**copied, **kw, rank=rank, d=d)
+
+
+#: what a tensorized layer takes over from the dense one: these fields, by keyword
+_COPIED = {
+    Dense: ("in_features", "out_features", "bias", "weight_init"),
+    Conv2d: (*CONV2D_FIELDS, "bias", "weight_init"),
+    LSTM: ("input_size", "hidden_size", "bias", "batch_first"),
+    MultiheadAttention: ("embed_dim", "num_heads", "bias", "batch_first"),
+    TransformerEncoderLayer: (
+        "d_model",
+        "nhead",
+        "dim_feedforward",
+        "activation",
+        "layer_norm_eps",
+        "batch_first",
+        "norm_first",
+        "bias",
+    ),
+}
+_TENSORIZED = {
+    LSTM: TensorizedLSTM,
+    MultiheadAttention: TensorizedMultiheadAttention,
+    TransformerEncoderLayer: TensorizedTransformerEncoderLayer,
+}
 
 
 def tensorize(

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from ...tensorizing import LayerChooser
+from ...tensorizing import CONV2D_FIELDS, LayerChooser
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
 from .conv import conv_class
 from .layers import TensorizedLayer, linear_class
@@ -56,72 +56,41 @@ def _unsupported(kind: str, m: nn.Module) -> str | None:
     return None
 
 
+#: what a replacement takes over from the dense module: these attributes, by keyword
+_COPIED = {
+    "linear": ("in_features", "out_features"),
+    "conv2d": (*CONV2D_FIELDS, "padding_mode"),
+    "lstm": ("input_size", "hidden_size", "num_layers", "batch_first", "dropout"),
+    "attention": ("embed_dim", "num_heads", "batch_first", "dropout", "kdim", "vdim"),
+}
+_COPIED["gru"] = _COPIED["lstm"]
+
+
+def _has_bias(kind: str, m: nn.Module) -> bool:
+    if kind in ("lstm", "gru"):
+        return bool(m.bias)
+    if kind == "attention":
+        return m.in_proj_bias is not None
+    return m.bias is not None
+
+
 def _build(
     kind: str, m: nn.Module, fmt: str, rank, kw: dict[str, Any], decompose: bool
 ) -> nn.Module:
-    if kind == "linear":
-        cls = linear_class(fmt)
-        if decompose:
-            return cls.from_dense(m, rank, **kw)
-        return cls(
-            m.in_features,
-            m.out_features,
-            rank,
-            bias=m.bias is not None,
-            device=m.weight.device,
-            dtype=m.weight.dtype,
-            **kw,
-        )
-    if kind == "conv2d":
-        cls = conv_class(fmt)
-        if decompose:
-            return cls.from_dense(m, rank, **kw)
-        return cls(
-            m.in_channels,
-            m.out_channels,
-            m.kernel_size,
-            m.stride,
-            m.padding,
-            m.dilation,
-            m.groups,
-            m.bias is not None,
-            m.padding_mode,
-            rank=rank,
-            device=m.weight.device,
-            dtype=m.weight.dtype,
-            **kw,
-        )
-    if kind in ("lstm", "gru"):
-        cls = TensorizedLSTM if kind == "lstm" else TensorizedGRU
-        if decompose:
-            return cls.from_dense(m, fmt, rank, **kw)
-        w = m.weight_ih_l0
-        return cls(
-            m.input_size,
-            m.hidden_size,
-            m.num_layers,
-            m.bias,
-            m.batch_first,
-            m.dropout,
-            format=fmt,
-            rank=rank,
-            device=w.device,
-            dtype=w.dtype,
-            **kw,
-        )
+    if kind in ("linear", "conv2d"):
+        cls, fmt_kw = (linear_class if kind == "linear" else conv_class)(fmt), {}
+    else:
+        cls = {"lstm": TensorizedLSTM, "gru": TensorizedGRU}.get(kind, TensorizedMultiheadAttention)
+        fmt_kw = {"format": fmt}
     if decompose:
-        return TensorizedMultiheadAttention.from_dense(m, fmt, rank, **kw)
-    w = m.out_proj.weight
-    return TensorizedMultiheadAttention(
-        m.embed_dim,
-        m.num_heads,
-        format=fmt,
+        return cls.from_dense(m, *fmt_kw.values(), rank, **kw)
+    w = next(iter(prunable_parameters(m).values()))  # the new weights' device and dtype
+    copied = {a: getattr(m, a) for a in _COPIED[kind]}
+    return cls(
+        **copied,
+        **fmt_kw,
         rank=rank,
-        bias=m.in_proj_bias is not None,
-        batch_first=m.batch_first,
-        dropout=m.dropout,
-        kdim=m.kdim,
-        vdim=m.vdim,
+        bias=_has_bias(kind, m),
         device=w.device,
         dtype=w.dtype,
         **kw,
