@@ -272,6 +272,14 @@ def skip_pruning(score: str | None, keep: int, total: int, notes: list[str]) -> 
 
 
 # ----------------------------------------------------------------------------- argument checks
+def _check_loss(loss_fn: Any) -> None:
+    if loss_fn is not None and not callable(loss_fn) and loss_fn not in LOSSES:
+        raise ValueError(
+            f"loss_fn must be None, one of {', '.join(map(repr, LOSSES))} or a callable "
+            f"(logits, labels) -> mean loss; got {loss_fn!r:.40}"
+        )
+
+
 def _check_seed(seed: Any) -> int:
     # an int: it seeds the backend's RNG (torch.manual_seed, jax.random.key) as well as NumPy's
     if isinstance(seed, bool) or not hasattr(seed, "__index__"):
@@ -329,11 +337,7 @@ def check_compress_args(
     check_int(num_batches, "num_batches")
     seed = _check_seed(seed)
     input_shape = check_input_shape(input_shape)
-    if loss_fn is not None and not callable(loss_fn) and loss_fn not in LOSSES:
-        raise ValueError(
-            f"loss_fn must be None, one of {', '.join(map(repr, LOSSES))} or a callable "
-            f"(logits, labels) -> mean loss; got {loss_fn!r:.40}"
-        )
+    _check_loss(loss_fn)
     if not isinstance(rescale, bool):
         raise TypeError(f"rescale must be True or False; got {type(rescale).__name__}")
     if tensorize_options is not None and not isinstance(tensorize_options, Mapping):
@@ -465,6 +469,7 @@ def run_score(
 
     check_int(num_batches, "num_batches")
     seed = _check_seed(seed)
+    _check_loss(loss_fn)
     source, params = adapter.prepare(model, params, dtype)
     params = adapter.init_params(source, params, source, seed, dtype)
     problem = adapter.scoring_problem(
