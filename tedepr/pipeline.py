@@ -29,6 +29,7 @@ from .pruning.connectivity import analyse
 from .pruning.problem import CoreInfo, ScoringProblem
 from .pruning.rescale import restoring_scales
 from .report import Report, layer_row
+from .training import LOSSES  # the loss names of fit, the same for compress
 from .validation import check_input_shape, check_int
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
     "skip_pruning",
     "CompressionResult",
     "LayerWeights",
-    "LOSSES",
     "bind",
     "build_report",
     "check_compress_args",
@@ -48,9 +48,6 @@ __all__ = [
     "run_compress",
     "run_score",
 ]
-
-#: the loss names every backend knows (a callable ``(logits, labels) -> mean loss`` works too)
-LOSSES = ("cross_entropy",)
 
 
 @dataclass
