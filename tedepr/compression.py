@@ -11,10 +11,23 @@ import sys
 from typing import Any
 
 from .budget import BudgetError
+from .pipeline import (
+    CompressionResult,
+    DeadLayerError,
+    check_alive,
+    core_budget,
+    resolve_budget,
+    run_compress,
+    run_score,
+    skip_pruning,
+)
+from .pruning import Guards
+from .report import DEFAULT_OVERSAMPLE
 
 __all__ = [
     "BACKENDS",
     "BudgetError",
+    "CompressionResult",
     "compress",
     "score",
     "backend_module",
@@ -24,21 +37,6 @@ __all__ = [
     "DeadLayerError",
     "check_alive",
 ]
-
-
-class DeadLayerError(ValueError):
-    """Pruning left a layer with no complete input→output path: its weight is identically zero."""
-
-
-def check_alive(report) -> None:
-    """Raise `DeadLayerError` naming every layer of ``report`` that pruning left dead."""
-    dead = [r.name for r in report.layers if r.live is False]
-    if dead:
-        raise DeadLayerError(
-            f"pruning left {len(dead)} layer(s) with no complete input→output path (an all-zero "
-            f"weight): {', '.join(dead)}; keep the structural guards on (the default: "
-            "Guards(keep_path=True)) or lower the sparsity"
-        )
 
 
 BACKENDS = ("torch", "jax")
@@ -79,133 +77,116 @@ def compress(
     format: str | None = "tt",
     score: str | None = "trainability",
     *,
+    rank=None,
+    oversample: float = DEFAULT_OVERSAMPLE,
+    guards: Guards | None = None,
+    rounds: int | None = None,
+    num_batches: int = 1,
+    seed: int = 0,
+    input_shape: tuple[int, ...] | None = None,
+    loss_fn=None,
+    rescale: bool = True,
+    tensorize_options: dict[str, Any] | None = None,
+    progress=None,
+    probe_data=None,
+    probe_epochs: int = 3,
+    probe_fit: dict[str, Any] | None = None,
+    params=None,
+    dtype=None,
+    backend: str | None = None,
+) -> CompressionResult:
+    """Compress ``model`` to ``sparsity`` of its dense weights, before training.
+
+    The same signature (without ``backend``) is every backend's ``compress``
+    (`tedepr.pipeline.bind`); one pipeline runs them all (`tedepr.pipeline.run_compress`).
+
+    Parameters
+    ----------
+    model : torch ``nn.Module``, or a JAX `tedepr.backends.jax.Model` (not modified)
+    data : (x, y) arrays, an iterable of (x, y) batches (a DataLoader), or None (data-free scores)
+        Inputs floating point, labels integer class indices.
+    sparsity : float in [0, 1)
+        Fraction of the dense model's weights removed (whole model, SPEC §5).
+    format : "tt", "tr", "tucker", "cp", or None
+        None prunes the dense model (the pruning-at-initialization baselines).
+    score : a registered score name (`tedepr.scores.available()`), or None
+        None keeps every core entry (low-rank only): the ranks are then allocated to the whole
+        budget (`BudgetError` when it cannot be met, e.g. a user-given rank over budget).
+    rank : int, tuple, float or None
+        Ranks of the tensorized layers; None allocates them to the budget
+        (`tedepr.budget.allocate_ranks`), every eligible layer tensorized.
+    oversample : float >= 1, or a sequence of them
+        Coarse/fine split: the cores hold ``oversample`` times the kept count before pruning.
+        A sequence, e.g. ``(1.0, 2.0)``, is a set of candidate splits (``1.0`` = the low-rank
+        network alone): each is compressed, a copy of it trained for ``probe_epochs`` epochs on
+        ``probe_data``, and the one of lowest probe training loss is returned untrained
+        (`tedepr.probe.compress_probed`, docs/method.md §10).
+    guards : Guards, optional
+        Override the score's structural guards (`Guards.none()` disables them).
+    rounds : int >= 1, optional
+        Override the score's number of schedule rounds.
+    num_batches : int >= 1
+        Batches of ``data`` the scores average over.
+    seed : int >= 0
+        Seeds the fresh cores (the caller's RNG state is left alone), random scores and ties.
+    input_shape : tuple of ints, optional
+        One sample's shape, for data-free SynFlow (default: from ``data``, or the JAX model's).
+    loss_fn : None, "cross_entropy" or a callable ``(logits, labels) -> mean loss``
+    rescale : bool
+        After pruning, scale the kept entries so that every layer's (reconstructed) weight keeps
+        the Frobenius norm — hence the variance — of its unpruned init (docs/method.md §8); the
+        cores of a tensorized layer share one factor, every dense weight has its own.
+    tensorize_options : dict, optional
+        Passed to the backend's ``tensorize`` (``min_params``, ``include``, ``exclude``,
+        ``overrides`` …).
+    progress : callable(k, rounds), optional
+        Called after each scoring round.
+    probe_data, probe_epochs, probe_fit : only with candidate splits in ``oversample``
+        The probe's training batches (as ``fit`` takes them), its epochs (default 3) and its
+        recipe (``fit`` keywords; default `tedepr.probe.PROBE_FIT`, the study's recipe).
+    params : optional (JAX only)
+        Params of a JAX ``model``: layers left dense keep them, new layers are initialised from
+        ``seed``; default: the compressed model initialised from ``jax.random.key(seed)``. A torch
+        module holds its own weights (a `ValueError` if given).
+    dtype : a real floating dtype, optional
+        JAX: the dtype of freshly initialised params (default float32). Torch: the compressed
+        model's dtype (default: the model's own).
+    backend : "torch", "jax" or None (inferred from ``model`` among the imported frameworks)
+
+    Returns
+    -------
+    CompressionResult
+        ``(model, report, masks, params)``.
+    """
+    arguments = dict(locals())  # every argument, by name: the pipeline takes them all
+    return run_compress(_adapter(arguments.pop("backend"), model), **arguments)
+
+
+def score(
+    model,
+    data=None,
+    method: str = "snip",
+    *,
+    num_batches: int = 1,
+    seed: int = 0,
+    input_shape: tuple[int, ...] | None = None,
+    loss_fn=None,
+    params=None,
+    dtype=None,
     backend: str | None = None,
     **options: Any,
-):
-    """Compress ``model`` before training: tensorize, score, prune to ``sparsity`` of its dense weights.
+) -> dict[str, Any]:
+    """Per-weight score arrays keyed by weight name (higher = keep), without pruning anything.
 
-    See `tedepr.backends.torch.compress.compress` (and its JAX twin) for every option. Returns an
-    object with ``.model`` (compressed, masked, ready to train) and ``.report`` (`tedepr.report.Report`).
-
-    ``oversample`` may also be a sequence of candidate splits, e.g. ``(1.0, 2.0)`` (``1.0`` = the
-    low-rank network alone): each candidate is compressed, a copy of it trained for
-    ``probe_epochs`` (default 3) epochs on ``probe_data`` with the recipe ``probe_fit`` (default
-    `tedepr.probe.PROBE_FIT`), and the one with the lowest probe training loss is returned
-    untrained (`tedepr.probe.compress_probed`, docs/method.md §10).
+    ``model``, ``data``, ``num_batches``, ``seed``, ``input_shape``, ``loss_fn``, ``params``,
+    ``dtype`` and ``backend`` as in `compress`; ``method`` a registered score name; ``options``
+    go to the score (e.g. ``density=`` for ``"erk"``). The same signature (without ``backend``)
+    is every backend's ``score``.
     """
-    mod = backend_module(backend, model)
-    oversample = options.get("oversample")
-    probe_keys = {"probe_data", "probe_epochs", "probe_fit"} & set(options)
-    if oversample is not None and not isinstance(oversample, (int, float)):
-        from .probe import compress_probed
-
-        return compress_probed(
-            model,
-            data,
-            sparsity,
-            format,
-            score,
-            backend=mod.__name__.split(".")[2],
-            **options,
-        )
-    if probe_keys:
-        raise TypeError(
-            f"{', '.join(sorted(probe_keys))} only apply when oversample is a sequence of "
-            "candidate splits (e.g. oversample=(1.0, 2.0))"
-        )
-    return mod.compress(model, data, sparsity=sparsity, format=format, score=score, **options)
+    arguments = dict(locals())
+    arguments.update(arguments.pop("options"))
+    return run_score(_adapter(arguments.pop("backend"), model), **arguments)
 
 
-def score(model, data=None, method: str = "snip", *, backend: str | None = None, **options: Any):
-    """Per-parameter score arrays keyed by parameter name, without pruning anything."""
-    mod = backend_module(backend, model)
-    return mod.score(model, data, method=method, **options)
-
-
-def resolve_budget(
-    dense: int,
-    sparsity: float,
-    format: str | None,
-    score: str | None,
-    rank,
-    oversample: float,
-    has_data: bool,
-):
-    """The shared first step of every backend's ``compress``: validate the request and solve the
-    budget. Returns ``(keep, rank)``: the whole-model count of weights kept and the ranks for
-    `tensorize` (``None``: allocate them to the budget with `core_budget`)."""
-    from .pruning import scores as registry
-    from .report import keep_count, low_rank_budget
-
-    if dense == 0:
-        raise ValueError(
-            "model has no weights to compress: no eligible layer (Linear, Conv, "
-            "recurrent, attention or tensorized)"
-        )
-    keep = keep_count(sparsity, dense)
-    if score is not None:
-        method = registry.get(score)  # validates the name before any work
-        if method.needs_data and not has_data:
-            free = ", ".join(
-                repr(n) for n in registry.available() if not registry.get(n).needs_data
-            )
-            raise ValueError(
-                f"score {score!r} needs data: pass data batches, or a data-free score ({free})"
-            )
-    if format is None:
-        if score is None:
-            raise ValueError(
-                "format=None and score=None would leave the model unchanged; choose one"
-            )
-    else:
-        low_rank_budget(sparsity, oversample)  # validates oversample
-    return keep, rank
-
-
-def core_budget(score: str | None, keep: int, dense: int, oversample: float):
-    """The core budget of the coarse grain, as `tedepr.budget.tensorize_within` takes it: a function
-    of the dense weights that get tensorized.
-
-    - low-rank only (``score=None``): the cores get the whole budget minus the layers left dense,
-      so the model holds at most ``keep`` weights (a `BudgetError` when it cannot);
-    - with pruning: the cores get ``oversample`` times their share of ``keep`` (each tensorized
-      layer's share is its dense size over the model's), and pruning takes the whole model to
-      ``keep``.
-    """
-
-    def budget(dense_tensorized: int) -> int:
-        left_dense = dense - dense_tensorized
-        if score is None:
-            if left_dense >= keep:
-                raise BudgetError(
-                    f"the layers left dense hold {left_dense:,} weights, the whole budget is "
-                    f"{keep:,}: tensorize them too (tensorize_options={{'min_params': 0}})"
-                )
-            return keep - left_dense
-        return max(1, round(oversample * keep * dense_tensorized / dense))
-
-    return budget
-
-
-def skip_pruning(score: str | None, keep: int, total: int, notes: list[str]) -> bool:
-    """Whether the fine grain has nothing to do (no score, or the cores already fit the budget);
-    when the low-rank model is below the target, say so in ``notes`` and in a warning. A low-rank-only
-    model (``score=None``) over the budget is a `BudgetError`: an ablation over budget is no
-    comparison."""
-    if score is None and total > keep:
-        raise BudgetError(
-            f"the low-rank model holds {total:,} weights, over the budget of {keep:,}: pass rank=None "
-            "(ranks allocated to the budget) or lower the ranks"
-        )
-    if score is not None and keep < total:
-        return False
-    if score is None:
-        notes.append(f"low-rank only: {total:,} weights for a budget of {keep:,}")
-    elif keep > total:
-        notes.append(
-            f"the low-rank model holds {total:,} weights, below the target {keep:,}: nothing pruned"
-        )
-        from .shapes import warn_user
-
-        warn_user(notes[-1])
-    return True
+def _adapter(backend: str | None, model):
+    return backend_module(backend, model).ADAPTER

@@ -288,8 +288,8 @@ def load(
 
     Returns
     -------
-    The backend's ``CompressionResult``: torch ``(model, report, masks)``, masked and ready to
-    train or evaluate; JAX ``(model, params, masks, report)``.
+    A `tedepr.pipeline.CompressionResult` ``(model, report, masks, params)``, masked and ready
+    to train or evaluate (``params`` None for torch, the params pytree for JAX).
 
     Raises
     ------

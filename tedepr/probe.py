@@ -13,8 +13,9 @@ are within seed noise of each other on average, but for a *given* seed one of th
 better, and the early training loss says which (measured on the study's runs: docs/method.md §10).
 The probe costs ``len(candidates) · probe_epochs`` extra epochs.
 
-The module is backend-neutral: it calls the backend's ``compress`` and ``fit`` through
-`tedepr.compression.backend_module`.
+The module is backend-neutral: each candidate is one run of the compress pipeline
+(`tedepr.pipeline.run_compress`) on the backend's adapter, and the probe calls the backend's
+``fit``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def check_candidates(oversample) -> tuple[float, ...]:
 
 
 def _fit(backend: str, result, data, epochs: int, seed: int, recipe: dict):
-    mod = _backend(backend, "training")
+    from .compression import backend_module
+
+    mod = backend_module(backend, None, "training")
     if backend == "torch":
         model = copy.deepcopy(result.model)
         return mod.fit(model, data, epochs=epochs, seed=seed, progress=False, **recipe)
@@ -74,33 +77,26 @@ def _fit(backend: str, result, data, epochs: int, seed: int, recipe: dict):
     )
 
 
-def _backend(backend: str, submodule: str):
-    from .compression import backend_module
-
-    return backend_module(backend, None, submodule)
-
-
 def compress_probed(
-    model,
-    data,
-    sparsity: float,
-    format: str | None,
-    score: str | None,
+    adapter,
     *,
-    backend: str,
+    format,
+    score,
     oversample: Sequence[float],
-    probe_data=None,
-    probe_epochs: int = 3,
-    probe_fit: dict | None = None,
-    seed: int = 0,
-    **options: Any,
+    probe_data,
+    probe_epochs,
+    probe_fit,
+    seed,
+    **arguments: Any,
 ):
-    """Compress ``model`` once per candidate split in ``oversample``, probe each by a short training
-    run on ``probe_data`` and return the result with the lowest final probe training loss.
+    """Run the compress pipeline (`tedepr.pipeline.run_compress`) once per candidate split in
+    ``oversample``, probe each result by a short training run on ``probe_data`` and return the one
+    with the lowest final probe training loss (``arguments``: the other arguments of `compress`).
 
-    The returned result's report carries ``probe`` notes: each candidate's split, kept weights and
-    probe loss, and which was chosen. Ties go to the smaller split (fewer moving parts).
+    The returned result's report carries the ``probe`` record (each candidate's split, kept
+    weights and probe loss) and a note naming the choice. Ties go to the smaller split.
     """
+    from .pipeline import run_compress
     from .validation import check_int
 
     candidates = check_candidates(oversample)
@@ -121,25 +117,18 @@ def compress_probed(
     for banned in ("epochs", "seed", "progress", "masks"):
         if banned in recipe:
             raise ValueError(f"probe_fit must not set {banned!r} (the probe sets it)")
-    compress = _backend(backend, "compress").compress
     trials = []
     for split in candidates:
-        if split == 1.0:  # the low-rank network alone: the whole budget in the cores
-            result = compress(
-                model, data, sparsity=sparsity, format=format, score=None, seed=seed, **options
-            )
-        else:
-            result = compress(
-                model,
-                data,
-                sparsity=sparsity,
-                format=format,
-                score=score,
-                oversample=split,
-                seed=seed,
-                **options,
-            )
-        fitted = _fit(backend, result, probe_data, probe_epochs, seed, recipe)
+        # 1.0: the low-rank network alone, the whole budget in the cores (nothing pruned)
+        result = run_compress(
+            adapter,
+            format=format,
+            score=None if split == 1.0 else score,
+            oversample=split,
+            seed=seed,
+            **arguments,
+        )
+        fitted = _fit(adapter.name, result, probe_data, probe_epochs, seed, recipe)
         loss = float(fitted.history[-1]["train_loss"])
         trials.append((loss if math.isfinite(loss) else math.inf, split, result))
     best = min(trials, key=lambda t: (t[0], t[1]))

@@ -32,10 +32,16 @@ __all__ = [
     "max_tt_ranks",
     "solve_ranks",
     "check_format",
+    "RankBudgetError",
 ]
 
 FORMATS = ("tt", "tr", "tucker", "cp")
 _MAX_AUTO_MODES = 4
+
+
+class RankBudgetError(ValueError):
+    """A float rank (a parameter budget) that even rank 1 on every bond exceeds: ``tensorize``
+    leaves such a layer dense (`tedepr.tensorizing`), a layer built directly raises it."""
 
 
 def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
@@ -317,7 +323,7 @@ def _solve_budget_cached(format, frac, in_modes, out_modes, name, factored):
         return count_params(format, in_modes, out_modes, ranks)
 
     if params(1) > budget:
-        raise ValueError(
+        raise RankBudgetError(
             f"{name}={frac} allows {budget:.0f} parameters, but even rank 1 needs {params(1)} "
             f"for modes {in_modes} x {out_modes}"
         )

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import itertools
 import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,7 @@ import numpy as np
 from .namespace import get_namespace, is_array
 
 __all__ = [
+    "batches_of",
     "check_batch",
     "check_float_dtype",
     "check_globs_match",
@@ -154,6 +157,43 @@ def check_batch(
                 f"{where}: inputs x hold {count} NaN or infinite value(s); clean the data "
                 "(every input must be finite)"
             )
+
+
+def batches_of(
+    data: Any,
+    num_batches: int | None,
+    convert: Callable[[Any, int, str], Any],
+    *,
+    name: str = "data",
+) -> list[tuple[Any, Any]]:
+    """The first ``num_batches`` ``(x, y)`` batches of ``data``, each part ``convert(a, index,
+    what)`` (the backend's array) and checked by `check_batch`; the scoring data of both backends.
+
+    ``data``: None (no batches), one ``(x, y)`` tuple of arrays, or any iterable of ``(x, y)``
+    pairs (a DataLoader, a list); a `TypeError` for anything else, a `ValueError` when it yields
+    nothing.
+    """
+    if data is None:
+        return []
+    if isinstance(data, tuple) and len(data) == 2 and hasattr(data[0], "shape"):
+        data = [data]  # one batch
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            f"{name} must be an (x, y) tuple of arrays, an iterable of (x, y) batches (e.g. a "
+            f"DataLoader), or None; got {type(data).__name__}"
+        )
+    out = []
+    for index, item in enumerate(itertools.islice(iter(data), num_batches)):
+        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
+            raise TypeError(
+                f"{name} must yield (x, y) batches; batch {index} is a {type(item).__name__}"
+            )
+        x, y = convert(item[0], index, "inputs x"), convert(item[1], index, "labels y")
+        check_batch(x, y, name=name, index=index)
+        out.append((x, y))
+    if not out:
+        raise ValueError(f"{name} yielded no batches")
+    return out
 
 
 # --------------------------------------------------------------------------- options

@@ -284,7 +284,7 @@ def test_compress_keeps_exactly_the_budget():
     dense = model.dense_weight_count()
     assert dense == 36 * 16 + 16 * 12 + 12 * 3
     with pytest.warns(
-        UserWarning, match="leaves 'classifier' dense"
+        UserWarning, match="leaves classifier dense"
     ):  # 12x3 cannot fit 10% x oversample
         res = compress(
             model,

@@ -18,9 +18,8 @@ rounds of an iterative score reuse one compilation.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat.numpy
@@ -29,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...pruning.problem import CoreInfo
-from ...validation import check_batch, check_input_shape
+from ...validation import batches_of, check_batch, check_input_shape
 from .masking import is_prunable, leaf_paths
 from .models import Model
 from .training import _loss_fn
@@ -38,36 +37,9 @@ __all__ = ["JaxScoringProblem", "as_batches", "float64_context"]
 
 
 def as_batches(data, num_batches: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The first ``num_batches`` ``(x, y)`` batches of ``data`` as NumPy arrays.
-
-    ``data``: one ``(x, y)`` tuple of arrays (a single batch), or an iterable of ``(x, y)`` pairs.
-    """
-    if data is None:
-        return []
-    if (
-        isinstance(data, tuple)
-        and len(data) == 2
-        and hasattr(data[0], "shape")
-        and hasattr(data[1], "shape")
-    ):
-        data = [data]
-    if not isinstance(data, Iterable):
-        raise TypeError(
-            f"data must be an (x, y) tuple of arrays, an iterable of (x, y) batches, or None; "
-            f"got {type(data).__name__}"
-        )
-    out = []
-    for index, item in enumerate(itertools.islice(iter(data), num_batches)):
-        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
-            raise TypeError(
-                f"data must yield (x, y) batches; batch {index} is a {type(item).__name__}"
-            )
-        x, y = _host_array(item[0], index, "inputs x"), _host_array(item[1], index, "labels y")
-        check_batch(x, y, name="data", index=index)
-        out.append((x, y))
-    if not out:
-        raise ValueError("data yielded no batches")
-    return out
+    """The first ``num_batches`` ``(x, y)`` batches of ``data`` (`tedepr.validation.batches_of`:
+    one ``(x, y)`` tuple of arrays, or an iterable of ``(x, y)`` pairs) as checked NumPy arrays."""
+    return batches_of(data, num_batches, _host_array)
 
 
 def _host_array(a, index: int, what: str) -> np.ndarray:

@@ -168,4 +168,4 @@ def import_model(
     model = model.with_layers(layers)
     params, masks = import_arrays(model, arrays, dtype=jnp.dtype(dtype))
     report = build_report(model, params, masks or None, dense_weights=model.dense_weight_count())
-    return CompressionResult(model, params, masks, report)
+    return CompressionResult(model, report, masks, params)

@@ -9,16 +9,14 @@ options and target init std.
 
 from __future__ import annotations
 
-import fnmatch
 import math
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 
 from ...shapes import check_format
-from ...validation import check_globs_match
+from ...tensorizing import CONV2D_FIELDS, LayerChooser
 from .attention import (
     MultiheadAttention,
     TensorizedMultiheadAttention,
@@ -37,16 +35,6 @@ DEFAULT_MIN_PARAMS = 1024
 TENSORIZABLE = (Dense, Conv2d, LSTM, MultiheadAttention, TransformerEncoderLayer)
 
 
-def _patterns(value, name: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise TypeError(f"{name} must be a glob string or a sequence of them; got {value!r}")
-
-
 def tensorize_layer(
     layer,
     format: str = "tt",
@@ -59,77 +47,51 @@ def tensorize_layer(
 ):
     """The tensorized counterpart of one dense layer (same shapes, options and init target)."""
     format = check_format(format)
-    if isinstance(layer, Dense):
-        return LINEAR_CLASSES[format](
-            layer.in_features,
-            layer.out_features,
-            rank,
-            bias=layer.bias,
-            d=d,
-            weight_init=layer.weight_init,
-            strategy=strategy,
+    kind = next((t for t in TENSORIZABLE if isinstance(layer, t)), None)
+    if kind is None:
+        raise TypeError(
+            f"layer must be one of {', '.join(t.__name__ for t in TENSORIZABLE)}; "
+            f"got {type(layer).__name__}"
         )
-    if isinstance(layer, Conv2d):
-        kw: dict[str, Any] = {"weight_init": layer.weight_init}
+    copied = {a: getattr(layer, a) for a in _COPIED[kind]}
+    if kind is Dense:
+        cls, kw = LINEAR_CLASSES[format], {"strategy": strategy}
+    elif kind is Conv2d:
+        cls, kw = CONV_CLASSES[format], {"strategy": conv_strategy}
         if layer.weight_init == "he_fan_out":  # not a tedepr.target_std scheme: give the std itself
             fan_out = layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1]
-            kw = {"std": math.sqrt(2.0 / fan_out)}
-        return CONV_CLASSES[format](
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            rank=rank,
-            stride=layer.stride,
-            padding=layer.padding,
-            dilation=layer.dilation,
-            groups=layer.groups,
-            bias=layer.bias,
-            d=d,
-            strategy=conv_strategy,
-            **kw,
-        )
-    if isinstance(layer, LSTM):
-        return TensorizedLSTM(
-            layer.input_size,
-            layer.hidden_size,
-            layer.bias,
-            layer.batch_first,
-            format=format,
-            rank=rank,
-            d=d,
-            tensorize_hidden=tensorize_hidden,
-            strategy=strategy,
-        )
-    if isinstance(layer, MultiheadAttention):
-        return TensorizedMultiheadAttention(
-            layer.embed_dim,
-            layer.num_heads,
-            format=format,
-            rank=rank,
-            bias=layer.bias,
-            batch_first=layer.batch_first,
-            d=d,
-            strategy=strategy,
-        )
-    if isinstance(layer, TransformerEncoderLayer):
-        return TensorizedTransformerEncoderLayer(
-            layer.d_model,
-            layer.nhead,
-            layer.dim_feedforward,
-            format=format,
-            rank=rank,
-            activation=layer.activation,
-            layer_norm_eps=layer.layer_norm_eps,
-            batch_first=layer.batch_first,
-            norm_first=layer.norm_first,
-            bias=layer.bias,
-            d=d,
-            strategy=strategy,
-        )
-    raise TypeError(
-        f"layer must be one of {', '.join(t.__name__ for t in TENSORIZABLE)}; "
-        f"got {type(layer).__name__}"
-    )
+            copied.pop("weight_init")
+            kw["std"] = math.sqrt(2.0 / fan_out)
+    else:
+        cls = _TENSORIZED[kind]
+        kw = {"format": format, "strategy": strategy}
+        if kind is LSTM:
+            kw["tensorize_hidden"] = tensorize_hidden
+    return cls(**copied, **kw, rank=rank, d=d)
+
+
+#: what a tensorized layer takes over from the dense one: these fields, by keyword
+_COPIED = {
+    Dense: ("in_features", "out_features", "bias", "weight_init"),
+    Conv2d: (*CONV2D_FIELDS, "bias", "weight_init"),
+    LSTM: ("input_size", "hidden_size", "bias", "batch_first"),
+    MultiheadAttention: ("embed_dim", "num_heads", "bias", "batch_first"),
+    TransformerEncoderLayer: (
+        "d_model",
+        "nhead",
+        "dim_feedforward",
+        "activation",
+        "layer_norm_eps",
+        "batch_first",
+        "norm_first",
+        "bias",
+    ),
+}
+_TENSORIZED = {
+    LSTM: TensorizedLSTM,
+    MultiheadAttention: TensorizedMultiheadAttention,
+    TransformerEncoderLayer: TensorizedTransformerEncoderLayer,
+}
 
 
 def tensorize(
@@ -167,27 +129,12 @@ def tensorize(
         whether the LSTM's hidden map is tensorized too).
 
     A layer whose cores would hold at least as many entries as its dense weights, or whose float
-    budget cannot be met even at rank 1, stays dense with a warning. ``ValueError`` (giving each
-    candidate's reason) when no layer is replaced at all.
+    budget cannot be met even at rank 1, stays dense with a warning (the rule of every backend,
+    `tedepr.tensorizing`). ``ValueError`` (giving each candidate's reason) when no layer is
+    replaced at all.
     """
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
-    format = check_format(format)
-    if isinstance(min_params, bool) or not isinstance(min_params, int) or min_params < 0:
-        raise ValueError(f"min_params must be a non-negative int; got {min_params!r}")
-    include, exclude = _patterns(include, "include"), _patterns(exclude, "exclude")
-    overrides = dict(overrides or {})
-    for pattern, opts in overrides.items():
-        if not isinstance(pattern, str) or not isinstance(opts, Mapping):
-            raise TypeError(
-                f"overrides must map glob strings to dicts of options; got {overrides!r}"
-            )
-        unknown = set(opts) - set(_OVERRIDABLE)
-        if unknown:
-            raise ValueError(
-                f"overrides[{pattern!r}] may set {', '.join(map(repr, _OVERRIDABLE))}; "
-                f"got {sorted(unknown)}"
-            )
     defaults = {
         "format": format,
         "rank": rank,
@@ -196,59 +143,42 @@ def tensorize(
         "conv_strategy": conv_strategy,
         "tensorize_hidden": tensorize_hidden,
     }
-    _check_options(defaults)
-    names = list(model.layers)
-    check_globs_match(include, names, "include")
-    check_globs_match(exclude, names, "exclude")
-    check_globs_match(overrides, names, "overrides")
+    chooser = LayerChooser(
+        list(model.layers),
+        defaults,
+        min_params=min_params,
+        include=include,
+        exclude=exclude,
+        overrides=overrides,
+        overridable=_OVERRIDABLE,
+    )
+    _check_options(chooser.defaults)
     layers = dict(model.layers)
-    reasons, used = [], set()
     for name, layer in model.layers.items():
-        if not isinstance(layer, TENSORIZABLE):
+        if not isinstance(layer, TENSORIZABLE) or not chooser.selected(name, name):
             continue
-        if include is not None and not any(fnmatch.fnmatchcase(name, p) for p in include):
-            reasons.append(f"{name}: not matched by include")
+        opts = chooser.options(name, name, layer.num_weights)
+        if opts is None:
             continue
-        if exclude is not None and any(fnmatch.fnmatchcase(name, p) for p in exclude):
-            reasons.append(f"{name}: excluded")
-            continue
-        dense = layer.num_weights
-        if dense < min_params:
-            reasons.append(f"{name}: {dense} weights < min_params={min_params}")
-            continue
-        opts = dict(defaults)
-        for pattern, extra in overrides.items():
-            if fnmatch.fnmatchcase(name, pattern):
-                opts.update(extra)
-                used.add(pattern)
         _check_options(opts)
-        try:
-            new = tensorize_layer(layer, opts.pop("format"), opts.pop("rank"), **opts)
-        except ValueError as exc:
-            if not isinstance(rank, float) and not isinstance(opts.get("rank"), float):
-                raise
-            warnings.warn(f"tensorize leaves {name!r} dense: {exc}", stacklevel=2)
-            reasons.append(f"{name}: {exc}")
-            continue
-        if new.num_weights >= dense:
-            why = f"its cores would hold {new.num_weights} >= {dense} dense weights"
-            warnings.warn(f"tensorize leaves {name!r} dense: {why}", stacklevel=2)
-            reasons.append(f"{name}: {why}")
-            continue
-        layers[name] = new
-    for pattern in overrides:
-        if pattern not in used:
-            warnings.warn(f"overrides pattern {pattern!r} matched no replaced layer", stacklevel=2)
-    if all(layers[n] is model.layers[n] for n in layers):
-        detail = "; ".join(reasons[:12]) + ("; ..." if len(reasons) > 12 else "")
-        raise ValueError(
-            f"tensorize found no eligible layer to replace in model {model.name!r} ("
-            + (
-                detail
-                or "it holds no Dense, Conv2d, LSTM, MultiheadAttention or TransformerEncoderLayer"
-            )
-            + ")"
+        fmt, rank_l = opts.pop("format"), opts.pop("rank")
+        new = chooser.build(
+            name,
+            name,
+            type(layer).__name__,
+            layer.num_weights,
+            lambda layer=layer, fmt=fmt, rank_l=rank_l, opts=opts: tensorize_layer(
+                layer, fmt, rank_l, **opts
+            ),
+            lambda new: new.num_weights,
+            fmt,
         )
+        if new is not None:
+            layers[name] = new
+    chooser.finish(
+        f"model {model.name!r}",
+        "Dense, Conv2d, LSTM, MultiheadAttention or TransformerEncoderLayer",
+    )
     return model.with_layers(layers)
 
 

@@ -9,7 +9,6 @@ masked weights and the caller's model is never touched.
 from __future__ import annotations
 
 import copy
-import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -20,44 +19,17 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ...pruning.problem import CoreInfo
-from ...validation import check_batch, check_input_shape, check_labels
+from ...validation import batches_of, check_input_shape, check_labels
 from .masking import prunable_parameters
 
 __all__ = ["TorchScoringProblem", "structure_of", "as_batches"]
 
 
 def as_batches(data, num_batches: int | None, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The first ``num_batches`` ``(x, y)`` batches of ``data`` as tensors on ``device``.
-
-    ``data``: a DataLoader, any iterable of ``(x, y)`` pairs (NumPy or torch), or one ``(x, y)`` tuple
-    of arrays.
-    """
-    if data is None:
-        return []
-    if (
-        isinstance(data, tuple)
-        and len(data) == 2
-        and not isinstance(data[0], tuple)
-        and hasattr(data[0], "shape")
-    ):
-        data = [data]
-    if not isinstance(data, Iterable):
-        raise TypeError(
-            f"data must be a DataLoader, an iterable of (x, y) batches, or None; got {type(data).__name__}"
-        )
-    out = []
-    for index, item in enumerate(itertools.islice(iter(data), num_batches)):
-        if not (isinstance(item, (tuple, list)) and len(item) >= 2):
-            raise TypeError(
-                f"data must yield (x, y) batches; batch {index} is a {type(item).__name__}"
-            )
-        x, y = item[0], item[1]
-        x, y = _tensor(x, index, "inputs x"), _tensor(y, index, "labels y")
-        check_batch(x, y, name="data", index=index)
-        out.append((x.to(device), y.long().to(device)))
-    if not out:
-        raise ValueError("data yielded no batches")
-    return out
+    """The first ``num_batches`` ``(x, y)`` batches of ``data`` (`tedepr.validation.batches_of`:
+    a DataLoader, any iterable of ``(x, y)`` pairs, NumPy or torch, or one ``(x, y)`` tuple) as
+    checked tensors on ``device``, labels int64."""
+    return [(x.to(device), y.long().to(device)) for x, y in batches_of(data, num_batches, _tensor)]
 
 
 def _tensor(a, index: int, what: str) -> torch.Tensor:

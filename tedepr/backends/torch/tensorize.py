@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import copy
-import fnmatch
-import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
-from ...shapes import check_format
-from ...validation import check_globs_match
+from ...tensorizing import CONV2D_FIELDS, LayerChooser
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
 from .conv import conv_class
 from .layers import TensorizedLayer, linear_class
@@ -20,8 +16,6 @@ from .masking import prunable_parameters
 from .recurrent import TensorizedGRU, TensorizedLSTM, _TensorizedRNNBase
 
 __all__ = ["tensorize", "LAYER_KINDS"]
-
-logger = logging.getLogger(__name__)
 
 LAYER_KINDS = ("linear", "conv2d", "lstm", "gru", "attention")
 _DEFAULT_LAYERS = ("linear", "conv2d", "lstm", "attention")
@@ -62,72 +56,41 @@ def _unsupported(kind: str, m: nn.Module) -> str | None:
     return None
 
 
+#: what a replacement takes over from the dense module: these attributes, by keyword
+_COPIED = {
+    "linear": ("in_features", "out_features"),
+    "conv2d": (*CONV2D_FIELDS, "padding_mode"),
+    "lstm": ("input_size", "hidden_size", "num_layers", "batch_first", "dropout"),
+    "attention": ("embed_dim", "num_heads", "batch_first", "dropout", "kdim", "vdim"),
+}
+_COPIED["gru"] = _COPIED["lstm"]
+
+
+def _has_bias(kind: str, m: nn.Module) -> bool:
+    if kind in ("lstm", "gru"):
+        return bool(m.bias)
+    if kind == "attention":
+        return m.in_proj_bias is not None
+    return m.bias is not None
+
+
 def _build(
     kind: str, m: nn.Module, fmt: str, rank, kw: dict[str, Any], decompose: bool
 ) -> nn.Module:
-    if kind == "linear":
-        cls = linear_class(fmt)
-        if decompose:
-            return cls.from_dense(m, rank, **kw)
-        return cls(
-            m.in_features,
-            m.out_features,
-            rank,
-            bias=m.bias is not None,
-            device=m.weight.device,
-            dtype=m.weight.dtype,
-            **kw,
-        )
-    if kind == "conv2d":
-        cls = conv_class(fmt)
-        if decompose:
-            return cls.from_dense(m, rank, **kw)
-        return cls(
-            m.in_channels,
-            m.out_channels,
-            m.kernel_size,
-            m.stride,
-            m.padding,
-            m.dilation,
-            m.groups,
-            m.bias is not None,
-            m.padding_mode,
-            rank=rank,
-            device=m.weight.device,
-            dtype=m.weight.dtype,
-            **kw,
-        )
-    if kind in ("lstm", "gru"):
-        cls = TensorizedLSTM if kind == "lstm" else TensorizedGRU
-        if decompose:
-            return cls.from_dense(m, fmt, rank, **kw)
-        w = m.weight_ih_l0
-        return cls(
-            m.input_size,
-            m.hidden_size,
-            m.num_layers,
-            m.bias,
-            m.batch_first,
-            m.dropout,
-            format=fmt,
-            rank=rank,
-            device=w.device,
-            dtype=w.dtype,
-            **kw,
-        )
+    if kind in ("linear", "conv2d"):
+        cls, fmt_kw = (linear_class if kind == "linear" else conv_class)(fmt), {}
+    else:
+        cls = {"lstm": TensorizedLSTM, "gru": TensorizedGRU}.get(kind, TensorizedMultiheadAttention)
+        fmt_kw = {"format": fmt}
     if decompose:
-        return TensorizedMultiheadAttention.from_dense(m, fmt, rank, **kw)
-    w = m.out_proj.weight
-    return TensorizedMultiheadAttention(
-        m.embed_dim,
-        m.num_heads,
-        format=fmt,
+        return cls.from_dense(m, *fmt_kw.values(), rank, **kw)
+    w = next(iter(prunable_parameters(m).values()))  # the new weights' device and dtype
+    copied = {a: getattr(m, a) for a in _COPIED[kind]}
+    return cls(
+        **copied,
+        **fmt_kw,
         rank=rank,
-        bias=m.in_proj_bias is not None,
-        batch_first=m.batch_first,
-        dropout=m.dropout,
-        kdim=m.kdim,
-        vdim=m.vdim,
+        bias=_has_bias(kind, m),
         device=w.device,
         dtype=w.dtype,
         **kw,
@@ -136,16 +99,6 @@ def _build(
 
 def _weight_count(module: nn.Module) -> int:
     return sum(p.numel() for p in prunable_parameters(module).values())
-
-
-def _globs(value, name: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, Sequence) and all(isinstance(g, str) for g in value):
-        return tuple(value)
-    raise TypeError(f"{name} must be a glob string or a sequence of them; got {value!r}")
 
 
 def tensorize(
@@ -202,14 +155,12 @@ def tensorize(
 
     Notes
     -----
-    A layer whose factorisation would not hold fewer weights than the dense layer stays dense, with
-    a warning. Modules that are already tensorized are left as they are.
+    A layer whose factorisation would not hold fewer weights than the dense layer, or whose float
+    rank budget cannot be met even at rank 1, stays dense with a warning (the rule of every
+    backend, `tedepr.tensorizing`). Modules that are already tensorized are left as they are.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
-    format = check_format(format)
-    if isinstance(min_params, bool) or not isinstance(min_params, int) or min_params < 0:
-        raise ValueError(f"min_params must be a non-negative int; got {min_params!r}")
     layers = (layers,) if isinstance(layers, str) else tuple(layers)
     bad = [k for k in layers if k not in LAYER_KINDS]
     if bad or not layers:
@@ -217,26 +168,19 @@ def tensorize(
             f"layers must be a non-empty sequence of {', '.join(map(repr, LAYER_KINDS))}; "
             f"got {layers!r}"
         )
-    include, exclude = _globs(include, "include"), _globs(exclude, "exclude")
-    overrides = {} if overrides is None else overrides
-    if not isinstance(overrides, Mapping) or not all(
-        isinstance(g, str) and isinstance(kw, Mapping) for g, kw in overrides.items()
-    ):
-        raise TypeError(
-            f"overrides must map glob strings to dicts of keyword arguments; got {overrides!r}"
-        )
-
-    names = [n for n, _ in model.named_modules(remove_duplicate=False)]
-    check_globs_match(include, names, "include", "module")
-    check_globs_match(exclude, names, "exclude", "module")
-    check_globs_match(overrides, names, "overrides", "module")
+    chooser = LayerChooser(
+        [n for n, _ in model.named_modules(remove_duplicate=False)],
+        {"format": format, "rank": rank},
+        min_params=min_params,
+        include=include,
+        exclude=exclude,
+        overrides=overrides,
+        what="module",
+    )
     new_model = copy.deepcopy(model)
     handled: list[str] = []  # modules whose descendants are never visited
     memo: dict[int, nn.Module | None] = {}  # a module shared under several names is replaced once
-    reasons: list[str] = []
-    replaced: list[str] = []
-    used_overrides: set[str] = set()
-    root_replacement = None
+    root_replacement, replaced = None, []
     for name, m in list(new_model.named_modules(remove_duplicate=False)):
         if any(name.startswith(h + ".") for h in handled if h) or (handled and handled[0] == ""):
             continue
@@ -247,27 +191,9 @@ def tensorize(
         if kind is None:
             continue
         handled.append(name)
-        label = name or "<root>"
-        if id(m) in memo:
-            new = memo[id(m)]
-        else:
-            new = _decide(
-                name,
-                label,
-                kind,
-                m,
-                format,
-                rank,
-                min_params,
-                include,
-                exclude,
-                overrides,
-                layers,
-                decompose,
-                reasons,
-                used_overrides,
-            )
-            memo[id(m)] = new
+        if id(m) not in memo:
+            memo[id(m)] = _decide(chooser, name, kind, m, layers, decompose)
+        new = memo[id(m)]
         if new is None:
             continue
         replaced.append(name)
@@ -276,19 +202,9 @@ def tensorize(
         else:
             parent_name, _, child = name.rpartition(".")
             setattr(new_model.get_submodule(parent_name), child, new)
-    for glob in overrides:
-        if glob not in used_overrides:
-            warnings.warn(f"overrides pattern {glob!r} matched no replaced layer", stacklevel=2)
-    if not replaced:
-        detail = "; ".join(reasons[:12]) + ("; ..." if len(reasons) > 12 else "")
-        raise ValueError(
-            f"tensorize found no eligible layer to replace in {type(model).__name__} ("
-            + (
-                detail
-                or "it holds no nn.Linear, nn.Conv2d, nn.LSTM, nn.GRU or nn.MultiheadAttention"
-            )
-            + ")"
-        )
+    chooser.finish(
+        type(model).__name__, "nn.Linear, nn.Conv2d, nn.LSTM, nn.GRU or nn.MultiheadAttention"
+    )
     if root_replacement is not None:
         return root_replacement
     for name, m in new_model.named_modules():
@@ -300,69 +216,30 @@ def tensorize(
     return new_model
 
 
-def _decide(
-    name,
-    label,
-    kind,
-    m,
-    fmt,
-    rank,
-    min_params,
-    include,
-    exclude,
-    overrides,
-    layers,
-    decompose,
-    reasons,
-    used_overrides,
-) -> nn.Module | None:
-    """The replacement of ``m``, or None (the reason appended to ``reasons``)."""
+def _decide(chooser, name, kind, m, layers, decompose) -> nn.Module | None:
+    """The replacement of ``m``, or None (the reason recorded by ``chooser``)."""
+    label = name or "<root>"
     if kind not in layers:
-        reasons.append(f"{label}: {kind!r} not in layers")
-        return None
-    if include is not None and not any(fnmatch.fnmatchcase(name, g) for g in include):
-        reasons.append(f"{label}: not matched by include")
-        return None
-    if exclude is not None and any(fnmatch.fnmatchcase(name, g) for g in exclude):
-        reasons.append(f"{label}: excluded")
+        return chooser.skip(label, f"{kind!r} not in layers")
+    if not chooser.selected(name, label):
         return None
     why = _unsupported(kind, m)
     if why is not None:
-        warnings.warn(f"tensorize leaves {label} ({type(m).__name__}) dense: {why}", stacklevel=3)
-        reasons.append(f"{label}: {why}")
-        return None
+        return chooser.skip(label, why, warn=True)
     dense = _weight_count(m)
-    if dense < min_params:
-        reasons.append(f"{label}: {dense} weights < min_params={min_params}")
+    kw = chooser.options(name, label, dense)
+    if kw is None:
         return None
-    kw: dict[str, Any] = {"format": fmt, "rank": rank}
-    matched = []
-    for glob, extra in overrides.items():
-        if fnmatch.fnmatchcase(name, glob):
-            kw.update(extra)
-            matched.append(glob)
-    fmt_l, rank_l = check_format(kw.pop("format")), kw.pop("rank")
-    try:
-        new = _build(kind, m, fmt_l, rank_l, kw, decompose)
-    except (TypeError, ValueError) as exc:
-        raise type(exc)(f"tensorize could not replace {label} ({type(m).__name__}): {exc}") from exc
-    count = _weight_count(new)
-    if count >= dense:
-        warnings.warn(
-            f"tensorize leaves {label} dense: its {fmt_l!r} factorisation would hold {count} "
-            f"weights, not fewer than the dense {dense}",
-            stacklevel=3,
-        )
-        reasons.append(f"{label}: factorisation not smaller ({count} >= {dense})")
-        return None
-    used_overrides.update(matched)
-    new.train(m.training)
-    logger.info(
-        "tensorize: %s %s -> %s (%d -> %d weights)",
+    fmt, rank = kw.pop("format"), kw.pop("rank")
+    new = chooser.build(
+        name,
         label,
         type(m).__name__,
-        type(new).__name__,
         dense,
-        count,
+        lambda: _build(kind, m, fmt, rank, kw, decompose),
+        _weight_count,
+        fmt,
     )
+    if new is not None:
+        new.train(m.training)
     return new

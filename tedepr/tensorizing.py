@@ -1,0 +1,186 @@
+"""Which layers a backend's ``tensorize`` replaces, and with which options — decided once here.
+
+Both backends' ``tensorize`` walk their own model (``nn.Module`` tree, JAX `Model` layers) and build
+their own layers; everything between is `LayerChooser`: the checks of ``format``, ``min_params``,
+``include``/``exclude`` globs and ``overrides``; per candidate, the reasons a layer stays dense and
+its options (every matching ``overrides`` glob applies, later ones winning); the one fallback rule;
+the warnings; the error when nothing is replaced.
+
+The fallback rule (the same in every backend): a layer stays dense, with a warning, when its
+factorisation would not hold fewer weights than the dense layer, or when a float rank budget
+cannot be met even at rank 1 (`tedepr.shapes.RankBudgetError`, a per-layer decision; never a retry
+of the whole model, never a match on an error's text). Any other error building a layer is raised,
+naming the layer.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .shapes import RankBudgetError, check_format
+from .validation import check_globs_match
+
+__all__ = ["CONV2D_FIELDS", "LayerChooser", "globs"]
+
+logger = logging.getLogger("tedepr.tensorize")
+
+#: the convolution arguments a tensorized Conv2d takes over from the dense one, in every backend
+#: (``nn.Conv2d``'s names, which the JAX `Conv2d` shares)
+CONV2D_FIELDS = (
+    "in_channels",
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "dilation",
+    "groups",
+)
+
+
+def globs(value: Any, name: str) -> tuple[str, ...] | None:
+    """``include`` / ``exclude`` as a tuple of glob strings (None: no filter)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Sequence) and all(isinstance(g, str) for g in value):
+        return tuple(value)
+    raise TypeError(f"{name} must be a glob string or a sequence of them; got {value!r}")
+
+
+class LayerChooser:
+    """One ``tensorize`` call's decisions over the candidate layers of a model.
+
+    Parameters
+    ----------
+    names : every name of the model a glob may match (module or layer names)
+    defaults : the call's options for every layer (``format`` and ``rank`` included)
+    min_params, include, exclude, overrides : as ``tensorize`` takes them
+    overridable : the option names ``overrides`` may set (None: any; the layer class checks them)
+    what : what ``names`` are, for messages ("module", "layer")
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        defaults: Mapping[str, Any],
+        *,
+        min_params: Any,
+        include: Any,
+        exclude: Any,
+        overrides: Any,
+        overridable: Sequence[str] | None = None,
+        what: str = "layer",
+    ):
+        self.defaults = {**defaults, "format": check_format(defaults["format"])}
+        if isinstance(min_params, bool) or not isinstance(min_params, int) or min_params < 0:
+            raise ValueError(f"min_params must be a non-negative int; got {min_params!r}")
+        self.min_params = min_params
+        self.include, self.exclude = globs(include, "include"), globs(exclude, "exclude")
+        self.overrides = {} if overrides is None else overrides
+        if not isinstance(self.overrides, Mapping) or not all(
+            isinstance(g, str) and isinstance(kw, Mapping) for g, kw in self.overrides.items()
+        ):
+            raise TypeError(
+                f"overrides must map glob strings to dicts of keyword arguments; got {overrides!r}"
+            )
+        if overridable is not None:
+            for glob, kw in self.overrides.items():
+                unknown = set(kw) - set(overridable)
+                if unknown:
+                    raise ValueError(
+                        f"overrides[{glob!r}] may set {', '.join(map(repr, overridable))}; "
+                        f"got {sorted(unknown)}"
+                    )
+        check_globs_match(self.include, names, "include", what)
+        check_globs_match(self.exclude, names, "exclude", what)
+        check_globs_match(self.overrides, names, "overrides", what)
+        self.reasons: list[str] = []
+        self.replaced: list[str] = []
+        self._used: set[str] = set()
+
+    def selected(self, name: str, label: str) -> bool:
+        """Whether ``include`` / ``exclude`` let the candidate ``name`` (``label`` in messages)
+        be tensorized."""
+        if self.include is not None and not any(fnmatch.fnmatchcase(name, g) for g in self.include):
+            self.skip(label, "not matched by include")
+            return False
+        if self.exclude is not None and any(fnmatch.fnmatchcase(name, g) for g in self.exclude):
+            self.skip(label, "excluded")
+            return False
+        return True
+
+    def options(self, name: str, label: str, dense: int) -> dict[str, Any] | None:
+        """The options of the selected candidate ``name`` holding ``dense`` weights — ``format``
+        checked — or None when ``min_params`` leaves it dense."""
+        if dense < self.min_params:
+            return self.skip(label, f"{dense} weights < min_params={self.min_params}")
+        opts = dict(self.defaults)
+        for glob, extra in self.overrides.items():
+            if fnmatch.fnmatchcase(name, glob):
+                opts.update(extra)
+        opts["format"] = check_format(opts["format"])
+        return opts
+
+    def skip(self, label: str, why: str, *, warn: bool = False) -> None:
+        """Record why ``label`` stays dense (and warn, for a reason the user did not choose)."""
+        if warn:
+            warnings.warn(f"tensorize leaves {label} dense: {why}", stacklevel=4)
+        self.reasons.append(f"{label}: {why}")
+        return None
+
+    def build(
+        self,
+        name: str,
+        label: str,
+        kind: str,
+        dense: int,
+        make: Callable[[], Any],
+        count: Callable[[Any], int],
+        fmt: str,
+    ) -> Any:
+        """``make()``'s new layer for ``name``, or None under the fallback rule (module docstring);
+        ``count(new)`` its weights. Any other error of ``make`` is raised naming the layer."""
+        try:
+            new = make()
+        except RankBudgetError as exc:
+            return self.skip(label, str(exc), warn=True)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"tensorize could not replace {label} ({kind}): {exc}") from exc
+        weights = count(new)
+        if weights >= dense:
+            return self.skip(
+                label,
+                f"its {fmt!r} factorisation would hold {weights} weights, not fewer than the "
+                f"dense {dense}",
+                warn=True,
+            )
+        self._used.update(g for g in self.overrides if fnmatch.fnmatchcase(name, g))
+        self.replaced.append(name)
+        logger.info(
+            "tensorize: %s %s -> %s (%d -> %d weights)",
+            label,
+            kind,
+            type(new).__name__,
+            dense,
+            weights,
+        )
+        return new
+
+    def finish(self, model: str, eligible: str) -> None:
+        """Warn about ``overrides`` that matched no replaced layer; raise when nothing was replaced
+        (``model`` names the model, ``eligible`` lists the layer kinds that could be)."""
+        for glob in self.overrides:
+            if glob not in self._used:
+                warnings.warn(f"overrides pattern {glob!r} matched no replaced layer", stacklevel=3)
+        if not self.replaced:
+            detail = "; ".join(self.reasons[:12]) + ("; ..." if len(self.reasons) > 12 else "")
+            raise ValueError(
+                f"tensorize found no eligible layer to replace in {model} ("
+                + (detail or f"it holds no {eligible}")
+                + ")"
+            )
