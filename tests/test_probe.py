@@ -102,7 +102,7 @@ def test_probe_in_jax_matches_its_own_candidates(digits):
         ({"oversample": (2.0, 2.0)}, ValueError, "distinct"),
         ({"oversample": "12"}, TypeError, "oversample"),
         ({"oversample": (1.0, 2.0)}, ValueError, "probe_data"),
-        ({"probe_epochs": 2}, TypeError, "probe_epochs only apply"),
+        ({"probe_epochs": 2}, TypeError, "only apply when oversample"),
         ({"oversample": (1.0, 2.0), "score": None}, ValueError, "need a score"),
         ({"oversample": (1.0, 2.0), "format": None}, ValueError, "tensor format"),
         ({"oversample": (1.0, 2.0), "probe_data": "x", "probe_epochs": 0}, ValueError,
