@@ -50,6 +50,15 @@ def scaled_dot_product_attention(q, k, v):
     return jnp.einsum("...ts,...sd->...td", jax.nn.softmax(logits, axis=-1), v)
 
 
+def _linear_class(layer) -> type:
+    """The tensorized linear class of ``layer.format`` (checked); a list ``layer.rank`` becomes a
+    tuple (the frozen dataclass stays hashable)."""
+    _check_choice(layer.format, tuple(LINEAR_CLASSES), "format")
+    if isinstance(layer.rank, list):
+        object.__setattr__(layer, "rank", tuple(layer.rank))
+    return LINEAR_CLASSES[layer.format]
+
+
 class _Composite:
     """A layer made of named sublayers: params and masks nest by sublayer name."""
 
@@ -201,11 +210,8 @@ class TensorizedMultiheadAttention(_AttentionBase):
 
     def __post_init__(self):
         self._check()
-        _check_choice(self.format, tuple(LINEAR_CLASSES), "format")
-        if isinstance(self.rank, list):
-            object.__setattr__(self, "rank", tuple(self.rank))
+        cls = _linear_class(self)
         e = self.embed_dim
-        cls = LINEAR_CLASSES[self.format]
         stds = {
             "q_proj": math.sqrt(1.0 / (2 * e)),
             "k_proj": math.sqrt(1.0 / (2 * e)),
@@ -325,11 +331,8 @@ class TensorizedTransformerEncoderLayer(_EncoderBase):
 
     def __post_init__(self):
         self._check()
-        _check_choice(self.format, tuple(LINEAR_CLASSES), "format")
-        if isinstance(self.rank, list):
-            object.__setattr__(self, "rank", tuple(self.rank))
+        cls = _linear_class(self)
         d, f = self.d_model, self.dim_feedforward
-        cls = LINEAR_CLASSES[self.format]
         subs = {
             "self_attn": TensorizedMultiheadAttention(
                 d,
