@@ -20,7 +20,9 @@ optax optimizer, placement on devices and the (de)serialisation of params and op
 Resume
     Every epoch ends with an atomic, checksummed checkpoint ``checkpoint_dir/last.npz`` (params,
     optimizer state, masks, epoch, history, configuration, RNG seed; the previous one kept as
-    ``last.prev.npz``) and ``history.json``. Training is deterministic
+    ``last.prev.npz``) and ``history.json``. The file is a NumPy ``.npz`` (no pickle), not an
+    orbax checkpoint: orbax restores a damaged file without an error, the SHA-256 digest file
+    does not (docs/architecture.md, "Why these libraries"). Training is deterministic
     — the batch order depends only on ``(seed, epoch)`` and nothing else draws random numbers — so a
     run resumed from the checkpoint of epoch ``k`` ends with exactly the params of an uninterrupted
     run.
