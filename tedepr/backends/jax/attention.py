@@ -240,7 +240,20 @@ class TensorizedMultiheadAttention(_AttentionBase):
         return self._subs
 
 
+@dataclass(frozen=True)
 class _EncoderBase(_Composite):
+    """``nn.TransformerEncoderLayer``'s arguments (meaning and order) and their checks, shared by
+    the dense and the tensorized encoder layer."""
+
+    d_model: int
+    nhead: int
+    dim_feedforward: int = 2048
+    activation: str = "relu"
+    layer_norm_eps: float = 1e-5
+    batch_first: bool = False
+    norm_first: bool = False
+    bias: bool = True
+
     def _check(self):
         _check_positive_int(self.d_model, "d_model")
         _check_positive_int(self.nhead, "nhead")
@@ -279,15 +292,6 @@ class TransformerEncoderLayer(_EncoderBase):
     """``nn.TransformerEncoderLayer`` without dropout: sublayers ``self_attn``
     (`MultiheadAttention`), ``linear1``/``linear2`` (`Dense`), ``norm1``/``norm2`` (`LayerNorm`)."""
 
-    d_model: int
-    nhead: int
-    dim_feedforward: int = 2048
-    activation: str = "relu"
-    layer_norm_eps: float = 1e-5
-    batch_first: bool = False
-    norm_first: bool = False
-    bias: bool = True
-
     _subs: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
@@ -315,14 +319,6 @@ class TensorizedTransformerEncoderLayer(_EncoderBase):
     tensor networks (``rank``/``format``/``d``/``strategy`` as `TensorizedLinear`; modes
     automatic)."""
 
-    d_model: int
-    nhead: int
-    dim_feedforward: int = 2048
-    activation: str = "relu"
-    layer_norm_eps: float = 1e-5
-    batch_first: bool = False
-    norm_first: bool = False
-    bias: bool = True
     format: str = field(default="tt", kw_only=True)
     rank: Any = field(default=8, kw_only=True)
     d: int | None = field(default=None, kw_only=True)
