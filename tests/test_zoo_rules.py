@@ -60,18 +60,8 @@ def test_zoo_table_and_recipe():
         return (args, kw)
 
     table = models.zoo_table(build, build, build, build, build, build, build)
-    assert list(table) == [
-        "lenet300_100",
-        "lenet5",
-        "vgg16",
-        "vgg19",
-        "resnet20",
-        "resnet32",
-        "resnet56",
-        "resnet18",
-        "lstm",
-        "vit",
-    ]
+    order = "lenet300_100 lenet5 vgg16 vgg19 resnet20 resnet32 resnet56 resnet18 lstm vit"
+    assert list(table) == order.split()
     assert table["resnet32"](num_classes=3) == (
         (32,),
         {"num_classes": 3, "in_channels": 1, "image_size": 28},
