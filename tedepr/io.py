@@ -31,6 +31,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -328,3 +329,132 @@ def json_tuples(value):
     if isinstance(value, dict):
         return {k: json_tuples(v) for k, v in value.items()}
     return value
+
+
+# ---------------------------------------------------------------------------- layer records
+# The backends' storage modules only say which of their classes are tensorized layers and how to
+# construct one; what a record holds, whether a skeleton's layer can take it and the order of the
+# constructors' arguments are written here once.
+def linear_record(layer: Any, *, bias: bool) -> dict[str, Any]:
+    """The structure record of a tensorized linear layer (its ``format``, features, modes, ranks
+    and ``strategy`` attributes)."""
+    return {
+        "kind": "linear",
+        "format": layer.format,
+        "in_features": layer.in_features,
+        "out_features": layer.out_features,
+        "in_modes": list(layer.in_modes),
+        "out_modes": list(layer.out_modes),
+        "ranks": json_lists(layer.ranks),
+        "bias": bias,
+        "strategy": layer.strategy,
+    }
+
+
+def conv_record(layer: Any, *, bias: bool, in_modes: Any, out_modes: Any) -> dict[str, Any]:
+    """The structure record of a tensorized 2-D convolution; ``in_modes``/``out_modes`` are the
+    channel modes (None for formats that keep the channels whole)."""
+    padding = layer.padding
+    return {
+        "kind": "conv2d",
+        "format": layer.format,
+        "in_channels": layer.in_channels,
+        "out_channels": layer.out_channels,
+        "kernel_size": list(layer.kernel_size),
+        "stride": list(layer.stride),
+        "padding": padding if isinstance(padding, str) else list(padding),
+        "dilation": list(layer.dilation),
+        "groups": layer.groups,
+        "bias": bias,
+        "in_modes": None if in_modes is None else list(in_modes),
+        "out_modes": None if out_modes is None else list(out_modes),
+        "ranks": json_lists(layer.ranks),
+        "strategy": layer.strategy,
+    }
+
+
+def other_record(class_name: str) -> dict[str, Any]:
+    """The record of a composite layer holding tensorized sublayers (attention, recurrent), which
+    load does not rebuild from the file: it needs ``model=`` of the same structure."""
+    return {"kind": "other", "class": class_name}
+
+
+def layer_arguments(rec: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """``(args, kwargs)`` for the backend's tensorized class of ``rec["kind"]`` and
+    ``rec["format"]`` (both backends' constructors take the same arguments)."""
+    rec = json_tuples(rec)
+    if rec["kind"] == "linear":
+        args = tuple(
+            rec[k] for k in ("in_features", "out_features", "ranks", "in_modes", "out_modes")
+        )
+        return args, {"bias": rec["bias"], "strategy": rec["strategy"]}
+    keys = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation")
+    args = (*(rec[k] for k in keys), rec["groups"], rec["bias"])
+    kwargs: dict[str, Any] = {"rank": rec["ranks"], "strategy": rec["strategy"]}
+    if rec["in_modes"] is not None:
+        kwargs.update(in_modes=rec["in_modes"], out_modes=rec["out_modes"])
+    return args, kwargs
+
+
+def _record_fits(current: Any, rec: dict[str, Any], linear_types: tuple, conv_types: tuple) -> bool:
+    if rec["kind"] == "linear":
+        return isinstance(current, linear_types) and (
+            current.in_features,
+            current.out_features,
+        ) == (rec["in_features"], rec["out_features"])
+    return isinstance(current, conv_types) and (
+        current.in_channels,
+        current.out_channels,
+        tuple(current.kernel_size),
+        current.groups,
+    ) == (rec["in_channels"], rec["out_channels"], tuple(rec["kernel_size"]), rec["groups"])
+
+
+def skeleton_model(structure: dict[str, Any], backend: str, what: str) -> Any:
+    """The zoo model the file records, for ``model=None``; ``what`` names the model= to pass."""
+    zoo = structure.get("zoo")
+    if zoo is None:
+        raise ValueError(
+            "the file's model was not built by tedepr.models.get, so its architecture is "
+            f"not recorded: pass model= ({what}, or a compressed model of the same structure)"
+        )
+    from . import models
+
+    return models.get(zoo["name"], backend=backend, **json_tuples(zoo["kwargs"]))
+
+
+def rebuild_layers(
+    structure: dict[str, Any],
+    layer: Callable[[str], Any],
+    *,
+    is_composite: Callable[[Any], bool],
+    linear_types: tuple,
+    conv_types: tuple,
+    build: Callable[[dict[str, Any], Any], Any],
+) -> dict[str, Any]:
+    """``{file layer name: new layer}``: every recorded layer built by ``build(rec, current)``
+    after checking that the skeleton's layer ``current = layer(name)`` (None when the skeleton has
+    none) can take it. Composite layers (``"other"``) are not rebuilt; the skeleton's own must
+    already be tensorized (``is_composite``)."""
+    new = {}
+    for name, rec in structure["layers"].items():
+        current = layer(name)
+        if current is None:
+            raise ValueError(
+                f"model has no layer {name!r}, which the file holds; the model does not match "
+                "the file"
+            )
+        if rec["kind"] == "other":
+            if not is_composite(current):
+                raise ValueError(
+                    f"the file's layer {name!r} is a {rec['class']}, which load cannot rebuild "
+                    "from the file: pass model= a compressed model of this architecture"
+                )
+            continue
+        if not _record_fits(current, rec, linear_types, conv_types):
+            raise ValueError(
+                f"model's layer {name!r} ({type(current).__name__}) does not match the file's "
+                f"{rec['format'].upper()} {rec['kind']} layer"
+            )
+        new[name] = build(rec, current)
+    return new

@@ -36,6 +36,7 @@ Non-finite training
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -57,6 +58,7 @@ __all__ = [
     "LOSSES",
     "ON_NONFINITE",
     "ArgumentTypeError",
+    "BACKEND_NAMES",
     "FitConfig",
     "FitResult",
     "NonFiniteError",
@@ -65,6 +67,7 @@ __all__ = [
     "check_fit_args",
     "check_reiterable",
     "fit_arguments",
+    "fit_signature",
     "is_array_pair",
     "lr_factor",
     "run_fit",
@@ -429,6 +432,70 @@ def check_reiterable(data, name: str) -> None:
 
 
 _FIT_ARGUMENTS = tuple(inspect.signature(check_fit_args).parameters)
+
+
+#: The names every backend's training module provides (the one public surface of training).
+BACKEND_NAMES = (
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "LOSSES",
+    "CHECKPOINT_NAME",
+    "FitResult",
+    "fit",
+    "evaluate",
+    "load_checkpoint",
+)
+
+
+def _fit_keywords(
+    *,
+    masks: Any = None,
+    epochs: int,
+    lr: float = 0.1,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    schedule: str = "cosine",
+    eval_data: Any = None,
+    batch_size: int = 128,
+    loss: str | Callable = "cross_entropy",
+    device: Any = None,
+    devices: Any = None,
+    distributed: bool | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    log_every: int = 50,
+    on_nonfinite: str = "raise",
+) -> None:
+    """The keyword-only arguments of every backend's `fit`, with their defaults (written once)."""
+
+
+_FIT_KEYWORDS = tuple(inspect.signature(_fit_keywords).parameters.values())
+
+
+def fit_signature(fit: Callable[..., FitResult]) -> Callable[..., FitResult]:
+    """Give a backend's ``fit(model, ..., train_data, **options)`` the shared keyword-only
+    arguments (those of `check_fit_args` plus ``masks``, ``eval_data`` and the placement).
+
+    `inspect.signature` of the result shows them with their defaults; a call is bound against
+    them (an unknown, repeated or missing argument is a TypeError naming ``fit``), and the
+    wrapped function receives every keyword, defaults filled in, in ``options``."""
+    own = [p for p in inspect.signature(fit).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    signature = inspect.signature(fit).replace(parameters=[*own, *_FIT_KEYWORDS])
+
+    @functools.wraps(fit)
+    def bound_fit(*args: Any, **kwargs: Any) -> FitResult:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"fit(): {exc}") from None
+        bound.apply_defaults()
+        return fit(*bound.args, **bound.kwargs)
+
+    bound_fit.__signature__ = signature  # type: ignore[attr-defined]
+    return bound_fit
 
 
 def lr_factor(schedule: str, epochs: int) -> Callable[[int], float]:

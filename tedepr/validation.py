@@ -208,6 +208,26 @@ def check_int(value: Any, name: str, minimum: int = 1) -> int:
     return value
 
 
+def check_sizes(**sizes: Any) -> None:
+    """Every keyword's value must be an int >= 1 (a layer's sizes): `TypeError` for a non-int
+    (bools included), `ValueError` below 1, naming the argument."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be a positive int; got {type(value).__name__} {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be a positive int; got {value!r}")
+
+
+def check_dropout(p: Any, name: str = "dropout") -> float:
+    """A dropout probability as a float in [0, 1]."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(f"{name} must be a number in [0, 1]; got {type(p).__name__}")
+    p = float(p)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1]; got {p}")
+    return p
+
+
 def check_real(value: Any, name: str, allowed: str = "a real number") -> float:
     """``value`` as a Python float: a `TypeError` naming ``name`` for a str, bool, complex, None or
     anything else that is not a real number (NumPy/0-d array scalars are fine)."""

@@ -270,3 +270,25 @@ def test_fit_rejects_bad_arguments():
         fit(model, params, (data[0].astype(np.uint8), data[1]), epochs=1)
     with pytest.raises(ValueError, match="not a parameter"):
         fit(model, params, data, epochs=1, masks={"hidden/0/cores/9": np.ones(3, bool)})
+
+
+def test_checkpoint_is_a_plain_npz_whose_damage_is_detected(tmp_path):
+    """The JAX checkpoint format (docs/jax.md): a pickle-free .npz that numpy alone reads, and a
+    flipped byte anywhere is a CheckpointError (orbax restores such a file silently; see
+    docs/architecture.md)."""
+    from tedepr.checkpoint import CheckpointError
+
+    model = _tiny_tt_mlp()
+    params = model.init(jax.random.key(2))
+    kw = dict(epochs=1, lr=0.05, optimizer="adam", batch_size=8, progress=False)
+    fit(model, params, _data(16, 0), checkpoint_dir=tmp_path, **kw)
+    path = tmp_path / "last.npz"
+    with np.load(path, allow_pickle=False) as npz:
+        assert "meta" in npz.files and any(k.startswith("params/") for k in npz.files)
+        assert any(k.startswith("opt/") for k in npz.files)
+    assert load_checkpoint(path)["meta"]["epoch"] == 1
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)

@@ -463,3 +463,42 @@ def test_weights_that_overflow_on_the_last_step_are_never_returned():
     with pytest.raises(NonFiniteError, match="the weights became non-finite in epoch 1/1") as info:
         fit(session, epochs=1, lr=1e308, schedule="constant")
     assert info.value.cause == "diverged" and info.value.step is None
+
+
+def test_fit_signature_binds_the_shared_keywords():
+    from tedepr.training import BACKEND_NAMES, fit_signature
+
+    seen = {}
+
+    @fit_signature
+    def fit(model, train_data, **options):
+        seen.update(options, model=model, train_data=train_data)
+        return "result"
+
+    params = inspect.signature(fit).parameters
+    assert list(params)[:2] == ["model", "train_data"]
+    assert params["epochs"].default is inspect.Parameter.empty
+    assert params["lr"].default == 0.1 and params["lr"].kind is inspect.Parameter.KEYWORD_ONLY
+    assert fit("m", "d", epochs=3, lr=0.5) == "result"
+    assert seen["model"] == "m" and seen["epochs"] == 3 and seen["lr"] == 0.5
+    assert seen["on_nonfinite"] == "raise" and seen["masks"] is None  # defaults filled in
+    with pytest.raises(TypeError, match=r"fit\(\).*epochs"):
+        fit("m", "d")
+    with pytest.raises(TypeError, match=r"fit\(\).*'lrate'"):
+        fit("m", "d", epochs=1, lrate=0.1)
+    with pytest.raises(TypeError, match=r"fit\(\)"):
+        fit("m", "d", 3)  # keyword-only
+    assert {"fit", "evaluate", "load_checkpoint", "FitResult"} <= set(BACKEND_NAMES)
+
+
+def test_both_backends_export_the_shared_training_names():
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    from tedepr.backends.jax import training as jax_training
+    from tedepr.backends.torch import training as torch_training
+    from tedepr.training import BACKEND_NAMES
+
+    for module in (torch_training, jax_training):
+        assert set(BACKEND_NAMES) <= set(module.__all__)
+        for name in module.__all__:
+            assert hasattr(module, name), (module.__name__, name)

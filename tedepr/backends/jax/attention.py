@@ -50,6 +50,15 @@ def scaled_dot_product_attention(q, k, v):
     return jnp.einsum("...ts,...sd->...td", jax.nn.softmax(logits, axis=-1), v)
 
 
+def _linear_class(layer) -> type:
+    """The tensorized linear class of ``layer.format`` (checked); a list ``layer.rank`` becomes a
+    tuple (the frozen dataclass stays hashable)."""
+    _check_choice(layer.format, tuple(LINEAR_CLASSES), "format")
+    if isinstance(layer.rank, list):
+        object.__setattr__(layer, "rank", tuple(layer.rank))
+    return LINEAR_CLASSES[layer.format]
+
+
 class _Composite:
     """A layer made of named sublayers: params and masks nest by sublayer name."""
 
@@ -201,11 +210,8 @@ class TensorizedMultiheadAttention(_AttentionBase):
 
     def __post_init__(self):
         self._check()
-        _check_choice(self.format, tuple(LINEAR_CLASSES), "format")
-        if isinstance(self.rank, list):
-            object.__setattr__(self, "rank", tuple(self.rank))
+        cls = _linear_class(self)
         e = self.embed_dim
-        cls = LINEAR_CLASSES[self.format]
         stds = {
             "q_proj": math.sqrt(1.0 / (2 * e)),
             "k_proj": math.sqrt(1.0 / (2 * e)),
@@ -234,7 +240,20 @@ class TensorizedMultiheadAttention(_AttentionBase):
         return self._subs
 
 
+@dataclass(frozen=True)
 class _EncoderBase(_Composite):
+    """``nn.TransformerEncoderLayer``'s arguments (meaning and order) and their checks, shared by
+    the dense and the tensorized encoder layer."""
+
+    d_model: int
+    nhead: int
+    dim_feedforward: int = 2048
+    activation: str = "relu"
+    layer_norm_eps: float = 1e-5
+    batch_first: bool = False
+    norm_first: bool = False
+    bias: bool = True
+
     def _check(self):
         _check_positive_int(self.d_model, "d_model")
         _check_positive_int(self.nhead, "nhead")
@@ -273,15 +292,6 @@ class TransformerEncoderLayer(_EncoderBase):
     """``nn.TransformerEncoderLayer`` without dropout: sublayers ``self_attn``
     (`MultiheadAttention`), ``linear1``/``linear2`` (`Dense`), ``norm1``/``norm2`` (`LayerNorm`)."""
 
-    d_model: int
-    nhead: int
-    dim_feedforward: int = 2048
-    activation: str = "relu"
-    layer_norm_eps: float = 1e-5
-    batch_first: bool = False
-    norm_first: bool = False
-    bias: bool = True
-
     _subs: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
@@ -309,14 +319,6 @@ class TensorizedTransformerEncoderLayer(_EncoderBase):
     tensor networks (``rank``/``format``/``d``/``strategy`` as `TensorizedLinear`; modes
     automatic)."""
 
-    d_model: int
-    nhead: int
-    dim_feedforward: int = 2048
-    activation: str = "relu"
-    layer_norm_eps: float = 1e-5
-    batch_first: bool = False
-    norm_first: bool = False
-    bias: bool = True
     format: str = field(default="tt", kw_only=True)
     rank: Any = field(default=8, kw_only=True)
     d: int | None = field(default=None, kw_only=True)
@@ -325,11 +327,8 @@ class TensorizedTransformerEncoderLayer(_EncoderBase):
 
     def __post_init__(self):
         self._check()
-        _check_choice(self.format, tuple(LINEAR_CLASSES), "format")
-        if isinstance(self.rank, list):
-            object.__setattr__(self, "rank", tuple(self.rank))
+        cls = _linear_class(self)
         d, f = self.d_model, self.dim_feedforward
-        cls = LINEAR_CLASSES[self.format]
         subs = {
             "self_attn": TensorizedMultiheadAttention(
                 d,

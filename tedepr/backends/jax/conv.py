@@ -114,8 +114,19 @@ def _out_size(size, k, s, d, pads):
     return (size + pads[0] + pads[1] - d * (k - 1) - 1) // s + 1
 
 
+@dataclass(frozen=True)
 class _ConvConfig:
-    """Validation shared by the plain and tensorized convolutions (fields: the dataclasses')."""
+    """The geometry fields (``nn.Conv2d``'s meaning and order) and their validation, shared by
+    the plain and tensorized convolutions."""
+
+    in_channels: int
+    out_channels: int
+    kernel_size: Any
+    stride: Any = 1
+    padding: Any = 0
+    dilation: Any = 1
+    groups: int = 1
+    bias: bool = True
 
     def _normalise(self):
         _check_positive_int(self.in_channels, "in_channels")
@@ -161,14 +172,6 @@ class Conv2d(_ConvConfig):
     (``N(0, 2/fan_out)``, He et al.'s ResNet init).
     """
 
-    in_channels: int
-    out_channels: int
-    kernel_size: Any
-    stride: Any = 1
-    padding: Any = 0
-    dilation: Any = 1
-    groups: int = 1
-    bias: bool = True
     weight_init: str = "torch"
     _pads: tuple = field(init=False, repr=False, compare=False, hash=False)
 
@@ -234,14 +237,6 @@ class TensorizedConv2d(_ConvConfig):
         How the convolution is evaluated (module docstring).
     """
 
-    in_channels: int
-    out_channels: int
-    kernel_size: Any
-    stride: Any = 1
-    padding: Any = 0
-    dilation: Any = 1
-    groups: int = 1
-    bias: bool = True
     rank: Any = field(default=8, kw_only=True)
     in_modes: tuple | None = field(default=None, kw_only=True)
     out_modes: tuple | None = field(default=None, kw_only=True)

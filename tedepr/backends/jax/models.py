@@ -9,17 +9,7 @@ array}``). Because the forward function refers to layers only by name,
 `tedepr.backends.jax.tensorize` can swap a dense layer for a tensorized one without touching the
 architecture code — and a user model built from this package's layers gets the same treatment.
 
-=================  ==========================================================================
-name               architecture (as the torch zoo)
-=================  ==========================================================================
-``lenet300_100``   MLP in–300–100–classes with ReLU
-``lenet5``         conv5×5(6)–pool–conv5×5(16)–pool–120–84–classes (28×28 padded by 2)
-``vgg16/19``       CIFAR VGG, conv3×3–BN–ReLU, ceil-mode max-pools, global average, Linear(512, C)
-``resnet20/32/56`` CIFAR ResNet, 16/32/64 channels, shortcut "A" (default) or "B"
-``resnet18``       CIFAR ResNet-18, 64–512 channels, projection shortcuts
-``lstm``           sequential images: rows are steps (28 × 28), LSTM(128), Linear on the last h
-``vit``            7×7 patches (side/4), dim 64, depth 2, 4 heads, MLP 128, pre-norm, class token
-=================  ==========================================================================
+The zoo's names, architectures and layer names are the torch zoo's (tabulated in `tedepr.models`).
 """
 
 from __future__ import annotations
@@ -32,8 +22,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ...models import VGG_CONFIGS
+from ... import models as zoo
 from ...pruning.problem import CoreInfo
+from ...validation import check_int
 from .attention import TransformerEncoderLayer
 from .conv import Conv2d
 from .layers import BatchNorm, Dense, LayerNorm, _check_dtype, draw
@@ -267,20 +258,10 @@ class Model:
 
 
 # ------------------------------------------------------------------------------------------ zoo
-def _check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
-
-
 def lenet300_100(num_classes=10, in_channels=1, image_size=28, hidden=(300, 100)) -> Model:
     """MLP ``C·H·W → 300 → 100 → num_classes`` with ReLU on the flattened image."""
     n_in = in_channels * image_size * image_size
-    if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__"):
-        raise TypeError(f"hidden must be a sequence of ints >= 1; got {type(hidden).__name__}")
-    hidden = tuple(_check_int(w, f"hidden[{k}]") for k, w in enumerate(hidden))
+    hidden = zoo.check_widths(hidden, "hidden")
     widths = (n_in, *hidden)
     layers = {
         f"hidden/{k}": Dense(a, b)
@@ -327,14 +308,8 @@ def lenet5(num_classes=10, in_channels=1, image_size=28) -> Model:
 
 def vgg(config="vgg16", num_classes=10, in_channels=3, image_size=32, batch_norm=True) -> Model:
     """CIFAR VGG; layer names ``features/<i>`` follow torch's ``nn.Sequential`` indices."""
-    if isinstance(config, str):
-        if config not in VGG_CONFIGS:
-            raise ValueError(
-                f"config must be one of {', '.join(map(repr, VGG_CONFIGS))}; got {config!r}"
-            )
-        name, config = config, VGG_CONFIGS[config]
-    else:
-        name = "vgg"
+    name = config if isinstance(config, str) else "vgg"
+    config = zoo.vgg_config(config)
     layers: dict[str, Any] = {}
     plan = []  # ("conv", idx, bn idx or None) | ("pool",)
     channels, idx = in_channels, 0
@@ -411,13 +386,13 @@ def _resnet(
         ),
         "stem/1": BatchNorm(stem_width),
     }
-    blocks, in_planes, k = [], stem_width, 0
-    for stage, planes in enumerate(stages):
-        for i in range(blocks_per_stage):
-            stride = 2 if stage > 0 and i == 0 else 1
-            blocks.append(_basic_block(layers, f"blocks/{k}", in_planes, planes, stride, shortcut))
-            in_planes, k = planes, k + 1
-    layers["classifier"] = Dense(in_planes, num_classes)
+    blocks = [
+        _basic_block(layers, f"blocks/{k}", in_planes, planes, stride, shortcut)
+        for k, (in_planes, planes, stride) in enumerate(
+            zoo.resnet_blocks(stem_width, stages, blocks_per_stage)
+        )
+    ]
+    layers["classifier"] = Dense(stages[-1], num_classes)
 
     def forward(call, x):
         x = jax.nn.relu(call("stem/1", call("stem/0", as_nchw(x, in_channels))))
@@ -430,17 +405,10 @@ def _resnet(
 
 def cifar_resnet(depth=20, num_classes=10, in_channels=3, image_size=32, shortcut="A") -> Model:
     """ResNet-(6n+2) for CIFAR (He et al. 2016 §4.2); layer names as torch's ``CifarResNet``."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or (depth - 2) % 6 != 0 or depth < 8:
-        raise ValueError(f"depth must be 6n+2 with n >= 1 (20, 32, 56, ...); got {depth}")
-    if shortcut not in ("A", "B"):
-        raise ValueError(
-            "shortcut must be 'A' (zero-padding identity) or 'B' (1x1 projection); "
-            f"got {shortcut!r}"
-        )
     return _resnet(
         16,
         (16, 32, 64),
-        (depth - 2) // 6,
+        zoo.check_resnet(depth, shortcut),
         shortcut,
         num_classes,
         in_channels,
@@ -459,7 +427,7 @@ def resnet18(num_classes=10, in_channels=3, image_size=32) -> Model:
 def lstm_classifier(num_classes=10, in_channels=1, image_size=28, hidden_size=128) -> Model:
     """Sequential images: each row is a time step of ``C·W`` features; one LSTM layer; Linear on the
     last hidden state."""
-    _check_int(hidden_size, "hidden_size")
+    check_int(hidden_size, "hidden_size")
     input_size = in_channels * image_size
     layers = {
         "lstm": LSTM(input_size, hidden_size, batch_first=True),
@@ -489,18 +457,7 @@ def vit(
     """A small ViT: flattened patches → Linear(dim), class token, position embeddings, ``depth``
     pre-norm GELU encoder layers, LayerNorm, Linear on the class token. ``patch_size`` defaults to
     ``image_size // 4`` (4×4 = 16 tokens: 7 on 28×28), as the torch zoo."""
-    for value, arg in ((dim, "dim"), (depth, "depth"), (heads, "heads"), (mlp_dim, "mlp_dim")):
-        _check_int(value, arg)
-    if patch_size is None:
-        patch_size = max(1, image_size // 4)
-    _check_int(patch_size, "patch_size")
-    if image_size % patch_size != 0:
-        raise ValueError(
-            f"patch_size must divide image_size; got patch_size={patch_size}, "
-            f"image_size={image_size}"
-        )
-    if dim % heads != 0:
-        raise ValueError(f"heads must divide dim; got heads={heads}, dim={dim}")
+    patch_size = zoo.check_vit(image_size, patch_size, dim, depth, heads, mlp_dim)
     num_patches = (image_size // patch_size) ** 2
     p = patch_size
     layers: dict[str, Any] = {
@@ -531,32 +488,9 @@ def vit(
     return Model(layers, forward, (in_channels, image_size, image_size), "vit")
 
 
-def _vgg(config):
-    def build(num_classes=10, in_channels=1, image_size=28, **kw):
-        return vgg(config, num_classes, in_channels, image_size, **kw)
-
-    return build
-
-
-def _cifar(depth):
-    def build(num_classes=10, in_channels=1, image_size=28, **kw):
-        return cifar_resnet(depth, num_classes, in_channels, image_size, **kw)
-
-    return build
-
-
-MODELS: dict[str, Callable[..., Model]] = {
-    "lenet300_100": lenet300_100,
-    "lenet5": lenet5,
-    "vgg16": _vgg("vgg16"),
-    "vgg19": _vgg("vgg19"),
-    "resnet20": _cifar(20),
-    "resnet32": _cifar(32),
-    "resnet56": _cifar(56),
-    "resnet18": resnet18,
-    "lstm": lstm_classifier,
-    "vit": vit,
-}
+MODELS: dict[str, Callable[..., Model]] = zoo.zoo_table(
+    lenet300_100, lenet5, vgg, cifar_resnet, resnet18, lstm_classifier, vit
+)
 
 
 def available() -> tuple[str, ...]:
@@ -572,21 +506,5 @@ def get(
 
     Returns a `Model`; ``model.init(key)`` gives its parameters.
     """
-    if name not in MODELS:
-        raise ValueError(f"name must be one of {', '.join(map(repr, available()))}; got {name!r}")
-    _check_int(num_classes, "num_classes")
-    _check_int(in_channels, "in_channels")
-    _check_int(image_size, "image_size")
-    model = MODELS[name](
-        num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
-    )
-    model.zoo = {
-        "name": name,
-        "kwargs": {
-            "num_classes": num_classes,
-            "in_channels": in_channels,
-            "image_size": image_size,
-            **kw,
-        },
-    }
+    model, model.zoo = zoo.build_zoo_model(MODELS, name, num_classes, in_channels, image_size, kw)
     return model

@@ -12,8 +12,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from ...io import json_lists as _lists
-from ...io import json_tuples as _tuples
+from ... import io as core_io
 from .compress import CompressionResult, build_report
 from .conv import CONV_CLASSES, Conv2d, TensorizedConv2d
 from .interchange import export_arrays, import_arrays
@@ -24,38 +23,15 @@ __all__ = ["export_model", "import_model", "layer_record"]
 
 
 def layer_record(layer) -> dict[str, Any] | None:
-    """The JSON-ready structure of a tensorized layer (the torch records' keys), else None."""
+    """The JSON-ready structure of a tensorized layer (`tedepr.io`'s records), else None."""
     if isinstance(layer, TensorizedLinear):
-        return {
-            "kind": "linear",
-            "format": layer.format,
-            "in_features": layer.in_features,
-            "out_features": layer.out_features,
-            "in_modes": list(layer.in_modes),
-            "out_modes": list(layer.out_modes),
-            "ranks": _lists(layer.ranks),
-            "bias": bool(layer.bias),
-            "strategy": layer.strategy,
-        }
+        return core_io.linear_record(layer, bias=bool(layer.bias))
     if isinstance(layer, TensorizedConv2d):
-        return {
-            "kind": "conv2d",
-            "format": layer.format,
-            "in_channels": layer.in_channels,
-            "out_channels": layer.out_channels,
-            "kernel_size": list(layer.kernel_size),
-            "stride": list(layer.stride),
-            "padding": layer.padding if isinstance(layer.padding, str) else list(layer.padding),
-            "dilation": list(layer.dilation),
-            "groups": layer.groups,
-            "bias": bool(layer.bias),
-            "in_modes": None if layer.in_modes is None else list(layer.in_modes),
-            "out_modes": None if layer.out_modes is None else list(layer.out_modes),
-            "ranks": _lists(layer.ranks),
-            "strategy": layer.strategy,
-        }
+        return core_io.conv_record(
+            layer, bias=bool(layer.bias), in_modes=layer.in_modes, out_modes=layer.out_modes
+        )
     if any(info.format != "dense" for info in layer.structure("x/").values()):
-        return {"kind": "other", "class": type(layer).__name__}
+        return core_io.other_record(type(layer).__name__)
     return None
 
 
@@ -74,97 +50,37 @@ def export_model(result) -> tuple[dict, dict, dict | None]:
 
 
 def _build(rec: dict, current):
-    rec = _tuples(rec)
-    init = {"weight_init": current.weight_init} if hasattr(current, "weight_init") else {}
-    if rec["kind"] == "linear":
-        return LINEAR_CLASSES[rec["format"]](
-            rec["in_features"],
-            rec["out_features"],
-            rec["ranks"],
-            rec["in_modes"],
-            rec["out_modes"],
-            bias=rec["bias"],
-            strategy=rec["strategy"],
-            **init,
-        )
-    modes = {}
-    if rec["in_modes"] is not None:
-        modes = {"in_modes": rec["in_modes"], "out_modes": rec["out_modes"]}
-    if init.get("weight_init") == "he_fan_out":  # a dense-conv-only scheme; values are loaded
-        init = {}
-    return CONV_CLASSES[rec["format"]](
-        rec["in_channels"],
-        rec["out_channels"],
-        rec["kernel_size"],
-        rec["stride"],
-        rec["padding"],
-        rec["dilation"],
-        rec["groups"],
-        rec["bias"],
-        rank=rec["ranks"],
-        strategy=rec["strategy"],
-        **modes,
-        **init,
-    )
-
-
-def _fits(current, rec: dict) -> bool:
-    if rec["kind"] == "linear":
-        return isinstance(current, (Dense, TensorizedLinear)) and (
-            current.in_features,
-            current.out_features,
-        ) == (rec["in_features"], rec["out_features"])
-    return isinstance(current, (Conv2d, TensorizedConv2d)) and (
-        current.in_channels,
-        current.out_channels,
-        tuple(current.kernel_size),
-        current.groups,
-    ) == (rec["in_channels"], rec["out_channels"], tuple(rec["kernel_size"]), rec["groups"])
+    args, kwargs = core_io.layer_arguments(rec)
+    init = getattr(current, "weight_init", None)
+    # he_fan_out is a dense-conv-only scheme (and the values are loaded anyway)
+    if init is not None and not (rec["kind"] == "conv2d" and init == "he_fan_out"):
+        kwargs["weight_init"] = init
+    classes = LINEAR_CLASSES if rec["kind"] == "linear" else CONV_CLASSES
+    return classes[rec["format"]](*args, **kwargs)
 
 
 def import_model(
     structure: dict, arrays: dict, *, model=None, dtype: str = "float32", device=None
 ) -> CompressionResult:
     """A JAX `CompressionResult` from a verified file's ``structure`` and ``arrays``."""
-    from ... import models as zoo_models
-
     if device is not None:
         raise ValueError(
             "device applies to backend='torch' only; place JAX arrays with jax.device_put"
         )
     if model is None:
-        zoo = structure.get("zoo")
-        if zoo is None:
-            raise ValueError(
-                "the file's model was not built by tedepr.models.get, so its architecture is "
-                "not recorded: pass model= (the dense JAX Model that was compressed, or a "
-                "compressed one of the same structure)"
-            )
-        model = zoo_models.get(zoo["name"], backend="jax", **_tuples(zoo["kwargs"]))
+        model = core_io.skeleton_model(structure, "jax", "the dense JAX Model that was compressed")
     elif not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     layers = dict(model.layers)
-    for tname, rec in structure["layers"].items():
-        name = tname.replace(".", "/")
-        if name not in layers:
-            raise ValueError(
-                f"model has no layer {name!r}, which the file holds; the model does not match "
-                "the file"
-            )
-        current = layers[name]
-        if rec["kind"] == "other":
-            if layer_record(current) is None:
-                raise ValueError(
-                    f"the file's layer {tname!r} is a {rec['class']}, which load cannot rebuild "
-                    "from the file: pass model= a compressed model of this architecture"
-                )
-            continue
-        if not _fits(current, rec):
-            raise ValueError(
-                f"model's layer {name!r} ({type(current).__name__}) does not match the file's "
-                f"{rec['format'].upper()} {rec['kind']} layer"
-            )
-        layers[name] = _build(rec, current)
+    new = core_io.rebuild_layers(
+        structure,
+        lambda name: layers.get(name.replace(".", "/")),
+        is_composite=lambda current: layer_record(current) is not None,
+        linear_types=(Dense, TensorizedLinear),
+        conv_types=(Conv2d, TensorizedConv2d),
+        build=_build,
+    )
+    layers.update({name.replace(".", "/"): layer for name, layer in new.items()})
     model = model.with_layers(layers)
     params, masks = import_arrays(model, arrays, dtype=jnp.dtype(dtype))
     report = build_report(model, params, masks or None, dense_weights=model.dense_weight_count())

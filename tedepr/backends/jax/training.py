@@ -20,7 +20,9 @@ optax optimizer, placement on devices and the (de)serialisation of params and op
 Resume
     Every epoch ends with an atomic, checksummed checkpoint ``checkpoint_dir/last.npz`` (params,
     optimizer state, masks, epoch, history, configuration, RNG seed; the previous one kept as
-    ``last.prev.npz``) and ``history.json``. Training is deterministic
+    ``last.prev.npz``) and ``history.json``. The file is a NumPy ``.npz`` (no pickle), not an
+    orbax checkpoint: orbax restores a damaged file without an error, the SHA-256 digest file
+    does not (docs/architecture.md, "Why these libraries"). Training is deterministic
     — the batch order depends only on ``(seed, epoch)`` and nothing else draws random numbers — so a
     run resumed from the checkpoint of epoch ``k`` ends with exactly the params of an uninterrupted
     run.
@@ -47,40 +49,16 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ... import training as core
 from ...checkpoint import read_checkpoint_bytes
 from ...datasets import batch_indices
-from ...training import (
-    LOSSES,
-    OPTIMIZERS,
-    SCHEDULES,
-    FitResult,
-    Step,
-    check_fit_args,
-    check_reiterable,
-    fit_arguments,
-    is_array_pair,
-    lr_factor,
-    run_fit,
-)
+from ...training import LOSSES, OPTIMIZERS, SCHEDULES, FitResult, Step, lr_factor  # noqa: F401 (core.BACKEND_NAMES)
 from ...validation import check_batch
 from .layers import BatchNorm
 from .masking import apply_masks, flatten_masks, leaf_paths, normalize_masks
 from .models import Model
 
-__all__ = [
-    "OPTIMIZERS",
-    "SCHEDULES",
-    "LOSSES",
-    "CHECKPOINT_NAME",
-    "FitResult",
-    "fit",
-    "evaluate",
-    "make_optimizer",
-    "make_train_step",
-    "lr_factor",
-    "trainable_mask",
-    "load_checkpoint",
-]
+__all__ = [*core.BACKEND_NAMES, "make_optimizer", "make_train_step", "lr_factor", "trainable_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +193,7 @@ def _float_dtype(params):
 
 def _check_data(data, name: str, finite: bool = True):
     """``(x, y)`` arrays as NumPy arrays (checked), or a re-iterable of batches as it is."""
-    if is_array_pair(data):
+    if core.is_array_pair(data):
         x, y = np.asarray(data[0]), np.asarray(data[1])
         if not np.issubdtype(x.dtype, np.floating):
             raise ValueError(
@@ -234,7 +212,7 @@ def _check_data(data, name: str, finite: bool = True):
         # finite=False: fit(on_nonfinite="skip") skips and counts such batches instead
         check_batch(x, y, name=name, finite=finite)
         return x, y
-    check_reiterable(data, name)
+    core.check_reiterable(data, name)
     return data
 
 
@@ -584,36 +562,13 @@ class _JaxSession:
         self._place()
 
 
-def fit(
-    model: Model,
-    params,
-    train_data,
-    *,
-    masks=None,
-    epochs: int,
-    lr: float = 0.1,
-    optimizer: str = "sgd",
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    schedule: str = "cosine",
-    eval_data=None,
-    batch_size: int = 128,
-    loss="cross_entropy",
-    device=None,
-    devices=None,
-    distributed: bool | None = None,
-    checkpoint_dir=None,
-    resume: bool = False,
-    seed: int = 0,
-    progress: bool = True,
-    log_every: int = 50,
-    on_nonfinite: str = "raise",
-) -> FitResult:
+@core.fit_signature
+def fit(model: Model, params, train_data, **options) -> FitResult:
     """Train ``model`` from ``params`` for ``epochs`` epochs; checkpoint every epoch; resume
     exactly.
 
-    The keyword arguments, their defaults and their rules are the torch backend's; those not
-    listed here are described in `tedepr.training.check_fit_args`.
+    The keyword-only arguments are every backend's (`tedepr.training.fit_signature`; their rules:
+    `tedepr.training.check_fit_args`); here is what the JAX-specific ones mean.
 
     Parameters
     ----------
@@ -638,17 +593,17 @@ def fit(
     FitResult
         ``params``, ``history``, ``start_epoch``, ``opt_state``, ``masks``, ``skipped_batches``.
     """
-    arguments = dict(locals())
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
-    cfg = check_fit_args(**fit_arguments(arguments))
+    cfg = core.check_fit_args(**core.fit_arguments(options))
+    masks, eval_data = options["masks"], options["eval_data"]
     loss_fn = _loss_fn(cfg.loss)
     # NaN/inf data is fit's non-finite event (NonFiniteError naming epoch, step and sample, or a
     # skipped batch with on_nonfinite="skip"), not a door check
     train_data = _check_data(train_data, "train_data", finite=False)
     if eval_data is not None:
         eval_data = _check_data(eval_data, "eval_data")
-    placement = _Placement(_devices(device, devices, cfg.distributed))
+    placement = _Placement(_devices(options["device"], options["devices"], cfg.distributed))
 
     masks = normalize_masks(params, masks)
     trainable = trainable_mask(model, params)
@@ -667,7 +622,7 @@ def fit(
         cfg,
         placement,
     )
-    history, start_epoch, skipped = run_fit(session, cfg, has_eval=eval_data is not None)
+    history, start_epoch, skipped = core.run_fit(session, cfg, has_eval=eval_data is not None)
     return FitResult(
         history=history,
         model=model,

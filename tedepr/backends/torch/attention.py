@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...shapes import check_format
+from ...validation import check_dropout, check_sizes
 from .layers import LINEAR_CLASSES, _check_strategy, _check_tensor, _spawn
 
 __all__ = ["TensorizedMultiheadAttention", "TensorizedTransformerEncoderLayer"]
@@ -97,14 +98,10 @@ class TensorizedMultiheadAttention(nn.Module):
         super().__init__()
         format = check_format(format)
         _check_strategy(strategy)
-        for name, v in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
+        check_sizes(embed_dim=embed_dim, num_heads=num_heads)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} must be divisible by num_heads={num_heads}")
-        dropout = float(dropout)
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"dropout must be in [0, 1]; got {dropout}")
+        dropout = check_dropout(dropout)
         self.embed_dim, self.num_heads = embed_dim, num_heads
         self.head_dim = embed_dim // num_heads
         self.kdim = embed_dim if kdim is None else kdim

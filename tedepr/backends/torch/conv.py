@@ -34,6 +34,7 @@ from ...contraction import STEP_OVERHEAD_FLOPS, plan_reconstruction
 from ...decompositions import decompose_conv
 from ...init import random_factorized_conv
 from ...shapes import check_format
+from ...validation import check_sizes
 from .layers import TensorizedLayer, _check_strategy, _check_tensor, _resolve_d, _torch_seed
 
 __all__ = [
@@ -100,13 +101,7 @@ class _TensorizedConv2d(TensorizedLayer):
         dtype=None,
     ) -> None:
         super().__init__()
-        for name, v in (
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("groups", groups),
-        ):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
+        check_sizes(in_channels=in_channels, out_channels=out_channels, groups=groups)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"groups={groups} must divide in_channels={in_channels} and "

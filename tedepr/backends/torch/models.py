@@ -1,26 +1,8 @@
 """The PyTorch model zoo of the paper's experiments, for MNIST (28×28) and CIFAR (32×32) inputs.
 
 Every model takes images ``(N, C, H, W)``; single-channel models also accept ``(N, H, W)``. Every
-model returns logits ``(N, num_classes)``. Build them by name with `get`.
-
-=================  ==========================================================================
-name               architecture
-=================  ==========================================================================
-``lenet300_100``   MLP 784–300–100–10 with ReLU on the flattened image (LeCun et al. 1998)
-``lenet5``         conv5×5(6)–pool–conv5×5(16)–pool–120–84–classes, ReLU, max-pooling; 28×28
-                   inputs are zero-padded by 2 as in the original 32×32 design
-``vgg16/19``       CIFAR VGG: 3×3 conv + BatchNorm + ReLU stacks (Simonyan & Zisserman
-                   2015 configurations D/E), then one Linear(512, classes)
-``resnet20/32/56`` CIFAR ResNet of He et al. 2016 §4.2: 3 stages × n basic blocks (n = 3/5/9),
-                   16/32/64 channels; shortcut option "A" (default) or "B"
-``resnet18``       CIFAR ResNet-18: 3×3 stem, no max-pool, 4 stages × 2 basic blocks,
-                   64–512 channels, 1×1 conv projection shortcuts
-``lstm``           sequential MNIST: image rows are time steps (28 steps of 28 features),
-                   one LSTM layer of 128 units, Linear on the last hidden state
-``vit``            ViT: 7×7 patches (16 tokens on 28×28; side/4 in general) + class token,
-                   dim 64, depth 2, 4 heads, pre-norm `nn.TransformerEncoderLayer`s (each
-                   holding an `nn.MultiheadAttention`), MLP width 128
-=================  ==========================================================================
+model returns logits ``(N, num_classes)``. Build them by name with `get`; the architectures are
+tabulated in `tedepr.models` (the JAX zoo has the same).
 """
 
 from __future__ import annotations
@@ -31,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...models import VGG_CONFIGS
+from ... import models as zoo
+from ...validation import check_int
 
 __all__ = [
     "MODELS",
@@ -46,24 +29,6 @@ __all__ = [
     "LSTMClassifier",
     "ViT",
 ]
-
-
-def _check_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
-
-
-def _check_widths(value, name: str) -> tuple[int, ...]:
-    """A sequence of layer widths (ints >= 1)."""
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{name} must be a sequence of ints >= 1; got {type(value).__name__}")
-    widths = tuple(value)
-    for k, w in enumerate(widths):
-        _check_int(w, f"{name}[{k}]")
-    return widths
 
 
 def _as_nchw(x: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -93,7 +58,7 @@ class LeNet300_100(nn.Module):
     ):
         super().__init__()
         self.in_features = in_channels * image_size * image_size
-        widths = (self.in_features, *_check_widths(hidden, "hidden"))
+        widths = (self.in_features, *zoo.check_widths(hidden, "hidden"))
         pairs = zip(widths[:-1], widths[1:], strict=True)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.classifier = nn.Linear(widths[-1], num_classes)
@@ -154,12 +119,7 @@ class VGG(nn.Module):
         batch_norm: bool = True,
     ):
         super().__init__()
-        if isinstance(config, str):
-            if config not in VGG_CONFIGS:
-                raise ValueError(
-                    f"config must be one of {', '.join(map(repr, VGG_CONFIGS))}; got {config!r}"
-                )
-            config = VGG_CONFIGS[config]
+        config = zoo.vgg_config(config)
         if not isinstance(batch_norm, bool):
             raise TypeError(f"batch_norm must be a bool; got {type(batch_norm).__name__}")
         self.in_channels = in_channels
@@ -239,35 +199,11 @@ class CifarResNet(nn.Module):
         shortcut: str = "A",
     ):
         super().__init__()
-        _check_int(depth, "depth")
-        if (depth - 2) % 6 != 0 or depth < 8:
-            raise ValueError(f"depth must be 6n+2 with n >= 1 (20, 32, 56, ...); got {depth}")
-        if shortcut not in ("A", "B"):
-            raise ValueError(
-                "shortcut must be 'A' (zero-padding identity) or 'B' (1x1 projection); "
-                f"got {shortcut!r}"
-            )
-        n = (depth - 2) // 6
-        self.in_channels = in_channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 3, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-            nn.ReLU(inplace=True),
-        )
-        blocks: list[nn.Module] = []
-        in_planes = 16
-        for stage, planes in enumerate((16, 32, 64)):
-            for i in range(n):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(in_planes, planes, stride, shortcut))
-                in_planes = planes
-        self.blocks = nn.Sequential(*blocks)
-        self.classifier = nn.Linear(64, num_classes)
-        _kaiming_init(self)
+        n = zoo.check_resnet(depth, shortcut)
+        _build_resnet(self, in_channels, 16, (16, 32, 64), n, shortcut, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(_as_nchw(x, self.in_channels)))
-        return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        return _resnet_forward(self, x)
 
 
 class ResNet18(nn.Module):
@@ -277,33 +213,38 @@ class ResNet18(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, image_size: int = 32):
         super().__init__()
-        self.in_channels = in_channels
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, 64, 3, padding=1, bias=False),
-            nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True),
-        )
-        blocks: list[nn.Module] = []
-        in_planes = 64
-        for stage, planes in enumerate((64, 128, 256, 512)):
-            for i in range(2):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(in_planes, planes, stride, shortcut="B"))
-                in_planes = planes
-        self.blocks = nn.Sequential(*blocks)
-        self.classifier = nn.Linear(512, num_classes)
-        _kaiming_init(self)
+        _build_resnet(self, in_channels, 64, (64, 128, 256, 512), 2, "B", num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(_as_nchw(x, self.in_channels)))
-        return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        return _resnet_forward(self, x)
 
 
-def _kaiming_init(model: nn.Module) -> None:
+def _build_resnet(
+    model: nn.Module, in_channels, stem_width, stages, blocks_per_stage, shortcut, num_classes
+) -> None:
+    """A 3×3 conv–BN–ReLU stem, the stages of basic blocks and the classifier, on ``model``."""
+    model.in_channels = in_channels
+    model.stem = nn.Sequential(
+        nn.Conv2d(in_channels, stem_width, 3, padding=1, bias=False),
+        nn.BatchNorm2d(stem_width),
+        nn.ReLU(inplace=True),
+    )
+    model.blocks = nn.Sequential(
+        *(
+            BasicBlock(a, b, stride, shortcut)
+            for a, b, stride in zoo.resnet_blocks(stem_width, stages, blocks_per_stage)
+        )
+    )
+    model.classifier = nn.Linear(stages[-1], num_classes)
     # He et al. initialise convolutions with N(0, 2/fan_out) ("kaiming normal", fan_out, ReLU).
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+def _resnet_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = model.blocks(model.stem(_as_nchw(x, model.in_channels)))
+    return model.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
 # ---------- LSTM
@@ -325,8 +266,8 @@ class LSTMClassifier(nn.Module):
         num_layers: int = 1,
     ):
         super().__init__()
-        _check_int(hidden_size, "hidden_size")
-        _check_int(num_layers, "num_layers")
+        check_int(hidden_size, "hidden_size")
+        check_int(num_layers, "num_layers")
         self.in_channels = in_channels
         self.input_size = in_channels * image_size
         self.lstm = nn.LSTM(self.input_size, hidden_size, num_layers=num_layers, batch_first=True)
@@ -370,22 +311,11 @@ class ViT(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        for value, arg in ((dim, "dim"), (depth, "depth"), (heads, "heads"), (mlp_dim, "mlp_dim")):
-            _check_int(value, arg)
+        patch_size = zoo.check_vit(image_size, patch_size, dim, depth, heads, mlp_dim)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
             raise TypeError(f"dropout must be a number in [0, 1); got {type(dropout).__name__}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
-        if patch_size is None:
-            patch_size = max(1, image_size // 4)  # 4×4 = 16 tokens: patch 7 on 28×28, 8 on 32×32
-        _check_int(patch_size, "patch_size")
-        if image_size % patch_size != 0:
-            raise ValueError(
-                f"patch_size must divide image_size; got patch_size={patch_size}, "
-                f"image_size={image_size}"
-            )
-        if dim % heads != 0:
-            raise ValueError(f"heads must divide dim; got heads={heads}, dim={dim}")
         self.in_channels = in_channels
         self.image_size = image_size
         self.patch_size = patch_size
@@ -438,36 +368,9 @@ class ViT(nn.Module):
 # ---------- registry
 
 
-def _vgg(config: str) -> Callable[..., nn.Module]:
-    def build(num_classes=10, in_channels=1, image_size=28, **kw):
-        return VGG(
-            config, num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
-        )
-
-    return build
-
-
-def _resnet(depth: int) -> Callable[..., nn.Module]:
-    def build(num_classes=10, in_channels=1, image_size=28, **kw):
-        return CifarResNet(
-            depth, num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
-        )
-
-    return build
-
-
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "lenet300_100": LeNet300_100,
-    "lenet5": LeNet5,
-    "vgg16": _vgg("vgg16"),
-    "vgg19": _vgg("vgg19"),
-    "resnet20": _resnet(20),
-    "resnet32": _resnet(32),
-    "resnet56": _resnet(56),
-    "resnet18": ResNet18,
-    "lstm": LSTMClassifier,
-    "vit": ViT,
-}
+MODELS: dict[str, Callable[..., nn.Module]] = zoo.zoo_table(
+    LeNet300_100, LeNet5, VGG, CifarResNet, ResNet18, LSTMClassifier, ViT
+)
 
 
 def available() -> tuple[str, ...]:
@@ -496,27 +399,12 @@ def get(
     **kw : model-specific options (e.g. ``shortcut="B"`` for the CIFAR ResNets, ``hidden_size`` for
         ``lstm``, ``dim``/``depth``/``heads``/``patch_size`` for ``vit``, ``batch_norm`` for VGG).
     """
-    if name not in MODELS:
-        raise ValueError(f"name must be one of {', '.join(map(repr, available()))}; got {name!r}")
-    _check_int(num_classes, "num_classes")
-    _check_int(in_channels, "in_channels")
-    _check_int(image_size, "image_size")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"seed must be a non-negative int or None; got {seed!r}")
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        model = MODELS[name](
-            num_classes=num_classes, in_channels=in_channels, image_size=image_size, **kw
-        )
+        model, recipe = zoo.build_zoo_model(MODELS, name, num_classes, in_channels, image_size, kw)
     # how to rebuild the architecture (`tedepr.save` records it; deep copies keep it)
-    model._tedepr_zoo = {
-        "name": name,
-        "kwargs": {
-            "num_classes": num_classes,
-            "in_channels": in_channels,
-            "image_size": image_size,
-            **kw,
-        },
-    }
+    model._tedepr_zoo = recipe
     return model

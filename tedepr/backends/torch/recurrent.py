@@ -22,6 +22,7 @@ from torch import nn
 
 from ...init import target_std
 from ...shapes import check_format
+from ...validation import check_dropout, check_sizes
 from .layers import LINEAR_CLASSES, _check_strategy, _check_tensor, _spawn
 
 __all__ = ["TensorizedLSTM", "TensorizedGRU"]
@@ -29,6 +30,7 @@ __all__ = ["TensorizedLSTM", "TensorizedGRU"]
 
 class _TensorizedRNNBase(nn.Module):
     _gates = 0
+    _dense_class: type[nn.RNNBase]
 
     def __init__(
         self,
@@ -54,16 +56,8 @@ class _TensorizedRNNBase(nn.Module):
         super().__init__()
         format = check_format(format)
         _check_strategy(strategy)
-        for name, v in (
-            ("input_size", input_size),
-            ("hidden_size", hidden_size),
-            ("num_layers", num_layers),
-        ):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int; got {v!r}")
-        dropout = float(dropout)
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"dropout must be in [0, 1]; got {dropout}")
+        check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
+        dropout = check_dropout(dropout)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bool(bias), bool(batch_first), dropout
         self.format, self.tensorize_hidden = format, bool(tensorize_hidden)
@@ -208,9 +202,28 @@ class _TensorizedRNNBase(nn.Module):
         return y.transpose(0, 1) if self.batch_first else y
 
     @classmethod
-    def _from_dense(
-        cls, rnn, expected, format, rank, rtol, tensorize_hidden, strategy, kw, options
+    def from_dense(
+        cls,
+        rnn: nn.RNNBase,
+        format: str = "tt",
+        rank=8,
+        rtol: float | None = None,
+        *,
+        tensorize_hidden: bool = False,
+        in_modes=None,
+        d: int | None = None,
+        strategy: str = "auto",
+        **options: Any,
     ):
+        """Decompose a trained ``nn.LSTM`` (`TensorizedLSTM`) or ``nn.GRU`` (`TensorizedGRU`):
+        its input-to-hidden maps (``weight_ih_l{k}.T``), and with ``tensorize_hidden`` its
+        hidden-to-hidden maps too.
+
+        Dense weights and biases are copied; ``decomposition_error`` maps each decomposed weight's
+        name to its relative Frobenius error.
+        """
+        expected = cls._dense_class
+        kw = {"in_modes": in_modes, "d": d}
         if not isinstance(rnn, expected):
             raise TypeError(f"rnn must be an {expected.__name__}; got {type(rnn).__name__}")
         if rnn.bidirectional or getattr(rnn, "proj_size", 0):
@@ -290,6 +303,7 @@ class TensorizedLSTM(_TensorizedRNNBase):
     """
 
     _gates = 4
+    _dense_class = nn.LSTM
 
     def forward(self, input: torch.Tensor, hx=None):
         x, batched = self._check_input(input, hx)
@@ -318,37 +332,6 @@ class TensorizedLSTM(_TensorizedRNNBase):
             outputs.append(h)
         return outputs, (h, c)
 
-    @classmethod
-    def from_dense(
-        cls,
-        lstm: nn.LSTM,
-        format: str = "tt",
-        rank=8,
-        rtol: float | None = None,
-        *,
-        tensorize_hidden: bool = False,
-        in_modes=None,
-        d: int | None = None,
-        strategy: str = "auto",
-        **options: Any,
-    ) -> TensorizedLSTM:
-        """Decompose a trained ``nn.LSTM``'s input-to-hidden maps (``weight_ih_l{k}.T``).
-
-        Dense weights and biases are copied; ``decomposition_error`` maps each decomposed weight's
-        name to its relative Frobenius error.
-        """
-        return cls._from_dense(
-            lstm,
-            nn.LSTM,
-            format,
-            rank,
-            rtol,
-            tensorize_hidden,
-            strategy,
-            {"in_modes": in_modes, "d": d},
-            options,
-        )
-
 
 class TensorizedGRU(_TensorizedRNNBase):
     """``nn.GRU`` whose input-to-hidden maps (gates r, z, n) form one tensorized map per layer.
@@ -358,6 +341,7 @@ class TensorizedGRU(_TensorizedRNNBase):
     """
 
     _gates = 3
+    _dense_class = nn.GRU
 
     def forward(self, input: torch.Tensor, hx=None):
         x, batched = self._check_input(input, hx)
@@ -383,30 +367,3 @@ class TensorizedGRU(_TensorizedRNNBase):
             h = (1 - z) * n + z * h
             outputs.append(h)
         return outputs, (h,)
-
-    @classmethod
-    def from_dense(
-        cls,
-        gru: nn.GRU,
-        format: str = "tt",
-        rank=8,
-        rtol: float | None = None,
-        *,
-        tensorize_hidden: bool = False,
-        in_modes=None,
-        d: int | None = None,
-        strategy: str = "auto",
-        **options: Any,
-    ) -> TensorizedGRU:
-        """Decompose a trained ``nn.GRU``'s input-to-hidden maps; as `TensorizedLSTM.from_dense`."""
-        return cls._from_dense(
-            gru,
-            nn.GRU,
-            format,
-            rank,
-            rtol,
-            tensorize_hidden,
-            strategy,
-            {"in_modes": in_modes, "d": d},
-            options,
-        )

@@ -42,34 +42,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from tedepr import training as core
 from tedepr.checkpoint import read_checkpoint_bytes
 from tedepr.datasets import batch_indices
-from tedepr.training import (
-    LOSSES,
-    OPTIMIZERS,
-    SCHEDULES,
-    FitResult,
-    Step,
-    check_fit_args,
-    check_reiterable,
-    fit_arguments,
-    is_array_pair,
-    run_fit,
-)
+from tedepr.training import LOSSES, OPTIMIZERS, SCHEDULES, FitResult, Step  # noqa: F401 (core.BACKEND_NAMES)
 from tedepr.validation import check_batch
 
-__all__ = [
-    "OPTIMIZERS",
-    "SCHEDULES",
-    "LOSSES",
-    "CHECKPOINT_NAME",
-    "FitResult",
-    "ArrayLoader",
-    "make_loader",
-    "fit",
-    "evaluate",
-    "load_checkpoint",
-]
+__all__ = [*core.BACKEND_NAMES, "ArrayLoader", "make_loader"]
 
 logger = logging.getLogger(__name__)
 
@@ -198,14 +177,14 @@ def _as_loader(
 ):
     """``(x, y)`` arrays become `make_loader(x, y, batch_size, ...)`; anything else must be a
     re-iterable of batches."""
-    if is_array_pair(data):
+    if core.is_array_pair(data):
         try:
             return make_loader(
                 data[0], data[1], batch_size, shuffle=shuffle, seed=seed, check_finite=check_finite
             )
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{name}: {exc}") from exc
-    check_reiterable(data, name)
+    core.check_reiterable(data, name)
     return data
 
 
@@ -432,7 +411,7 @@ def evaluate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    check_reiterable(data, "data")
+    core.check_reiterable(data, "data")
     device = _device(device, None)
     loss_fn = _loss_fn(loss)
     modes = _module_modes(model)
@@ -621,34 +600,12 @@ class _TorchSession:
         _seed_all(self.seed, self.device)
 
 
-def fit(
-    model: nn.Module,
-    train_data,
-    *,
-    masks=None,
-    epochs: int,
-    lr: float = 0.1,
-    optimizer: str = "sgd",
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    schedule: str = "cosine",
-    eval_data=None,
-    batch_size: int = 128,
-    loss="cross_entropy",
-    device=None,
-    devices=None,
-    distributed: bool | None = None,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
-    seed: int = 0,
-    progress: bool = True,
-    log_every: int = 50,
-    on_nonfinite: str = "raise",
-) -> FitResult:
+@core.fit_signature
+def fit(model: nn.Module, train_data, **options) -> FitResult:
     """Train a classifier for ``epochs`` epochs; checkpoint every epoch; resume exactly.
 
-    The keyword arguments, their defaults and their rules are the JAX backend's; those not listed
-    here are described in `tedepr.training.check_fit_args`.
+    Takes the keyword-only arguments of every backend's `fit` (`tedepr.training.fit_signature`,
+    rules in `tedepr.training.check_fit_args`); the torch-specific meanings are these.
 
     Parameters
     ----------
@@ -683,10 +640,10 @@ def fit(
         ``history`` (one dict per epoch), the trained ``model``, ``start_epoch`` and
         ``skipped_batches``.
     """
-    arguments = dict(locals())
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    cfg = check_fit_args(**fit_arguments(arguments))
+    cfg = core.check_fit_args(**core.fit_arguments(options))
+    masks, eval_data = options["masks"], options["eval_data"]
     loss_fn = _loss_fn(cfg.loss)
     # NaN/inf data is fit's non-finite event (NonFiniteError naming epoch, step and sample, or a
     # skipped batch with on_nonfinite="skip"), not a door check
@@ -703,7 +660,7 @@ def fit(
         eval_data = _as_loader(
             eval_data, max(cfg.batch_size, 512), shuffle=False, seed=0, name="eval_data"
         )
-    device = _device(device, devices)
+    device = _device(options["device"], options["devices"])
     use_ddp = _distributed(cfg.distributed)
     rank, world = (dist.get_rank(), dist.get_world_size()) if use_ddp else (0, 1)
     if masks is not None:
@@ -724,7 +681,7 @@ def fit(
         session = _TorchSession(
             model, net, opt, loss_fn, device, train, eval_data, cfg.seed, rank, world
         )
-        history, start_epoch, skipped = run_fit(
+        history, start_epoch, skipped = core.run_fit(
             session, cfg, config_extra={"world_size": world}, has_eval=eval_data is not None
         )
     return FitResult(history=history, model=model, start_epoch=start_epoch, skipped_batches=skipped)
