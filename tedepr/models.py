@@ -101,6 +101,13 @@ def get(name: str, backend: str = "torch", **kw: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- shared zoo rules
+def mlp_hints(first: str, in_channels: int, image_size: int) -> dict[str, dict]:
+    """`tensorize` hints of an MLP on flattened ``(C, H, W)`` images: the first layer ``first``
+    reads a row-major ``(in_channels, image_size, image_size)`` array, so its tensor modes are
+    kept inside the image axes (`tedepr.shapes.axis_modes`; docs/method.md §4)."""
+    return {first: {"in_shape": (in_channels, image_size, image_size)}}
+
+
 def check_widths(value: Any, name: str) -> tuple[int, ...]:
     """A sequence of layer widths (ints >= 1)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .shapes import RankBudgetError, check_format
+from .shapes import RankBudgetError, auto_modes, axis_modes, balanced_modes, check_format
 from .validation import check_globs_match
 
 __all__ = ["CONV2D_FIELDS", "LayerChooser", "globs"]
@@ -62,6 +62,14 @@ class LayerChooser:
     min_params, include, exclude, overrides : as ``tensorize`` takes them
     overridable : the option names ``overrides`` may set (None: any; the layer class checks them)
     what : what ``names`` are, for messages ("module", "layer")
+    hints : the model's own per-layer defaults (a zoo model's ``tensorize_hints``, e.g.
+        ``{"hidden.0": {"in_shape": (1, 28, 28)}}``): below ``overrides``, above ``defaults``;
+        a hint that does not apply to a layer (an ``in_shape`` on a layer that is not Linear) is
+        ignored, where the same option in ``overrides`` is an error.
+
+    ``in_shape`` (a hint or an override of a Linear layer): the input is a flattened array of that
+    shape (row-major, e.g. an image ``(C, H, W)``); the layer's modes are then
+    `tedepr.shapes.axis_modes`, which never mix two axes, unless ``in_modes`` is given too.
     """
 
     def __init__(
@@ -75,6 +83,7 @@ class LayerChooser:
         overrides: Any,
         overridable: Sequence[str] | None = None,
         what: str = "layer",
+        hints: Mapping[str, Mapping[str, Any]] | None = None,
     ):
         self.defaults = {**defaults, "format": check_format(defaults["format"])}
         if isinstance(min_params, bool) or not isinstance(min_params, int) or min_params < 0:
@@ -99,6 +108,11 @@ class LayerChooser:
         check_globs_match(self.include, names, "include", what)
         check_globs_match(self.exclude, names, "exclude", what)
         check_globs_match(self.overrides, names, "overrides", what)
+        if hints is not None and not (
+            isinstance(hints, Mapping) and all(isinstance(v, Mapping) for v in hints.values())
+        ):
+            raise TypeError(f"tensorize_hints must map layer names to dicts; got {hints!r}")
+        self.hints = dict(hints or {})
         self.reasons: list[str] = []
         self.replaced: list[str] = []
         self._used: set[str] = set()
@@ -114,16 +128,28 @@ class LayerChooser:
             return False
         return True
 
-    def options(self, name: str, label: str, dense: int) -> dict[str, Any] | None:
+    def options(
+        self, name: str, label: str, dense: int, features: tuple[int, int] | None = None
+    ) -> dict[str, Any] | None:
         """The options of the selected candidate ``name`` holding ``dense`` weights — ``format``
-        checked — or None when ``min_params`` leaves it dense."""
+        checked, an ``in_shape`` resolved to modes — or None when ``min_params`` leaves it dense.
+        ``features``: ``(in_features, out_features)`` of a Linear layer (None for other kinds)."""
         if dense < self.min_params:
             return self.skip(label, f"{dense} weights < min_params={self.min_params}")
         opts = dict(self.defaults)
+        hint = dict(self.hints.get(name, {}))
+        if features is None:
+            hint.pop("in_shape", None)  # a model's hint for another kind of layer: not ours
+        opts.update(hint)
         for glob, extra in self.overrides.items():
             if fnmatch.fnmatchcase(name, glob):
                 opts.update(extra)
         opts["format"] = check_format(opts["format"])
+        shape = opts.pop("in_shape", None)
+        if shape is not None:
+            if features is None:
+                raise ValueError(f"in_shape applies to Linear layers only; {label} is not one")
+            _axis_layout(opts, shape, features, label)
         return opts
 
     def skip(self, label: str, why: str, *, warn: bool = False) -> None:
@@ -184,3 +210,26 @@ class LayerChooser:
                 + (detail or f"it holds no {eligible}")
                 + ")"
             )
+
+
+def _axis_layout(opts: dict, shape: Any, features: tuple[int, int], label: str) -> None:
+    """Set ``in_modes``/``out_modes`` of a Linear layer whose input is a flattened ``shape``."""
+    import math
+
+    n_in, n_out = features
+    try:
+        size = math.prod(int(a) for a in shape)
+    except TypeError:
+        raise TypeError(f"in_shape of {label} must be a sequence of ints; got {shape!r}") from None
+    if size != n_in:
+        raise ValueError(
+            f"in_shape {tuple(shape)} of {label} holds {size} values, but the layer has "
+            f"{n_in} input features"
+        )
+    if opts.get("in_modes") is not None:
+        return  # explicit modes win
+    auto_in, _ = auto_modes(n_in, n_out, opts.get("d"))
+    in_modes = axis_modes(shape, len(auto_in))
+    opts["in_modes"] = in_modes
+    if opts.get("out_modes") is None:
+        opts["out_modes"] = balanced_modes(n_out, len(in_modes))

@@ -168,6 +168,9 @@ class Model:
         self.name = name
         #: ``{"name", "kwargs"}`` when built by `get` (how `tedepr.save` rebuilds the architecture)
         self.zoo = None
+        #: per-layer defaults for `tensorize` (`tedepr.tensorizing.LayerChooser`), e.g. a flattened
+        #: image's ``in_shape``
+        self.tensorize_hints: dict = {}
         # one jitted init per model: repeated init calls reuse its compilation
         self._jit_init = jax.jit(self._init, static_argnums=1)
 
@@ -183,6 +186,7 @@ class Model:
             )
         new = Model(layers, self.forward, self.input_shape, self.name)
         new.zoo = self.zoo
+        new.tensorize_hints = self.tensorize_hints
         return new
 
     # -- protocol
@@ -278,7 +282,10 @@ def lenet300_100(num_classes=10, in_channels=1, image_size=28, hidden=(300, 100)
             x = jax.nn.relu(call(f"hidden/{k}", x))
         return call("classifier", x)
 
-    return Model(layers, forward, (in_channels, image_size, image_size), "lenet300_100")
+    model = Model(layers, forward, (in_channels, image_size, image_size), "lenet300_100")
+    # the first layer reads a flattened image: `tensorize` keeps its modes inside the axes
+    model.tensorize_hints = zoo.mlp_hints("hidden/0", in_channels, image_size)
+    return model
 
 
 def lenet5(num_classes=10, in_channels=1, image_size=28) -> Model:

@@ -44,8 +44,11 @@ def tensorize_layer(
     strategy: str = "auto",
     conv_strategy: str = "auto",
     tensorize_hidden: bool = False,
+    in_modes=None,
+    out_modes=None,
 ):
-    """The tensorized counterpart of one dense layer (same shapes, options and init target)."""
+    """The tensorized counterpart of one dense layer (same shapes, options and init target);
+    ``in_modes``/``out_modes`` apply to a Dense layer only."""
     format = check_format(format)
     kind = next((t for t in TENSORIZABLE if isinstance(layer, t)), None)
     if kind is None:
@@ -54,8 +57,11 @@ def tensorize_layer(
             f"got {type(layer).__name__}"
         )
     copied = {a: getattr(layer, a) for a in _COPIED[kind]}
+    if (in_modes is not None or out_modes is not None) and kind is not Dense:
+        raise ValueError(f"in_modes/out_modes apply to Dense layers only; got {kind.__name__}")
     if kind is Dense:
-        cls, kw = LINEAR_CLASSES[format], {"strategy": strategy}
+        cls = LINEAR_CLASSES[format]
+        kw = {"strategy": strategy, "in_modes": in_modes, "out_modes": out_modes}
     elif kind is Conv2d:
         cls, kw = CONV_CLASSES[format], {"strategy": conv_strategy}
         if layer.weight_init == "he_fan_out":  # not a tedepr.target_std scheme: give the std itself
@@ -151,13 +157,15 @@ def tensorize(
         exclude=exclude,
         overrides=overrides,
         overridable=_OVERRIDABLE,
+        hints=getattr(model, "tensorize_hints", None),
     )
     _check_options(chooser.defaults)
     layers = dict(model.layers)
     for name, layer in model.layers.items():
         if not isinstance(layer, TENSORIZABLE) or not chooser.selected(name, name):
             continue
-        opts = chooser.options(name, name, layer.num_weights)
+        features = (layer.in_features, layer.out_features) if isinstance(layer, Dense) else None
+        opts = chooser.options(name, name, layer.num_weights, features)
         if opts is None:
             continue
         _check_options(opts)
@@ -182,7 +190,17 @@ def tensorize(
     return model.with_layers(layers)
 
 
-_OVERRIDABLE = ("format", "rank", "d", "strategy", "conv_strategy", "tensorize_hidden")
+_OVERRIDABLE = (
+    "format",
+    "rank",
+    "d",
+    "strategy",
+    "conv_strategy",
+    "tensorize_hidden",
+    "in_shape",
+    "in_modes",
+    "out_modes",
+)
 
 
 def _check_options(opts):

@@ -62,6 +62,8 @@ class LeNet300_100(nn.Module):
         pairs = zip(widths[:-1], widths[1:], strict=True)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         self.classifier = nn.Linear(widths[-1], num_classes)
+        #: the first layer reads a flattened image: `tensorize` keeps its modes inside the axes
+        self.tensorize_hints = zoo.mlp_hints("hidden.0", in_channels, image_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)

@@ -176,6 +176,7 @@ def tensorize(
         exclude=exclude,
         overrides=overrides,
         what="module",
+        hints=getattr(model, "tensorize_hints", None),
     )
     new_model = copy.deepcopy(model)
     handled: list[str] = []  # modules whose descendants are never visited
@@ -227,7 +228,8 @@ def _decide(chooser, name, kind, m, layers, decompose) -> nn.Module | None:
     if why is not None:
         return chooser.skip(label, why, warn=True)
     dense = _weight_count(m)
-    kw = chooser.options(name, label, dense)
+    features = (m.in_features, m.out_features) if kind == "linear" else None
+    kw = chooser.options(name, label, dense, features)
     if kw is None:
         return None
     fmt, rank = kw.pop("format"), kw.pop("rank")
