@@ -32,7 +32,7 @@ from ..namespace import get_namespace
 from .connectivity import _chain, _cp_columns, _tucker_axes, _tucker_split, layers_of, to_numpy
 from .problem import CoreInfo
 
-__all__ = ["LayerCompaction", "plan_compaction", "take_kept"]
+__all__ = ["LayerCompaction", "plan_compaction", "take_kept", "compaction_note"]
 
 
 @dataclass(frozen=True)
@@ -207,3 +207,16 @@ def plan_compaction(
         dropped = sum(int(np_masks[n].sum()) - _kept_in(np_masks[n], keep[n]) for n in names)
         out[layer] = LayerCompaction(layer, fmt, tuple(names), keep, before, after, dropped)
     return out
+
+
+def compaction_note(plan: Mapping[str, LayerCompaction]) -> str:
+    """The report note of a compaction: every layer's ranks before and after, and the kept
+    entries removed with their indices (if any)."""
+    parts = [
+        f"{c.layer} {tuple(c.ranks_before)}->{tuple(c.ranks_after)}".replace("None", "-")
+        for c in plan.values()
+        if c.changed
+    ]
+    dropped = sum(c.dropped for c in plan.values())
+    tail = f"; {dropped} kept entries on no complete path removed with them" if dropped else ""
+    return "compacted (dead bond indices removed): " + ", ".join(parts) + tail

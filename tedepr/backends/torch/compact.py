@@ -12,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from ...pruning.compact import LayerCompaction, plan_compaction
+from ...pruning.compact import LayerCompaction, compaction_note, plan_compaction
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
 from .conv import _TensorizedConv2d
 from .layers import TensorizedLayer, _TensorizedLinear
@@ -134,16 +134,5 @@ def compact(result):
         structure=structure_of(model, prunable_parameters(model)),
     )
     report.notes.extend(old.notes)
-    report.notes.append(_note(plan))
+    report.notes.append(compaction_note(plan))
     return CompressionResult(model, report, masks)
-
-
-def _note(plan: dict[str, LayerCompaction]) -> str:
-    parts = [
-        f"{c.layer} {tuple(c.ranks_before)}->{tuple(c.ranks_after)}".replace("None", "-")
-        for c in plan.values()
-        if c.changed
-    ]
-    dropped = sum(c.dropped for c in plan.values())
-    tail = f"; {dropped} kept entries on no complete path removed with them" if dropped else ""
-    return "compacted (dead bond indices removed): " + ", ".join(parts) + tail
