@@ -629,3 +629,22 @@ def test_jax_compact_other_formats(layer):
     assert c.report.kept_weights == r.report.kept_weights - dropped
     x = rng.standard_normal((3,) + model.input_shape).astype(np.float32)
     np.testing.assert_allclose(np.asarray(c.apply(x)), np.asarray(r.apply(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_compacted_model_saves_and_loads_in_both_backends(torch_lenet, tmp_path):
+    r, x, _ = torch_lenet
+    c = compact(r)
+    path = tmp_path / "c.tedepr"
+    tedepr.save(c, path)
+    back = tedepr.load(path, backend="torch")
+    with torch.no_grad():
+        assert torch.equal(back.model(x), c.model(x))
+    assert back.report.kept_weights == c.report.kept_weights
+    for name, m in c.model.named_modules():
+        if isinstance(m, TTLinear):
+            assert back.model.get_submodule(name).ranks == m.ranks
+    in_jax = tedepr.load(path, backend="jax")
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            np.asarray(in_jax.apply(x.numpy())), c.model(x).numpy(), rtol=1e-5, atol=1e-6
+        )
