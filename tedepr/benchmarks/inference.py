@@ -4,7 +4,8 @@ PaI masks at 99%, and TEDEPR at 99% (masks from ``--tedepr-score``, default ``tr
 ``finalize(model)`` (compacted — dead bond indices removed — masks folded into the cores, layers
 still tensorized: each picks its contraction per batch size) and ``TEDEPR folded`` =
 ``finalize(model, fold=True)`` (every tensorized layer pre-contracted into a dense one).
-``--compile`` adds ``torch.compile`` of the dense model and of ``TEDEPR final`` (torch). Torch in
+``--compile`` adds ``torch.compile`` of the dense model and of ``TEDEPR final`` (torch; its ratio
+columns are ``final.c``). Torch in
 ``eval()`` under ``torch.inference_mode()``; JAX jitted ``apply``. All variants of a row are
 timed round-robin in one run.
 
@@ -195,11 +196,12 @@ def main(argv: list[str] | None = None) -> int:
                 rows = (torch_rows if backend == "torch" else jax_rows)(name, args, timer)
                 cols = list(rows[0][1])
                 ours = [c for c in cols if c in ("TEDEPR final", "TEDEPR folded", "final compiled")]
+                short = {"TEDEPR final": "final", "TEDEPR folded": "folded"}
                 header = (
                     f"{'backend':<7} {'model':<13} {'sparsity':>8} {'batch':>5}"
                     + "".join(f"{c:>15}" for c in cols)
-                    + "".join(f"{'dense/' + c.split()[-1]:>14}" for c in ours)
-                    + "".join(f"{'PaI/' + c.split()[-1]:>12}" for c in ours)
+                    + "".join(f"{'dense/' + short.get(c, 'final.c'):>15}" for c in ours)
+                    + "".join(f"{'PaI/' + short.get(c, 'final.c'):>13}" for c in ours)
                 )
                 print(header)
                 print("-" * len(header))
@@ -207,8 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"{backend:<7} {name:<13} {sparsity:>8.3%} {batch:>5}"
                         + "".join(f"{t[c]:15.3f}" for c in cols)
-                        + "".join(f"{t['dense'] / t[c]:13.2f}x" for c in ours)
-                        + "".join(f"{t['dense+PaI'] / t[c]:11.2f}x" for c in ours),
+                        + "".join(f"{t['dense'] / t[c]:14.2f}x" for c in ours)
+                        + "".join(f"{t['dense+PaI'] / t[c]:12.2f}x" for c in ours),
                         flush=True,
                     )
     return 0
