@@ -648,3 +648,26 @@ def test_compacted_model_saves_and_loads_in_both_backends(torch_lenet, tmp_path)
         np.testing.assert_allclose(
             np.asarray(in_jax.apply(x.numpy())), c.model(x).numpy(), rtol=1e-5, atol=1e-6
         )
+
+
+def test_torch_compact_leaves_composite_layers_alone():
+    from tedepr.backends.torch import TensorizedLSTM, tensorize
+
+    torch.manual_seed(4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = tensorize(
+            tedepr.models.get("lstm", backend="torch"), format="tt", rank=3, min_params=0
+        )
+    r = _hand_result(model, seed=4)
+    lstm = next(m for m in model.modules() if isinstance(m, TensorizedLSTM))
+    inner = {n: tuple(p.shape) for n, p in lstm.named_parameters()}
+    c = compact(r)
+    assert c is not r  # the classifier (a top-level TTLinear) shrinks
+    lstm_c = next(m for m in c.model.modules() if isinstance(m, TensorizedLSTM))
+    assert {n: tuple(p.shape) for n, p in lstm_c.named_parameters()} == inner
+    x = torch.randn(3, 1, 28, 28)
+    r.model.eval()
+    c.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(c.model(x), r.model(x), rtol=1e-5, atol=1e-6)
