@@ -1,11 +1,17 @@
 """Inference latency per batch size of a finished model: the dense model, the dense model with
-PaI masks at 99%, and TEDEPR at 99% as trained (masks as parametrizations) and with the masks
-folded into the cores (``remove_masks`` on a copy: no mask multiply per call; each tensorized
-layer still picks its contraction per batch size, pre-contracting the cores when that is
-cheaper). Torch in ``eval()`` under ``torch.inference_mode()``; JAX jitted ``apply``.
+PaI masks at 99%, and TEDEPR at 99% (masks from ``--tedepr-score``, default ``trainability``):
+``TEDEPR masked`` as ``compress`` returns it (masks as parametrizations), ``TEDEPR final`` =
+``finalize(model)`` (compacted — dead bond indices removed — masks folded into the cores, layers
+still tensorized: each picks its contraction per batch size) and ``TEDEPR folded`` =
+``finalize(model, fold=True)`` (every tensorized layer pre-contracted into a dense one).
+``--compile`` adds ``torch.compile`` of the dense model and of ``TEDEPR final`` (torch; its ratio
+columns are ``final.c``). Torch in
+``eval()`` under ``torch.inference_mode()``; JAX jitted ``apply``. All variants of a row are
+timed round-robin in one run.
 
     python -m tedepr.benchmarks.inference                  # LeNet-300-100 and VGG-16
     python -m tedepr.benchmarks.inference --quick          # LeNet-300-100, batches 1 and 64
+    python -m tedepr.benchmarks.inference --models lenet300_100 --sparsity 0.99 0.995 0.999
 """
 
 from __future__ import annotations
@@ -32,9 +38,17 @@ def parse_args(argv):
     ap.add_argument("--models", nargs="+", choices=sorted(MODELS))
     ap.add_argument("--backends", nargs="+", choices=["torch", "jax"], default=["torch", "jax"])
     ap.add_argument("--batches", type=int, nargs="+")
-    ap.add_argument("--sparsity", type=float, default=0.99)
+    ap.add_argument("--sparsity", type=float, nargs="+", default=[0.99])
     ap.add_argument("--format", default="tt", choices=["tt", "tr", "tucker", "cp"])
-    ap.add_argument("--score", default="random")
+    ap.add_argument("--score", default="random", help="score of the PaI masks")
+    ap.add_argument(
+        "--tedepr-score",
+        default="trainability",
+        help="score of the TEDEPR masks (compress's default)",
+    )
+    ap.add_argument(
+        "--compile", action="store_true", help="add torch.compile'd dense and TEDEPR final (torch)"
+    )
     ap.add_argument(
         "--stat",
         choices=["median", "min", "p25"],
@@ -53,10 +67,12 @@ def parse_args(argv):
 
 
 def torch_models(name, args):
+    import copy
+
     import torch
 
     import tedepr
-    from tedepr.backends.torch import remove_masks
+    from tedepr.backends.torch import finalize
     from tedepr.models import get
 
     gen = torch.Generator().manual_seed(0)
@@ -66,28 +82,25 @@ def torch_models(name, args):
     )
     torch.manual_seed(0)
     dense = get(name, backend="torch", **MODEL_KW[name])
+    sparsity = args.sparsity_now
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pai = tedepr.compress(
-            dense, data, args.sparsity, format=None, score=args.score, backend="torch"
+            dense, data, sparsity, format=None, score=args.score, backend="torch"
         ).model
         ted = tedepr.compress(
-            dense, data, args.sparsity, format=args.format, score=args.score, backend="torch"
+            dense, data, sparsity, format=args.format, score=args.tedepr_score, backend="torch"
         ).model
-    # the same compress again, then folded: remove_masks on a deepcopy of a parametrized model
-    # would also strip the original's parametrized properties (torch shares the generated class)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        folded = tedepr.compress(
-            dense, data, args.sparsity, format=args.format, score=args.score, backend="torch"
-        ).model
-    remove_masks(folded)
     models = {
         "dense": dense,
         "dense+PaI": pai,
         "TEDEPR masked": ted,
-        "TEDEPR folded": folded,
+        "TEDEPR final": finalize(ted),
+        "TEDEPR folded": finalize(ted, fold=True),
     }
+    if args.compile:
+        models["dense compiled"] = torch.compile(copy.deepcopy(dense).eval())
+        models["final compiled"] = torch.compile(finalize(ted))
     for m in models.values():
         m.to(args.device).eval()
     return models
@@ -101,7 +114,10 @@ def torch_rows(name, args, timer):
     for batch in args.batches:
         x = torch.randn((batch,) + MODELS[name], device=args.device)
         ref = models["TEDEPR masked"](x).detach()
-        torch.testing.assert_close(models["TEDEPR folded"](x), ref, rtol=1e-4, atol=1e-5)
+        for k in models:
+            if k.startswith(("TEDEPR", "final")):
+                with torch.inference_mode():
+                    torch.testing.assert_close(models[k](x), ref, rtol=1e-4, atol=1e-5)
 
         def call(m, x=x):
             def run():
@@ -120,8 +136,7 @@ def jax_rows(name, args, timer):
     import numpy as np
 
     import tedepr
-    from tedepr.backends.jax import normalize_masks
-    from tedepr.backends.jax.masking import apply_masks as fold
+    from tedepr.backends.jax import finalize, normalize_masks
     from tedepr.models import get
 
     rng = np.random.default_rng(0)
@@ -132,21 +147,19 @@ def jax_rows(name, args, timer):
     dense = get(name, backend="jax", **MODEL_KW[name])
     params = dense.init(jax.random.key(0))
     variants = {"dense": (dense, params, None)}
+    sparsity = args.sparsity_now
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for label, fmt in (("dense+PaI", None), ("TEDEPR masked", args.format)):
+        for label, fmt, score in (
+            ("dense+PaI", None, args.score),
+            ("TEDEPR masked", args.format, args.tedepr_score),
+        ):
             r = tedepr.compress(
-                dense,
-                data,
-                args.sparsity,
-                format=fmt,
-                score=args.score,
-                backend="jax",
-                params=params,
+                dense, data, sparsity, format=fmt, score=score, backend="jax", params=params
             )
             variants[label] = (r.model, r.params, normalize_masks(r.params, r.masks))
-    model, p, masks = variants["TEDEPR masked"]
-    variants["TEDEPR folded"] = (model, fold(p, masks), None)
+    variants["TEDEPR final"] = finalize(r.model, r.params, r.masks) + (None,)
+    variants["TEDEPR folded"] = finalize(r.model, r.params, r.masks, fold=True) + (None,)
     fns = {
         k: jax.jit(lambda p, x, masks=masks, model=model: model.apply(p, x, masks))
         for k, (model, p, masks) in variants.items()
@@ -155,7 +168,10 @@ def jax_rows(name, args, timer):
     for batch in args.batches:
         x = jnp.asarray(rng.standard_normal((batch,) + MODELS[name]).astype(np.float32))
         calls = {}
+        ref = np.asarray(fns["TEDEPR masked"](variants["TEDEPR masked"][1], x))
         for k, (_, p, _) in variants.items():
+            if k.startswith("TEDEPR"):
+                np.testing.assert_allclose(np.asarray(fns[k](p, x)), ref, rtol=1e-4, atol=1e-5)
             calls[k] = lambda f=fns[k], p=p, x=x: f(p, x).block_until_ready()
         rows.append((batch, timer.run(calls)))
     return rows
@@ -169,28 +185,34 @@ def main(argv: list[str] | None = None) -> int:
     print(describe(args))
     timer = Timer(quick=args.quick, device=args.device, budget=args.budget, stat=args.stat)
     print(
-        f"inference latency, ms per call (median of round-robin repeats); sparsity "
-        f"{args.sparsity}, format {args.format}; ratios: dense/this, PaI/this (> 1: faster)"
+        f"inference latency, ms per call ({args.stat} of round-robin repeats); format "
+        f"{args.format}, TEDEPR masks from {args.tedepr_score!r}, PaI masks from {args.score!r}; "
+        "ratios: dense/this, PaI/this (> 1: faster)"
     )
-    cols = ("dense", "dense+PaI", "TEDEPR masked", "TEDEPR folded")
-    header = (
-        f"{'backend':<7} {'model':<14} {'batch':>5}"
-        + "".join(f"{c:>15}" for c in cols)
-        + f"{'dense/folded':>14}{'PaI/folded':>12}"
-    )
-    print(header)
-    print("-" * len(header))
     for backend in args.backends:
         for name in args.models:
-            rows = (torch_rows if backend == "torch" else jax_rows)(name, args, timer)
-            for batch, t in rows:
-                print(
-                    f"{backend:<7} {name:<14} {batch:>5}"
-                    + "".join(f"{t[c]:15.3f}" for c in cols)
-                    + f"{t['dense'] / t['TEDEPR folded']:13.2f}x"
-                    + f"{t['dense+PaI'] / t['TEDEPR folded']:11.2f}x",
-                    flush=True,
+            for sparsity in args.sparsity:
+                args.sparsity_now = sparsity
+                rows = (torch_rows if backend == "torch" else jax_rows)(name, args, timer)
+                cols = list(rows[0][1])
+                ours = [c for c in cols if c in ("TEDEPR final", "TEDEPR folded", "final compiled")]
+                short = {"TEDEPR final": "final", "TEDEPR folded": "folded"}
+                header = (
+                    f"{'backend':<7} {'model':<13} {'sparsity':>8} {'batch':>5}"
+                    + "".join(f"{c:>15}" for c in cols)
+                    + "".join(f"{'dense/' + short.get(c, 'final.c'):>15}" for c in ours)
+                    + "".join(f"{'PaI/' + short.get(c, 'final.c'):>13}" for c in ours)
                 )
+                print(header)
+                print("-" * len(header))
+                for batch, t in rows:
+                    print(
+                        f"{backend:<7} {name:<13} {sparsity:>8.3%} {batch:>5}"
+                        + "".join(f"{t[c]:15.3f}" for c in cols)
+                        + "".join(f"{t['dense'] / t[c]:14.2f}x" for c in ours)
+                        + "".join(f"{t['dense+PaI'] / t[c]:12.2f}x" for c in ours),
+                        flush=True,
+                    )
     return 0
 
 

@@ -3,16 +3,23 @@ vs the dense model with pruning-at-initialization masks at 99%, in PyTorch and J
 
 Random data of the model's input shape; one SGD-momentum step (forward, backward, update; masks
 as the backends apply them: parametrizations in torch, gradient/update projection in JAX, jitted).
-The three variants of one model are timed round-robin in one run; ratios compare them.
+Variants: ``dense``; ``dense+PaI`` (the dense model with masks from ``--score``); ``TEDEPR`` (masks
+from ``--tedepr-score``, default the library's default ``trainability``, as ``compress`` returns
+it) and ``TEDEPR compact`` (the same after `compact`: dead bond indices removed). ``--compile``
+adds torch variants whose model is ``torch.compile``d (inductor). All variants of one model are
+timed round-robin in one run; ratios compare them.
 
     python -m tedepr.benchmarks.training                    # LeNet-300-100 and VGG-16, both backends
     python -m tedepr.benchmarks.training --quick            # LeNet-300-100 only, few steps
     python -m tedepr.benchmarks.training --models lenet300_100 --backends torch --batch 128
+    python -m tedepr.benchmarks.training --models lenet300_100 --sparsity 0.99 0.995 0.999
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import random
 import time
 import warnings
 
@@ -36,12 +43,22 @@ def parse_args(argv):
     ap.add_argument("--backends", nargs="+", choices=["torch", "jax"], default=["torch", "jax"])
     ap.add_argument("--batch", type=int, default=128, help="LeNet batch (default 128)")
     ap.add_argument("--vgg-batch", type=int, help="VGG-16 batch (default 32; 8 with --quick)")
-    ap.add_argument("--sparsity", type=float, default=0.99)
+    ap.add_argument("--sparsity", type=float, nargs="+", default=[0.99])
     ap.add_argument("--format", default="tt", choices=["tt", "tr", "tucker", "cp"])
     ap.add_argument(
         "--score",
         default="random",
-        help="score used to make the masks (speed does not depend on which entries are kept)",
+        help="score of the PaI masks (their speed does not depend on which entries are kept)",
+    )
+    ap.add_argument(
+        "--tedepr-score",
+        default="trainability",
+        help="score of the TEDEPR masks (default: compress's default; structured scores leave "
+        "dead bond indices that `compact` removes)",
+    )
+    ap.add_argument("--compile", action="store_true", help="add torch.compile'd torch variants")
+    ap.add_argument(
+        "--bare", action="store_true", help="add the TEDEPR model without masks (their cost)"
     )
     ap.add_argument("--stat", choices=["median", "min", "p25"], default="median")
     ap.add_argument("--steps", type=int, help="timed steps per variant (default 60; 15 quick)")
@@ -52,22 +69,27 @@ def parse_args(argv):
         args.vgg_batch = 8 if args.quick else 32
     if args.steps is None:
         args.steps = 15 if args.quick else 60
-    if not 0 <= args.sparsity < 1:
-        ap.error(f"--sparsity must be in [0, 1); got {args.sparsity}")
+    for s in args.sparsity:
+        if not 0 <= s < 1:
+            ap.error(f"--sparsity must be in [0, 1); got {s}")
     return args
 
 
 def _round_robin(steps: dict, n: int, sync, stat: str = "median") -> dict[str, float]:
-    """Median ms of each step function, one call of each in turn, ``n`` rounds (after warm-up)."""
+    """``stat`` ms of each step function, one call of each per round in a shuffled order, ``n``
+    rounds (after warm-up), so load drifts hit every variant alike."""
+    rng = random.Random(0)
     for fn in steps.values():
         for _ in range(3):
             fn()
     sync()
     times = {k: [] for k in steps}
+    order = list(steps)
     for _ in range(n):
-        for k, fn in steps.items():
+        rng.shuffle(order)
+        for k in order:
             t = time.perf_counter()
-            fn()
+            steps[k]()
             sync()
             times[k].append(time.perf_counter() - t)
     return {k: 1e3 * summarize(v, stat) for k, v in times.items()}
@@ -88,36 +110,41 @@ def torch_variants(name, args, batch):
     data = (x[:32], y[:32])
     torch.manual_seed(0)
     dense = get(name, backend="torch", **MODEL_KW[name])
+    sparsity = args.sparsity_now
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pai = tedepr.compress(
-            dense, data, sparsity=args.sparsity, format=None, score=args.score, backend="torch"
+            dense, data, sparsity=sparsity, format=None, score=args.score, backend="torch"
         ).model
-        ted = tedepr.compress(
+        result = tedepr.compress(
             dense,
             data,
-            sparsity=args.sparsity,
+            sparsity=sparsity,
             format=args.format,
-            score=args.score,
+            score=args.tedepr_score,
             backend="torch",
-        ).model
-        # the same TEDEPR model without its masks: what applying them costs per step (not a
-        # valid way to train: pruned entries would get gradients)
-        bare = tedepr.compress(
-            dense,
-            data,
-            sparsity=args.sparsity,
-            format=args.format,
-            score=args.score,
-            backend="torch",
-        ).model
-    tedepr.backends.torch.remove_masks(bare)
+        )
+    ted = result.model
+    small = tedepr.backends.torch.compact(result).model
     models = {
         "dense": dense,
-        f"dense+PaI {args.sparsity:.0%}": pai,
+        f"dense+PaI {sparsity:.1%}": pai,
         f"TEDEPR {args.format}": ted,
-        "TEDEPR, no masks": bare,
+        "TEDEPR compact": small,
     }
+    if args.bare:
+        # the TEDEPR model without its masks: what applying them costs per step (not a valid way
+        # to train: pruned entries would get gradients)
+        bare = copy.deepcopy(small)
+        tedepr.backends.torch.remove_masks(bare)
+        models["compact, no masks"] = bare
+    if args.compile:
+        for label, k in (
+            ("dense compiled", "dense"),
+            ("PaI compiled", f"dense+PaI {sparsity:.1%}"),
+            ("compact compiled", "TEDEPR compact"),
+        ):
+            models[label] = torch.compile(copy.deepcopy(models[k]))
     x, y = x.to(device), y.to(device)
     steps = {}
     for k, m in models.items():
@@ -131,7 +158,10 @@ def torch_variants(name, args, batch):
 
         steps[k] = step
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    counts = {k: tedepr.backends.torch.count_weights(m)["kept"] for k, m in models.items()}
+    counts = {
+        k: tedepr.backends.torch.count_weights(getattr(m, "_orig_mod", m))["kept"]
+        for k, m in models.items()
+    }
     return steps, sync, counts
 
 
@@ -142,7 +172,7 @@ def jax_variants(name, args, batch):
     import numpy as np
 
     import tedepr
-    from tedepr.backends.jax import make_optimizer, make_train_step, normalize_masks
+    from tedepr.backends.jax import compact, make_optimizer, make_train_step, normalize_masks
     from tedepr.backends.jax.masking import prunable_leaves
     from tedepr.backends.jax.training import trainable_mask
     from tedepr.models import get
@@ -155,18 +185,19 @@ def jax_variants(name, args, batch):
     dense = get(name, backend="jax", **MODEL_KW[name])
     params = dense.init(jax.random.key(0))
     variants = {"dense": (dense, params, None)}
+    sparsity = args.sparsity_now
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for label, fmt in (
-            (f"dense+PaI {args.sparsity:.0%}", None),
-            (f"TEDEPR {args.format}", args.format),
+        for label, fmt, score in (
+            (f"dense+PaI {sparsity:.1%}", None, args.score),
+            (f"TEDEPR {args.format}", args.format, args.tedepr_score),
         ):
             r = tedepr.compress(
                 dense,
                 (x[:32], y[:32]),
-                sparsity=args.sparsity,
+                sparsity=sparsity,
                 format=fmt,
-                score=args.score,
+                score=score,
                 backend="jax",
                 params=params,
             )
@@ -175,8 +206,14 @@ def jax_variants(name, args, batch):
                 r.params,
                 normalize_masks(r.params, r.masks) if r.masks else None,
             )
-    model, p, _ = variants[f"TEDEPR {args.format}"]
-    variants["TEDEPR, no masks"] = (model, p, None)  # what the masks cost per step
+    c = compact(r)
+    variants["TEDEPR compact"] = (
+        c.model,
+        c.params,
+        normalize_masks(c.params, c.masks) if c.masks else None,
+    )
+    if args.bare:
+        variants["compact, no masks"] = (c.model, c.params, None)  # what the masks cost per step
     xj, yj = jax.device_put(jnp.asarray(x), dev), jax.device_put(jnp.asarray(y), dev)
     lr = jnp.asarray(0.01, jnp.float32)
     steps, counts = {}, {}
@@ -222,30 +259,32 @@ def main(argv: list[str] | None = None) -> int:
     print(describe(args))
     print(
         f"training step (forward, backward, SGD-momentum update), {args.stat} of "
-        f"round-robin steps ({args.steps} for LeNet, a tenth for VGG); masks from score "
-        f"{args.score!r} at sparsity {args.sparsity}"
+        f"round-robin steps ({args.steps} for LeNet, a tenth for VGG); PaI masks from score "
+        f"{args.score!r}, TEDEPR masks from {args.tedepr_score!r}"
     )
     header = (
-        f"{'backend':<7} {'model':<14} {'batch':>5} {'variant':<16} {'kept weights':>12} "
-        f"{'ms/step':>9} {'PaI/this':>9} {'dense/this':>10}"
+        f"{'backend':<7} {'model':<14} {'sparsity':>8} {'batch':>5} {'variant':<18} "
+        f"{'kept weights':>12} {'ms/step':>9} {'PaI/this':>9} {'dense/this':>10}"
     )
     print(header)
     print("-" * len(header))
     for backend in args.backends:
         for name in args.models:
-            batch = args.batch if name.startswith("lenet") else args.vgg_batch
-            make = torch_variants if backend == "torch" else jax_variants
-            steps, sync, counts = make(name, args, batch)
-            t = _round_robin(
-                steps, args.steps if name.startswith("lenet") else max(3, args.steps // 10), sync
-            )
-            keys = list(t)
-            for k in keys:
-                print(
-                    f"{backend:<7} {name:<14} {batch:>5} {k:<16} {counts[k]:>12,} {t[k]:>9.3f} "
-                    f"{t[keys[1]] / t[k]:>8.2f}x {t[keys[0]] / t[k]:>9.2f}x",
-                    flush=True,
-                )
+            for sparsity in args.sparsity:
+                args.sparsity_now = sparsity
+                batch = args.batch if name.startswith("lenet") else args.vgg_batch
+                make = torch_variants if backend == "torch" else jax_variants
+                steps, sync, counts = make(name, args, batch)
+                n = args.steps if name.startswith("lenet") else max(3, args.steps // 10)
+                t = _round_robin(steps, n, sync, args.stat)
+                keys = list(t)
+                for k in keys:
+                    print(
+                        f"{backend:<7} {name:<14} {sparsity:>8.3%} {batch:>5} {k:<18} "
+                        f"{counts[k]:>12,} {t[k]:>9.3f} {t[keys[1]] / t[k]:>8.2f}x "
+                        f"{t[keys[0]] / t[k]:>9.2f}x",
+                        flush=True,
+                    )
     return 0
 
 

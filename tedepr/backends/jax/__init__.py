@@ -20,6 +20,7 @@ from .attention import (
     TransformerEncoderLayer,
     scaled_dot_product_attention,
 )
+from .compact import compact
 from .compress import CompressionResult, build_report, compress, score
 from .conv import (
     CONV_STRATEGIES,
@@ -113,6 +114,7 @@ __all__ = [
     "compress",
     "score",
     "CompressionResult",
+    "compact",
     "build_report",
     # inference
     "finalize",

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from ...folding import fold_costs
+from .compact import compact_params, compaction_plan
 from .layers import Dense, TensorizedLinear
-from .masking import normalize_masks
+from .masking import flatten_masks, normalize_masks
 from .models import Model
 
 __all__ = ["finalize"]
@@ -18,7 +19,8 @@ __all__ = ["finalize"]
 def finalize(
     model: Model, params, masks=None, *, batch_size: int | None = None, fold=False
 ) -> tuple[Model, dict]:
-    """``(model, params)`` of a plain inference network computing the masked ``model``'s function.
+    """``(model, params)`` of a plain inference network computing the masked ``model``'s function,
+    its tensorized layers compacted first (bond indices on no complete path removed).
 
     Parameters
     ----------
@@ -43,6 +45,10 @@ def finalize(
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
     ):
         raise ValueError(f"batch_size must be a positive int or None; got {batch_size!r}")
+    if masks:  # dead bond indices go first (`tedepr.backends.jax.compact`)
+        flat = flatten_masks(masks, params)
+        model, params, flat = compact_params(model, params, flat, compaction_plan(model, flat))
+        masks = flat
     full = normalize_masks(params, masks)
     if full is not None:
         params = jax.tree.map(

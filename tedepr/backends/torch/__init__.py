@@ -4,6 +4,7 @@
 
 from . import models
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
+from .compact import compact
 from .compress import CompressionResult, build_report, compress, dense_weight_count, score
 from .conv import CONV_CLASSES, CPConv2d, TRConv2d, TTConv2d, TuckerConv2d, conv_class
 from .inference import finalize, fold_costs, fold_layer

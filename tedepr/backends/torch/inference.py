@@ -1,10 +1,11 @@
 """Finished models for inference: masks folded into the weights, cores pre-contracted where cheaper.
 
 `finalize` returns a plain copy (no ``torch.nn.utils.parametrize`` parametrizations, so it pickles,
-scripts and exports like any module). Each tensorized Linear is *folded* — replaced by an
-``nn.Linear`` holding its reconstructed weight — when one dense GEMM is cheaper than the layer's
-contraction chain at the given batch size, by the planner's own cost model
-(`tedepr.plan_contraction`): the folded layer is costed as the one-core network ``x @ W``; or, with
+scripts and exports like any module), compacted first (`tedepr.backends.torch.compact`: bond
+indices on no complete path of kept entries are removed from the cores). Each tensorized Linear
+is *folded* — replaced by an ``nn.Linear`` holding its reconstructed weight — when one dense
+GEMM is cheaper than the layer's contraction chain at the given batch size, by the planner's own
+cost model (`tedepr.plan_contraction`): the folded layer is costed as the one-core network ``x @ W``; or, with
 ``fold="measure"``, by timing both on the device (the cost model is not calibrated for eager
 per-step overheads: docs/performance.md shows where the two decisions differ).
 """
@@ -20,9 +21,10 @@ from torch import nn
 
 from ...folding import fold_costs as core_fold_costs
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
+from .compact import compact_model, compaction_plan
 from .conv import _TensorizedConv2d
 from .layers import _TensorizedLinear
-from .masking import remove_masks
+from .masking import get_masks, remove_masks
 from .recurrent import _TensorizedRNNBase
 
 __all__ = ["finalize", "fold_costs", "fold_layer", "fold_timings"]
@@ -127,7 +129,8 @@ def finalize(model: nn.Module, *, batch_size: int | None = None, fold=False) -> 
     -------
     nn.Module
         A deep copy in eval mode with ``requires_grad=False`` parameters and no
-        parametrizations: it computes the masked model's function.
+        parametrizations, its tensorized layers compacted: it computes the masked model's
+        function.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -140,6 +143,9 @@ def finalize(model: nn.Module, *, batch_size: int | None = None, fold=False) -> 
     ):
         raise ValueError(f"batch_size must be a positive int or None; got {batch_size!r}")
     out = copy.deepcopy(model)
+    masks = get_masks(out)
+    if masks:  # dead bond indices go first: the chain (or the fold) then runs on the sub-cores
+        compact_model(out, masks, compaction_plan(out, masks))
     remove_masks(out)
     if fold is not False:
         skip: list[str] = []
