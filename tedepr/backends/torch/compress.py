@@ -39,6 +39,14 @@ def _factorized(module):
     return module.factorized() if callable(getattr(module, "factorized", None)) else None
 
 
+def _is_composite(module) -> bool:
+    from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
+    from .recurrent import TensorizedGRU, TensorizedLSTM
+
+    kinds = (TensorizedLSTM, TensorizedGRU, TensorizedMultiheadAttention)
+    return isinstance(module, (*kinds, TensorizedTransformerEncoderLayer))
+
+
 def _module(model, name):
     return model.get_submodule(name) if name else model
 
@@ -89,7 +97,15 @@ class TorchAdapter:
         return tensorize(model, format=format, rank=rank, **options)
 
     def factorized_layers(self, model):
-        found = ((n, _factorized(m)) for n, m in model.named_modules())
+        # the layers rank allocation may address by name: a factorised module inside a tensorized
+        # composite (LSTM, GRU, attention) is not a module of the caller's model, so `overrides`
+        # cannot name it; composites keep tensorize's rank, as in the JAX backend
+        composites = [n for n, m in model.named_modules() if n and _is_composite(m)]
+        found = (
+            (n, _factorized(m))
+            for n, m in model.named_modules()
+            if not any(n.startswith(c + ".") for c in composites)
+        )
         return {n: f for n, f in found if f is not None}
 
     @contextmanager
