@@ -24,6 +24,7 @@ from ...pruning.rescale import restoring_scales
 from ...report import DEFAULT_OVERSAMPLE, Report, layer_row
 from .masking import apply_masks, flatten_masks, leaf_paths, prunable_leaves
 from .models import Model
+from .nnx_detect import is_nnx_module, nnx_entry
 from .scoring import JaxScoringProblem
 from .tensorize import tensorize, transfer_params
 from .training import trainable_mask
@@ -219,6 +220,8 @@ def compress(
         Passed to `tensorize` (``min_params``, ``include``, ``exclude``, ``overrides``, ``d``, ...).
     dtype : dtype of freshly initialised params.
     """
+    if is_nnx_module(model):  # a Flax NNX model: bridged (tedepr.backends.jax.nnx)
+        return nnx_entry("compress")(**locals())
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     dense = model.dense_weight_count()
@@ -296,6 +299,9 @@ def score(
 
     ``params`` default: ``model.init(jax.random.key(seed), dtype)``.
     """
+    if is_nnx_module(model):  # a Flax NNX model: bridged (tedepr.backends.jax.nnx)
+        arguments = dict(locals())
+        return nnx_entry("score")(**arguments.pop("options"), **arguments)
     from ...pruning import compute_scores
 
     if not isinstance(model, Model):

@@ -66,6 +66,7 @@ from ...validation import check_batch
 from .layers import BatchNorm
 from .masking import apply_masks, flatten_masks, leaf_paths, normalize_masks
 from .models import Model
+from .nnx_detect import is_nnx_module, nnx_entry
 
 __all__ = [
     "OPTIMIZERS",
@@ -638,6 +639,8 @@ def fit(
     FitResult
         ``params``, ``history``, ``start_epoch``, ``opt_state``, ``masks``, ``skipped_batches``.
     """
+    if is_nnx_module(model):  # a Flax NNX model: bridged (tedepr.backends.jax.nnx)
+        return nnx_entry("fit")(**locals())
     arguments = dict(locals())
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
