@@ -447,7 +447,7 @@ class FlaxBridge:
                     "tedepr's Flax bridge needs one place per layer"
                 )
         graphdef, state, rest = nnx.split(work, nnx.Param, ...)
-        rest_flat = list(rest.flat_state())
+        rest_flat = list(nnx.to_flat_state(rest))
         if rest_flat:
             path, var = rest_flat[0]
             raise ValueError(
@@ -456,7 +456,7 @@ class FlaxBridge:
                 "bridge carries nnx.Param only: use a model without them (or the "
                 "tedepr.backends.jax zoo)"
             )
-        flat = list(state.flat_state())
+        flat = list(nnx.to_flat_state(state))
         self._paths = [p for p, _ in flat]
         self._keys = [f"p{i}:" + ".".join(str(k) for k in p) for i, p in enumerate(self._paths)]
         self._graphdef, self._state = graphdef, state
@@ -481,7 +481,7 @@ class FlaxBridge:
 
     def _state_from(self, values):
         flat = [(p, nnx.Param(values[k])) for p, k in zip(self._paths, self._keys, strict=True)]
-        return nnx.State.from_flat_path(flat)
+        return nnx.from_flat_state(flat)
 
     def rebuild(self, model: Model, params, masks=None):
         """A new NNX model: the user's architecture with the routed layers taken from ``model``
