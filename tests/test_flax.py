@@ -303,13 +303,13 @@ def test_score_and_opaque_modules_ride_along():
 
 
 # ------------------------------------------------------------------------------------------ errors
-class WithConv(nnx.Module):
+class WithEmbed(nnx.Module):
     def __init__(self, rngs):
-        self.conv = nnx.Conv(1, 4, (3, 3), rngs=rngs)
-        self.fc = nnx.Linear(4 * 8 * 8, 10, rngs=rngs)
+        self.embed = nnx.Embed(16, 8, rngs=rngs)
+        self.fc = nnx.Linear(8, 10, rngs=rngs)
 
     def __call__(self, x):
-        return self.fc(jnp.reshape(self.conv(x), (x.shape[0], -1)))
+        return self.fc(jnp.mean(self.embed(x.astype(jnp.int32)), axis=1))
 
 
 class WithBatchNorm(nnx.Module):
@@ -337,8 +337,8 @@ def test_bad_inputs_get_clear_errors():
         tnnx.tensorize({"fc": 1})
     with pytest.raises(TypeError, match="model must be a tedepr.backends.jax Model"):
         tj.compress({"fc": 1}, (x, y))
-    with pytest.raises(ValueError, match=r"Conv at 'conv'"):
-        tj.compress(WithConv(nnx.Rngs(0)), (np.ones((4, 8, 8, 1), np.float32), y))
+    with pytest.raises(ValueError, match=r"Embed at 'embed'"):
+        tj.compress(WithEmbed(nnx.Rngs(0)), (np.ones((4, 3), np.float32), y))
     with pytest.raises(ValueError, match=r"BatchStat state at 'bn/"):
         tj.compress(WithBatchNorm(nnx.Rngs(0)), (x, y))
     with pytest.raises(ValueError, match="shared"):
@@ -359,3 +359,89 @@ def test_bad_inputs_get_clear_errors():
     done = tj.compress(MLP(nnx.Rngs(0)), (np.ones((4, 784), np.float32), y), sparsity=0.9)
     with pytest.raises(ValueError, match="already holds pruning masks"):
         tj.compress(done.model, (np.ones((4, 784), np.float32), y))
+
+
+# ------------------------------------------------------------------------------------------ conv
+class CNN(nnx.Module):
+    """NHWC images: 3x3 convs (SAME and strided), global average, a Linear head."""
+
+    def __init__(self, rngs, dtype=jnp.float32):
+        self.conv1 = nnx.Conv(1, 8, (3, 3), param_dtype=dtype, rngs=rngs)
+        self.conv2 = nnx.Conv(8, 16, (3, 3), strides=2, padding=1, param_dtype=dtype, rngs=rngs)
+        self.head = nnx.Linear(16, 10, param_dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        x = jax.nn.relu(self.conv2(jax.nn.relu(self.conv1(x))))
+        return self.head(jnp.mean(x, axis=(1, 2)))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_nnx_conv_layers_are_the_pure_layers_on_nhwc(fmt):
+    layer = tnnx.CONV_CLASSES[fmt](4, 6, 3, rank=2, padding=1, rngs=nnx.Rngs(0), dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (2, 5, 5, 4), jnp.float64)
+    want = layer.layer.apply(layer.pure_params(), jnp.transpose(x, (0, 3, 1, 2)))
+    got = nnx.jit(lambda m, v: m(v))(layer, x)
+    assert got.shape == (2, 5, 5, 6)
+    np.testing.assert_allclose(
+        np.asarray(got), np.asarray(jnp.transpose(want, (0, 2, 3, 1))), rtol=1e-12, atol=1e-12
+    )
+
+
+def test_conv_models_bridge_tensorize_and_match_torch_masks():
+    torch = pytest.importorskip("torch")
+    from tedepr.backends import torch as tt
+
+    model = CNN(nnx.Rngs(0), dtype=jnp.float64)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 8, 8, 1))
+    y = rng.integers(0, 10, 16)
+    # the bridge's forward is the user's forward
+    bridge = tnnx.to_model(model, x.shape[1:])
+    np.testing.assert_allclose(
+        np.asarray(bridge.model.apply(bridge.params, jnp.asarray(x))),
+        np.asarray(model(jnp.asarray(x))),
+        rtol=1e-12,
+    )
+    # the same network in torch (NCHW; kernels (out, in, kh, kw))
+    seq = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 10),
+    ).double()
+    with torch.no_grad():
+        for t, m in ((seq[0], model.conv1), (seq[2], model.conv2)):
+            t.weight.copy_(torch.tensor(np.transpose(np.asarray(m.kernel[...]), (3, 2, 0, 1))))
+            t.bias.copy_(torch.tensor(np.asarray(m.bias[...])))
+        seq[6].weight.copy_(torch.tensor(np.asarray(model.head.kernel[...]).T))
+        seq[6].bias.copy_(torch.tensor(np.asarray(model.head.bias[...])))
+    xt = torch.tensor(np.transpose(x, (0, 3, 1, 2)))
+    np.testing.assert_allclose(
+        np.asarray(model(jnp.asarray(x))), seq(xt).detach().numpy(), rtol=1e-10, atol=1e-12
+    )
+    rj = tj.compress(model, (x, y), sparsity=0.8, format=None, score="snip")
+    rt = tt.compress(seq, (xt, torch.tensor(y)), sparsity=0.8, format=None, score="snip")
+    for jname, tname in (("conv1", "0"), ("conv2", "2")):
+        np.testing.assert_array_equal(
+            np.asarray(rj.masks[f"{jname}/weight"]), rt.masks[f"{tname}.weight"].numpy()
+        )
+    np.testing.assert_array_equal(np.asarray(rj.masks["head/weight"]).T, rt.masks["6.weight"])
+    assert isinstance(rj.model.conv1, tnnx.Conv)
+    np.testing.assert_allclose(
+        np.asarray(rj.model(jnp.asarray(x))),
+        np.asarray(rj.jax_model.apply(rj.params, jnp.asarray(x), rj.masks)),
+        rtol=1e-12,
+    )
+    # tensorize maps the convolutions too (the small head stays dense)
+    out = tnnx.tensorize(model, "tucker", rank=2, min_params=0, exclude=["head", "conv1"])
+    assert isinstance(out.conv2, tnnx.TuckerConv2d) and type(out.head) is nnx.Linear
+    assert out.conv2.layer.stride == (2, 2) and out(jnp.asarray(x)).shape == (16, 10)
+    # an nnx.Conv that does not map is named: left dense by tensorize, refused by compress
+    model.conv2 = nnx.Conv(8, 16, (3, 3), strides=2, padding="SAME", rngs=nnx.Rngs(1))
+    with pytest.warns(UserWarning, match="conv2.*does not map"):
+        tnnx.tensorize(model, "tt", rank=2, min_params=0)
+    with pytest.raises(ValueError, match="conv2.*does not map"):
+        tj.compress(model, (x, y), format=None, score="snip")

@@ -14,19 +14,25 @@ as ``nnx.Param`` and its pruning masks as `Mask` (an ``nnx.Variable`` that is no
 
 A user's model (any nesting of attributes, ``nnx.List``/``nnx.Dict``, ``nnx.Sequential``) is
 bridged to the backend's internal representation — a `Model` of named layers, a params pytree and
-a forward that runs the user's ``__call__`` with each ``nnx.Linear`` routed to the pipeline's layer
-— so the one JAX pipeline (budget, tensorize, scores, guards, rescale, masks, report) and the one
-training loop run on it unchanged; the results come back as NNX models. Other parameterised modules
-(``nnx.LayerNorm``, a free ``nnx.Param``, ...) ride along as one opaque, trainable, never-pruned part.
+a forward that runs the user's ``__call__`` with each ``nnx.Linear`` and 2-D ``nnx.Conv`` routed to
+the pipeline's layer — so the one JAX pipeline (budget, tensorize, scores, guards, rescale, masks,
+report) and the one training loop run on it unchanged; the results come back as NNX models. Other
+parameterised modules (``nnx.LayerNorm``, a free ``nnx.Param``, ...) ride along as one opaque,
+trainable, never-pruned part.
 
 Layouts: ``nnx.Linear.kernel`` is ``(in, out)``, as this backend's `Dense` weight; the pruning core
 sees it in the canonical ``(out, in)`` order (``CoreInfo.layout``), so the masks equal the torch
-backend's for the same weights and seed.
+backend's for the same weights and seed. ``nnx.Conv`` is NHWC with a ``(kh, kw, C_in/g, C_out)``
+kernel: the bridge holds it as the pure NCHW `Conv2d` (kernel ``(C_out, C_in/g, kh, kw)``, torch's)
+and transposes the images on the way in and out; the NNX convolutions here take NHWC images too.
+An ``nnx.Conv`` maps when it is 2-D, has no input dilation or kernel mask, and its padding is
+symmetric (``"VALID"``, ints, equal pairs, or ``"SAME"`` at stride 1).
 
 Limits (clear errors, never a silent result): `compress`/`score`/`fit` carry ``nnx.Param`` only —
 a model holding running statistics (``nnx.BatchNorm``) or random streams (``nnx.Dropout`` with
-``rngs``) is refused, and so are weight layers the pipeline cannot count yet (``nnx.Conv``,
-``nnx.Embed``, attention and recurrent cells). The model is called as ``model(x)``.
+``rngs``) is refused, and so are weight layers the pipeline cannot count yet (``nnx.Embed``,
+``nnx.ConvTranspose``, an ``nnx.Conv`` that does not map, attention and recurrent cells). The model
+is called as ``model(x)``.
 
 Importing this module imports flax; ``import tedepr.backends.jax`` alone does not.
 """
@@ -34,6 +40,7 @@ Importing this module imports flax; ``import tedepr.backends.jax`` alone does no
 from __future__ import annotations
 
 import contextvars
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +49,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from . import conv as _conv
 from . import layers as _layers
 from .compress import CompressionResult
 from .compress import compress as _compress
@@ -61,6 +69,12 @@ __all__ = [
     "TRLinear",
     "TuckerLinear",
     "CPLinear",
+    "Conv",
+    "TensorizedConv2d",
+    "TTConv2d",
+    "TRConv2d",
+    "TuckerConv2d",
+    "CPConv2d",
     "wrap",
     "tensorize",
     "compress",
@@ -70,6 +84,7 @@ __all__ = [
     "FlaxBridge",
     "FlaxCompressionResult",
     "LINEAR_CLASSES",
+    "CONV_CLASSES",
 ]
 
 
@@ -148,7 +163,12 @@ class LayerModule(nnx.Module):
             return None
         return {k: _read(self.masks[k]) for k in self.masks}
 
+    #: convolutions take NHWC images like ``nnx.Conv`` (the pure layer underneath is NCHW)
+    CHANNELS_LAST = False
+
     def __call__(self, x):
+        if self.CHANNELS_LAST:
+            return _channels_last(self.layer, self.pure_params(), x, self.pure_masks())
         return self.layer.apply(self.pure_params(), x, masks=self.pure_masks())
 
     # the static facts of the layer underneath
@@ -276,8 +296,101 @@ class CPLinear(TensorizedLinear):
     PURE = _layers.CPLinear
 
 
+def _channels_last(layer, params, x, masks=None):
+    """A pure NCHW convolution applied to NHWC images (``nnx.Conv``'s layout)."""
+    if x.ndim != 4:
+        raise ValueError(f"x must be NHWC images (N, H, W, C); got shape {tuple(x.shape)}")
+    y = layer.apply(params, jnp.transpose(x, (0, 3, 1, 2)), masks=masks)
+    return jnp.transpose(y, (0, 2, 3, 1))
+
+
+class Conv(LayerModule):
+    """A dense 2-D convolution with a pruning mask, on NHWC images like ``nnx.Conv``: what
+    `compress` makes of an ``nnx.Conv`` whose kernel it prunes. The pure layer underneath is
+    `tedepr.backends.jax.Conv2d` (its ``weight`` ``(C_out, C_in/groups, kh, kw)``: torch's
+    layout, the pruning core's canonical order)."""
+
+    CHANNELS_LAST = True
+
+    def __init__(
+        self,
+        in_channels: int | None = None,
+        out_channels: int | None = None,
+        kernel_size=3,
+        *,
+        rngs=None,
+        dtype=jnp.float32,
+        _wrap=None,
+        **options,
+    ):
+        if _wrap is not None:  # LayerModule.wrap: an existing layer
+            super().__init__(*_wrap)
+            return
+        options.setdefault("weight_init", "lecun")
+        layer = _conv.Conv2d(in_channels, out_channels, kernel_size, **options)
+        super().__init__(layer, layer.init(_key(rngs), dtype))
+
+
+class TensorizedConv2d(LayerModule):
+    """An NNX tensorized 2-D convolution on NHWC images (``nnx.Conv``'s layout): the arguments of
+    `tedepr.backends.jax.TensorizedConv2d` (``in_channels, out_channels, kernel_size``, keyword
+    ``rank``, ``stride``, ``padding``, ``dilation``, ``groups``, ``bias``, ``strategy``, ...) plus
+    ``rngs`` and ``dtype``."""
+
+    PURE: type = _conv.TensorizedConv2d
+    CHANNELS_LAST = True
+
+    def __init__(
+        self,
+        in_channels: int | None = None,
+        out_channels: int | None = None,
+        kernel_size=3,
+        *,
+        rngs=None,
+        dtype=jnp.float32,
+        _wrap=None,
+        **options,
+    ):
+        if _wrap is not None:  # LayerModule.wrap: an existing layer
+            super().__init__(*_wrap)
+            return
+        options.setdefault("weight_init", "lecun")
+        layer = self.PURE(in_channels, out_channels, kernel_size, **options)
+        super().__init__(layer, layer.init(_key(rngs), dtype))
+
+
+class TTConv2d(TensorizedConv2d):
+    """TT convolution (pure layer: `tedepr.backends.jax.TTConv2d`), NHWC."""
+
+    PURE = _conv.TTConv2d
+
+
+class TRConv2d(TensorizedConv2d):
+    """TR convolution (`tedepr.backends.jax.TRConv2d`), NHWC."""
+
+    PURE = _conv.TRConv2d
+
+
+class TuckerConv2d(TensorizedConv2d):
+    """Tucker-2 convolution (`tedepr.backends.jax.TuckerConv2d`), NHWC."""
+
+    PURE = _conv.TuckerConv2d
+
+
+class CPConv2d(TensorizedConv2d):
+    """CP convolution (`tedepr.backends.jax.CPConv2d`), NHWC."""
+
+    PURE = _conv.CPConv2d
+
+
 LINEAR_CLASSES = {"tt": TTLinear, "tr": TRLinear, "tucker": TuckerLinear, "cp": CPLinear}
+CONV_CLASSES = {"tt": TTConv2d, "tr": TRConv2d, "tucker": TuckerConv2d, "cp": CPConv2d}
 _WRAPPERS = {
+    _conv.Conv2d: Conv,
+    _conv.TTConv2d: TTConv2d,
+    _conv.TRConv2d: TRConv2d,
+    _conv.TuckerConv2d: TuckerConv2d,
+    _conv.CPConv2d: CPConv2d,
     _layers.TTLinear: TTLinear,
     _layers.TRLinear: TRLinear,
     _layers.TuckerLinear: TuckerLinear,
@@ -298,7 +411,7 @@ _CALL: contextvars.ContextVar = contextvars.ContextVar("tedepr_nnx_call", defaul
 OPAQUE = "<flax>"
 #: NNX weight layers the pipeline cannot count or prune yet: refused by compress/score/fit
 _UNSUPPORTED = (
-    "Conv",
+    "Conv",  # 2-D ones that map are routed; the others are refused
     "ConvTranspose",
     "Embed",
     "LinearGeneral",
@@ -315,8 +428,9 @@ class _Route(nnx.Module):
     """Stands in for a converted layer inside the bridge's copy of the user's model: calling it
     applies the pipeline's layer of that name."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, channels_last: bool = False):
         self.name = name
+        self.channels_last = channels_last
 
     def __call__(self, *args, **kwargs):
         call = _CALL.get()
@@ -325,6 +439,15 @@ class _Route(nnx.Module):
                 f"layer {self.name!r} is a placeholder of tedepr's Flax bridge; call the model "
                 "through FlaxBridge.model"
             )
+        if self.channels_last:  # an nnx.Conv's NHWC images through the pipeline's NCHW layer
+            (x,) = args
+            if x.ndim != 4:
+                raise ValueError(
+                    f"layer {self.name!r}: x must be NHWC images (N, H, W, C); got shape "
+                    f"{tuple(x.shape)}"
+                )
+            y = call(self.name, jnp.transpose(x, (0, 3, 1, 2)), **kwargs)
+            return jnp.transpose(y, (0, 2, 3, 1))
         return call(self.name, *args, **kwargs)
 
 
@@ -371,9 +494,10 @@ def _check_model(model, argument: str = "model"):
 
 
 def _convertible(node):
-    """The pure layer, params and masks of a module the bridge routes, or None."""
+    """``(layer, params, masks, channels_last)`` of a module the bridge routes; None for a module
+    it does not; a str saying why for an ``nnx.Conv`` that does not map."""
     if isinstance(node, LayerModule):
-        return node.layer, node.pure_params(), node.pure_masks()
+        return node.layer, node.pure_params(), node.pure_masks(), node.CHANNELS_LAST
     if type(node) is nnx.Linear:
         layer = _layers.Dense(
             node.in_features, node.out_features, bias=node.use_bias, weight_init="lecun"
@@ -381,8 +505,61 @@ def _convertible(node):
         params = {"weight": node.kernel[...]}
         if node.use_bias:
             params["bias"] = node.bias[...]
-        return layer, params, None
+        return layer, params, None, False
+    if type(node) is nnx.Conv:
+        layer = _conv_layer(node)
+        if isinstance(layer, str):
+            return layer
+        # nnx.Conv's kernel is (kh, kw, C_in/groups, C_out); the pure layer's torch's (C_out, ...)
+        params = {"weight": jnp.transpose(node.kernel[...], (3, 2, 0, 1))}
+        if node.use_bias:
+            params["bias"] = node.bias[...]
+        return layer, params, None, True
     return None
+
+
+def _ints(value, n: int):
+    if isinstance(value, int):
+        return (value,) * n
+    value = tuple(value)
+    return value if len(value) == n and all(isinstance(v, int) for v in value) else None
+
+
+def _conv_layer(node):
+    """The pure `Conv2d` of an ``nnx.Conv``, or why it does not map."""
+    if len(node.kernel_size) != 2:
+        return f"a {len(node.kernel_size)}-D convolution (2-D ones only)"
+    stride, dilation = _ints(node.strides, 2), _ints(node.kernel_dilation, 2)
+    if stride is None or dilation is None:
+        return f"strides={node.strides!r} / kernel_dilation={node.kernel_dilation!r}"
+    if _ints(node.input_dilation, 2) != (1, 1) or node.mask is not None:
+        return "input_dilation or a kernel mask"
+    padding = node.padding
+    if isinstance(padding, str):
+        if padding.upper() == "VALID":
+            padding = "valid"
+        elif padding.upper() == "SAME" and stride == (1, 1):
+            padding = "same"
+        else:
+            return f"padding={node.padding!r} with strides={node.strides!r}"
+    elif _ints(padding, 2) is not None:
+        padding = _ints(padding, 2)
+    else:
+        pairs = tuple(padding)
+        if len(pairs) != 2 or any(len(tuple(p)) != 2 or p[0] != p[1] for p in pairs):
+            return f"padding={node.padding!r} (symmetric padding only)"
+        padding = (int(pairs[0][0]), int(pairs[1][0]))
+    return _conv.Conv2d(
+        node.in_features,
+        node.out_features,
+        tuple(node.kernel_size),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=node.feature_group_count,
+        bias=node.use_bias,
+        weight_init="lecun",
+    )
 
 
 def _unsupported_types() -> tuple:
@@ -397,13 +574,19 @@ def _layer_paths(model, strict: bool):
         if not path or not isinstance(node, nnx.Module):
             continue
         conv = _convertible(node)
-        if conv is not None:
+        if isinstance(conv, tuple):
             found.append((path, node, conv))
+        elif isinstance(conv, str):
+            why = f"{type(node).__name__} at {_path_name(path)!r} does not map: {conv}"
+            if strict:
+                raise ValueError(f"model holds an {why}; tedepr's Flax bridge cannot prune it")
+            warnings.warn(f"tensorize leaves {why}", stacklevel=3)
         elif strict and isinstance(node, _unsupported_types()):
             raise ValueError(
                 f"model holds {type(node).__name__} at {_path_name(path)!r}, which tedepr's "
-                "Flax bridge cannot count or prune yet (supported weight layers: nnx.Linear and "
-                "the tedepr.backends.jax.nnx layers); use the tedepr.backends.jax zoo for it"
+                "Flax bridge cannot count or prune yet (supported weight layers: nnx.Linear, "
+                "2-D nnx.Conv and the tedepr.backends.jax.nnx layers); use the "
+                "tedepr.backends.jax zoo for it"
             )
     return found
 
@@ -426,10 +609,10 @@ class FlaxBridge:
         found = _layer_paths(work, strict=True)
         if not found:
             raise ValueError(
-                "model holds no nnx.Linear (nor tedepr.backends.jax.nnx layer) to compress"
+                "model holds no nnx.Linear, 2-D nnx.Conv or tedepr.backends.jax.nnx layer to compress"
             )
         layers, params, masks, originals = {}, {}, {}, {}
-        for path, node, (layer, p, m) in found:
+        for path, node, (layer, p, m, channels_last) in found:
             name = _path_name(path)
             layers[name], params[name], originals[name] = layer, p, (path, node)
             if m:
@@ -438,7 +621,7 @@ class FlaxBridge:
                         masks.update({f"{name}/{k}/{i}": e for i, e in enumerate(v)})
                     else:
                         masks[f"{name}/{k}"] = v
-            _set_path(work, path, _Route(name))
+            _set_path(work, path, _Route(name, channels_last))
         left = {id(node) for _, node in nnx.iter_graph(work)}
         for name, (_, node) in originals.items():
             if id(node) in left:
@@ -499,6 +682,13 @@ class FlaxBridge:
 
 
 def _module_for(layer, params, masks, original):
+    if not masks and isinstance(layer, _conv.Conv2d) and type(original) is nnx.Conv:
+        conv = nnx.clone(original)  # back to the user's nnx.Conv, kernel (kh, kw, C_in/g, C_out)
+        kernel = jnp.transpose(jnp.asarray(params["weight"]), (2, 3, 1, 0))
+        conv.kernel[...] = kernel.astype(conv.kernel[...].dtype)
+        if layer.bias:
+            conv.bias[...] = jnp.asarray(params["bias"], conv.bias[...].dtype)
+        return conv
     if not masks and isinstance(layer, _layers.Dense) and type(original) is nnx.Linear:
         linear = nnx.clone(original)  # a plain dense layer goes back to being the user's Linear
         linear.kernel[...] = jnp.asarray(params["weight"], linear.kernel[...].dtype)
@@ -546,9 +736,9 @@ def tensorize(
     _check_model(model)
     work = nnx.clone(model)
     found = _layer_paths(work, strict=False)
-    candidates = [(p, n, c) for p, n, c in found if type(n) is nnx.Linear]
+    candidates = [(p, n, c) for p, n, c in found if type(n) in (nnx.Linear, nnx.Conv)]
     if not candidates:
-        raise ValueError("tensorize found no nnx.Linear to replace in model")
+        raise ValueError("tensorize found no nnx.Linear or 2-D nnx.Conv to replace in model")
     layers = {_path_name(p): c[0] for p, _, c in candidates}
     params = {_path_name(p): c[1] for p, _, c in candidates}
 
