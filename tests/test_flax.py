@@ -4,6 +4,11 @@ equal the torch masks of the same weights and seed."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -445,3 +450,25 @@ def test_conv_models_bridge_tensorize_and_match_torch_masks():
         tnnx.tensorize(model, "tt", rank=2, min_params=0)
     with pytest.raises(ValueError, match="conv2.*does not map"):
         tj.compress(model, (x, y), format=None, score="snip")
+
+
+def test_the_jax_backend_imports_flax_only_on_use():
+    """``import tedepr.backends.jax`` stays free of flax; ``backends.jax.nnx`` brings it in."""
+    code = (
+        "import sys, tedepr.backends.jax as tj\n"
+        "print('BEFORE', 'flax' in sys.modules)\n"
+        "assert not tj.nnx_detect.is_nnx_module(object())\n"
+        "from tedepr.backends.jax import nnx\n"
+        "print('AFTER', 'flax.nnx' in sys.modules, nnx.TTLinear.__name__)\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=str(repo),
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "BEFORE False" in proc.stdout and "AFTER True TTLinear" in proc.stdout, proc.stdout
