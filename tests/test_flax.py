@@ -317,13 +317,14 @@ class WithEmbed(nnx.Module):
         return self.fc(jnp.mean(self.embed(x.astype(jnp.int32)), axis=1))
 
 
-class WithBatchNorm(nnx.Module):
+class WithDropout(nnx.Module):
     def __init__(self, rngs):
         self.fc = nnx.Linear(8, 8, rngs=rngs)
-        self.bn = nnx.BatchNorm(8, rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+        self.bn = nnx.BatchNorm(8, use_scale=False, rngs=rngs)
 
     def __call__(self, x):
-        return self.bn(self.fc(x))
+        return self.bn(self.drop(self.fc(x)))
 
 
 class Shared(nnx.Module):
@@ -344,8 +345,12 @@ def test_bad_inputs_get_clear_errors():
         tj.compress({"fc": 1}, (x, y))
     with pytest.raises(ValueError, match=r"Embed at 'embed'"):
         tj.compress(WithEmbed(nnx.Rngs(0)), (np.ones((4, 3), np.float32), y))
-    with pytest.raises(ValueError, match=r"BatchStat state at 'bn/"):
-        tj.compress(WithBatchNorm(nnx.Rngs(0)), (x, y))
+    with pytest.raises(ValueError, match=r"BatchNorm at 'bn' does not map: use_scale=False"):
+        tj.compress(WithDropout(nnx.Rngs(0)), (x, y))
+    odd = WithDropout(nnx.Rngs(0))
+    odd.bn = nnx.LayerNorm(8, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"Rng\w+ state at 'drop/rngs/"):
+        tj.compress(odd, (x, y))
     with pytest.raises(ValueError, match="shared"):
         tj.compress(Shared(nnx.Rngs(0)), (x, y), format=None, score="snip")
     with pytest.raises(ValueError, match="params must be None"):
@@ -472,3 +477,65 @@ def test_the_jax_backend_imports_flax_only_on_use():
     )
     assert proc.returncode == 0, proc.stderr
     assert "BEFORE False" in proc.stdout and "AFTER True TTLinear" in proc.stdout, proc.stdout
+
+
+class CNNBN(nnx.Module):
+    def __init__(self, rngs, dtype=jnp.float64):
+        self.conv = nnx.Conv(1, 8, (3, 3), use_bias=False, param_dtype=dtype, rngs=rngs)
+        self.bn = nnx.BatchNorm(8, param_dtype=dtype, rngs=rngs)
+        self.head = nnx.Linear(8, 10, param_dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        x = jax.nn.relu(self.bn(self.conv(x)))
+        return self.head(jnp.mean(x, axis=(1, 2)))
+
+
+@pytest.mark.torch
+# flax's own BatchNorm, run in float64 on its float32 statistics, warns when it stores them
+@pytest.mark.filterwarnings("ignore:scatter inputs have incompatible types:FutureWarning")
+def test_batch_norm_is_routed_with_its_statistics():
+    torch = pytest.importorskip("torch")
+    from tedepr.backends import torch as tt
+
+    model = CNNBN(nnx.Rngs(0))
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 8, 8, 1)), rng.integers(0, 10, 16)
+    bridge = tnnx.to_model(model, x.shape[1:])
+    probe = nnx.clone(model)
+    probe.train()  # batch statistics: the bridge's training-mode forward
+    got, stats = bridge.model.apply_train(bridge.params, jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(probe(jnp.asarray(x))), rtol=1e-10)
+    np.testing.assert_allclose(  # flax momentum 0.99 on the old value = torch's 0.01 on the new
+        np.asarray(stats["bn"]["mean"]), np.asarray(probe.bn.mean[...]), rtol=1e-6, atol=1e-9
+    )
+    fresh = nnx.clone(model)
+    fresh.eval()  # running statistics (those of the init: probe's moved on)
+    np.testing.assert_allclose(
+        np.asarray(bridge.model.apply(bridge.params, jnp.asarray(x))),
+        np.asarray(fresh(jnp.asarray(x))),
+        rtol=1e-6,  # flax keeps the running statistics in float32
+    )
+    seq = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1, bias=False),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 10),
+    ).double()
+    with torch.no_grad():
+        kernel = np.transpose(np.asarray(model.conv.kernel[...]), (3, 2, 0, 1))
+        seq[0].weight.copy_(torch.tensor(kernel))
+        seq[5].weight.copy_(torch.tensor(np.asarray(model.head.kernel[...]).T))
+        seq[5].bias.copy_(torch.tensor(np.asarray(model.head.bias[...])))
+    xt = torch.tensor(np.transpose(x, (0, 3, 1, 2)))
+    rj = tj.compress(model, (x, y), sparsity=0.5, format=None, score="snip")
+    rt = tt.compress(seq, (xt, torch.tensor(y)), sparsity=0.5, format=None, score="snip")
+    np.testing.assert_array_equal(np.asarray(rj.masks["conv/weight"]), rt.masks["0.weight"])
+    np.testing.assert_array_equal(np.asarray(rj.masks["head/weight"]).T, rt.masks["5.weight"])
+    assert rj.report.other_params == 8 + 8 + 10  # BN scale and bias, the head's bias
+    before = np.asarray(model.bn.mean[...]).copy()
+    out = tj.fit(rj.model, None, (x, y), epochs=1, batch_size=8, progress=False)
+    assert type(out.model.bn) is nnx.BatchNorm
+    assert np.any(np.asarray(out.model.bn.mean[...]) != before)  # running statistics came back
+    np.testing.assert_array_equal(np.asarray(model.bn.mean[...]), before)  # caller untouched

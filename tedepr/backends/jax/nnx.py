@@ -28,11 +28,17 @@ and transposes the images on the way in and out; the NNX convolutions here take 
 An ``nnx.Conv`` maps when it is 2-D, has no input dilation or kernel mask, and its padding is
 symmetric (``"VALID"``, ints, equal pairs, or ``"SAME"`` at stride 1).
 
-Limits (clear errors, never a silent result): `compress`/`score`/`fit` carry ``nnx.Param`` only —
-a model holding running statistics (``nnx.BatchNorm``) or random streams (``nnx.Dropout`` with
-``rngs``) is refused, and so are weight layers the pipeline cannot count yet (``nnx.Embed``,
-``nnx.ConvTranspose``, an ``nnx.Conv`` that does not map, attention and recurrent cells). The model
-is called as ``model(x)``.
+``nnx.BatchNorm`` (one int feature axis, scale and bias on) is routed to the pure `BatchNorm`
+with its features moved to axis 1: the pipeline picks the mode (batch statistics when scoring and
+fitting, running ones when evaluating — the module's ``use_running_average`` is not consulted),
+the running statistics come back into the returned model; flax's ``momentum`` ``m`` is the pure
+layer's ``1 − m``, and the running variance follows torch's rule (unbiased batch variance).
+
+Limits (clear errors, never a silent result): besides those layers, `compress`/`score`/`fit`
+carry ``nnx.Param`` only — a model holding other state (``nnx.Dropout`` random streams, a
+``BatchNorm`` that does not map) is refused, and so are weight layers the pipeline cannot count
+yet (``nnx.Embed``, ``nnx.ConvTranspose``, an ``nnx.Conv`` that does not map, attention and
+recurrent cells). The model is called as ``model(x)``.
 
 Importing this module imports flax; ``import tedepr.backends.jax`` alone does not.
 """
@@ -428,9 +434,10 @@ class _Route(nnx.Module):
     """Stands in for a converted layer inside the bridge's copy of the user's model: calling it
     applies the pipeline's layer of that name."""
 
-    def __init__(self, name: str, channels_last: bool = False):
+    def __init__(self, name: str, kind: str = "plain", feature_axis: int = -1):
         self.name = name
-        self.channels_last = channels_last
+        self.kind = kind  # "plain", "conv" (NHWC images) or "norm" (features on feature_axis)
+        self.feature_axis = feature_axis
 
     def __call__(self, *args, **kwargs):
         call = _CALL.get()
@@ -439,16 +446,24 @@ class _Route(nnx.Module):
                 f"layer {self.name!r} is a placeholder of tedepr's Flax bridge; call the model "
                 "through FlaxBridge.model"
             )
-        if self.channels_last:  # an nnx.Conv's NHWC images through the pipeline's NCHW layer
-            (x,) = args
-            if x.ndim != 4:
-                raise ValueError(
-                    f"layer {self.name!r}: x must be NHWC images (N, H, W, C); got shape "
-                    f"{tuple(x.shape)}"
-                )
-            y = call(self.name, jnp.transpose(x, (0, 3, 1, 2)), **kwargs)
-            return jnp.transpose(y, (0, 2, 3, 1))
-        return call(self.name, *args, **kwargs)
+        if self.kind == "plain":
+            return call(self.name, *args, **kwargs)
+        if kwargs or len(args) != 1:
+            raise TypeError(
+                f"layer {self.name!r} takes one input under tedepr's Flax bridge; got "
+                f"{len(args)} and keywords {sorted(kwargs)} (train/eval mode is the pipeline's: "
+                "batch statistics when fitting and scoring, running ones when evaluating)"
+            )
+        (x,) = args
+        if self.kind == "conv" and x.ndim != 4:
+            raise ValueError(
+                f"layer {self.name!r}: x must be NHWC images (N, H, W, C); got shape "
+                f"{tuple(x.shape)}"
+            )
+        # the pipeline's layers hold features on axis 1 (NCHW, (N, C)): move them there and back
+        axis = self.feature_axis % x.ndim
+        y = call(self.name, jnp.moveaxis(x, axis, 1))
+        return jnp.moveaxis(y, 1, axis)
 
 
 @dataclass(frozen=True)
@@ -494,10 +509,12 @@ def _check_model(model, argument: str = "model"):
 
 
 def _convertible(node):
-    """``(layer, params, masks, channels_last)`` of a module the bridge routes; None for a module
-    it does not; a str saying why for an ``nnx.Conv`` that does not map."""
+    """``(layer, params, masks, route kind, feature axis)`` of a module the bridge routes; None
+    for a module it does not; a str saying why for an ``nnx.Conv``/``nnx.BatchNorm`` that does not
+    map."""
     if isinstance(node, LayerModule):
-        return node.layer, node.pure_params(), node.pure_masks(), node.CHANNELS_LAST
+        kind = "conv" if node.CHANNELS_LAST else "plain"
+        return node.layer, node.pure_params(), node.pure_masks(), kind, -1
     if type(node) is nnx.Linear:
         layer = _layers.Dense(
             node.in_features, node.out_features, bias=node.use_bias, weight_init="lecun"
@@ -505,7 +522,7 @@ def _convertible(node):
         params = {"weight": node.kernel[...]}
         if node.use_bias:
             params["bias"] = node.bias[...]
-        return layer, params, None, False
+        return layer, params, None, "plain", -1
     if type(node) is nnx.Conv:
         layer = _conv_layer(node)
         if isinstance(layer, str):
@@ -514,8 +531,22 @@ def _convertible(node):
         params = {"weight": jnp.transpose(node.kernel[...], (3, 2, 0, 1))}
         if node.use_bias:
             params["bias"] = node.bias[...]
-        return layer, params, None, True
+        return layer, params, None, "conv", -1
+    if type(node) is nnx.BatchNorm:
+        return _batch_norm(node)
     return None
+
+
+def _batch_norm(node):
+    """An ``nnx.BatchNorm`` as the pure `BatchNorm` (features moved to axis 1 by the route)."""
+    if not (node.use_scale and node.use_bias):
+        return "use_scale=False / use_bias=False"
+    if not isinstance(node.axis, int) or node.axis_name is not None:
+        return f"axis={node.axis!r} / axis_name={node.axis_name!r} (one int axis, one device)"
+    # flax weighs the old running value by `momentum`, torch (the pure layer) the batch value
+    layer = _layers.BatchNorm(node.num_features, eps=node.epsilon, momentum=1.0 - node.momentum)
+    params = {k: getattr(node, k)[...] for k in ("scale", "bias", "mean", "var")}
+    return layer, params, None, "norm", node.axis
 
 
 def _ints(value, n: int):
@@ -579,8 +610,9 @@ def _layer_paths(model, strict: bool):
         elif isinstance(conv, str):
             why = f"{type(node).__name__} at {_path_name(path)!r} does not map: {conv}"
             if strict:
-                raise ValueError(f"model holds an {why}; tedepr's Flax bridge cannot prune it")
-            warnings.warn(f"tensorize leaves {why}", stacklevel=3)
+                raise ValueError(f"model holds an {why}; tedepr's Flax bridge cannot carry it")
+            if type(node) is nnx.Conv:
+                warnings.warn(f"tensorize leaves {why}", stacklevel=3)
         elif strict and isinstance(node, _unsupported_types()):
             raise ValueError(
                 f"model holds {type(node).__name__} at {_path_name(path)!r}, which tedepr's "
@@ -612,7 +644,7 @@ class FlaxBridge:
                 "model holds no nnx.Linear, 2-D nnx.Conv or tedepr.backends.jax.nnx layer to compress"
             )
         layers, params, masks, originals = {}, {}, {}, {}
-        for path, node, (layer, p, m, channels_last) in found:
+        for path, node, (layer, p, m, kind, axis) in found:
             name = _path_name(path)
             layers[name], params[name], originals[name] = layer, p, (path, node)
             if m:
@@ -621,7 +653,7 @@ class FlaxBridge:
                         masks.update({f"{name}/{k}/{i}": e for i, e in enumerate(v)})
                     else:
                         masks[f"{name}/{k}"] = v
-            _set_path(work, path, _Route(name, channels_last))
+            _set_path(work, path, _Route(name, kind, axis))
         left = {id(node) for _, node in nnx.iter_graph(work)}
         for name, (_, node) in originals.items():
             if id(node) in left:
@@ -635,9 +667,9 @@ class FlaxBridge:
             path, var = rest_flat[0]
             raise ValueError(
                 f"model holds {type(var).__name__} state at {_path_name(path)!r} (e.g. "
-                "nnx.BatchNorm running statistics or nnx.Dropout random streams); tedepr's Flax "
-                "bridge carries nnx.Param only: use a model without them (or the "
-                "tedepr.backends.jax zoo)"
+                "nnx.Dropout random streams); tedepr's Flax bridge carries nnx.Param and the "
+                "statistics of the BatchNorms it routes only: use a model without such state "
+                "(a deterministic nnx.Dropout holds none), or the tedepr.backends.jax zoo"
             )
         flat = list(nnx.to_flat_state(state))
         self._paths = [p for p, _ in flat]
@@ -682,6 +714,11 @@ class FlaxBridge:
 
 
 def _module_for(layer, params, masks, original):
+    if isinstance(layer, _layers.BatchNorm) and type(original) is nnx.BatchNorm:
+        norm = nnx.clone(original)  # the user's BatchNorm with the trained / updated statistics
+        for k in ("scale", "bias", "mean", "var"):
+            getattr(norm, k)[...] = jnp.asarray(params[k], getattr(norm, k)[...].dtype)
+        return norm
     if not masks and isinstance(layer, _conv.Conv2d) and type(original) is nnx.Conv:
         conv = nnx.clone(original)  # back to the user's nnx.Conv, kernel (kh, kw, C_in/g, C_out)
         kernel = jnp.transpose(jnp.asarray(params["weight"]), (2, 3, 1, 0))
