@@ -294,7 +294,7 @@ def test_score_and_opaque_modules_ride_along():
     model = Nested(nnx.Rngs(0))
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((16, 48)).astype(np.float32), rng.integers(0, 5, 16)
-    scores = tj.score(model, (x, y), "snip")
+    scores = tj.score(model, [(x, y)], "snip")  # a list of batches: the sample shape read off
     assert set(scores) == {
         f"{n}/weight" for n in ("inp", "block/seq/layers/0", "block/out", "head")
     }
@@ -356,7 +356,7 @@ def test_bad_inputs_get_clear_errors():
     with pytest.raises(ValueError, match="params must be None"):
         tj.compress(MLP(nnx.Rngs(0)), None, params={})
     with pytest.raises(ValueError, match="input_shape must be given"):
-        tj.compress(MLP(nnx.Rngs(0)), [(x, y)], format=None, score="snip")
+        tj.compress(MLP(nnx.Rngs(0)), iter([(x, y)]), format=None, score="snip")
     with pytest.raises(TypeError, match="rngs must be an nnx.Rngs or an int"):
         tnnx.TTLinear(16, 16, rank=2, rngs="seed")
     with pytest.raises(TypeError, match="rngs must be"):
@@ -364,6 +364,9 @@ def test_bad_inputs_get_clear_errors():
     pure = tj.TTLinear(16, 12, rank=2)
     with pytest.raises(ValueError, match="params must have the shapes"):
         tnnx.wrap(pure, {"cores": (jnp.ones((1, 4, 4, 2)),), "bias": jnp.ones(12)})
+    good = pure.init(jax.random.key(0))
+    with pytest.raises(ValueError, match=r"masks\['bias'\]: only cores and weights"):
+        tnnx.wrap(pure, good, {"bias": np.ones(12, bool)})
     with pytest.raises(TypeError, match="layer must be a tedepr.backends.jax layer"):
         tnnx.LayerModule(object(), {})
     done = tj.compress(MLP(nnx.Rngs(0)), (np.ones((4, 784), np.float32), y), sparsity=0.9)

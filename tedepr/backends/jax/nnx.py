@@ -60,7 +60,7 @@ from . import layers as _layers
 from .compress import CompressionResult
 from .compress import compress as _compress
 from .compress import score as _score
-from .masking import normalize_masks
+from .masking import is_prunable, normalize_masks
 from .models import Model, Parameter
 from .tensorize import DEFAULT_MIN_PARAMS, transfer_params
 from .tensorize import tensorize as _tensorize
@@ -184,11 +184,13 @@ class LayerModule(nnx.Module):
 
     @property
     def in_features(self) -> int:
-        return self.layer.in_features
+        """Input features (a convolution's input channels)."""
+        return getattr(self.layer, "in_features", None) or self.layer.in_channels
 
     @property
     def out_features(self) -> int:
-        return self.layer.out_features
+        """Output features (a convolution's output channels)."""
+        return getattr(self.layer, "out_features", None) or self.layer.out_channels
 
     @property
     def num_weights(self) -> int:
@@ -209,16 +211,19 @@ def _layer_masks(layer, params, masks) -> dict:
     for k, m in dict(masks).items():
         if k not in params:
             raise ValueError(f"masks has an entry {k!r} that is not a param of the layer")
+        if m is None or (isinstance(m, (tuple, list)) and all(e is None for e in m)):
+            continue  # dense
+        if not is_prunable(f"{k}/0" if isinstance(params[k], tuple) else k):
+            raise ValueError(
+                f"masks[{k!r}]: only cores and weights can be masked, not biases or "
+                "normalisation parameters"
+            )
         if isinstance(m, (tuple, list)):
-            if all(e is None for e in m):
-                continue
             m = tuple(
                 jnp.ones(jnp.shape(p), bool) if e is None else jnp.asarray(e, bool)
                 for e, p in zip(m, params[k], strict=True)
             )
-        elif m is None:
-            continue
-        out[k] = m
+        out[k] = m if isinstance(m, tuple) else jnp.asarray(m, bool)
     return out
 
 
@@ -703,8 +708,7 @@ class FlaxBridge:
         (e.g. tensorized by `compress`) and ``params``/``masks`` (flat or nested)."""
         full = normalize_masks(params, masks) if masks else None
         state = self._state_from(params[OPAQUE]["value"]) if OPAQUE in params else self._state
-        out = nnx.merge(self._graphdef, state)
-        out = nnx.clone(out)
+        out = nnx.merge(self._graphdef, state)  # new objects: nothing shared with the caller's
         for name, (path, original) in self._originals.items():
             layer, p = model.layers[name], params[name]
             m = None if full is None else full[name]
@@ -736,13 +740,17 @@ def _module_for(layer, params, masks, original):
 
 
 def _input_shape(data, input_shape):
+    """One sample's shape: ``input_shape``, else read off an ``(x, y)`` pair or the first batch of
+    a list of them (an iterator is never consumed here)."""
     if input_shape is not None:
         return tuple(int(s) for s in input_shape)
+    if isinstance(data, (tuple, list)) and data and isinstance(data[0], (tuple, list)):
+        data = data[0]  # a list of (x, y) batches
     if isinstance(data, (tuple, list)) and len(data) == 2 and hasattr(data[0], "shape"):
         return tuple(int(s) for s in data[0].shape[1:])
     raise ValueError(
-        "input_shape must be given (one sample's shape) for a Flax model when data is not an "
-        "(x, y) pair of arrays"
+        "input_shape must be given (one sample's shape) for a Flax model when data is neither an "
+        "(x, y) pair of arrays nor a list of them"
     )
 
 
