@@ -166,6 +166,30 @@ def test_tensorize_options_follow_the_jax_tensorize():
     assert budget.inp.num_weights <= 0.2 * 48 * 40
 
 
+class Heads(nnx.Module):
+    def __init__(self, rngs):
+        self.heads = nnx.Dict(
+            {"a": nnx.Linear(40, 40, rngs=rngs), "b": nnx.Linear(40, 10, rngs=rngs)}
+        )
+
+    def __call__(self, x):
+        return self.heads["b"](jax.nn.relu(self.heads["a"](x)))
+
+
+def test_nnx_dict_containers_are_walked():
+    model = Heads(nnx.Rngs(0))
+    out = tnnx.tensorize(model, "tt", rank=2, min_params=0)
+    assert isinstance(out.heads["a"], tnnx.TTLinear) and isinstance(out.heads["b"], tnnx.TTLinear)
+    assert type(model.heads["a"]) is nnx.Linear
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 40)).astype(np.float32), rng.integers(0, 10, 8)
+    result = tj.compress(model, (x, y), sparsity=0.9, format=None, score="snip")
+    assert sorted(result.masks) == ["heads/a/weight", "heads/b/weight"]
+    assert isinstance(result.model.heads["a"], tnnx.Dense)
+    kept = sum(int(np.sum(np.asarray(m))) for m in result.masks.values())
+    assert kept == round(0.1 * (40 * 40 + 40 * 10))
+
+
 # ------------------------------------------------------------------------------------------ torch
 def _torch_copy(model):
     """The torch nn.Sequential with the same weights (kernels transposed: torch is (out, in))."""
