@@ -350,6 +350,14 @@ def check_compress_args(
 
 
 # ----------------------------------------------------------------------------- the pipeline
+def _redirect(adapter, model, entry: str):
+    """The entry point that handles ``model`` instead of this pipeline, if the adapter names one
+    (optional ``adapter.redirect(model, "compress" | "score")``: the JAX adapter hands a Flax NNX
+    model to its bridge, which converts it and comes back here with a native model)."""
+    redirect = getattr(adapter, "redirect", None)
+    return redirect(model, entry) if redirect is not None else None
+
+
 def run_compress(
     adapter: CompressAdapter,
     model,
@@ -377,6 +385,9 @@ def run_compress(
 ) -> CompressionResult:
     """The TEDEPR pipeline on ``adapter``'s model: see `tedepr.compress` for the arguments."""
     arguments = dict(locals())
+    entry = _redirect(adapter, model, "compress")
+    if entry is not None:
+        return entry(**{k: v for k, v in arguments.items() if k != "adapter"})
     if isinstance(oversample, bool) or not isinstance(oversample, (int, float)):
         from .probe import compress_probed  # candidate splits: one pipeline run per split
 
@@ -476,6 +487,13 @@ def run_score(
 ) -> dict[str, Any]:
     """Per-weight scores of ``adapter``'s model, nothing pruned: see `tedepr.score`."""
     from .pruning import compute_scores
+
+    entry = _redirect(adapter, model, "score")
+    if entry is not None:
+        return entry(
+            model, data, method, num_batches=num_batches, seed=seed, input_shape=input_shape,
+            loss_fn=loss_fn, params=params, dtype=dtype, **options,
+        )  # fmt: skip
 
     check_int(num_batches, "num_batches")
     seed = _check_seed(seed)

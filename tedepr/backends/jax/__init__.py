@@ -8,7 +8,11 @@ Every layer is a small frozen dataclass of static configuration::
     params = layer.init(jax.random.key(0))          # {"cores": (G_1, ..., G_d), "bias": b}
     y = jax.jit(layer.apply)(params, x)             # x (..., 784) -> (..., 300)
 
-Importing this package imports jax and optax; ``import tedepr`` alone never does. Nothing here
+Flax NNX users: `tedepr.backends.jax.nnx` holds the tensorized layers as ``nnx.Module`` s, and
+`tensorize`, `compress`, `score` and `fit` here accept a model written in Flax NNX (docs/jax.md).
+
+Importing this package imports jax and optax (flax only with `nnx`); ``import tedepr`` alone never
+does. Nothing here
 changes JAX's global configuration (float64 is used only inside a local `jax.enable_x64` context for
 SynFlow).
 """
@@ -118,4 +122,15 @@ __all__ = [
     "build_report",
     # inference
     "finalize",
+    # Flax NNX (imported on first use: `from tedepr.backends.jax import nnx`)
+    "nnx",
 ]
+
+
+def __getattr__(name):
+    # the Flax NNX layer is imported on demand: flax costs import time a Model user never needs
+    if name == "nnx":
+        import importlib
+
+        return importlib.import_module(".nnx", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

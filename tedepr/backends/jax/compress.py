@@ -24,6 +24,7 @@ from ...report import DEFAULT_OVERSAMPLE, Report
 from ...validation import check_float_dtype
 from .masking import apply_masks, flatten_masks, leaf_paths, prunable_leaves
 from .models import Model
+from .nnx_detect import is_nnx_module, nnx_entry
 from .scoring import JaxScoringProblem
 from .tensorize import tensorize, transfer_params
 from .training import trainable_mask
@@ -70,6 +71,11 @@ class JaxAdapter:
     are immutable: every step returns new params)."""
 
     name = "jax"
+
+    def redirect(self, model, entry: str):
+        """A Flax NNX model runs through the NNX bridge (`tedepr.backends.jax.nnx`), which converts
+        it and calls this pipeline on the converted `Model`."""
+        return nnx_entry(entry) if is_nnx_module(model) else None
 
     def prepare(self, model, params, dtype):
         if not isinstance(model, Model):

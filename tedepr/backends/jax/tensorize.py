@@ -26,6 +26,7 @@ from .attention import (
 from .conv import CONV_CLASSES, CONV_STRATEGIES, Conv2d
 from .layers import LINEAR_CLASSES, Dense
 from .models import Model
+from .nnx_detect import is_nnx_module, nnx_entry
 from .recurrent import LSTM, TensorizedLSTM
 
 __all__ = ["tensorize", "tensorize_layer", "transfer_params", "DEFAULT_MIN_PARAMS", "TENSORIZABLE"]
@@ -139,6 +140,8 @@ def tensorize(
     `tedepr.tensorizing`). ``ValueError`` (giving each candidate's reason) when no layer is
     replaced at all.
     """
+    if is_nnx_module(model):  # a Flax NNX model: tedepr.backends.jax.nnx.tensorize
+        return nnx_entry("tensorize")(**locals())
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     defaults = {

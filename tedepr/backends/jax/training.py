@@ -57,6 +57,7 @@ from ...validation import check_batch
 from .layers import BatchNorm
 from .masking import apply_masks, flatten_masks, leaf_paths, normalize_masks
 from .models import Model
+from .nnx_detect import is_nnx_module, nnx_entry
 
 __all__ = [*core.BACKEND_NAMES, "make_optimizer", "make_train_step", "lr_factor", "trainable_mask"]
 
@@ -593,6 +594,8 @@ def fit(model: Model, params, train_data, **options) -> FitResult:
     FitResult
         ``params``, ``history``, ``start_epoch``, ``opt_state``, ``masks``, ``skipped_batches``.
     """
+    if is_nnx_module(model):  # a Flax NNX model: bridged (tedepr.backends.jax.nnx)
+        return nnx_entry("fit")(model, params, train_data, **options)
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     cfg = core.check_fit_args(**core.fit_arguments(options))

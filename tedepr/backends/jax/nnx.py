@@ -1,0 +1,886 @@
+"""Flax NNX for JAX users: tensorized layers as ``nnx.Module`` s, and `tensorize`, `compress`,
+`score` and `fit` on a model the user wrote in Flax NNX.
+
+The NNX layers keep this backend's pure layer dataclasses underneath: a module holds the layer's
+static configuration (``module.layer``, e.g. a `tedepr.backends.jax.TTLinear`), its cores and bias
+as ``nnx.Param`` and its pruning masks as `Mask` (an ``nnx.Variable`` that is not trained, so
+``nnx.grad``/``nnx.Optimizer`` leave it alone), and its ``__call__`` is the pure ``layer.apply``::
+
+    from flax import nnx
+    from tedepr.backends.jax import nnx as tnnx
+
+    layer = tnnx.TTLinear(784, 300, rank=8, rngs=nnx.Rngs(0))
+    y = nnx.jit(lambda m, x: m(x))(layer, x)        # x (..., 784) -> (..., 300)
+
+A user's model (any nesting of attributes, ``nnx.List``/``nnx.Dict``, ``nnx.Sequential``) is
+bridged to the backend's internal representation — a `Model` of named layers, a params pytree and
+a forward that runs the user's ``__call__`` with each ``nnx.Linear`` and 2-D ``nnx.Conv`` routed to
+the pipeline's layer — so the one JAX pipeline (budget, tensorize, scores, guards, rescale, masks,
+report) and the one training loop run on it unchanged; the results come back as NNX models. Other
+parameterised modules (``nnx.LayerNorm``, a free ``nnx.Param``, ...) ride along as one opaque,
+trainable, never-pruned part.
+
+Layouts: ``nnx.Linear.kernel`` is ``(in, out)``, as this backend's `Dense` weight; the pruning core
+sees it in the canonical ``(out, in)`` order (``CoreInfo.layout``), so the masks equal the torch
+backend's for the same weights and seed. ``nnx.Conv`` is NHWC with a ``(kh, kw, C_in/g, C_out)``
+kernel: the bridge holds it as the pure NCHW `Conv2d` (kernel ``(C_out, C_in/g, kh, kw)``, torch's)
+and transposes the images on the way in and out; the NNX convolutions here take NHWC images too.
+An ``nnx.Conv`` maps when it is 2-D, has no input dilation or kernel mask, and its padding is
+symmetric (``"VALID"``, ints, equal pairs, or ``"SAME"`` at stride 1).
+
+``nnx.BatchNorm`` (one int feature axis, scale and bias on) is routed to the pure `BatchNorm`
+with its features moved to axis 1: the pipeline picks the mode (batch statistics when scoring and
+fitting, running ones when evaluating — the module's ``use_running_average`` is not consulted),
+the running statistics come back into the returned model; flax's ``momentum`` ``m`` is the pure
+layer's ``1 − m``, and the running variance follows torch's rule (unbiased batch variance).
+
+Limits (clear errors, never a silent result): besides those layers, `compress`/`score`/`fit`
+carry ``nnx.Param`` only — a model holding other state (``nnx.Dropout`` random streams, a
+``BatchNorm`` that does not map) is refused, and so are weight layers the pipeline cannot count
+yet (``nnx.Embed``, ``nnx.ConvTranspose``, an ``nnx.Conv`` that does not map, attention and
+recurrent cells). The model is called as ``model(x)``.
+
+Importing this module imports flax; ``import tedepr.backends.jax`` alone does not.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from . import conv as _conv
+from . import layers as _layers
+from .compress import CompressionResult
+from .compress import compress as _compress
+from .compress import score as _score
+from .masking import is_prunable, normalize_masks
+from .models import Model, Parameter
+from .tensorize import DEFAULT_MIN_PARAMS, transfer_params
+from .tensorize import tensorize as _tensorize
+from .training import fit as _fit
+
+__all__ = [
+    "Mask",
+    "LayerModule",
+    "Dense",
+    "TensorizedLinear",
+    "TTLinear",
+    "TRLinear",
+    "TuckerLinear",
+    "CPLinear",
+    "Conv",
+    "TensorizedConv2d",
+    "TTConv2d",
+    "TRConv2d",
+    "TuckerConv2d",
+    "CPConv2d",
+    "wrap",
+    "tensorize",
+    "compress",
+    "score",
+    "fit",
+    "to_model",
+    "FlaxBridge",
+    "FlaxCompressionResult",
+    "LINEAR_CLASSES",
+    "CONV_CLASSES",
+]
+
+
+class Mask(nnx.Variable):
+    """A fixed pruning mask (bool array, True keeps an entry). Not an ``nnx.Param``: gradients and
+    optimizers skip it; ``nnx.state(model, Mask)`` lists a model's masks."""
+
+
+# ------------------------------------------------------------------------------------------ layers
+def _key(rngs):
+    if isinstance(rngs, nnx.Rngs):
+        return rngs.params()
+    if isinstance(rngs, int) and not isinstance(rngs, bool):
+        return jax.random.key(rngs)
+    raise TypeError(f"rngs must be an nnx.Rngs or an int seed; got {type(rngs).__name__}")
+
+
+def _store(value, kind):
+    """A params/masks entry as NNX state: a tuple of arrays becomes an ``nnx.List`` of variables."""
+    if isinstance(value, (tuple, list)):
+        return nnx.List([kind(jnp.asarray(v)) for v in value])
+    return kind(jnp.asarray(value))
+
+
+def _read(value):
+    if isinstance(value, nnx.List):
+        return tuple(v[...] for v in value)
+    return value[...]
+
+
+class LayerModule(nnx.Module):
+    """An NNX module around one pure layer of this backend (``layer.init``/``layer.apply``).
+
+    Parameters
+    ----------
+    layer : a layer of `tedepr.backends.jax` (`Dense`, `TTLinear`, ...): its static configuration
+    params : the layer's params (the dict its ``init`` returns); each array becomes an ``nnx.Param``
+        attribute of the same key (a tuple, e.g. ``cores``, an ``nnx.List`` of them)
+    masks : optional nested masks like ``params`` (bool arrays; ``None`` entries are dense)
+
+    ``module(x)`` is ``layer.apply(params, x, masks)``: jit-, grad- and vmap-clean.
+    """
+
+    def __init__(self, layer, params: Mapping[str, Any], masks: Mapping[str, Any] | None = None):
+        if not (hasattr(layer, "init") and hasattr(layer, "apply")):
+            raise TypeError(
+                f"layer must be a tedepr.backends.jax layer (with init/apply); got "
+                f"{type(layer).__name__}"
+            )
+        if not isinstance(params, Mapping):
+            raise TypeError(
+                f"params must be the dict layer.init returns; got {type(params).__name__}"
+            )
+        expected = jax.eval_shape(layer.init, jax.random.key(0))
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+        got = jax.tree.map(lambda a: tuple(jnp.shape(a)), params)
+        want = jax.tree.map(lambda a: tuple(a.shape), expected)
+        if got != want:
+            raise ValueError(
+                f"params must have the shapes {type(layer).__name__}.init gives ({want}); got {got}"
+            )
+        self.layer = layer
+        self.param_keys = tuple(params)
+        for k in self.param_keys:
+            setattr(self, k, _store(params[k], nnx.Param))
+        masks = _layer_masks(layer, params, masks) if masks else None
+        self.masks = nnx.Dict({k: _store(v, Mask) for k, v in masks.items()}) if masks else None
+
+    def pure_params(self) -> dict:
+        """The layer's params (the arrays, as ``layer.init`` lays them out)."""
+        return {k: _read(getattr(self, k)) for k in self.param_keys}
+
+    def pure_masks(self) -> dict | None:
+        """The layer's masks like `pure_params` (only the masked entries), or None."""
+        if self.masks is None:
+            return None
+        return {k: _read(self.masks[k]) for k in self.masks}
+
+    #: convolutions take NHWC images like ``nnx.Conv`` (the pure layer underneath is NCHW)
+    CHANNELS_LAST = False
+
+    def __call__(self, x):
+        if self.CHANNELS_LAST:
+            return _channels_last(self.layer, self.pure_params(), x, self.pure_masks())
+        return self.layer.apply(self.pure_params(), x, masks=self.pure_masks())
+
+    # the static facts of the layer underneath
+    def factorized(self, masked: bool = True):
+        """The `tedepr.Factorized` of the current cores (masked unless ``masked=False``)."""
+        return self.layer.factorized(self.pure_params(), self.pure_masks() if masked else None)
+
+    @property
+    def in_features(self) -> int:
+        """Input features (a convolution's input channels)."""
+        return getattr(self.layer, "in_features", None) or self.layer.in_channels
+
+    @property
+    def out_features(self) -> int:
+        """Output features (a convolution's output channels)."""
+        return getattr(self.layer, "out_features", None) or self.layer.out_channels
+
+    @property
+    def num_weights(self) -> int:
+        """Prunable entries (core entries of a tensorized layer, weights of a dense one)."""
+        return self.layer.num_weights
+
+    @classmethod
+    def wrap(cls, layer, params, masks=None):
+        """This class around an existing pure layer and its params (and masks)."""
+        return (
+            cls(layer, params, masks) if cls is LayerModule else cls(_wrap=(layer, params, masks))
+        )
+
+
+def _layer_masks(layer, params, masks) -> dict:
+    """Only the masked entries of a layer's nested masks, tuples filled with all-True arrays."""
+    out = {}
+    for k, m in dict(masks).items():
+        if k not in params:
+            raise ValueError(f"masks has an entry {k!r} that is not a param of the layer")
+        if m is None or (isinstance(m, (tuple, list)) and all(e is None for e in m)):
+            continue  # dense
+        if not is_prunable(f"{k}/0" if isinstance(params[k], tuple) else k):
+            raise ValueError(
+                f"masks[{k!r}]: only cores and weights can be masked, not biases or "
+                "normalisation parameters"
+            )
+        if isinstance(m, (tuple, list)):
+            m = tuple(
+                jnp.ones(jnp.shape(p), bool) if e is None else jnp.asarray(e, bool)
+                for e, p in zip(m, params[k], strict=True)
+            )
+        out[k] = m if isinstance(m, tuple) else jnp.asarray(m, bool)
+    return out
+
+
+class Dense(LayerModule):
+    """``y = x @ kernel + bias`` with a pruning mask: what `compress` makes of an ``nnx.Linear``
+    whose weights it prunes (format=None, or a layer left dense). Params ``weight`` ``(in, out)``
+    (``nnx.Linear.kernel``'s layout) and ``bias``.
+
+    ``Dense(in_features, out_features, bias=True, *, rngs, weight_init="lecun")`` draws a fresh
+    layer; ``wrap(layer, params, masks)`` wraps an existing one.
+    """
+
+    def __init__(
+        self,
+        in_features: int | None = None,
+        out_features: int | None = None,
+        bias: bool = True,
+        *,
+        rngs=None,
+        weight_init: str = "lecun",
+        dtype=jnp.float32,
+        _wrap=None,
+    ):
+        if _wrap is not None:  # LayerModule.wrap: an existing layer
+            super().__init__(*_wrap)
+            return
+        layer = _layers.Dense(in_features, out_features, bias, weight_init)
+        super().__init__(layer, layer.init(_key(rngs), dtype))
+
+
+class TensorizedLinear(LayerModule):
+    """An NNX tensorized Linear: the arguments of `tedepr.backends.jax.TensorizedLinear` (``rank``,
+    ``in_modes``, ``out_modes``, ``bias``, ``d``, ``weight_init``, ``std``, ``strategy``) plus
+    ``rngs`` (an ``nnx.Rngs`` or an int seed) and ``dtype``. Cores are drawn with the exact
+    variance-preserving init (docs/method.md §3)."""
+
+    PURE: type = _layers.TensorizedLinear
+
+    def __init__(
+        self,
+        in_features: int | None = None,
+        out_features: int | None = None,
+        rank=8,
+        in_modes=None,
+        out_modes=None,
+        bias: bool = True,
+        *,
+        rngs=None,
+        dtype=jnp.float32,
+        _wrap=None,
+        **options,
+    ):
+        if _wrap is not None:  # LayerModule.wrap: an existing layer
+            super().__init__(*_wrap)
+            return
+        layer = self.PURE(in_features, out_features, rank, in_modes, out_modes, bias, **options)
+        super().__init__(layer, layer.init(_key(rngs), dtype))
+
+
+class TTLinear(TensorizedLinear):
+    """A Linear layer whose weight is a TT-matrix (pure layer: `tedepr.backends.jax.TTLinear`)."""
+
+    PURE = _layers.TTLinear
+
+
+class TRLinear(TensorizedLinear):
+    """A Linear layer whose weight is a tensor ring (`tedepr.backends.jax.TRLinear`)."""
+
+    PURE = _layers.TRLinear
+
+
+class TuckerLinear(TensorizedLinear):
+    """A Linear layer whose weight is a Tucker tensor (`tedepr.backends.jax.TuckerLinear`)."""
+
+    PURE = _layers.TuckerLinear
+
+
+class CPLinear(TensorizedLinear):
+    """A Linear layer whose weight is a CP tensor (`tedepr.backends.jax.CPLinear`)."""
+
+    PURE = _layers.CPLinear
+
+
+def _channels_last(layer, params, x, masks=None):
+    """A pure NCHW convolution applied to NHWC images (``nnx.Conv``'s layout)."""
+    if x.ndim != 4:
+        raise ValueError(f"x must be NHWC images (N, H, W, C); got shape {tuple(x.shape)}")
+    y = layer.apply(params, jnp.transpose(x, (0, 3, 1, 2)), masks=masks)
+    return jnp.transpose(y, (0, 2, 3, 1))
+
+
+class Conv(LayerModule):
+    """A dense 2-D convolution with a pruning mask, on NHWC images like ``nnx.Conv``: what
+    `compress` makes of an ``nnx.Conv`` whose kernel it prunes. The pure layer underneath is
+    `tedepr.backends.jax.Conv2d` (its ``weight`` ``(C_out, C_in/groups, kh, kw)``: torch's
+    layout, the pruning core's canonical order)."""
+
+    CHANNELS_LAST = True
+
+    def __init__(
+        self,
+        in_channels: int | None = None,
+        out_channels: int | None = None,
+        kernel_size=3,
+        *,
+        rngs=None,
+        dtype=jnp.float32,
+        _wrap=None,
+        **options,
+    ):
+        if _wrap is not None:  # LayerModule.wrap: an existing layer
+            super().__init__(*_wrap)
+            return
+        options.setdefault("weight_init", "lecun")
+        layer = _conv.Conv2d(in_channels, out_channels, kernel_size, **options)
+        super().__init__(layer, layer.init(_key(rngs), dtype))
+
+
+class TensorizedConv2d(LayerModule):
+    """An NNX tensorized 2-D convolution on NHWC images (``nnx.Conv``'s layout): the arguments of
+    `tedepr.backends.jax.TensorizedConv2d` (``in_channels, out_channels, kernel_size``, keyword
+    ``rank``, ``stride``, ``padding``, ``dilation``, ``groups``, ``bias``, ``strategy``, ...) plus
+    ``rngs`` and ``dtype``."""
+
+    PURE: type = _conv.TensorizedConv2d
+    CHANNELS_LAST = True
+
+    def __init__(
+        self,
+        in_channels: int | None = None,
+        out_channels: int | None = None,
+        kernel_size=3,
+        *,
+        rngs=None,
+        dtype=jnp.float32,
+        _wrap=None,
+        **options,
+    ):
+        if _wrap is not None:  # LayerModule.wrap: an existing layer
+            super().__init__(*_wrap)
+            return
+        options.setdefault("weight_init", "lecun")
+        layer = self.PURE(in_channels, out_channels, kernel_size, **options)
+        super().__init__(layer, layer.init(_key(rngs), dtype))
+
+
+class TTConv2d(TensorizedConv2d):
+    """TT convolution (pure layer: `tedepr.backends.jax.TTConv2d`), NHWC."""
+
+    PURE = _conv.TTConv2d
+
+
+class TRConv2d(TensorizedConv2d):
+    """TR convolution (`tedepr.backends.jax.TRConv2d`), NHWC."""
+
+    PURE = _conv.TRConv2d
+
+
+class TuckerConv2d(TensorizedConv2d):
+    """Tucker-2 convolution (`tedepr.backends.jax.TuckerConv2d`), NHWC."""
+
+    PURE = _conv.TuckerConv2d
+
+
+class CPConv2d(TensorizedConv2d):
+    """CP convolution (`tedepr.backends.jax.CPConv2d`), NHWC."""
+
+    PURE = _conv.CPConv2d
+
+
+LINEAR_CLASSES = {"tt": TTLinear, "tr": TRLinear, "tucker": TuckerLinear, "cp": CPLinear}
+CONV_CLASSES = {"tt": TTConv2d, "tr": TRConv2d, "tucker": TuckerConv2d, "cp": CPConv2d}
+_WRAPPERS = {
+    _conv.Conv2d: Conv,
+    _conv.TTConv2d: TTConv2d,
+    _conv.TRConv2d: TRConv2d,
+    _conv.TuckerConv2d: TuckerConv2d,
+    _conv.CPConv2d: CPConv2d,
+    _layers.TTLinear: TTLinear,
+    _layers.TRLinear: TRLinear,
+    _layers.TuckerLinear: TuckerLinear,
+    _layers.CPLinear: CPLinear,
+    _layers.Dense: Dense,
+}
+
+
+def wrap(layer, params, masks=None) -> LayerModule:
+    """The NNX module of a pure layer with these params (and masks): `TTLinear` for a pure
+    ``TTLinear`` and so on (`LayerModule` for any other layer of this backend)."""
+    return _WRAPPERS.get(type(layer), LayerModule).wrap(layer, params, masks)
+
+
+# ------------------------------------------------------------------------------------------ bridge
+_CALL: contextvars.ContextVar = contextvars.ContextVar("tedepr_nnx_call", default=None)
+#: the layer name of the opaque parameters (``/`` cannot occur in an NNX attribute path part)
+OPAQUE = "<flax>"
+#: NNX weight layers the pipeline cannot count or prune yet: refused by compress/score/fit
+_UNSUPPORTED = (
+    "Conv",  # 2-D ones that map are routed; the others are refused
+    "ConvTranspose",
+    "Embed",
+    "LinearGeneral",
+    "Einsum",
+    "MultiHeadAttention",
+    "LSTMCell",
+    "OptimizedLSTMCell",
+    "GRUCell",
+    "SimpleCell",
+)
+
+
+class _Route(nnx.Module):
+    """Stands in for a converted layer inside the bridge's copy of the user's model: calling it
+    applies the pipeline's layer of that name."""
+
+    def __init__(self, name: str, kind: str = "plain", feature_axis: int = -1):
+        self.name = name
+        self.kind = kind  # "plain", "conv" (NHWC images) or "norm" (features on feature_axis)
+        self.feature_axis = feature_axis
+
+    def __call__(self, *args, **kwargs):
+        call = _CALL.get()
+        if call is None:
+            raise RuntimeError(
+                f"layer {self.name!r} is a placeholder of tedepr's Flax bridge; call the model "
+                "through FlaxBridge.model"
+            )
+        if self.kind == "plain":
+            return call(self.name, *args, **kwargs)
+        if kwargs or len(args) != 1:
+            raise TypeError(
+                f"layer {self.name!r} takes one input under tedepr's Flax bridge; got "
+                f"{len(args)} and keywords {sorted(kwargs)} (train/eval mode is the pipeline's: "
+                "batch statistics when fitting and scoring, running ones when evaluating)"
+            )
+        (x,) = args
+        if self.kind == "conv" and x.ndim != 4:
+            raise ValueError(
+                f"layer {self.name!r}: x must be NHWC images (N, H, W, C); got shape "
+                f"{tuple(x.shape)}"
+            )
+        # the pipeline's layers hold features on axis 1 (NCHW, (N, C)): move them there and back
+        axis = self.feature_axis % x.ndim
+        y = call(self.name, jnp.moveaxis(x, axis, 1))
+        return jnp.moveaxis(y, 1, axis)
+
+
+@dataclass(frozen=True)
+class _FlaxParams(Parameter):
+    """The opaque part: the trainable ``nnx.Param`` s of the user's other modules (never pruned),
+    params ``{"value": {key: array}}``."""
+
+    values: Any = field(default=None, compare=False, hash=False, repr=False)
+
+    def init(self, key, dtype=None) -> dict:
+        return {"value": dict(self.values)}
+
+
+def _get(node, key):
+    if isinstance(key, str) and not isinstance(node, (dict, nnx.Dict)):
+        return getattr(node, key)
+    return node[key]
+
+
+def _set(node, key, value):
+    if isinstance(node, tuple):
+        raise ValueError("tensorize cannot replace a layer held in a tuple; use nnx.List")
+    if isinstance(key, str) and not isinstance(node, (dict, nnx.Dict)):
+        setattr(node, key, value)
+    else:
+        node[key] = value
+
+
+def _set_path(root, path, value):
+    node = root
+    for key in path[:-1]:
+        node = _get(node, key)
+    _set(node, path[-1], value)
+
+
+def _path_name(path) -> str:
+    return "/".join(str(k) for k in path)
+
+
+def _check_model(model, argument: str = "model"):
+    if not isinstance(model, nnx.Module):
+        raise TypeError(f"{argument} must be a flax.nnx.Module; got {type(model).__name__}")
+
+
+def _convertible(node):
+    """``(layer, params, masks, route kind, feature axis)`` of a module the bridge routes; None
+    for a module it does not; a str saying why for an ``nnx.Conv``/``nnx.BatchNorm`` that does not
+    map."""
+    if isinstance(node, LayerModule):
+        kind = "conv" if node.CHANNELS_LAST else "plain"
+        return node.layer, node.pure_params(), node.pure_masks(), kind, -1
+    if type(node) is nnx.Linear:
+        layer = _layers.Dense(
+            node.in_features, node.out_features, bias=node.use_bias, weight_init="lecun"
+        )
+        params = {"weight": node.kernel[...]}
+        if node.use_bias:
+            params["bias"] = node.bias[...]
+        return layer, params, None, "plain", -1
+    if type(node) is nnx.Conv:
+        layer = _conv_layer(node)
+        if isinstance(layer, str):
+            return layer
+        # nnx.Conv's kernel is (kh, kw, C_in/groups, C_out); the pure layer's torch's (C_out, ...)
+        params = {"weight": jnp.transpose(node.kernel[...], (3, 2, 0, 1))}
+        if node.use_bias:
+            params["bias"] = node.bias[...]
+        return layer, params, None, "conv", -1
+    if type(node) is nnx.BatchNorm:
+        return _batch_norm(node)
+    return None
+
+
+def _batch_norm(node):
+    """An ``nnx.BatchNorm`` as the pure `BatchNorm` (features moved to axis 1 by the route)."""
+    if not (node.use_scale and node.use_bias):
+        return "use_scale=False / use_bias=False"
+    if not isinstance(node.axis, int) or node.axis_name is not None:
+        return f"axis={node.axis!r} / axis_name={node.axis_name!r} (one int axis, one device)"
+    # flax weighs the old running value by `momentum`, torch (the pure layer) the batch value
+    layer = _layers.BatchNorm(node.num_features, eps=node.epsilon, momentum=1.0 - node.momentum)
+    params = {k: getattr(node, k)[...] for k in ("scale", "bias", "mean", "var")}
+    return layer, params, None, "norm", node.axis
+
+
+def _ints(value, n: int):
+    if isinstance(value, int):
+        return (value,) * n
+    value = tuple(value)
+    return value if len(value) == n and all(isinstance(v, int) for v in value) else None
+
+
+def _conv_layer(node):
+    """The pure `Conv2d` of an ``nnx.Conv``, or why it does not map."""
+    if len(node.kernel_size) != 2:
+        return f"a {len(node.kernel_size)}-D convolution (2-D ones only)"
+    stride, dilation = _ints(node.strides, 2), _ints(node.kernel_dilation, 2)
+    if stride is None or dilation is None:
+        return f"strides={node.strides!r} / kernel_dilation={node.kernel_dilation!r}"
+    if _ints(node.input_dilation, 2) != (1, 1) or node.mask is not None:
+        return "input_dilation or a kernel mask"
+    padding = node.padding
+    if isinstance(padding, str):
+        if padding.upper() == "VALID":
+            padding = "valid"
+        elif padding.upper() == "SAME" and stride == (1, 1):
+            padding = "same"
+        else:
+            return f"padding={node.padding!r} with strides={node.strides!r}"
+    elif _ints(padding, 2) is not None:
+        padding = _ints(padding, 2)
+    else:
+        pairs = tuple(padding)
+        if len(pairs) != 2 or any(len(tuple(p)) != 2 or p[0] != p[1] for p in pairs):
+            return f"padding={node.padding!r} (symmetric padding only)"
+        padding = (int(pairs[0][0]), int(pairs[1][0]))
+    return _conv.Conv2d(
+        node.in_features,
+        node.out_features,
+        tuple(node.kernel_size),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=node.feature_group_count,
+        bias=node.use_bias,
+        weight_init="lecun",
+    )
+
+
+def _unsupported_types() -> tuple:
+    return tuple(getattr(nnx, n) for n in _UNSUPPORTED if hasattr(nnx, n)) + (nnx.Linear,)
+
+
+def _layer_paths(model, strict: bool):
+    """``[(path, node, (layer, params, masks))]`` of the routable modules of ``model``, in graph
+    order; ``strict``: a weight layer that cannot be routed is an error."""
+    found = []
+    for path, node in nnx.iter_graph(model):
+        if not path or not isinstance(node, nnx.Module):
+            continue
+        conv = _convertible(node)
+        if isinstance(conv, tuple):
+            found.append((path, node, conv))
+        elif isinstance(conv, str):
+            why = f"{type(node).__name__} at {_path_name(path)!r} does not map: {conv}"
+            if strict:
+                raise ValueError(f"model holds an {why}; tedepr's Flax bridge cannot carry it")
+            if type(node) is nnx.Conv:
+                warnings.warn(f"tensorize leaves {why}", stacklevel=3)
+        elif strict and isinstance(node, _unsupported_types()):
+            raise ValueError(
+                f"model holds {type(node).__name__} at {_path_name(path)!r}, which tedepr's "
+                "Flax bridge cannot count or prune yet (supported weight layers: nnx.Linear, "
+                "2-D nnx.Conv and the tedepr.backends.jax.nnx layers); use the "
+                "tedepr.backends.jax zoo for it"
+            )
+    return found
+
+
+class FlaxBridge:
+    """A user's NNX model as this backend's `Model` + params + masks, and back.
+
+    Attributes
+    ----------
+    model : `Model` — one layer per routed module (named by its ``/``-joined NNX path, e.g.
+        ``layers/0``), plus the opaque layer ``"<flax>"`` holding every other ``nnx.Param``;
+        its forward runs the user's ``__call__``
+    params : ``{layer name: layer params}``
+    masks : flat ``{path: bool array}`` of the model's `Mask` variables ({} when none)
+    """
+
+    def __init__(self, module, input_shape):
+        _check_model(module)
+        work = nnx.clone(module)
+        found = _layer_paths(work, strict=True)
+        if not found:
+            raise ValueError(
+                "model holds no nnx.Linear, 2-D nnx.Conv or tedepr.backends.jax.nnx layer to compress"
+            )
+        layers, params, masks, originals = {}, {}, {}, {}
+        for path, node, (layer, p, m, kind, axis) in found:
+            name = _path_name(path)
+            layers[name], params[name], originals[name] = layer, p, (path, node)
+            if m:
+                for k, v in m.items():
+                    if isinstance(v, tuple):
+                        masks.update({f"{name}/{k}/{i}": e for i, e in enumerate(v)})
+                    else:
+                        masks[f"{name}/{k}"] = v
+            _set_path(work, path, _Route(name, kind, axis))
+        left = {id(node) for _, node in nnx.iter_graph(work)}
+        for name, (_, node) in originals.items():
+            if id(node) in left:
+                raise ValueError(
+                    f"layer {name!r} is shared (the same module at two places in the model); "
+                    "tedepr's Flax bridge needs one place per layer"
+                )
+        graphdef, state, rest = nnx.split(work, nnx.Param, ...)
+        rest_flat = list(nnx.to_flat_state(rest))
+        if rest_flat:
+            path, var = rest_flat[0]
+            raise ValueError(
+                f"model holds {type(var).__name__} state at {_path_name(path)!r} (e.g. "
+                "nnx.Dropout random streams); tedepr's Flax bridge carries nnx.Param and the "
+                "statistics of the BatchNorms it routes only: use a model without such state "
+                "(a deterministic nnx.Dropout holds none), or the tedepr.backends.jax zoo"
+            )
+        flat = list(nnx.to_flat_state(state))
+        self._paths = [p for p, _ in flat]
+        self._keys = [f"p{i}:" + ".".join(str(k) for k in p) for i, p in enumerate(self._paths)]
+        self._graphdef, self._state = graphdef, state
+        self._originals = originals
+        if flat:
+            values = {k: v[...] for k, (_, v) in zip(self._keys, flat, strict=True)}
+            layers[OPAQUE] = _FlaxParams((), 0.0, values)
+            params[OPAQUE] = {"value": values}
+        self.params, self.masks = params, masks
+        has_opaque = bool(flat)
+
+        def forward(call, x):
+            state = self._state_from(call(OPAQUE)) if has_opaque else self._state
+            net = nnx.merge(self._graphdef, state)
+            token = _CALL.set(call)
+            try:
+                return net(x)
+            finally:
+                _CALL.reset(token)
+
+        self.model = Model(layers, forward, input_shape, type(module).__name__)
+
+    def _state_from(self, values):
+        flat = [(p, nnx.Param(values[k])) for p, k in zip(self._paths, self._keys, strict=True)]
+        return nnx.from_flat_state(flat)
+
+    def rebuild(self, model: Model, params, masks=None):
+        """A new NNX model: the user's architecture with the routed layers taken from ``model``
+        (e.g. tensorized by `compress`) and ``params``/``masks`` (flat or nested)."""
+        full = normalize_masks(params, masks) if masks else None
+        state = self._state_from(params[OPAQUE]["value"]) if OPAQUE in params else self._state
+        out = nnx.merge(self._graphdef, state)  # new objects: nothing shared with the caller's
+        for name, (path, original) in self._originals.items():
+            layer, p = model.layers[name], params[name]
+            m = None if full is None else full[name]
+            m = _layer_masks(layer, p, m) if m else None
+            _set_path(out, path, _module_for(layer, p, m, original))
+        return out
+
+
+def _module_for(layer, params, masks, original):
+    if isinstance(layer, _layers.BatchNorm) and type(original) is nnx.BatchNorm:
+        norm = nnx.clone(original)  # the user's BatchNorm with the trained / updated statistics
+        for k in ("scale", "bias", "mean", "var"):
+            getattr(norm, k)[...] = jnp.asarray(params[k], getattr(norm, k)[...].dtype)
+        return norm
+    if not masks and isinstance(layer, _conv.Conv2d) and type(original) is nnx.Conv:
+        conv = nnx.clone(original)  # back to the user's nnx.Conv, kernel (kh, kw, C_in/g, C_out)
+        kernel = jnp.transpose(jnp.asarray(params["weight"]), (2, 3, 1, 0))
+        conv.kernel[...] = kernel.astype(conv.kernel[...].dtype)
+        if layer.bias:
+            conv.bias[...] = jnp.asarray(params["bias"], conv.bias[...].dtype)
+        return conv
+    if not masks and isinstance(layer, _layers.Dense) and type(original) is nnx.Linear:
+        linear = nnx.clone(original)  # a plain dense layer goes back to being the user's Linear
+        linear.kernel[...] = jnp.asarray(params["weight"], linear.kernel[...].dtype)
+        if layer.bias:
+            linear.bias[...] = jnp.asarray(params["bias"], linear.bias[...].dtype)
+        return linear
+    return wrap(layer, params, masks)
+
+
+def _input_shape(data, input_shape):
+    """One sample's shape: ``input_shape``, else read off an ``(x, y)`` pair or the first batch of
+    a list of them (an iterator is never consumed here)."""
+    if input_shape is not None:
+        return tuple(int(s) for s in input_shape)
+    if isinstance(data, (tuple, list)) and data and isinstance(data[0], (tuple, list)):
+        data = data[0]  # a list of (x, y) batches
+    if isinstance(data, (tuple, list)) and len(data) == 2 and hasattr(data[0], "shape"):
+        return tuple(int(s) for s in data[0].shape[1:])
+    raise ValueError(
+        "input_shape must be given (one sample's shape) for a Flax model when data is neither an "
+        "(x, y) pair of arrays nor a list of them"
+    )
+
+
+def to_model(module, input_shape) -> FlaxBridge:
+    """The `FlaxBridge` of an NNX model: ``.model``, ``.params``, ``.masks``, ``.rebuild``."""
+    return FlaxBridge(module, tuple(input_shape))
+
+
+# ------------------------------------------------------------------------------------------ API
+def tensorize(
+    model,
+    format: str = "tt",
+    rank=8,
+    *,
+    rngs=0,
+    min_params: int = DEFAULT_MIN_PARAMS,
+    **options,
+):
+    """A copy of the NNX ``model`` whose eligible ``nnx.Linear`` s are tensorized NNX layers.
+
+    The options and their rules are those of `tedepr.backends.jax.tensorize` (``min_params``,
+    ``include``/``exclude`` globs and ``overrides`` over the ``/``-joined NNX paths such as
+    ``layers/0``, a float ``rank`` as a per-layer parameter budget, ``d``, ``strategy``); the
+    caller's model is not modified. New layers are drawn with the exact variance-preserving init
+    for the Linear's default (LeCun) init, bias included, from ``rngs`` (an int seed or an
+    ``nnx.Rngs``; one key for all, split by layer position).
+    """
+    _check_model(model)
+    work = nnx.clone(model)
+    found = _layer_paths(work, strict=False)
+    candidates = [(p, n, c) for p, n, c in found if type(n) in (nnx.Linear, nnx.Conv)]
+    if not candidates:
+        raise ValueError("tensorize found no nnx.Linear or 2-D nnx.Conv to replace in model")
+    layers = {_path_name(p): c[0] for p, _, c in candidates}
+    params = {_path_name(p): c[1] for p, _, c in candidates}
+
+    def no_forward(call, x):
+        raise RuntimeError("a tensorize-only view has no forward")
+
+    dense = Model(layers, no_forward, (1,), type(model).__name__)
+    new = _tensorize(dense, format, rank, min_params=min_params, **options)
+    new_params = transfer_params(dense, params, new, _key(rngs))
+    for path, _, _ in candidates:
+        name = _path_name(path)
+        if new.layers[name] != dense.layers[name]:
+            _set_path(work, path, wrap(new.layers[name], new_params[name]))
+    return work
+
+
+@dataclass
+class FlaxCompressionResult(CompressionResult):
+    """`CompressionResult` of a Flax model: ``model`` is an NNX model (the user's architecture with
+    tensorized / masked NNX layers, calling ``model(x)`` runs it); ``params``/``masks`` are the
+    pipeline's (``{layer name: layer params}``, flat ``{path: bool array}``) for ``jax_model``, the
+    compressed model as this backend's `Model`."""
+
+    jax_model: Any = None
+
+    def apply(self, x, train: bool = False):
+        return self.model(x)
+
+
+def compress(
+    model,
+    data=None,
+    sparsity=0.99,
+    format="tt",
+    score="trainability",
+    *,
+    params=None,
+    input_shape=None,
+    **kwargs,
+) -> FlaxCompressionResult:
+    """`tedepr.backends.jax.compress` on a Flax NNX model (same arguments; ``params`` must be
+    None — the model holds them; ``input_shape`` defaults to the data's sample shape).
+
+    Layer names (report rows, mask paths) are the ``/``-joined NNX paths (``layers/0``).
+    """
+    _check_model(model)
+    if params is not None:
+        raise ValueError("params must be None for a Flax NNX model (the model holds its params)")
+    bridge = FlaxBridge(model, _input_shape(data, input_shape))
+    if bridge.masks:
+        raise ValueError(
+            "model already holds pruning masks (a compressed model); compress the dense model"
+        )
+    result = _compress(
+        bridge.model,
+        data,
+        sparsity,
+        format,
+        score,
+        params=bridge.params,
+        input_shape=input_shape,
+        **kwargs,
+    )
+    return FlaxCompressionResult(
+        model=bridge.rebuild(result.model, result.params, result.masks),
+        report=result.report,
+        masks=result.masks,
+        params=result.params,
+        jax_model=result.model,
+    )
+
+
+def score(model, data=None, method="snip", *, params=None, input_shape=None, **kwargs) -> dict:
+    """`tedepr.backends.jax.score` on a Flax NNX model: ``{path: score array}`` keyed by the
+    ``/``-joined NNX paths (``layers/0/weight``, ``layers/0/cores/1``)."""
+    _check_model(model)
+    if params is not None:
+        raise ValueError("params must be None for a Flax NNX model (the model holds its params)")
+    bridge = FlaxBridge(model, _input_shape(data, input_shape))
+    return _score(
+        bridge.model, data, method, params=bridge.params, input_shape=input_shape, **kwargs
+    )
+
+
+def fit(model, params=None, train_data=None, *, masks=None, **kwargs):
+    """`tedepr.backends.jax.fit` on a Flax NNX model (same keyword arguments).
+
+    ``params``/``masks`` default to the model's own (its ``nnx.Param`` s and `Mask` s); pass the
+    `FlaxCompressionResult`'s to continue from them. The caller's model is not modified: the
+    returned `FitResult`'s ``model`` is a new NNX model holding the trained weights and the masks
+    (``params`` the pipeline's trained params).
+    """
+    _check_model(model)
+    sample = train_data if isinstance(train_data, (tuple, list)) else None
+    bridge = FlaxBridge(model, _input_shape(sample, kwargs.pop("input_shape", None)))
+    params = bridge.params if params is None else params
+    masks = (bridge.masks or None) if masks is None else masks
+    result = _fit(bridge.model, params, train_data, masks=masks, **kwargs)
+    result.model = bridge.rebuild(bridge.model, result.params, result.masks)
+    return result
