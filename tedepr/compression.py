@@ -91,6 +91,7 @@ def compress(
     probe_data=None,
     probe_epochs: int = 3,
     probe_fit: dict[str, Any] | None = None,
+    probe_draws: int = 1,
     params=None,
     dtype=None,
     backend: str | None = None,
@@ -141,7 +142,11 @@ def compress(
         ``overrides`` …).
     progress : callable(k, rounds), optional
         Called after each scoring round.
-    probe_data, probe_epochs, probe_fit : only with candidate splits in ``oversample``
+    probe_draws : int >= 1
+        Candidate initialisations per split (seeds ``seed``, ``seed + 10007``, …), probed like the
+        splits; 1 (default) draws only ``seed``. With ``probe_draws > 1`` the probe runs even for a
+        single split (or ``score=None``, the low-rank network alone).
+    probe_data, probe_epochs, probe_fit : only with candidates (splits or draws) to probe
         The probe's training batches (as ``fit`` takes them), its epochs (default 3) and its
         recipe (``fit`` keywords; default `tedepr.probe.PROBE_FIT`, the study's recipe).
     params : optional (JAX only)

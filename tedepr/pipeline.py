@@ -380,6 +380,7 @@ def run_compress(
     probe_data=None,
     probe_epochs=3,
     probe_fit=None,
+    probe_draws=1,
     params,
     dtype,
 ) -> CompressionResult:
@@ -388,14 +389,15 @@ def run_compress(
     entry = _redirect(adapter, model, "compress")
     if entry is not None:
         return entry(**{k: v for k, v in arguments.items() if k != "adapter"})
-    if isinstance(oversample, bool) or not isinstance(oversample, (int, float)):
-        from .probe import compress_probed  # candidate splits: one pipeline run per split
+    split_candidates = isinstance(oversample, bool) or not isinstance(oversample, (int, float))
+    if split_candidates or probe_draws != 1:
+        from .probe import compress_probed  # candidates: one pipeline run per split and draw
 
         return compress_probed(**arguments)
     if probe_data is not None or probe_epochs != 3 or probe_fit is not None:
         raise TypeError(
-            "probe_data, probe_epochs and probe_fit only apply when oversample is a sequence of "
-            "candidate splits (e.g. oversample=(1.0, 2.0))"
+            "probe_data, probe_epochs and probe_fit only apply with candidates to probe: "
+            "oversample a sequence of splits (e.g. oversample=(1.0, 2.0)) or probe_draws > 1"
         )
     seed, input_shape = check_compress_args(
         format=format,

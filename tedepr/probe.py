@@ -11,7 +11,10 @@ weights for accuracy.
 Why a probe: at the extreme sparsities of the study the low-rank network alone and the fine grain
 are within seed noise of each other on average, but for a *given* seed one of them is often clearly
 better, and the early training loss says which (measured on the study's runs: docs/method.md §10).
-The probe costs ``len(candidates) · probe_epochs`` extra epochs.
+``probe_draws=K`` adds K initialisations per split to the candidates (seeds ``seed + k ·
+DRAW_STRIDE``): at 99.9% a network's accuracy varies by several points with its initialisation
+alone, and the probe loss ranks the draws well there (docs/method.md §10). The probe costs
+``len(candidates) · probe_draws · probe_epochs`` extra epochs.
 
 The module is backend-neutral: each candidate is one run of the compress pipeline
 (`tedepr.pipeline.run_compress`) on the backend's adapter, and the probe calls the backend's
@@ -25,7 +28,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["PROBE_FIT", "check_candidates", "compress_probed"]
+__all__ = ["PROBE_FIT", "DRAW_STRIDE", "check_candidates", "compress_probed"]
 
 #: the recipe of a probe when ``probe_fit`` is not given: the study's default (`tedepr run`)
 PROBE_FIT: dict[str, Any] = {
@@ -77,38 +80,53 @@ def _fit(backend: str, result, data, epochs: int, seed: int, recipe: dict):
     )
 
 
+#: the seed step between two draws of the same split
+DRAW_STRIDE = 10007
+
+
 def compress_probed(
     adapter,
     *,
     format,
     score,
-    oversample: Sequence[float],
+    oversample,
     probe_data,
     probe_epochs,
     probe_fit,
+    probe_draws,
     seed,
     **arguments: Any,
 ):
-    """Run the compress pipeline (`tedepr.pipeline.run_compress`) once per candidate split in
-    ``oversample``, probe each result by a short training run on ``probe_data`` and return the one
-    with the lowest final probe training loss (``arguments``: the other arguments of `compress`).
+    """Run the compress pipeline (`tedepr.pipeline.run_compress`) once per candidate — each split
+    in ``oversample`` (a float is one split) times ``probe_draws`` initialisations (seeds ``seed +
+    k · DRAW_STRIDE``) — probe each result by a short training run on ``probe_data`` (always with
+    the caller's ``seed``, so every candidate sees the same batches) and return the one with the
+    lowest final probe training loss (``arguments``: the other arguments of `compress`).
 
-    The returned result's report carries the ``probe`` record (each candidate's split, kept
-    weights and probe loss) and a note naming the choice. Ties go to the smaller split.
+    The returned result's report carries the ``probe`` record (each candidate's split, seed, kept
+    weights and probe loss) and a note naming the choice. Ties go to the smaller split, then the
+    earlier draw.
     """
     from .pipeline import run_compress
     from .validation import check_int
 
-    candidates = check_candidates(oversample)
-    if format is None:
-        raise ValueError("oversample candidates need a tensor format (format=None has no split)")
-    if score is None:
-        raise ValueError(
-            "oversample candidates need a score (score=None is the low-rank network alone)"
-        )
+    probe_draws = check_int(probe_draws, "probe_draws")
+    if isinstance(oversample, bool) or not isinstance(oversample, (int, float)):
+        candidates = check_candidates(oversample)
+        if format is None:
+            raise ValueError(
+                "oversample candidates need a tensor format (format=None has no split)"
+            )
+        if score is None:
+            raise ValueError(
+                "oversample candidates need a score (score=None is the low-rank network alone)"
+            )
+    else:
+        candidates = (oversample,)
     if probe_data is None:
         raise ValueError(
-            "oversample given as candidates needs probe_data: training batches for the probe"
+            "probing candidates (oversample a sequence, or probe_draws > 1) needs probe_data: "
+            "training batches for the probe"
         )
     probe_epochs = check_int(probe_epochs, "probe_epochs")
     if probe_fit is not None and not isinstance(probe_fit, dict):
@@ -119,29 +137,34 @@ def compress_probed(
             raise ValueError(f"probe_fit must not set {banned!r} (the probe sets it)")
     trials = []
     for split in candidates:
-        # 1.0: the low-rank network alone, the whole budget in the cores (nothing pruned)
-        result = run_compress(
-            adapter,
-            format=format,
-            score=None if split == 1.0 else score,
-            oversample=split,
-            seed=seed,
-            **arguments,
-        )
-        fitted = _fit(adapter.name, result, probe_data, probe_epochs, seed, recipe)
-        loss = float(fitted.history[-1]["train_loss"])
-        trials.append((loss if math.isfinite(loss) else math.inf, split, result))
-    best = min(trials, key=lambda t: (t[0], t[1]))
-    chosen = best[2]
+        for k in range(probe_draws):
+            draw = seed + k * DRAW_STRIDE
+            # split 1.0: the low-rank network alone, the whole budget in the cores
+            result = run_compress(
+                adapter,
+                format=format,
+                score=None if split == 1.0 else score,
+                oversample=split,
+                seed=draw,
+                **arguments,
+            )
+            fitted = _fit(adapter.name, result, probe_data, probe_epochs, seed, recipe)
+            loss = float(fitted.history[-1]["train_loss"])
+            trials.append((loss if math.isfinite(loss) else math.inf, split, k, draw, result))
+    best = min(trials, key=lambda t: (t[0], t[1], t[2]))
+    chosen = best[4]
     summary = ", ".join(
-        f"{split:g} ({r.report.kept_weights:,} kept): {loss:.4f}" for loss, split, r in trials
+        f"{split:g}/seed {draw} ({r.report.kept_weights:,} kept): {loss:.4f}"
+        for loss, split, _, draw, r in trials
     )
+    what = "the low-rank network alone" if score is None or best[1] == 1.0 else None
+    what = what or f"oversample {best[1]:g}"
     chosen.report.notes.append(
-        f"probe ({probe_epochs} epoch(s)) chose oversample {best[1]:g}"
-        f"{' (low-rank alone)' if best[1] == 1.0 else ''}; final probe train loss per split: {summary}"
+        f"probe ({probe_epochs} epoch(s)) chose {what}, seed {best[3]}; "
+        f"final probe train loss per candidate: {summary}"
     )
     chosen.report.probe = [
-        {"oversample": split, "kept": r.report.kept_weights, "probe_loss": loss}
-        for loss, split, r in trials
+        {"oversample": split, "seed": draw, "kept": r.report.kept_weights, "probe_loss": loss}
+        for loss, split, _, draw, r in trials
     ]
     return chosen

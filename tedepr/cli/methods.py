@@ -7,6 +7,8 @@
 - ``tedepr``: the full method (``--format`` cores, then the library's default score);
 - ``tedepr-probe``: the full method with the split chosen per run by a training probe between the
   low-rank network alone and the default split (`tedepr.probe`; ``oversample=PROBE_SPLITS``);
+- ``tedepr-draws`` / ``lowrank-draws``: the full method / the low-rank network alone, each the best
+  of ``PROBE_DRAWS`` initialisations by the same probe (``probe_draws=PROBE_DRAWS``);
 - ``<format>+<score>`` (``tt+snip`` …): the fine-grain ablation — tensorize, then prune the cores
   with that score.
 
@@ -32,6 +34,9 @@ GROUPS = ("default", "ablation", "all")
 
 #: the candidate splits of ``tedepr-probe``: the low-rank network alone and the default split
 PROBE_SPLITS = (1.0, DEFAULT_OVERSAMPLE)
+#: the initialisations ``tedepr-draws`` / ``lowrank-draws`` probe
+PROBE_DRAWS = 3
+_NAMED = ("dense", "lowrank", "tedepr", "tedepr-probe", "tedepr-draws", "lowrank-draws")
 
 
 def _ablation(fmt: str) -> list[str]:
@@ -73,7 +78,7 @@ def _check(name: str, fmt: str) -> None:
     head, plus, tail = name.partition("+")
     if plus and head in FORMATS and tail in registry.available():
         return
-    if name in ("dense", "lowrank", "tedepr", "tedepr-probe") or name in BASELINES:
+    if name in _NAMED or name in BASELINES:
         return
     known = _known(fmt) + list(GROUPS)
     close = difflib.get_close_matches(name, known, n=1)
@@ -98,6 +103,10 @@ def compress_options(method: str, fmt: str) -> dict:
         return {"format": fmt, "score": "trainability"}
     if method == "tedepr-probe":
         return {"format": fmt, "score": "trainability", "oversample": PROBE_SPLITS}
+    if method == "tedepr-draws":
+        return {"format": fmt, "score": "trainability", "probe_draws": PROBE_DRAWS}
+    if method == "lowrank-draws":
+        return {"format": fmt, "score": None, "probe_draws": PROBE_DRAWS}
     head, plus, tail = method.partition("+")
     if plus:
         return {"format": head, "score": tail}

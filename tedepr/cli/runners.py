@@ -77,7 +77,8 @@ class _Runner:
         model, params = self.build(spec, data, seed)
         t0 = time.perf_counter()
         options = compress_options(spec["method"], spec["format"])
-        if isinstance(options.get("oversample"), tuple):  # the split chosen by a training probe
+        if isinstance(options.get("oversample"), tuple) or "probe_draws" in options:
+            # candidates (splits or initialisations) chosen by a training probe
             options["probe_data"] = (xtr, ytr)
             options["probe_fit"] = {
                 k: recipe[k] for k in ("optimizer", "lr", "momentum", "weight_decay", "batch_size")
