@@ -62,7 +62,8 @@ def test_probe_returns_the_untrained_candidate_of_lowest_probe_loss(digits):
     assert state.keys() == fresh[best].keys()
     for k, v in fresh[best].items():
         torch.testing.assert_close(state[k], v, rtol=0, atol=0)
-    assert any(f"chose oversample {best:g}" in n for n in res.report.notes)
+    chose = "the low-rank network alone" if best == 1.0 else f"oversample {best:g}"
+    assert any(f"chose {chose}, seed 3" in n for n in res.report.notes)
     assert res.report.to_dict()["probe"] == probe
 
 
@@ -101,8 +102,8 @@ def test_probe_in_jax_matches_its_own_candidates(digits):
         ({"oversample": (1.0, 0.5)}, ValueError, "finite float >= 1"),
         ({"oversample": (2.0, 2.0)}, ValueError, "distinct"),
         ({"oversample": "12"}, TypeError, "oversample"),
-        ({"oversample": (1.0, 2.0)}, ValueError, "probe_data"),
-        ({"probe_epochs": 2}, TypeError, "only apply when oversample"),
+        ({"oversample": (1.0, 2.0)}, ValueError, "needs probe_data"),
+        ({"probe_epochs": 2}, TypeError, "only apply with candidates to probe"),
         ({"oversample": (1.0, 2.0), "score": None}, ValueError, "need a score"),
         ({"oversample": (1.0, 2.0), "format": None}, ValueError, "tensor format"),
         ({"oversample": (1.0, 2.0), "probe_data": "x", "probe_epochs": 0}, ValueError,
@@ -143,3 +144,30 @@ def test_tedepr_probe_method_runs_in_a_study(tmp_path):
     assert [p["oversample"] for p in probe] == list(PROBE_SPLITS)
     assert record["kept"] == min(probe, key=lambda p: p["probe_loss"])["kept"]
     assert record["kept"] <= record["report"]["dense_weights"] // 100 + 1
+
+
+@pytest.mark.torch
+def test_probe_draws_pick_the_initialisation_of_lowest_probe_loss(digits):
+    torch = pytest.importorskip("torch")
+    from tedepr.probe import DRAW_STRIDE
+
+    x, y = digits
+    data = (x[:128], y[:128])
+    common = dict(sparsity=0.98, format="tt", backend="torch", score=None)
+    res = tedepr.compress(
+        _mlp_torch(0), data, seed=2, probe_draws=3, probe_data=(x, y), probe_epochs=1,
+        probe_fit=RECIPE, **common,
+    )  # fmt: skip
+    probe = res.report.probe
+    assert [p["seed"] for p in probe] == [2, 2 + DRAW_STRIDE, 2 + 2 * DRAW_STRIDE]
+    assert len({p["probe_loss"] for p in probe}) == 3  # different initialisations, different losses
+    best = min(probe, key=lambda p: p["probe_loss"])
+    fresh = tedepr.compress(_mlp_torch(0), data, seed=best["seed"], **common)
+    for (k, v), (k2, v2) in zip(res.model.state_dict().items(), fresh.model.state_dict().items()):
+        assert k == k2
+        torch.testing.assert_close(v, v2, rtol=0, atol=0)
+    assert any(f"seed {best['seed']}" in n for n in res.report.notes)
+    with pytest.raises(ValueError, match="probe_draws"):
+        tedepr.compress(_mlp_torch(0), data, probe_draws=0, probe_data=(x, y), **common)
+    with pytest.raises(ValueError, match="needs probe_data"):
+        tedepr.compress(_mlp_torch(0), data, probe_draws=2, **common)

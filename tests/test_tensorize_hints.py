@@ -8,7 +8,10 @@ import pytest
 import tedepr
 from tedepr.shapes import axis_modes, balanced_modes
 
-BACKENDS = [pytest.param("torch", marks=pytest.mark.torch), pytest.param("jax", marks=pytest.mark.jax)]
+BACKENDS = [
+    pytest.param("torch", marks=pytest.mark.torch),
+    pytest.param("jax", marks=pytest.mark.jax),
+]
 
 
 def _first(backend):
