@@ -622,7 +622,7 @@ def test_jax_compact_other_formats(layer):
     masks = {p: jnp.asarray(m) for p, m in masks.items()}
     params = tj.apply_masks(params, masks)
     report = tj.build_report(model, params, masks, dense_weights=10**6)
-    r = tj.CompressionResult(model, params, masks, report)
+    r = tj.CompressionResult(model=model, params=params, masks=masks, report=report)
     c = tj.compact(r)
     dropped = sum(v.dropped for v in jax_plan(model, masks).values())
     assert c.model.layers["l"].num_weights < layer.num_weights

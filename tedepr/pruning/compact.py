@@ -32,7 +32,13 @@ from ..namespace import get_namespace
 from .connectivity import _chain, _cp_columns, _tucker_axes, _tucker_split, layers_of, to_numpy
 from .problem import CoreInfo
 
-__all__ = ["LayerCompaction", "plan_compaction", "take_kept", "compaction_note"]
+__all__ = [
+    "LayerCompaction",
+    "plan_compaction",
+    "take_kept",
+    "compaction_note",
+    "compact_result",
+]
 
 
 @dataclass(frozen=True)
@@ -220,3 +226,31 @@ def compaction_note(plan: Mapping[str, LayerCompaction]) -> str:
     dropped = sum(c.dropped for c in plan.values())
     tail = f"; {dropped} kept entries on no complete path removed with them" if dropped else ""
     return "compacted (dead bond indices removed): " + ", ".join(parts) + tail
+
+
+def compact_result(result, backend: str, plan_of, shrink, report_of):
+    """The one `compact(result)` of every backend: check ``result``, plan, shrink, re-report.
+
+    ``plan_of(result)`` is the backend's `plan_compaction` call; ``shrink(result, plan)`` returns
+    the compacted ``(model, params, masks)`` (``params`` None where the model holds them);
+    ``report_of(model, params, masks, old_report)`` rebuilds the report with the old accounting.
+    ``result`` is returned as it is when nothing can be compacted.
+    """
+    from ..pipeline import CompressionResult
+
+    if not isinstance(result, CompressionResult):
+        raise TypeError(
+            f"result must be the CompressionResult of tedepr.compress(..., backend={backend!r}); "
+            f"got {type(result).__name__}"
+        )
+    if not result.masks:
+        return result
+    plan = plan_of(result)
+    if not any(c.changed for c in plan.values()):
+        return result
+    model, params, masks = shrink(result, plan)
+    old = result.report
+    report = report_of(model, params, masks, old)
+    report.notes.extend(old.notes)
+    report.notes.append(compaction_note(plan))
+    return CompressionResult(model, report, masks, params)

@@ -13,7 +13,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
-from ...pruning.compact import LayerCompaction, compaction_note, plan_compaction
+from ...pruning.compact import LayerCompaction, compact_result, plan_compaction
 from .conv import TensorizedConv2d
 from .layers import TensorizedLinear
 from .masking import flatten_masks
@@ -94,28 +94,22 @@ def compact(result):
     ranks and a note. ``result`` is not changed; when nothing can be compacted it is returned as it
     is (no copy).
     """
-    from .compress import CompressionResult, build_report
+    from .compress import build_report
 
-    if not isinstance(result, CompressionResult):
-        raise TypeError(
-            "result must be the CompressionResult of tedepr.compress(..., backend='jax'); got "
-            f"{type(result).__name__}"
+    def report_of(model, params, masks, old):
+        return build_report(
+            model,
+            params,
+            masks,
+            dense_weights=old.dense_weights,
+            target_sparsity=old.target_sparsity,
+            method=old.method,
         )
-    if not result.masks:
-        return result
-    plan = compaction_plan(result.model, result.masks)
-    if not any(c.changed for c in plan.values()):
-        return result
-    model, params, masks = compact_params(result.model, result.params, result.masks, plan)
-    old = result.report
-    report = build_report(
-        model,
-        params,
-        masks,
-        dense_weights=old.dense_weights,
-        target_sparsity=old.target_sparsity,
-        method=old.method,
+
+    return compact_result(
+        result,
+        "jax",
+        lambda r: compaction_plan(r.model, r.masks),
+        lambda r, plan: compact_params(r.model, r.params, r.masks, plan),
+        report_of,
     )
-    report.notes.extend(old.notes)
-    report.notes.append(compaction_note(plan))
-    return CompressionResult(model, params, masks, report)

@@ -12,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from ...pruning.compact import LayerCompaction, compaction_note, plan_compaction
+from ...pruning.compact import LayerCompaction, compact_result, plan_compaction
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
 from .conv import _TensorizedConv2d
 from .layers import TensorizedLayer, _TensorizedLinear
@@ -110,29 +110,22 @@ def compact(result):
     ``result`` is not changed; when nothing can be compacted it is returned as it is (no copy).
     Layers inside tensorized LSTM/GRU and attention modules are left uncompacted.
     """
-    from .compress import CompressionResult, build_report
+    from .compress import build_report
 
-    if not isinstance(result, CompressionResult):
-        raise TypeError(
-            "result must be the CompressionResult of tedepr.compress(..., backend='torch'); got "
-            f"{type(result).__name__}"
+    def shrink(r, plan):
+        model = copy.deepcopy(r.model)
+        return model, None, compact_model(model, r.masks, plan)
+
+    def report_of(model, params, masks, old):
+        return build_report(
+            model,
+            masks,
+            dense_weights=old.dense_weights,
+            target_sparsity=old.target_sparsity,
+            method=old.method,
+            structure=structure_of(model, prunable_parameters(model)),
         )
-    if not result.masks:
-        return result
-    plan = compaction_plan(result.model, result.masks)
-    if not any(c.changed for c in plan.values()):
-        return result
-    model = copy.deepcopy(result.model)
-    masks = compact_model(model, result.masks, plan)
-    old = result.report
-    report = build_report(
-        model,
-        masks,
-        dense_weights=old.dense_weights,
-        target_sparsity=old.target_sparsity,
-        method=old.method,
-        structure=structure_of(model, prunable_parameters(model)),
+
+    return compact_result(
+        result, "torch", lambda r: compaction_plan(r.model, r.masks), shrink, report_of
     )
-    report.notes.extend(old.notes)
-    report.notes.append(compaction_note(plan))
-    return CompressionResult(model, report, masks)
