@@ -2,7 +2,7 @@
 
 `tensorize` returns a *new* `Model` (the caller's is untouched) with the same forward function and
 layer names: eligible `Dense` → ``{TT,TR,Tucker,CP}Linear``, `Conv2d` → ``{TT,TR,Tucker,CP}Conv2d``,
-`LSTM` → `TensorizedLSTM`, `MultiheadAttention` → `TensorizedMultiheadAttention`,
+`LSTM` → `TensorizedLSTM`, `GRU` → `TensorizedGRU`, `MultiheadAttention` → `TensorizedMultiheadAttention`,
 `TransformerEncoderLayer` → `TensorizedTransformerEncoderLayer`, each with the dense layer's shapes,
 options and target init std.
 """
@@ -28,13 +28,40 @@ from .attention import (
 from .conv import CONV_CLASSES, CONV_STRATEGIES, Conv2d
 from .layers import LINEAR_CLASSES, Dense
 from .models import Model
-from .recurrent import LSTM, TensorizedLSTM
+from .recurrent import GRU, LSTM, TensorizedGRU, TensorizedLSTM
 
-__all__ = ["tensorize", "tensorize_layer", "transfer_params", "DEFAULT_MIN_PARAMS", "TENSORIZABLE"]
+__all__ = [
+    "tensorize",
+    "tensorize_layer",
+    "transfer_params",
+    "DEFAULT_MIN_PARAMS",
+    "LAYER_KINDS",
+    "TENSORIZABLE",
+]
 
 #: dense layers with fewer weights stay dense by default (a small classifier gains nothing)
 DEFAULT_MIN_PARAMS = 1024
-TENSORIZABLE = (Dense, Conv2d, LSTM, MultiheadAttention, TransformerEncoderLayer)
+TENSORIZABLE = (Dense, Conv2d, LSTM, GRU, MultiheadAttention, TransformerEncoderLayer)
+#: the kinds of layer `tensorize` can replace (its ``layers=``), as the torch backend names them
+LAYER_KINDS = ("linear", "conv2d", "lstm", "gru", "attention")
+_DEFAULT_LAYERS = ("linear", "conv2d", "lstm", "attention")
+
+
+def _kind(layer) -> str | None:
+    if isinstance(layer, Dense):
+        return "linear"
+    if isinstance(layer, Conv2d):
+        return "conv2d"
+    if isinstance(layer, LSTM):
+        return "lstm"
+    if isinstance(layer, GRU):
+        return "gru"
+    if isinstance(layer, MultiheadAttention):
+        return "attention"
+    if isinstance(layer, TransformerEncoderLayer):
+        # torch replaces its attention and its feed-forward nn.Linear maps
+        return "attention"
+    return None
 
 
 def _patterns(value, name: str) -> tuple[str, ...] | None:
@@ -88,12 +115,14 @@ def tensorize_layer(
             strategy=conv_strategy,
             **kw,
         )
-    if isinstance(layer, LSTM):
-        return TensorizedLSTM(
+    if isinstance(layer, (LSTM, GRU)):
+        return (TensorizedLSTM if isinstance(layer, LSTM) else TensorizedGRU)(
             layer.input_size,
             layer.hidden_size,
+            layer.num_layers,
             layer.bias,
             layer.batch_first,
+            layer.dropout,
             format=format,
             rank=rank,
             d=d,
@@ -145,6 +174,7 @@ def tensorize(
     strategy: str = "auto",
     conv_strategy: str = "auto",
     tensorize_hidden: bool = False,
+    layers: Sequence[str] = _DEFAULT_LAYERS,
 ) -> Model:
     """A new model whose eligible dense layers are tensorized.
 
@@ -164,7 +194,10 @@ def tensorize(
         ``"tensorize_hidden"``); every matching glob applies, later ones winning (as torch).
     d, strategy, conv_strategy, tensorize_hidden :
         Passed to the layers (number of modes; contraction strategy; the convolutions' strategy;
-        whether the LSTM's hidden map is tensorized too).
+        whether the recurrent layers' hidden maps are tensorized too).
+    layers : sequence of {"linear", "conv2d", "lstm", "gru", "attention"}
+        Kinds of layers to replace (`LAYER_KINDS`; ``"attention"`` covers `MultiheadAttention`
+        and `TransformerEncoderLayer`); by default all but ``"gru"``, as the torch backend.
 
     A layer whose cores would hold at least as many entries as its dense weights, or whose float
     budget cannot be met even at rank 1, stays dense with a warning. ``ValueError`` (giving each
@@ -175,6 +208,12 @@ def tensorize(
     format = check_format(format)
     if isinstance(min_params, bool) or not isinstance(min_params, int) or min_params < 0:
         raise ValueError(f"min_params must be a non-negative int; got {min_params!r}")
+    kinds = (layers,) if isinstance(layers, str) else tuple(layers)
+    if not kinds or any(k not in LAYER_KINDS for k in kinds):
+        raise ValueError(
+            f"layers must be a non-empty sequence of {', '.join(map(repr, LAYER_KINDS))}; "
+            f"got {layers!r}"
+        )
     include, exclude = _patterns(include, "include"), _patterns(exclude, "exclude")
     overrides = dict(overrides or {})
     for pattern, opts in overrides.items():
@@ -205,6 +244,9 @@ def tensorize(
     reasons, used = [], set()
     for name, layer in model.layers.items():
         if not isinstance(layer, TENSORIZABLE):
+            continue
+        if _kind(layer) not in kinds:
+            reasons.append(f"{name}: kind {_kind(layer)!r} not in layers={kinds!r}")
             continue
         if include is not None and not any(fnmatch.fnmatchcase(name, p) for p in include):
             reasons.append(f"{name}: not matched by include")
@@ -245,7 +287,8 @@ def tensorize(
             f"tensorize found no eligible layer to replace in model {model.name!r} ("
             + (
                 detail
-                or "it holds no Dense, Conv2d, LSTM, MultiheadAttention or TransformerEncoderLayer"
+                or "it holds no Dense, Conv2d, LSTM, GRU, MultiheadAttention or "
+                "TransformerEncoderLayer"
             )
             + ")"
         )

@@ -34,7 +34,14 @@ from ...contraction import STEP_OVERHEAD_FLOPS, plan_reconstruction
 from ...decompositions import decompose_conv
 from ...init import random_factorized_conv
 from ...shapes import check_format
-from .layers import TensorizedLayer, _check_strategy, _check_tensor, _resolve_d, _torch_seed
+from .layers import (
+    TensorizedLayer,
+    _check_strategy,
+    _check_tensor,
+    _resolve_d,
+    _torch_seed,
+    resolve_weight_init,
+)
 
 __all__ = [
     "TTConv2d",
@@ -92,14 +99,16 @@ class _TensorizedConv2d(TensorizedLayer):
         in_modes=None,
         out_modes=None,
         d: int | None = None,
-        init: str = "torch",
+        weight_init: str = "torch",
         std: float | None = None,
         strategy: str = "auto",
         seed=None,
         device=None,
         dtype=None,
+        init: str | None = None,
     ) -> None:
         super().__init__()
+        init = resolve_weight_init(weight_init, init)
         for name, v in (
             ("in_channels", in_channels),
             ("out_channels", out_channels),

@@ -19,11 +19,13 @@ from .layers import TensorizedLayer, linear_class
 from .masking import prunable_parameters
 from .recurrent import TensorizedGRU, TensorizedLSTM, _TensorizedRNNBase
 
-__all__ = ["tensorize", "LAYER_KINDS"]
+__all__ = ["tensorize", "LAYER_KINDS", "DEFAULT_MIN_PARAMS"]
 
 logger = logging.getLogger(__name__)
 
 LAYER_KINDS = ("linear", "conv2d", "lstm", "gru", "attention")
+#: dense layers with fewer weights stay dense by default (a small classifier gains nothing)
+DEFAULT_MIN_PARAMS = 1024
 _DEFAULT_LAYERS = ("linear", "conv2d", "lstm", "attention")
 _TENSORIZED = (
     TensorizedLayer,
@@ -153,7 +155,7 @@ def tensorize(
     format: str = "tt",
     rank=8,
     *,
-    min_params: int = 1024,
+    min_params: int = DEFAULT_MIN_PARAMS,
     include=None,
     exclude=None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -181,7 +183,7 @@ def tensorize(
         consider / to leave dense.
     overrides : dict mapping a glob to a dict of keyword arguments, optional
         Per-layer arguments (``"format"``, ``"rank"``, and any argument of the new layer's class or
-        of its ``from_dense``, e.g. ``{"classifier.*": {"rank": 4, "d": 2}, "*": {"init": "he"}}``);
+        of its ``from_dense``, e.g. ``{"classifier.*": {"rank": 4, "d": 2}, "*": {"weight_init": "he"}}``);
         every matching glob applies, later ones winning.
     layers : sequence of {"linear", "conv2d", "lstm", "gru", "attention"}
         Kinds of layers to replace.
