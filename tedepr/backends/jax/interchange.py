@@ -2,7 +2,8 @@
 ``tedepr.backends.torch.interchange``).
 
 The interchange format is ``{"params": {name: ndarray}, "masks": {name: bool ndarray}}`` with
-PyTorch-style names in PyTorch's layouts: a JAX layer ``hidden/0`` is the torch module
+canonical names in canonical layouts (`tedepr.pruning.problem.canonical_name`; dense weights
+``(out, in)``), which torch's modules happen to use natively: a JAX layer ``hidden/0`` is the torch module
 ``hidden.0``; a `Dense` weight ``(in, out)`` is ``nn.Linear.weight`` ``(out, in)``; the cores of a
 tensorized layer are ``<layer>.core_k``; BatchNorm's ``scale``/``bias``/``mean``/``var`` are
 ``weight``/``bias``/``running_mean``/``running_var``; an LSTM's maps are ``weight_ih_l0`` /
