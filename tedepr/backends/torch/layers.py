@@ -22,7 +22,7 @@ from torch import nn
 from ...contraction import STRATEGIES, ContractionPlan, plan_contraction, plan_reconstruction
 from ...decompositions import decompose
 from ...formats import Factorized, from_cores
-from ...init import random_factorized
+from ...init import INITS, random_factorized
 from ...shapes import check_format
 
 
@@ -120,14 +120,15 @@ def _resolve_d(d, in_modes, out_modes, default):
 
 def resolve_weight_init(weight_init: str, init: str | None) -> str:
     """The init scheme from ``weight_init=`` (the shared name) or ``init=`` (its older spelling)."""
-    if init is None:
-        return weight_init
-    if weight_init not in ("torch", init):
+    name, value = ("weight_init", weight_init) if init is None else ("init", init)
+    if init is not None and weight_init not in ("torch", init):
         raise ValueError(
             f"pass the init scheme once, as weight_init= (init= is its older spelling); got "
             f"weight_init={weight_init!r} and init={init!r}"
         )
-    return init
+    if value not in INITS:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, INITS))}; got {value!r}")
+    return value
 
 
 class TensorizedLayer(nn.Module):

@@ -1,0 +1,209 @@
+"""The per-backend fixture layer of the contract suite: build a layer, set its arrays, run it, and
+hand everything back as NumPy, the same way for torch and JAX.
+
+A contract test takes the ``backend`` fixture (parametrised over ``"torch"`` and ``"jax"``; a
+backend that is not installed is skipped with its reason) and talks only to the `Backend` methods,
+so one assertion covers both backends.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import tedepr
+
+BACKENDS = ("torch", "jax")
+
+
+class Backend:
+    """Layer handles are ``(layer, params)`` pairs; torch's params are the module itself."""
+
+    name = ""
+
+    # -- building
+    def module(self):
+        raise NotImplementedError
+
+    def linear(self, fmt, *args, **kw):
+        layer = self.module().linear_class(fmt)(*args, **kw)
+        return self._handle(layer)
+
+    def conv(self, fmt, *args, **kw):
+        layer = self.module().conv_class(fmt)(*args, **kw)
+        return self._handle(layer)
+
+    # -- arrays in and out
+    def set_arrays(self, handle, cores, bias, dtype: str):
+        """The handle with these cores (and bias) in ``dtype`` (the handle is not changed)."""
+        raise NotImplementedError
+
+    def rounded(self, a, dtype: str) -> np.ndarray:
+        """``a`` rounded to ``dtype`` and back to float64: what the backend computes with."""
+        return np.asarray(np.asarray(a, dtype=dtype), dtype=np.float64)
+
+    def forward(self, handle, x, masks=None):
+        """``(y as NumPy, y's dtype name)``; ``masks``: a bool array per core, or None."""
+        raise NotImplementedError
+
+    def weight(self, handle) -> np.ndarray:
+        """The reconstructed ``(in_features, out_features)`` matrix."""
+        raise NotImplementedError
+
+    def grads(self, handle, x, masks=None) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """Gradients of ``sum(y²)`` with respect to every core (the unmasked parameter) and the
+        bias."""
+        raise NotImplementedError
+
+    def init_draws(self, fmt, args, kw, draws: int):
+        """``(cores (draws, K), weights (draws, N_in·N_out), bias (draws, N_out), core std the
+        layer targets)`` of ``draws`` independently initialised float64 layers."""
+        raise NotImplementedError
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+
+    def module(self):
+        from tedepr.backends import torch as backend
+
+        return backend
+
+    def _handle(self, layer):
+        return layer, layer
+
+    def set_arrays(self, handle, cores, bias, dtype):
+        import copy
+
+        layer = copy.deepcopy(handle[0]).to(getattr(self.torch, dtype))
+        layer._load_cores(cores)
+        if bias is not None:
+            with self.torch.no_grad():
+                layer.bias.copy_(self.torch.as_tensor(bias))
+        return layer, layer
+
+    def _masked(self, layer, masks):
+        if masks is None:
+            return layer
+        import copy
+
+        layer = copy.deepcopy(layer)
+        self.module().apply_masks(
+            layer, {f"core_{k}": self.torch.as_tensor(m) for k, m in enumerate(masks)}
+        )
+        return layer
+
+    def forward(self, handle, x, masks=None):
+        layer = self._masked(handle[0], masks)
+        dtype = next(layer.parameters()).dtype
+        with self.torch.no_grad():
+            y = layer(self.torch.as_tensor(np.asarray(x)).to(dtype))
+        return y.double().numpy(), str(y.dtype).removeprefix("torch.")
+
+    def weight(self, handle):
+        return handle[0].dense_weight().detach().double().numpy()
+
+    def grads(self, handle, x, masks=None):
+        layer = self._masked(handle[0], masks)
+        dtype = next(layer.parameters()).dtype
+        layer.zero_grad()
+        layer(self.torch.as_tensor(np.asarray(x)).to(dtype)).pow(2).sum().backward()
+        weights = self.module().prunable_weights(layer)
+        cores = [weights[f"core_{k}"].grad for k in range(len(weights))]
+        assert all(g is not None for g in cores), "a core got no gradient at all"
+        bias = None if layer.bias is None else layer.bias.grad.double().numpy()
+        return [g.double().numpy() for g in cores], bias
+
+    def init_draws(self, fmt, args, kw, draws):
+        cls = self.module().linear_class(fmt)
+        cores, weights, biases = [], [], []
+        for s in range(draws):
+            self.torch.manual_seed(s)  # the bias comes from torch's generator
+            layer = cls(*args, **kw, seed=s, dtype=self.torch.float64)
+            cores.append(np.concatenate([c.detach().numpy().ravel() for c in layer.cores]))
+            weights.append(layer.dense_weight().detach().numpy().ravel())
+            biases.append(layer.bias.detach().numpy())
+        target = 1.0 / math.sqrt(3 * layer.in_features)
+        std = tedepr.core_std(layer.format, layer.ranks, len(layer.cores), target)
+        return np.stack(cores), np.stack(weights), np.stack(biases), std
+
+
+class JaxBackend(Backend):
+    name = "jax"
+
+    def __init__(self):
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+
+    def module(self):
+        from tedepr.backends import jax as backend
+
+        return backend
+
+    def _handle(self, layer):
+        return layer, layer.init(self.jax.random.key(0))
+
+    def set_arrays(self, handle, cores, bias, dtype):
+        jnp = self.jnp
+        params = {"cores": tuple(jnp.asarray(c, dtype=getattr(jnp, dtype)) for c in cores)}
+        if bias is not None:
+            params["bias"] = jnp.asarray(bias, dtype=getattr(jnp, dtype))
+        return handle[0], params
+
+    def _masks(self, masks):
+        return None if masks is None else {"cores": tuple(self.jnp.asarray(m) for m in masks)}
+
+    def forward(self, handle, x, masks=None):
+        layer, params = handle
+        dtype = params["cores"][0].dtype
+        y = self.jax.jit(layer.apply)(
+            params, self.jnp.asarray(np.asarray(x), dtype), self._masks(masks)
+        )
+        return np.asarray(y, dtype=np.float64), str(y.dtype)
+
+    def weight(self, handle):
+        layer, params = handle
+        return np.asarray(layer.weight(params), dtype=np.float64)
+
+    def grads(self, handle, x, masks=None):
+        layer, params = handle
+        jnp = self.jnp
+        x = jnp.asarray(np.asarray(x), params["cores"][0].dtype)
+        m = self._masks(masks)
+        g = self.jax.jit(self.jax.grad(lambda p: jnp.sum(layer.apply(p, x, m) ** 2)))(params)
+        bias = None if "bias" not in g else np.asarray(g["bias"], np.float64)
+        return [np.asarray(c, np.float64) for c in g["cores"]], bias
+
+    def init_draws(self, fmt, args, kw, draws):
+        jax, jnp = self.jax, self.jnp
+        layer = self.module().linear_class(fmt)(*args, **kw)
+        keys = jax.random.split(jax.random.key(0), draws)
+        params = jax.jit(jax.vmap(lambda k: layer.init(k, jnp.float64)))(keys)
+        cores = np.concatenate([np.asarray(c).reshape(draws, -1) for c in params["cores"]], axis=1)
+        weights = np.asarray(jax.jit(jax.vmap(layer.weight))(params)).reshape(draws, -1)
+        return cores, weights, np.asarray(params["bias"]), layer.core_std
+
+
+_MAKERS = {"torch": TorchBackend, "jax": JaxBackend}
+
+
+def make_backend(name: str) -> Backend:
+    pytest.importorskip(name)
+    return _MAKERS[name]()
+
+
+@pytest.fixture(
+    params=[pytest.param(b, marks=getattr(pytest.mark, b)) for b in BACKENDS], scope="module"
+)
+def backend(request) -> Backend:
+    """Each contract test runs once per backend."""
+    return make_backend(request.param)
