@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import tedepr
+from tedepr.pruning.problem import canonical_name
 
 BACKENDS = ("torch", "jax")
 
@@ -60,6 +61,34 @@ class Backend:
     def init_draws(self, fmt, args, kw, draws: int):
         """``(cores (draws, K), weights (draws, N_in·N_out), bias (draws, N_out), core std the
         layer targets)`` of ``draws`` independently initialised float64 layers."""
+        raise NotImplementedError
+
+    # -- models and compress results (names are canonical: ``hidden.0.core_1``)
+    def zoo(self, name, **kw):
+        raise NotImplementedError
+
+    def compress(self, model, data, **kw):
+        return self.module().compress(model, data, **kw)
+
+    def dense_count(self, model) -> int:
+        raise NotImplementedError
+
+    def is_dense(self, model, layer: str) -> bool:
+        """Whether ``model``'s layer ``layer`` is a plain (untensorized) Linear."""
+        raise NotImplementedError
+
+    def masks(self, result) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def stored_weights(self, result) -> dict[str, np.ndarray]:
+        """The trainable weights as stored (the unmasked originals), by canonical name."""
+        raise NotImplementedError
+
+    def run(self, result, x) -> np.ndarray:
+        raise NotImplementedError
+
+    def tensorized_norms(self, result) -> dict[str, float]:
+        """Frobenius norm of every tensorized layer's reconstructed matrix, by layer name."""
         raise NotImplementedError
 
 
@@ -134,6 +163,33 @@ class TorchBackend(Backend):
         std = tedepr.core_std(layer.format, layer.ranks, len(layer.cores), target)
         return np.stack(cores), np.stack(weights), np.stack(biases), std
 
+    def zoo(self, name, **kw):
+        return self.module().get(name, seed=0, **kw)
+
+    def dense_count(self, model):
+        return self.module().count_weights(model)["dense"]
+
+    def is_dense(self, model, layer):
+        return type(model.get_submodule(layer)) is self.torch.nn.Linear
+
+    def masks(self, result):
+        return {canonical_name(n): m.numpy() for n, m in result.masks.items()}
+
+    def stored_weights(self, result):
+        weights = self.module().prunable_weights(result.model)
+        return {canonical_name(n): p.detach().numpy() for n, p in weights.items()}
+
+    def run(self, result, x):
+        with self.torch.no_grad():
+            return result.model(self.torch.as_tensor(np.asarray(x))).numpy()
+
+    def tensorized_norms(self, result):
+        return {
+            name: float(np.linalg.norm(m.factorized().to_dense().detach().double().numpy()))
+            for name, m in result.model.named_modules()
+            if name and hasattr(m, "factorized")
+        }
+
 
 class JaxBackend(Backend):
     name = "jax"
@@ -192,8 +248,40 @@ class JaxBackend(Backend):
         weights = np.asarray(jax.jit(jax.vmap(layer.weight))(params)).reshape(draws, -1)
         return cores, weights, np.asarray(params["bias"]), layer.core_std
 
+    def zoo(self, name, **kw):
+        return self.module().get(name, **kw)
+
+    def dense_count(self, model):
+        return self.module().count_weights(model, model.init(self.jax.random.key(0)))["dense"]
+
+    def is_dense(self, model, layer):
+        return type(model.layers[layer.replace(".", "/")]) is self.module().Dense
+
+    def masks(self, result):
+        return {canonical_name(n): np.asarray(m) for n, m in result.masks.items()}
+
+    def stored_weights(self, result):
+        weights = self.module().prunable_weights(result.params)
+        return {canonical_name(n): np.asarray(a) for n, a in weights.items()}
+
+    def run(self, result, x):
+        return np.asarray(result.apply(self.jnp.asarray(np.asarray(x))))
+
+    def tensorized_norms(self, result):
+        out = {}
+        for name, layer in result.model.layers.items():
+            if callable(getattr(layer, "factorized", None)):
+                f = layer.factorized(result.params[name])
+                out[name.replace("/", ".")] = float(np.linalg.norm(np.asarray(f.to_dense())))
+        return out
+
 
 _MAKERS = {"torch": TorchBackend, "jax": JaxBackend}
+
+
+def backend_params(*names):
+    """``pytest.param`` of each backend name, with its marker (for ``indirect`` parametrisation)."""
+    return [pytest.param(b, marks=getattr(pytest.mark, b)) for b in names]
 
 
 def make_backend(name: str) -> Backend:
@@ -201,9 +289,7 @@ def make_backend(name: str) -> Backend:
     return _MAKERS[name]()
 
 
-@pytest.fixture(
-    params=[pytest.param(b, marks=getattr(pytest.mark, b)) for b in BACKENDS], scope="module"
-)
+@pytest.fixture(params=backend_params(*BACKENDS), scope="module")
 def backend(request) -> Backend:
     """Each contract test runs once per backend."""
     return make_backend(request.param)
