@@ -91,6 +91,22 @@ class Backend:
         """Frobenius norm of every tensorized layer's reconstructed matrix, by layer name."""
         raise NotImplementedError
 
+    # -- training
+    def tensorize(self, model, *args, **kw):
+        return self.module().tensorize(model, *args, **kw)
+
+    def fit(self, model, data, **kw):
+        """The backend's ``fit`` on ``model`` (JAX: with its params from ``init(key(0))``)."""
+        raise NotImplementedError
+
+    def snapshot(self, model) -> list[np.ndarray]:
+        """Copies of every parameter array of ``model`` (JAX: of the params `fit` starts from)."""
+        raise NotImplementedError
+
+    def param_name(self, canonical: str) -> str:
+        """The backend's own name of a parameter (``hidden.0.core_1``; JAX ``hidden/0/cores/1``)."""
+        return canonical
+
 
 class TorchBackend(Backend):
     name = "torch"
@@ -190,6 +206,12 @@ class TorchBackend(Backend):
             if name and hasattr(m, "factorized")
         }
 
+    def fit(self, model, data, **kw):
+        return self.module().fit(model, data, **kw)
+
+    def snapshot(self, model):
+        return [p.detach().clone().numpy() for p in model.parameters()]
+
 
 class JaxBackend(Backend):
     name = "jax"
@@ -274,6 +296,18 @@ class JaxBackend(Backend):
                 f = layer.factorized(result.params[name])
                 out[name.replace("/", ".")] = float(np.linalg.norm(np.asarray(f.to_dense())))
         return out
+
+    def _params(self, model):
+        return model.init(self.jax.random.key(0))
+
+    def fit(self, model, data, **kw):
+        return self.module().fit(model, self._params(model), data, **kw)
+
+    def snapshot(self, model):
+        return [np.array(a) for a in self.jax.tree.leaves(self._params(model))]
+
+    def param_name(self, canonical):
+        return canonical.replace(".core_", ".cores.").replace(".", "/")
 
 
 _MAKERS = {"torch": TorchBackend, "jax": JaxBackend}
