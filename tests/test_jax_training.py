@@ -121,6 +121,7 @@ class _InterruptOnSecondPass:
         return batches()
 
 
+@pytest.mark.slow  # a long training run (see the slow marker in pyproject.toml)
 def test_resume_gives_identical_params(tmp_path):
     model = _tiny_tt_mlp()
     params = model.init(jax.random.key(1))
@@ -235,6 +236,7 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a long training run (see the slow marker in pyproject.toml)
 def test_two_devices_match_one_device_in_a_subprocess(tmp_path):
     script = tmp_path / "shard.py"
     script.write_text(_SHARDING_SCRIPT)

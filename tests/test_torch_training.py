@@ -575,6 +575,7 @@ DDP_WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a long training run (see the slow marker in pyproject.toml)
 def test_ddp_two_ranks_match_single_process(mnist, tmp_path):
     # 250 samples in global batches of 51: shares of 26/25 and, for the last batch of 46, 23/23 —
     # the uneven shares check the per-rank loss weighting.
