@@ -230,3 +230,32 @@ def test_jax_tensorize_handles_gru_and_stacked_lstm_as_torch_does():
     tnew = tt.tensorize(tnet, "tt", rank=2, min_params=0, layers=("lstm", "gru"))
     assert isinstance(tnew["lstm"], tt.TensorizedLSTM) and isinstance(tnew["gru"], tt.TensorizedGRU)
     assert tnew["lstm"].num_layers == both.layers["lstm"].num_layers == 2
+
+
+def test_fit_trains_with_dropout_between_layers_deterministically():
+    def model(dropout):
+        return tj.Model(
+            {"lstm": tj.LSTM(F, H, 2, batch_first=True, dropout=dropout), "head": tj.Dense(H, 3)},
+            lambda call, x: call("head", call("lstm", x)[1][0][-1]),
+            (T, F),
+            "stacked",
+        )
+
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((16, T, F)).astype(np.float32), rng.integers(0, 3, 16))
+    params = model(0.5).init(jax.random.key(0))
+    kw = dict(epochs=1, lr=0.1, batch_size=8, progress=False, seed=3)
+    a = tj.fit(model(0.5), params, data, **kw).params
+    b = tj.fit(model(0.5), params, data, **kw).params
+    plain = tj.fit(model(0.0), params, data, **kw).params
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(
+            np.asarray(x), np.asarray(y)
+        )  # the key is (seed, epoch, batch)
+    assert any(
+        not np.allclose(np.asarray(x), np.asarray(y))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(plain), strict=True)
+    ), "fit trained without dropout"
+    # evaluation is deterministic: no dropout outside training
+    assert tj.evaluate(model(0.5), a, data) == tj.evaluate(model(0.5), a, data)
+    assert tj.evaluate(model(0.5), a, data) == tj.evaluate(model(0.0), a, data)
