@@ -186,8 +186,8 @@ SIGNATURE_GAPS: dict[str, str] = {
         "torch also takes dropout (positional, as nn.TransformerEncoderLayer), weight_init and std"
     ),
     "tensorize": (
-        "torch: layers=/decompose= (decomposing trained weights needs the module's values); JAX: "
-        "d=/strategy=/conv_strategy=/tensorize_hidden= (torch sets them through overrides=)"
+        "torch also takes decompose= (decomposing trained weights: JAX's tensorize returns a "
+        "new structure without values; params come from init or transfer_params)"
     ),
     "evaluate": "torch: a positional device; JAX: masks=, batch_size=, devices=",
 }

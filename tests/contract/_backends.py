@@ -103,6 +103,13 @@ class Backend:
         """Copies of every parameter array of ``model`` (JAX: of the params `fit` starts from)."""
         raise NotImplementedError
 
+    def layer(self, model, name: str):
+        """The (sub)layer ``name`` (canonical, ``hidden.0``) of ``model``."""
+        raise NotImplementedError
+
+    def strategy(self, layer) -> str:
+        return layer.strategy
+
     def param_name(self, canonical: str) -> str:
         """The backend's own name of a parameter (``hidden.0.core_1``; JAX ``hidden/0/cores/1``)."""
         return canonical
@@ -212,6 +219,12 @@ class TorchBackend(Backend):
     def snapshot(self, model):
         return [p.detach().clone().numpy() for p in model.parameters()]
 
+    def layer(self, model, name):
+        return model.get_submodule(name)
+
+    def strategy(self, layer):
+        return layer._strategy
+
 
 class JaxBackend(Backend):
     name = "jax"
@@ -308,6 +321,9 @@ class JaxBackend(Backend):
 
     def param_name(self, canonical):
         return canonical.replace(".core_", ".cores.").replace(".", "/")
+
+    def layer(self, model, name):
+        return model.layers[name.replace(".", "/")]
 
 
 _MAKERS = {"torch": TorchBackend, "jax": JaxBackend}

@@ -247,3 +247,20 @@ def test_conv_bad_arguments_are_named(backend):
         m.CPConv2d(4, 6, 3, groups=2, rank=2, strategy="factorized")
     with pytest.raises(ValueError, match="factorized"):
         m.TTConv2d(4, 6, 3, rank=2, strategy="factorized")
+
+
+def test_tensorize_layer_defaults_reach_every_new_layer(backend):
+    # d / strategy / conv_strategy / tensorize_hidden: tensorize's defaults for the new layers
+    mlp = backend.zoo("lenet300_100", num_classes=3, image_size=4, hidden=(16,))
+    new = backend.tensorize(mlp, "tt", 2, min_params=0, d=2, strategy="chain")
+    layer = backend.layer(new, "hidden.0")
+    assert len(layer.in_modes) == 2 and backend.strategy(layer) == "chain"
+    plain = backend.layer(backend.tensorize(mlp, "tt", 2, min_params=0), "hidden.0")
+    assert backend.strategy(plain) == "auto"
+    # overrides still win over the defaults
+    over = backend.tensorize(
+        mlp, "tt", 2, min_params=0, d=2, overrides={"hidden*": {"d": 3}}, exclude="classifier"
+    )
+    assert len(backend.layer(over, "hidden.0").in_modes) == 3
+    with pytest.raises(ValueError, match="conv_strategy"):
+        backend.tensorize(mlp, conv_strategy="fast")

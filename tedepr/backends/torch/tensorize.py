@@ -14,7 +14,7 @@ from torch import nn
 from ...shapes import check_format
 from ...validation import check_globs_match
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
-from .conv import conv_class
+from .conv import CONV_STRATEGIES, conv_class
 from .layers import TensorizedLayer, linear_class
 from .masking import prunable_parameters
 from .recurrent import TensorizedGRU, TensorizedLSTM, _TensorizedRNNBase
@@ -161,6 +161,10 @@ def tensorize(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     layers: Sequence[str] = _DEFAULT_LAYERS,
     decompose: bool = False,
+    d: int | None = None,
+    strategy: str = "auto",
+    conv_strategy: str = "auto",
+    tensorize_hidden: bool = False,
 ) -> nn.Module:
     """A copy of ``model`` whose eligible layers are tensorized; ``model`` itself is not changed.
 
@@ -191,6 +195,10 @@ def tensorize(
         True: decompose the trained weights (``from_dense``; each new layer's
         ``decomposition_error`` reports the relative error). False: fresh exact variance-preserving
         init.
+    d, strategy, conv_strategy, tensorize_hidden :
+        Defaults for the new layers (number of modes; contraction strategy of the Linear,
+        recurrent and attention maps; the convolutions' strategy; whether the recurrent layers'
+        hidden maps are tensorized too), as the JAX backend's; ``overrides`` take precedence.
 
     Returns
     -------
@@ -219,6 +227,17 @@ def tensorize(
             f"layers must be a non-empty sequence of {', '.join(map(repr, LAYER_KINDS))}; "
             f"got {layers!r}"
         )
+    if conv_strategy not in CONV_STRATEGIES:
+        raise ValueError(
+            f"conv_strategy must be one of {', '.join(map(repr, CONV_STRATEGIES))}; "
+            f"got {conv_strategy!r}"
+        )
+    defaults = {
+        "d": d,
+        "strategy": strategy,
+        "conv_strategy": conv_strategy,
+        "tensorize_hidden": bool(tensorize_hidden),
+    }
     include, exclude = _globs(include, "include"), _globs(exclude, "exclude")
     overrides = {} if overrides is None else overrides
     if not isinstance(overrides, Mapping) or not all(
@@ -268,6 +287,7 @@ def tensorize(
                 decompose,
                 reasons,
                 used_overrides,
+                defaults,
             )
             memo[id(m)] = new
         if new is None:
@@ -302,6 +322,20 @@ def tensorize(
     return new_model
 
 
+def _layer_defaults(kind: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``tensorize``'s defaults give a new layer of ``kind`` (only those
+    that differ from the layer's own defaults, so ``from_dense`` sees what it saw before)."""
+    kw: dict[str, Any] = {}
+    if defaults["d"] is not None:
+        kw["d"] = defaults["d"]
+    strategy = defaults["conv_strategy" if kind == "conv2d" else "strategy"]
+    if strategy != "auto":
+        kw["strategy"] = strategy
+    if kind in ("lstm", "gru") and defaults["tensorize_hidden"]:
+        kw["tensorize_hidden"] = True
+    return kw
+
+
 def _decide(
     name,
     label,
@@ -317,6 +351,7 @@ def _decide(
     decompose,
     reasons,
     used_overrides,
+    defaults,
 ) -> nn.Module | None:
     """The replacement of ``m``, or None (the reason appended to ``reasons``)."""
     if kind not in layers:
@@ -337,7 +372,7 @@ def _decide(
     if dense < min_params:
         reasons.append(f"{label}: {dense} weights < min_params={min_params}")
         return None
-    kw: dict[str, Any] = {"format": fmt, "rank": rank}
+    kw: dict[str, Any] = {"format": fmt, "rank": rank, **_layer_defaults(kind, defaults)}
     matched = []
     for glob, extra in overrides.items():
         if fnmatch.fnmatchcase(name, glob):
