@@ -189,7 +189,6 @@ SIGNATURE_GAPS: dict[str, str] = {
         "torch also takes decompose= (decomposing trained weights: JAX's tensorize returns a "
         "new structure without values; params come from init or transfer_params)"
     ),
-    "evaluate": "torch: a positional device; JAX: masks=, batch_size=, devices=",
 }
 
 

@@ -107,6 +107,14 @@ class Backend:
         """The (sub)layer ``name`` (canonical, ``hidden.0``) of ``model``."""
         raise NotImplementedError
 
+    def evaluate(self, model, data, **kw):
+        """The backend's ``evaluate`` (JAX: with the params `fit` starts from)."""
+        raise NotImplementedError
+
+    def full_masks(self, model, value: bool) -> dict:
+        """A mask of ``value`` for every prunable weight, by the backend's own names."""
+        raise NotImplementedError
+
     def strategy(self, layer) -> str:
         return layer.strategy
 
@@ -222,6 +230,15 @@ class TorchBackend(Backend):
     def layer(self, model, name):
         return model.get_submodule(name)
 
+    def evaluate(self, model, data, **kw):
+        return self.module().evaluate(model, data, **kw)
+
+    def full_masks(self, model, value):
+        weights = self.module().prunable_weights(model)
+        return {
+            n: self.torch.full(p.shape, value, dtype=self.torch.bool) for n, p in weights.items()
+        }
+
     def strategy(self, layer):
         return layer._strategy
 
@@ -324,6 +341,13 @@ class JaxBackend(Backend):
 
     def layer(self, model, name):
         return model.layers[name.replace(".", "/")]
+
+    def evaluate(self, model, data, **kw):
+        return self.module().evaluate(model, self._params(model), data, **kw)
+
+    def full_masks(self, model, value):
+        weights = self.module().prunable_weights(self._params(model))
+        return {n: np.full(np.shape(a), value) for n, a in weights.items()}
 
 
 _MAKERS = {"torch": TorchBackend, "jax": JaxBackend}

@@ -54,3 +54,23 @@ def test_fit_rejects_bad_data_and_masks(backend):
     with pytest.raises(ValueError, match="unknown parameter name|is not a parameter") as err:
         backend.fit(model, [(x, y)], epochs=1, progress=False, masks=bogus)
     assert repr(next(iter(bogus))) in str(err.value)  # the mask is named
+
+
+def test_evaluate_takes_arrays_batches_and_masks_alike(backend):
+    model = _tiny_tt_mlp(backend)
+    batches = _batches(24)
+    x = np.concatenate([b[0] for b in batches])
+    y = np.concatenate([b[1] for b in batches])
+    before = backend.snapshot(model)
+    loss, acc = backend.evaluate(model, batches)
+    assert np.isfinite(loss) and 0.0 <= acc <= 1.0
+    pair = backend.evaluate(model, (x, y), batch_size=5)
+    assert pair == pytest.approx((loss, acc), rel=1e-6)
+    kept = backend.evaluate(model, batches, masks=backend.full_masks(model, True))
+    assert kept == pytest.approx((loss, acc), rel=1e-6)
+    # every weight pruned: constant logits (the biases), so a different loss; the model is unchanged
+    pruned = backend.evaluate(model, batches, masks=backend.full_masks(model, False))
+    assert pruned[0] != pytest.approx(loss, rel=1e-3)
+    assert all(np.array_equal(a, b) for a, b in zip(before, backend.snapshot(model), strict=True))
+    with pytest.raises(ValueError, match="batch_size"):
+        backend.evaluate(model, (x, y), batch_size=0)
