@@ -358,6 +358,19 @@ def backend_params(*names):
     return [pytest.param(b, marks=getattr(pytest.mark, b)) for b in names]
 
 
+def per_backend(cases: dict[str, list]) -> list:
+    """``pytest.param(backend, *case)`` for every case of every backend: the same assertion, with
+    a case table per backend where running every case on both would only add compile time (each
+    backend keeps at least the cases its own suite ran before the contract suite existed). Use
+    with ``indirect=["backend"]``."""
+    out = []
+    for name, rows in cases.items():
+        for row in rows:
+            row = row if isinstance(row, tuple) else (row,)
+            out.append(pytest.param(name, *row, marks=getattr(pytest.mark, name)))
+    return out
+
+
 def make_backend(name: str) -> Backend:
     pytest.importorskip(name)
     return _MAKERS[name]()

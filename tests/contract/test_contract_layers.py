@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from _backends import backend  # noqa: F401  (the fixture)
+from _backends import backend, per_backend  # noqa: F401  (the fixture)
 
 import reference
 
@@ -65,10 +65,17 @@ LINEAR_CASES = [  # (format, in, out, rank, in_modes, out_modes, strategy, bias)
 ]
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(
-    "case", LINEAR_CASES, ids=lambda c: f"{c[0]}-{c[1]}x{c[2]}-{c[6]}-{'b' if c[7] else 'nob'}"
+# torch runs every case (its layers are cheap to build); JAX the first eight (each case is a jit
+# compilation), the ones its suite always ran
+LINEAR_RUNS = per_backend(
+    {
+        "torch": [(c, d) for c in LINEAR_CASES for d in DTYPES],
+        "jax": [(c, d) for c in LINEAR_CASES[:8] for d in DTYPES],
+    }
 )
+
+
+@pytest.mark.parametrize("backend, case, dtype", LINEAR_RUNS, indirect=["backend"])
 def test_linear_forward_matches_reference(backend, case, dtype):
     fmt, n_in, n_out, rank, in_modes, out_modes, strategy, bias = case
     handle = backend.linear(fmt, n_in, n_out, rank, in_modes, out_modes, bias, strategy=strategy)
@@ -98,8 +105,16 @@ def test_default_dtype_is_float32(backend, fmt):
     assert y_dtype == "float32" and y.shape == (7, 30)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("size", [(12, 20, 2), (24, 30, 3)])
+@pytest.mark.parametrize(
+    "backend, fmt, size",
+    per_backend(
+        {
+            "torch": [(f, s) for f in FORMATS for s in ((12, 20, 2), (24, 30, 3))],
+            "jax": [(f, (12, 20, 2)) for f in FORMATS],
+        }
+    ),
+    indirect=["backend"],
+)
 def test_linear_gradients_reach_every_core_and_never_a_pruned_entry(backend, fmt, size):
     n_in, n_out, rank = size
     handle = backend.linear(fmt, n_in, n_out, rank)
@@ -127,8 +142,14 @@ INIT_CASES = [  # (format-independent args, kwargs, draws)
 ]
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("case", range(len(INIT_CASES)))
+@pytest.mark.parametrize(
+    "backend, fmt, case",
+    # a torch layer is built once per draw: the 3000-draw case is JAX's (vmapped) alone
+    per_backend(
+        {"torch": [(f, 1) for f in FORMATS], "jax": [(f, c) for f in FORMATS for c in (0, 1)]}
+    ),
+    indirect=["backend"],
+)
 def test_init_std_is_exact_over_draws(backend, fmt, case):
     """Core entries are N(0, s²) with tedepr.core_std's s, and the reconstructed weight's elements
     have exactly the target variance (nn.Linear's default 1/(3·fan_in)): pooled within 5%, and per
@@ -185,25 +206,33 @@ CONV_CONFIGS = [  # (kernel_size, stride, padding, dilation, groups)
 ]
 
 
-def _strategies(fmt, groups):
+def _strategies(fmt, groups, backend="torch"):
+    """Every strategy on torch; on JAX (a compilation each) every distinct code path: ``auto``
+    only dispatches to one of the others."""
     if groups != 1:
-        return ["auto", "reconstruct"]
-    return ["auto", "reconstruct", "unfold"] + (["factorized"] if fmt in ("tucker", "cp") else [])
+        return ["auto", "reconstruct"] if backend == "torch" else ["reconstruct"]
+    factorized = ["factorized"] if fmt in ("tucker", "cp") else []
+    if backend == "torch":
+        return ["auto", "reconstruct", "unfold"] + factorized
+    return ["reconstruct"] + (["unfold"] if fmt != "tucker" else []) + factorized
 
 
-# float64 on every configuration; float32 (rounding, not layout, is what it adds) on five
-CONV_CASES = [(c, "float64") for c in range(len(CONV_CONFIGS))] + [
-    (c, "float32") for c in (1, 6, 7, 8, 9)
-]
+# torch: float64 on every configuration, float32 on one; JAX: its four configurations in both
+CONV_RUNS = per_backend(
+    {
+        "torch": [(f, c, "float64") for f in FORMATS for c in range(len(CONV_CONFIGS))]
+        + [(f, 1, "float32") for f in FORMATS],
+        "jax": [(f, c, d) for f in FORMATS for c in (6, 7, 8, 9) for d in DTYPES],
+    }
+)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("config, dtype", CONV_CASES)
+@pytest.mark.parametrize("backend, fmt, config, dtype", CONV_RUNS, indirect=["backend"])
 def test_conv_forward_matches_reference_on_every_strategy(backend, fmt, config, dtype):
     kernel_size, stride, padding, dilation, groups = CONV_CONFIGS[config]
     x64 = np.random.default_rng(7 + config).standard_normal((2, 4, 9, 8))
     x = backend.rounded(x64, dtype)
-    for strategy in _strategies(fmt, groups):
+    for strategy in _strategies(fmt, groups, backend.name):
         handle = backend.conv(
             fmt, 4, 6, kernel_size, stride, padding, dilation, groups, rank=2, strategy=strategy
         )
@@ -223,7 +252,7 @@ def test_conv_forward_matches_reference_on_every_strategy(backend, fmt, config, 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_conv_gradients_reach_every_core_on_every_strategy(backend, fmt):
     x = np.random.default_rng(0).standard_normal((2, 4, 6, 6))
-    for strategy in _strategies(fmt, 1):
+    for strategy in _strategies(fmt, 1, backend.name):
         handle = backend.conv(fmt, 4, 6, 3, padding=1, rank=2, strategy=strategy)
         cores, b = _random_arrays(handle[0], 2)
         handle = backend.set_arrays(handle, cores, b, "float64")

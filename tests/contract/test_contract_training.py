@@ -7,11 +7,18 @@ import numpy as np
 import pytest
 from _backends import backend  # noqa: F401  (the fixture)
 
+_MODELS: dict = {}
+
 
 def _tiny_tt_mlp(backend):
-    """LeNet-300-100's shape at 4×4 pixels, hidden 8–6, 3 classes, with TT hidden layers."""
-    model = backend.zoo("lenet300_100", num_classes=3, image_size=4, hidden=(8, 6))
-    return backend.tensorize(model, "tt", 2, min_params=0, exclude="classifier")
+    """LeNet-300-100's shape at 4×4 pixels, hidden 8–6, 3 classes, with TT hidden layers (built
+    once per backend: every test here leaves it unchanged, which they assert)."""
+    if backend.name not in _MODELS:
+        model = backend.zoo("lenet300_100", num_classes=3, image_size=4, hidden=(8, 6))
+        _MODELS[backend.name] = backend.tensorize(
+            model, "tt", 2, min_params=0, exclude="classifier"
+        )
+    return _MODELS[backend.name]
 
 
 def _batches(n=16, seed=0):
