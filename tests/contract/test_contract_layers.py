@@ -144,10 +144,9 @@ INIT_CASES = [  # (format-independent args, kwargs, draws)
 
 @pytest.mark.parametrize(
     "backend, fmt, case",
-    # a torch layer is built once per draw: the 3000-draw case is JAX's (vmapped) alone
-    per_backend(
-        {"torch": [(f, 1) for f in FORMATS], "jax": [(f, c) for f in FORMATS for c in (0, 1)]}
-    ),
+    # each backend its own case: a torch layer is built once per draw (300 draws of 64x64), a JAX
+    # init is vmapped (3000 draws of 12x8)
+    per_backend({"torch": [(f, 1) for f in FORMATS], "jax": [(f, 0) for f in FORMATS]}),
     indirect=["backend"],
 )
 def test_init_std_is_exact_over_draws(backend, fmt, case):
