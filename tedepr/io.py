@@ -13,10 +13,10 @@ says why) holding three flat tensors and one JSON document in its metadata:
     The masks, concatenated in ``arrays`` order and bit-packed with `numpy.packbits`.
 
 The JSON document (metadata key ``"tedepr"``) holds the format version, the stored and training
-dtypes, the arrays' names/shapes/kinds (PyTorch names and layouts, as in
-`tedepr.backends.torch.interchange`), the tensorized layers' structure (format, modes, ranks,
-kind, shapes, bias, strategy) and, for a zoo model, its name and constructor arguments. The
-metadata key ``"sha256"`` is the SHA-256 of the JSON document followed by the three tensors'
+dtypes, the arrays' names/shapes/kinds (canonical names and layouts, `tedepr.pruning.problem`:
+``.``-joined paths, cores ``core_k``, dense weights ``(out, in)``), the tensorized layers'
+structure (format, modes, ranks, kind, shapes, bias, strategy) and, for a zoo model, its name and
+constructor arguments. The metadata key ``"sha256"`` is the SHA-256 of the JSON document followed by the three tensors'
 bytes; `load` recomputes it before building anything, so a corrupt or truncated file is a
 `CorruptFileError`, never a wrong model.
 

@@ -18,10 +18,14 @@ __all__ = ["ScoringProblem", "CoreInfo", "canonical_name", "canonical_order"]
 
 
 def canonical_name(name: str) -> str:
-    """The PyTorch-style dotted name of a parameter (``"hidden/0/cores/1"`` → ``"hidden.0.core_1"``).
+    """The canonical name of a parameter: its path components joined by ``"."``, the ``k``-th core
+    of a tensorized layer written ``core_k`` (``"hidden/0/cores/1"`` and ``"hidden.0.core_1"`` →
+    ``"hidden.0.core_1"``).
 
-    Selection ties and random scores follow the order of these names, so the torch and JAX backends,
-    whose parameter orders and separators differ, choose identical masks from identical weights.
+    Selection ties and random scores follow the lexicographic order of these names, so backends
+    whose parameter orders and path separators differ choose identical masks from identical
+    weights. The definition depends on no framework: a backend only has to name a model's layers
+    alike (the interchange names of `tedepr.io`).
     """
     return name.replace("/", ".").replace(".cores.", ".core_")
 
@@ -40,8 +44,12 @@ class CoreInfo:
     one "slice" of the core whose entries must not all be pruned (e.g. ``(1, 2)`` — the ``(n_k, m_k)``
     slice of a TT core, so that every input/output mode index keeps a path), and ``bond_axes`` are the
     rank axes (for effective-rank reports). ``layout`` is the axis permutation from the canonical
-    (PyTorch) layout of this weight to the backend's array (``(1, 0)`` for a JAX ``Dense`` weight stored
-    ``(in, out)``); None when they agree. Random scores are drawn in the canonical layout.
+    layout of this weight to the backend's array; None when they agree. Random scores are drawn in
+    the canonical layout, C order (row-major): a dense weight is ``(out, in)`` — axis 0 indexes the
+    outputs, axis 1 the inputs (a convolution ``(out_channels, in_channels / groups, kh, kw)``, a
+    recurrent map ``(gates·hidden, in)``, gates in their published order); a core has the shape of
+    `tedepr.Factorized.cores`. So a backend storing a dense weight ``(in, out)`` for ``y = x @ W``
+    gives ``layout=(1, 0)``.
     """
 
     layer: str

@@ -15,8 +15,16 @@ Importing this package imports jax and optax (flax only with `nnx`); ``import te
 does. Nothing here
 changes JAX's global configuration (float64 is used only inside a local `jax.enable_x64` context for
 SynFlow).
+
+``__all__`` is `tedepr.api.backend_all("jax")`: the names both backends share, then the few that
+exist only here (the small module system, masks as pytrees, optax pieces). Older names
+(`prunable_leaves`, `JaxScoringProblem`, `count_kept`, ...) stay importable but are not part of the
+shared surface.
 """
 
+# ruff: noqa: F401  (re-exports; __all__ is computed from tedepr.api)
+
+from ...api import backend_all
 from .attention import (
     MultiheadAttention,
     TensorizedMultiheadAttention,
@@ -27,6 +35,7 @@ from .attention import (
 from .compact import compact
 from .compress import CompressionResult, build_report, compress, score
 from .conv import (
+    CONV_CLASSES,
     CONV_STRATEGIES,
     Conv2d,
     CPConv2d,
@@ -35,9 +44,12 @@ from .conv import (
     TTConv2d,
     TuckerConv2d,
     conv2d,
+    conv_class,
 )
+from .counting import count_weights
 from .inference import finalize
 from .layers import (
+    LINEAR_CLASSES,
     BatchNorm,
     CPLinear,
     Dense,
@@ -46,6 +58,7 @@ from .layers import (
     TRLinear,
     TTLinear,
     TuckerLinear,
+    linear_class,
 )
 from .masking import (
     apply_masks,
@@ -57,74 +70,22 @@ from .masking import (
     prunable_paths,
 )
 from .models import MODELS, Model, Parameter, available, get, max_pool2d
-from .recurrent import LSTM, TensorizedLSTM
+from .recurrent import GRU, LSTM, TensorizedGRU, TensorizedLSTM
 from .scoring import JaxScoringProblem
-from .tensorize import DEFAULT_MIN_PARAMS, tensorize, tensorize_layer, transfer_params
+from .tensorize import (
+    DEFAULT_MIN_PARAMS,
+    LAYER_KINDS,
+    tensorize,
+    tensorize_layer,
+    transfer_params,
+)
 from .training import FitResult, evaluate, fit, load_checkpoint, make_optimizer, make_train_step
 
-__all__ = [
-    # layers
-    "TTLinear",
-    "TRLinear",
-    "TuckerLinear",
-    "CPLinear",
-    "TensorizedLinear",
-    "TTConv2d",
-    "TRConv2d",
-    "TuckerConv2d",
-    "CPConv2d",
-    "TensorizedConv2d",
-    "CONV_STRATEGIES",
-    "TensorizedLSTM",
-    "TensorizedMultiheadAttention",
-    "TensorizedTransformerEncoderLayer",
-    "Dense",
-    "Conv2d",
-    "LSTM",
-    "MultiheadAttention",
-    "TransformerEncoderLayer",
-    "LayerNorm",
-    "BatchNorm",
-    "Parameter",
-    "conv2d",
-    "max_pool2d",
-    "scaled_dot_product_attention",
-    # models
-    "Model",
-    "MODELS",
-    "get",
-    "available",
-    "tensorize",
-    "tensorize_layer",
-    "transfer_params",
-    "DEFAULT_MIN_PARAMS",
-    # masks
-    "prunable_paths",
-    "prunable_leaves",
-    "apply_masks",
-    "normalize_masks",
-    "flatten_masks",
-    "ones_masks",
-    "count_kept",
-    # training
-    "fit",
-    "evaluate",
-    "FitResult",
-    "make_optimizer",
-    "make_train_step",
-    "load_checkpoint",
-    # scoring and compression
-    "JaxScoringProblem",
-    "compress",
-    "score",
-    "CompressionResult",
-    "compact",
-    "build_report",
-    # inference
-    "finalize",
-    # Flax NNX (imported on first use: `from tedepr.backends.jax import nnx`)
-    "nnx",
-]
+#: the shared names (`tedepr.api`)
+prunable_weights = prunable_leaves
+ScoringProblem = JaxScoringProblem
+
+__all__ = backend_all("jax")
 
 
 def __getattr__(name):

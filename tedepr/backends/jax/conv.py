@@ -29,6 +29,7 @@ from ...contraction import plan_contraction, plan_reconstruction
 from ...formats import Factorized, from_cores
 from ...init import INITS, core_std, random_factorized_conv, target_std
 from ...pruning.problem import CoreInfo
+from ...shapes import check_format
 from .layers import (
     _check_choice,
     _check_dtype,
@@ -227,6 +228,9 @@ class TensorizedConv2d(_ConvConfig):
     ----------
     in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias :
         As `Conv2d` (``nn.Conv2d``'s meaning and order).
+    padding_mode : {"zeros"}
+        The only padding a tensorized convolution does (the argument exists so that both backends
+        take the same arguments).
     rank : int, tuple or float (keyword-only, like every option below)
         Ranks of the scheme (`tedepr.init.conv_ranks`; Tucker-2 also takes ``(R_in, R_out)``).
     in_modes, out_modes : tuple of int, optional
@@ -237,6 +241,7 @@ class TensorizedConv2d(_ConvConfig):
         How the convolution is evaluated (module docstring).
     """
 
+    padding_mode: str = "zeros"
     rank: Any = field(default=8, kw_only=True)
     in_modes: tuple | None = field(default=None, kw_only=True)
     out_modes: tuple | None = field(default=None, kw_only=True)
@@ -249,6 +254,11 @@ class TensorizedConv2d(_ConvConfig):
     _template: Factorized = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
+        if self.padding_mode != "zeros":
+            raise ValueError(
+                "padding_mode must be 'zeros' (tensorized convolutions pad with zeros only); "
+                f"got {self.padding_mode!r}"
+            )
         _check_choice(self.weight_init, INITS, "weight_init")
         _check_choice(self.strategy, CONV_STRATEGIES, "strategy")
         self._normalise()
@@ -474,3 +484,8 @@ class CPConv2d(TensorizedConv2d):
 
 
 CONV_CLASSES = {"tt": TTConv2d, "tr": TRConv2d, "tucker": TuckerConv2d, "cp": CPConv2d}
+
+
+def conv_class(format: str) -> type[TensorizedConv2d]:
+    """The tensorized Conv2d class of ``format`` (``"tt"``, ``"tr"``, ``"tucker"``, ``"cp"``)."""
+    return CONV_CLASSES[check_format(format)]

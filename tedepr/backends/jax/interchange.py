@@ -2,7 +2,8 @@
 ``tedepr.backends.torch.interchange``).
 
 The interchange format is ``{"params": {name: ndarray}, "masks": {name: bool ndarray}}`` with
-PyTorch-style names in PyTorch's layouts: a JAX layer ``hidden/0`` is the torch module
+canonical names in canonical layouts (`tedepr.pruning.problem.canonical_name`; dense weights
+``(out, in)``), which torch's modules happen to use natively: a JAX layer ``hidden/0`` is the torch module
 ``hidden.0``; a `Dense` weight ``(in, out)`` is ``nn.Linear.weight`` ``(out, in)``; the cores of a
 tensorized layer are ``<layer>.core_k``; BatchNorm's ``scale``/``bias``/``mean``/``var`` are
 ``weight``/``bias``/``running_mean``/``running_var``; an LSTM's maps are ``weight_ih_l0`` /
@@ -27,7 +28,7 @@ from .conv import Conv2d, TensorizedConv2d
 from .layers import BatchNorm, Dense, LayerNorm, TensorizedLinear
 from .masking import leaf_paths, normalize_masks, path_string
 from .models import Model, Parameter
-from .recurrent import LSTM, TensorizedLSTM
+from .recurrent import GRU, LSTM, TensorizedGRU, TensorizedLSTM
 
 __all__ = ["export_arrays", "import_arrays", "torch_names"]
 
@@ -67,21 +68,26 @@ def _entries(layer, jpath: tuple, tname: str):
         yield jpath + ("bias",), f"{dot}bias", "same"
     elif isinstance(layer, Parameter):
         yield jpath + ("value",), tname, "same"
-    elif isinstance(layer, LSTM):
-        yield jpath + ("weight_ih",), f"{dot}weight_ih_l0", "T"
-        yield jpath + ("weight_hh",), f"{dot}weight_hh_l0", "T"
-        if layer.bias:
-            yield jpath + ("bias_ih",), f"{dot}bias_ih_l0", "same"
-            yield jpath + ("bias_hh",), f"{dot}bias_hh_l0", "same"
-    elif isinstance(layer, TensorizedLSTM):
-        yield from _entries(layer.ih, jpath + ("ih",), f"{dot}weight_ih_l0")
-        if isinstance(layer.hh, Dense):  # torch keeps the dense hidden map as a plain parameter
-            yield jpath + ("hh", "weight"), f"{dot}weight_hh_l0", "T"
-        else:
-            yield from _entries(layer.hh, jpath + ("hh",), f"{dot}weight_hh_l0")
-        if layer.bias:
-            yield jpath + ("bias_ih",), f"{dot}bias_ih_l0", "same"
-            yield jpath + ("bias_hh",), f"{dot}bias_hh_l0", "same"
+    elif isinstance(layer, (LSTM, GRU)):
+        for k in range(layer.num_layers):
+            s = "" if k == 0 else f"_l{k}"
+            yield jpath + (f"weight_ih{s}",), f"{dot}weight_ih_l{k}", "T"
+            yield jpath + (f"weight_hh{s}",), f"{dot}weight_hh_l{k}", "T"
+            if layer.bias:
+                yield jpath + (f"bias_ih{s}",), f"{dot}bias_ih_l{k}", "same"
+                yield jpath + (f"bias_hh{s}",), f"{dot}bias_hh_l{k}", "same"
+    elif isinstance(layer, (TensorizedLSTM, TensorizedGRU)):
+        for k in range(layer.num_layers):
+            s = "" if k == 0 else f"_l{k}"
+            ih, hh = layer.maps[f"ih{s}"], layer.maps[f"hh{s}"]
+            yield from _entries(ih, jpath + (f"ih{s}",), f"{dot}weight_ih_l{k}")
+            if isinstance(hh, Dense):  # torch keeps the dense hidden map as a plain parameter
+                yield jpath + (f"hh{s}", "weight"), f"{dot}weight_hh_l{k}", "T"
+            else:
+                yield from _entries(hh, jpath + (f"hh{s}",), f"{dot}weight_hh_l{k}")
+            if layer.bias:
+                yield jpath + (f"bias_ih{s}",), f"{dot}bias_ih_l{k}", "same"
+                yield jpath + (f"bias_hh{s}",), f"{dot}bias_hh_l{k}", "same"
     elif isinstance(layer, _Composite):
         subs = layer.sublayers()
         dense_attention = all(isinstance(subs.get(n), _XavierPacked) for n in _PACKED)

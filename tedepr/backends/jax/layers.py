@@ -33,6 +33,7 @@ from ...contraction import STRATEGIES, plan_contraction, plan_reconstruction
 from ...formats import Factorized, from_cores
 from ...init import INITS, core_std, random_factorized, target_std
 from ...pruning.problem import CoreInfo
+from ...shapes import check_format
 
 __all__ = [
     "Dense",
@@ -520,3 +521,8 @@ class CPLinear(TensorizedLinear):
 
 
 LINEAR_CLASSES = {"tt": TTLinear, "tr": TRLinear, "tucker": TuckerLinear, "cp": CPLinear}
+
+
+def linear_class(format: str) -> type[TensorizedLinear]:
+    """The tensorized Linear class of ``format`` (``"tt"``, ``"tr"``, ``"tucker"``, ``"cp"``)."""
+    return LINEAR_CLASSES[check_format(format)]

@@ -105,8 +105,9 @@ def as_nchw(x, in_channels: int):
 class _Context:
     """What ``forward`` gets as ``call``: applies layers by name, collects BatchNorm statistics."""
 
-    def __init__(self, model, params, masks, train):
+    def __init__(self, model, params, masks, train, key=None):
         self.model, self.params, self.masks, self.train = model, params, masks, train
+        self.key = key
         self.stats: dict[str, dict] = {}
         self.used: set[str] = set()
 
@@ -126,6 +127,10 @@ class _Context:
         if isinstance(layer, BatchNorm) and self.train:
             y, self.stats[name] = layer.apply_train(p, *args, m)
             return y
+        if self.train and self.key is not None and getattr(layer, "stochastic", False):
+            # a layer with dropout gets train=True and its own key (by its position)
+            index = list(self.model.layers).index(name)
+            kwargs = {"train": True, "key": jax.random.fold_in(self.key, index), **kwargs}
         return layer.apply(p, *args, masks=m, **kwargs)
 
 
@@ -203,21 +208,22 @@ class Model:
             n: layer.init(k, dtype) for (n, layer), k in zip(self.layers.items(), keys, strict=True)
         }
 
-    def _run(self, params, x, masks, train):
+    def _run(self, params, x, masks, train, key=None):
         masks = normalize_masks(params, masks)
-        ctx = _Context(self, params, masks, train)
+        ctx = _Context(self, params, masks, train, key)
         out = self.forward(ctx, x)
         return out, ctx.stats
 
-    def apply(self, params, x, masks=None, train: bool = False):
+    def apply(self, params, x, masks=None, train: bool = False, key=None):
         """Logits for the batch ``x``. ``train=True`` normalises with batch statistics (BatchNorm);
-        use `apply_train` to also get the updated running statistics."""
-        return self._run(params, x, masks, train)[0]
+        with a PRNG ``key`` too, layers with dropout (stacked `LSTM`/`GRU` layers) drop. Use
+        `apply_train` to also get the updated running statistics."""
+        return self._run(params, x, masks, train, key)[0]
 
-    def apply_train(self, params, x, masks=None):
+    def apply_train(self, params, x, masks=None, key=None):
         """``(logits, stats)``: a training-mode forward and ``{bn layer name: {"mean", "var"}}``,
-        the running statistics after this batch."""
-        return self._run(params, x, masks, True)
+        the running statistics after this batch (``key``: as `apply`)."""
+        return self._run(params, x, masks, True, key)
 
     def structure(self) -> dict[str, CoreInfo]:
         """`CoreInfo` of every prunable array, keyed by its ``/``-joined path in the params."""

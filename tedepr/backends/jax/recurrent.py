@@ -1,21 +1,32 @@
-"""LSTM layers for JAX: a plain `LSTM` and the `TensorizedLSTM` (TT-LSTM, Yang et al. 2017; TR-LSTM,
-Pan et al. 2019), both one layer, scanned over time with `jax.lax.scan`.
+"""Recurrent layers for JAX: plain `LSTM` and `GRU`, and `TensorizedLSTM` / `TensorizedGRU`
+(TT-LSTM, Yang et al. 2017; TR-LSTM, Pan et al. 2019), scanned over time with `jax.lax.scan`;
+``num_layers`` stacked layers with ``dropout`` between them, as ``nn.LSTM`` / ``nn.GRU``.
 
-Gate order ``(i, f, g, o)`` along the ``4·hidden_size`` axis, as in PyTorch::
+Gate order along the ``gates·hidden_size`` axis is ``(i, f, g, o)`` for the LSTM and ``(r, z, n)``
+for the GRU — the order of the published equations (Hochreiter & Schmidhuber 1997; Cho et al. 2014),
+which ``nn.LSTM`` / ``nn.GRU`` use too, so weights copied between the backends give equal outputs::
 
-    gates = x_t @ W_ih + b_ih + h_{t-1} @ W_hh + b_hh
-    c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g);   h_t = σ(o) ⊙ tanh(c_t)
+    LSTM: gates = x_t W_ih + b_ih + h_{t-1} W_hh + b_hh
+          c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g);   h_t = σ(o) ⊙ tanh(c_t)
+    GRU:  r = σ(x_t W_ir + b_ir + h W_hr + b_hr);   z = σ(x_t W_iz + b_iz + h W_hz + b_hz)
+          n = tanh(x_t W_in + b_in + r ⊙ (h W_hn + b_hn));   h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
 
-The tensorized layer holds the input-to-hidden map ``W_ih`` of all four gates as *one* tensor
-network ``(input_size, 4·hidden_size)`` (optionally the hidden-to-hidden map too) and applies it to
-every time step in one contraction before the scan.
+The tensorized layers hold each layer's input-to-hidden map of all gates as *one* tensor network
+``(n_in, gates·hidden_size)`` (optionally the hidden-to-hidden map too) and apply it to every time
+step in one contraction before the scan.
+
+Parameters of layer ``k`` sit under the keys of layer 0 with the suffix ``_l{k}`` (``weight_ih``,
+``weight_ih_l1``, ...; ``ih``, ``ih_l1``, ...), so a one-layer model keeps its one-layer layout.
+Dropout (probability ``dropout``, on the outputs of every layer but the last) is applied only when
+``apply`` gets ``train=True`` and a PRNG ``key``; with ``train=False`` (the default) or no key the
+forward is deterministic.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +36,6 @@ from ...pruning.problem import CoreInfo
 from .layers import (
     LINEAR_CLASSES,
     Dense,
-    TensorizedLinear,
     _check_choice,
     _check_dtype,
     _check_positive_int,
@@ -36,7 +46,7 @@ from .layers import (
     masked,
 )
 
-__all__ = ["LSTM", "TensorizedLSTM", "lstm_scan"]
+__all__ = ["LSTM", "GRU", "TensorizedLSTM", "TensorizedGRU", "lstm_scan", "gru_scan"]
 
 
 def lstm_scan(gates_x, hidden_map, state=None):
@@ -72,6 +82,38 @@ def lstm_scan(gates_x, hidden_map, state=None):
     return outputs, (h_t, c_t)
 
 
+def gru_scan(gates_x, hidden_map, state=None):
+    """Run the GRU recurrence.
+
+    Parameters
+    ----------
+    gates_x : array ``(T, B, 3H)``
+        ``x_t W_ih + b_ih`` for every step.
+    hidden_map : callable ``h (B, H) -> (B, 3H)``
+        ``h W_hh + b_hh`` (the hidden bias stays inside, it is gated by ``r`` for ``n``).
+    state : ``h_0`` of shape ``(B, H)``, optional (zeros).
+
+    Returns
+    -------
+    outputs ``(T, B, H)`` and the final ``h_T``.
+    """
+    t, b, three_h = gates_x.shape
+    if state is None:
+        state = jnp.zeros((b, three_h // 3), gates_x.dtype)
+
+    def step(h_prev, gx):
+        xr, xz, xn = jnp.split(gx, 3, axis=-1)
+        hr, hz, hn = jnp.split(hidden_map(h_prev), 3, axis=-1)
+        r = jax.nn.sigmoid(xr + hr)
+        z = jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * hn)
+        h_new = (1.0 - z) * n + z * h_prev
+        return h_new, h_new
+
+    h_t, outputs = jax.lax.scan(step, state, gates_x)
+    return outputs, h_t
+
+
 def _time_major(x, batch_first: bool, input_size: int):
     if x.ndim != 3 or x.shape[-1] != input_size:
         layout = "(B, T, input_size)" if batch_first else "(T, B, input_size)"
@@ -81,96 +123,318 @@ def _time_major(x, batch_first: bool, input_size: int):
     return jnp.swapaxes(x, 0, 1) if batch_first else x
 
 
-class _LSTMBase:
-    def _run(self, gates_x, hidden_map, state):
-        outputs, final = lstm_scan(gates_x, hidden_map, state)
-        return (jnp.swapaxes(outputs, 0, 1) if self.batch_first else outputs), final
-
-    def _biases(self, key, dtype) -> dict:
-        n = 4 * self.hidden_size
-        b_ih, b_hh = draw(key, "uniform", [(n,), (n,)], dtype, 1.0 / math.sqrt(self.hidden_size))
-        return {"bias_ih": b_ih, "bias_hh": b_hh}
+def _suffix(k: int) -> str:
+    """The key suffix of layer ``k``'s parameters (layer 0 has none)."""
+    return "" if k == 0 else f"_l{k}"
 
 
-@dataclass(frozen=True)
-class LSTM(_LSTMBase):
-    """One dense LSTM layer (``nn.LSTM``'s init ``U(−1/√H, 1/√H)`` for every parameter).
+class _RecurrentBase:
+    """Stacking, state shapes and dropout between layers, shared by the four recurrent layers."""
 
-    Params ``{"weight_ih": (input_size, 4H), "weight_hh": (H, 4H), "bias_ih": (4H,), "bias_hh":
-    (4H,)}`` (the transposes of torch's). ``apply(params, x, masks=None, state=None)`` returns
-    ``(outputs, (h_n, c_n))`` with outputs ``(T, B, H)`` (``(B, T, H)`` when ``batch_first``) and
-    ``h_n``, ``c_n`` of shape ``(B, H)``.
-    """
+    _gates: ClassVar[int] = 4
 
-    input_size: int
-    hidden_size: int
-    bias: bool = True
-    batch_first: bool = False
-
-    def __post_init__(self):
+    def _check_common(self) -> None:
         _check_positive_int(self.input_size, "input_size")
         _check_positive_int(self.hidden_size, "hidden_size")
+        _check_positive_int(self.num_layers, "num_layers")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
+            raise TypeError(
+                f"dropout must be a float in [0, 1]; got {type(self.dropout).__name__} "
+                f"{self.dropout!r}"
+            )
+        if not 0.0 <= float(self.dropout) <= 1.0:
+            raise ValueError(f"dropout must be in [0, 1]; got {self.dropout!r}")
+        object.__setattr__(self, "dropout", float(self.dropout))
 
     @property
+    def stochastic(self) -> bool:
+        """Whether a training forward draws random numbers (dropout between stacked layers)."""
+        return self.dropout > 0.0 and self.num_layers > 1
+
+    def _n_in(self, k: int) -> int:
+        return self.input_size if k == 0 else self.hidden_size
+
+    def _layer_key(self, key, k: int):
+        # layer 0 draws from the key itself, so a one-layer model keeps its one-layer init
+        return key if k == 0 else jax.random.fold_in(key, k)
+
+    def _biases(self, key, dtype, k: int) -> dict:
+        n = self._gates * self.hidden_size
+        b_ih, b_hh = draw(key, "uniform", [(n,), (n,)], dtype, 1.0 / math.sqrt(self.hidden_size))
+        return {f"bias_ih{_suffix(k)}": b_ih, f"bias_hh{_suffix(k)}": b_hh}
+
+    def _states(self, state) -> list:
+        if state is None:
+            return [None] * self.num_layers
+        if self.num_layers == 1:
+            return [state]
+        if self._gates == 4:
+            h, c = state
+            return [(h[k], c[k]) for k in range(self.num_layers)]
+        return [state[k] for k in range(self.num_layers)]
+
+    def _final(self, finals: list):
+        if self.num_layers == 1:
+            return finals[0]
+        if self._gates == 4:
+            return jnp.stack([f[0] for f in finals]), jnp.stack([f[1] for f in finals])
+        return jnp.stack(finals)
+
+    def _forward(self, params, x, state, train: bool, key, input_map, hidden_map):
+        """Run every layer: ``input_map(k, x) -> (T, B, G·H)`` (no bias) and ``hidden_map(k) ->
+        (h -> (B, G·H))`` (no bias) give layer ``k``'s maps; biases, scans and dropout here."""
+        x = _time_major(x, self.batch_first, self.input_size)
+        scan = lstm_scan if self._gates == 4 else gru_scan
+        states = self._states(state)
+        finals = []
+        for k in range(self.num_layers):
+            s = _suffix(k)
+            gates_x, hmap = input_map(k, x), hidden_map(k)
+            if self.bias:
+                gates_x = gates_x + _param(params, f"bias_ih{s}", self)
+                b_hh = _param(params, f"bias_hh{s}", self)
+                if self._gates == 4:  # the LSTM adds both biases outside the recurrence
+                    gates_x = gates_x + b_hh
+                else:  # the GRU's hidden bias is gated by r (for n): it stays inside
+
+                    def hmap(h, _f=hmap, _b=b_hh):
+                        return _f(h) + _b
+
+            x, final = scan(gates_x, hmap, states[k])
+            finals.append(final)
+            if train and key is not None and self.dropout > 0.0 and k < self.num_layers - 1:
+                keep = 1.0 - self.dropout
+                if keep == 0.0:
+                    x = jnp.zeros_like(x)
+                else:
+                    kept = jax.random.bernoulli(jax.random.fold_in(key, k), keep, x.shape)
+                    x = jnp.where(kept, x / jnp.asarray(keep, x.dtype), jnp.zeros((), x.dtype))
+        return (jnp.swapaxes(x, 0, 1) if self.batch_first else x), self._final(finals)
+
+
+class _DenseRecurrent(_RecurrentBase):
+    @property
     def num_weights(self) -> int:
-        return (self.input_size + self.hidden_size) * 4 * self.hidden_size
+        gh = self._gates * self.hidden_size
+        return sum((self._n_in(k) + self.hidden_size) * gh for k in range(self.num_layers))
 
     def init(self, key, dtype=jnp.float32) -> dict:
         dtype = _check_dtype(dtype)
-        h4 = 4 * self.hidden_size
-        shapes = [(self.input_size, h4), (self.hidden_size, h4)] + (
-            [(h4,), (h4,)] if self.bias else []
-        )
-        # nn.LSTM draws every parameter from U(±1/√H): one draw
-        arrays = draw(key, "uniform", shapes, dtype, 1.0 / math.sqrt(self.hidden_size))
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[: len(arrays)]
-        return dict(zip(names, arrays, strict=True))
+        gh = self._gates * self.hidden_size
+        params = {}
+        for k in range(self.num_layers):
+            s = _suffix(k)
+            shapes = [(self._n_in(k), gh), (self.hidden_size, gh)]
+            shapes += [(gh,), (gh,)] if self.bias else []
+            # torch's RNNs draw every parameter from U(±1/√H): one draw per layer
+            arrays = draw(
+                self._layer_key(key, k), "uniform", shapes, dtype, 1.0 / math.sqrt(self.hidden_size)
+            )
+            names = (f"weight_ih{s}", f"weight_hh{s}", f"bias_ih{s}", f"bias_hh{s}")
+            params.update(zip(names[: len(arrays)], arrays, strict=True))
+        return params
 
-    def apply(self, params, x, masks=None, state=None):
-        x = _time_major(x, self.batch_first, self.input_size)
-        w_ih = masked(_param(params, "weight_ih", self), _sub(masks, "weight_ih"))
-        w_hh = masked(_param(params, "weight_hh", self), _sub(masks, "weight_hh"))
-        gates_x = jnp.matmul(x, w_ih)
-        if self.bias:
-            gates_x = gates_x + _param(params, "bias_ih", self) + _param(params, "bias_hh", self)
-        return self._run(gates_x, lambda h: jnp.matmul(h, w_hh), state)
+    def apply(self, params, x, masks=None, state=None, *, train: bool = False, key=None):
+        """``x (T, B, input_size)`` (``(B, T, ...)`` when ``batch_first``) -> ``(outputs, final)``
+        (see the class docstring); ``train`` and ``key`` switch dropout between layers on."""
+
+        def weight(name):
+            return masked(_param(params, name, self), _sub(masks, name))
+
+        def input_map(k, x):
+            return jnp.matmul(x, weight(f"weight_ih{_suffix(k)}"))
+
+        def hidden_map(k):
+            w = weight(f"weight_hh{_suffix(k)}")
+            return lambda h: jnp.matmul(h, w)
+
+        return self._forward(params, x, state, train, key, input_map, hidden_map)
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
         layer = _layer_name(prefix)
-        return {
-            f"{prefix}weight_ih": CoreInfo(
-                layer, "dense", layout=(1, 0)
-            ),  # (in, 4H) vs torch's (4H, in)
-            f"{prefix}weight_hh": CoreInfo(layer, "dense", layout=(1, 0)),
-        }
+        out = {}
+        for k in range(self.num_layers):
+            for name in (f"weight_ih{_suffix(k)}", f"weight_hh{_suffix(k)}"):
+                # stored (n_in, G·H): the transpose of the canonical (G·H, n_in) layout
+                out[f"{prefix}{name}"] = CoreInfo(layer, "dense", layout=(1, 0))
+        return out
+
+
+_DENSE_DOC = """``num_layers`` dense {kind} layers (``nn.{kind}``'s init ``U(−1/√H, 1/√H)`` for every
+    parameter).
+
+    Params ``{{"weight_ih": (input_size, {g}H), "weight_hh": (H, {g}H), "bias_ih": ({g}H,),
+    "bias_hh": ({g}H,)}}`` for layer 0 (the transposes of torch's), the same keys with ``_l{{k}}``
+    for layer ``k``. ``apply(params, x, masks=None, state=None, *, train=False, key=None)``
+    returns ``(outputs, {final})`` with outputs ``(T, B, H)`` (``(B, T, H)`` when ``batch_first``);
+    the final state has shape ``(B, H)`` for one layer and ``(num_layers, B, H)`` (as torch) for
+    more, and ``state`` is given in the same shapes.
+    """
 
 
 @dataclass(frozen=True)
-class TensorizedLSTM(_LSTMBase):
-    """One LSTM layer whose input-to-hidden map of all four gates is one tensor network.
+class LSTM(_DenseRecurrent):
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = 0.0
+
+    _gates: ClassVar[int] = 4
+
+    def __post_init__(self):
+        self._check_common()
+
+
+@dataclass(frozen=True)
+class GRU(_DenseRecurrent):
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = 0.0
+
+    _gates: ClassVar[int] = 3
+
+    def __post_init__(self):
+        self._check_common()
+
+
+LSTM.__doc__ = _DENSE_DOC.format(kind="LSTM", g=4, final="(h_n, c_n)")
+GRU.__doc__ = _DENSE_DOC.format(kind="GRU", g=3, final="h_n")
+
+
+class _TensorizedRecurrent(_RecurrentBase):
+    def __post_init__(self):
+        self._check_common()
+        _check_choice(self.format, tuple(LINEAR_CLASSES), "format")
+        _check_choice(self.weight_init, INITS, "weight_init")
+        if isinstance(self.rank, list):
+            object.__setattr__(self, "rank", tuple(self.rank))
+        gh = self._gates * self.hidden_size
+        cls = LINEAR_CLASSES[self.format]
+        out_modes = self.out_modes
+        maps: dict[str, Any] = {}
+        for k in range(self.num_layers):
+            n_in, s = self._n_in(k), _suffix(k)
+            maps[f"ih{s}"] = cls(
+                n_in,
+                gh,
+                self.rank,
+                self.in_modes if k == 0 else None,
+                out_modes,
+                bias=False,
+                d=self.d,
+                std=self._std(n_in),
+                strategy=self.strategy,
+            )
+            if self.tensorize_hidden:
+                maps[f"hh{s}"] = cls(
+                    self.hidden_size,
+                    gh,
+                    self.rank,
+                    bias=False,
+                    d=self.d,
+                    std=self._std(self.hidden_size),
+                    strategy=self.strategy,
+                )
+            else:  # "torch" init: U(±1/√H), as nn.LSTM / nn.GRU
+                maps[f"hh{s}"] = Dense(self.hidden_size, gh, bias=False)
+        object.__setattr__(self, "maps", maps)
+        object.__setattr__(self, "ih", maps["ih"])
+        object.__setattr__(self, "hh", maps["hh"])
+        object.__setattr__(self, "in_modes", maps["ih"].in_modes)
+        object.__setattr__(self, "out_modes", maps["ih"].out_modes)
+
+    def sublayers(self) -> dict[str, Any]:
+        """Every layer's input-to-hidden and hidden-to-hidden map (``ih``, ``hh``, ``ih_l1``, ...)."""
+        return dict(self.maps)
+
+    def _std(self, fan_in: int) -> float:
+        if self.std is not None:
+            return float(self.std)
+        if self.weight_init == "torch":
+            return 1.0 / math.sqrt(3.0 * self.hidden_size)
+        return target_std(self.weight_init, fan_in, self._gates * self.hidden_size)
+
+    @property
+    def num_weights(self) -> int:
+        return sum(m.num_weights for m in self.maps.values())
+
+    @property
+    def dense_weights(self) -> int:
+        gh = self._gates * self.hidden_size
+        return sum((self._n_in(k) + self.hidden_size) * gh for k in range(self.num_layers))
+
+    def init(self, key, dtype=jnp.float32) -> dict:
+        dtype = _check_dtype(dtype)
+        params = {}
+        for k in range(self.num_layers):
+            s = _suffix(k)
+            k1, k2, k3 = jax.random.split(self._layer_key(key, k), 3)
+            params[f"ih{s}"] = self.maps[f"ih{s}"].init(k1, dtype)
+            params[f"hh{s}"] = self.maps[f"hh{s}"].init(k2, dtype)
+            if self.bias:
+                params.update(self._biases(k3, dtype, k))
+        return params
+
+    def apply(self, params, x, masks=None, state=None, *, train: bool = False, key=None):
+        """``x (T, B, input_size)`` (or ``(B, T, ...)``) -> ``(outputs, final)`` as the dense
+        layer; ``train`` and ``key`` switch dropout between layers on."""
+
+        def input_map(k, x):
+            name = f"ih{_suffix(k)}"
+            return self.maps[name].apply(_param(params, name, self), x, _sub(masks, name))
+
+        def hidden_map(k):
+            name = f"hh{_suffix(k)}"
+            p, m = _param(params, name, self), _sub(masks, name)
+            return lambda h: self.maps[name].apply(p, h, m)
+
+        return self._forward(params, x, state, train, key, input_map, hidden_map)
+
+    def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
+        out = {}
+        for name, sub in self.maps.items():
+            out.update(sub.structure(f"{prefix}{name}/"))
+        return out
+
+
+_TENSORIZED_DOC = """``num_layers`` {kind} layers whose input-to-hidden map of all {g} gates is one
+    tensor network per layer.
 
     Parameters
     ----------
-    input_size, hidden_size, bias, batch_first : as `LSTM` (positional, as ``nn.LSTM``).
-    format : {"tt", "tr", "tucker", "cp"} (keyword-only, like every option below)
+    input_size, hidden_size, num_layers, bias, batch_first, dropout :
+        As `{kind}` (positional, as ``nn.{kind}``).
+    format : {{"tt", "tr", "tucker", "cp"}} (keyword-only, like every option below)
     rank : int, tuple or float
-        Ranks of the ``(input_size, 4·hidden_size)`` map (and of the hidden map if tensorized).
-    in_modes, out_modes, d : modes of the input map (default balanced).
+        Ranks of every ``(n_in, {g}·hidden_size)`` map (and of the hidden maps if tensorized).
+    in_modes, out_modes, d :
+        Modes of the first layer's input (other layers: automatic) and of every input map's
+        ``{g}·hidden_size`` output (default balanced).
     tensorize_hidden : bool
-        Also tensorize the ``(H, 4H)`` hidden-to-hidden map (default: dense, as in TT-LSTM).
+        Also tensorize the ``(H, {g}H)`` hidden-to-hidden maps (default: dense, as in TT-LSTM).
     weight_init, std :
-        Target element std of the maps: ``"torch"`` is ``nn.LSTM``'s ``1/√(3H)``; others use
+        Target element std of the maps: ``"torch"`` is ``nn.{kind}``'s ``1/√(3H)``; others use
         `tedepr.target_std` with the map's fan-in/fan-out; ``std`` overrides.
     strategy : contraction strategy of the tensorized maps.
 
-    Params ``{"ih": {"cores": ...}, "hh": {"weight": (H, 4H)} or {"cores": ...}, "bias_ih",
-    "bias_hh"}``.
+    Params of layer 0 ``{{"ih": {{"cores": ...}}, "hh": {{"weight": (H, {g}H)}} or {{"cores": ...}},
+    "bias_ih", "bias_hh"}}``, of layer ``k`` the same keys with ``_l{{k}}``. ``apply`` as `{kind}`.
     """
 
+
+@dataclass(frozen=True)
+class TensorizedLSTM(_TensorizedRecurrent):
     input_size: int
     hidden_size: int
+    num_layers: int = 1
     bias: bool = True
     batch_first: bool = False
+    dropout: float = 0.0
     format: str = field(default="tt", kw_only=True)
     rank: Any = field(default=8, kw_only=True)
     tensorize_hidden: bool = field(default=False, kw_only=True)
@@ -180,81 +444,36 @@ class TensorizedLSTM(_LSTMBase):
     weight_init: str = field(default="torch", kw_only=True)
     std: float | None = field(default=None, kw_only=True)
     strategy: str = field(default="auto", kw_only=True)
-    ih: TensorizedLinear = field(init=False, repr=False, compare=False, hash=False)
+    maps: dict = field(init=False, repr=False, compare=False, hash=False)
+    ih: Any = field(init=False, repr=False, compare=False, hash=False)
     hh: Any = field(init=False, repr=False, compare=False, hash=False)
 
-    def __post_init__(self):
-        _check_positive_int(self.input_size, "input_size")
-        _check_positive_int(self.hidden_size, "hidden_size")
-        _check_choice(self.format, tuple(LINEAR_CLASSES), "format")
-        _check_choice(self.weight_init, INITS, "weight_init")
-        if isinstance(self.rank, list):
-            object.__setattr__(self, "rank", tuple(self.rank))
-        h4 = 4 * self.hidden_size
-        cls = LINEAR_CLASSES[self.format]
-        ih = cls(
-            self.input_size,
-            h4,
-            self.rank,
-            self.in_modes,
-            self.out_modes,
-            bias=False,
-            d=self.d,
-            std=self._std(self.input_size),
-            strategy=self.strategy,
-        )
-        object.__setattr__(self, "ih", ih)
-        object.__setattr__(self, "in_modes", ih.in_modes)
-        object.__setattr__(self, "out_modes", ih.out_modes)
-        if self.tensorize_hidden:
-            hh = cls(
-                self.hidden_size,
-                h4,
-                self.rank,
-                bias=False,
-                d=self.d,
-                std=self._std(self.hidden_size),
-                strategy=self.strategy,
-            )
-        else:
-            hh = Dense(self.hidden_size, h4, bias=False)  # "torch" init: U(±1/√H), as nn.LSTM
-        object.__setattr__(self, "hh", hh)
+    _gates: ClassVar[int] = 4
 
-    def sublayers(self) -> dict[str, Any]:
-        """The input-to-hidden and hidden-to-hidden maps."""
-        return {"ih": self.ih, "hh": self.hh}
 
-    def _std(self, fan_in: int) -> float:
-        if self.std is not None:
-            return float(self.std)
-        if self.weight_init == "torch":
-            return 1.0 / math.sqrt(3.0 * self.hidden_size)
-        return target_std(self.weight_init, fan_in, 4 * self.hidden_size)
+@dataclass(frozen=True)
+class TensorizedGRU(_TensorizedRecurrent):
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = 0.0
+    format: str = field(default="tt", kw_only=True)
+    rank: Any = field(default=8, kw_only=True)
+    tensorize_hidden: bool = field(default=False, kw_only=True)
+    in_modes: tuple | None = field(default=None, kw_only=True)
+    out_modes: tuple | None = field(default=None, kw_only=True)
+    d: int | None = field(default=None, kw_only=True)
+    weight_init: str = field(default="torch", kw_only=True)
+    std: float | None = field(default=None, kw_only=True)
+    strategy: str = field(default="auto", kw_only=True)
+    maps: dict = field(init=False, repr=False, compare=False, hash=False)
+    ih: Any = field(init=False, repr=False, compare=False, hash=False)
+    hh: Any = field(init=False, repr=False, compare=False, hash=False)
 
-    @property
-    def num_weights(self) -> int:
-        return self.ih.num_weights + self.hh.num_weights
+    _gates: ClassVar[int] = 3
 
-    @property
-    def dense_weights(self) -> int:
-        return (self.input_size + self.hidden_size) * 4 * self.hidden_size
 
-    def init(self, key, dtype=jnp.float32) -> dict:
-        dtype = _check_dtype(dtype)
-        k1, k2, k3 = jax.random.split(key, 3)
-        params = {"ih": self.ih.init(k1, dtype), "hh": self.hh.init(k2, dtype)}
-        if self.bias:
-            params.update(self._biases(k3, dtype))
-        return params
-
-    def apply(self, params, x, masks=None, state=None):
-        """``x (T, B, input_size)`` (or ``(B, T, ...)``) -> ``(outputs, (h_n, c_n))`` as `LSTM`."""
-        x = _time_major(x, self.batch_first, self.input_size)
-        gates_x = self.ih.apply(_param(params, "ih", self), x, _sub(masks, "ih"))
-        if self.bias:
-            gates_x = gates_x + _param(params, "bias_ih", self) + _param(params, "bias_hh", self)
-        hh_params, hh_masks = _param(params, "hh", self), _sub(masks, "hh")
-        return self._run(gates_x, lambda h: self.hh.apply(hh_params, h, hh_masks), state)
-
-    def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
-        return {**self.ih.structure(f"{prefix}ih/"), **self.hh.structure(f"{prefix}hh/")}
+TensorizedLSTM.__doc__ = _TENSORIZED_DOC.format(kind="LSTM", g=4)
+TensorizedGRU.__doc__ = _TENSORIZED_DOC.format(kind="GRU", g=3)

@@ -2,7 +2,7 @@
 
 `tensorize` returns a *new* `Model` (the caller's is untouched) with the same forward function and
 layer names: eligible `Dense` → ``{TT,TR,Tucker,CP}Linear``, `Conv2d` → ``{TT,TR,Tucker,CP}Conv2d``,
-`LSTM` → `TensorizedLSTM`, `MultiheadAttention` → `TensorizedMultiheadAttention`,
+`LSTM` → `TensorizedLSTM`, `GRU` → `TensorizedGRU`, `MultiheadAttention` → `TensorizedMultiheadAttention`,
 `TransformerEncoderLayer` → `TensorizedTransformerEncoderLayer`, each with the dense layer's shapes,
 options and target init std.
 """
@@ -10,7 +10,7 @@ options and target init std.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -27,13 +27,40 @@ from .conv import CONV_CLASSES, CONV_STRATEGIES, Conv2d
 from .layers import LINEAR_CLASSES, Dense
 from .models import Model
 from .nnx_detect import is_nnx_module, nnx_entry
-from .recurrent import LSTM, TensorizedLSTM
+from .recurrent import GRU, LSTM, TensorizedGRU, TensorizedLSTM
 
-__all__ = ["tensorize", "tensorize_layer", "transfer_params", "DEFAULT_MIN_PARAMS", "TENSORIZABLE"]
+__all__ = [
+    "tensorize",
+    "tensorize_layer",
+    "transfer_params",
+    "DEFAULT_MIN_PARAMS",
+    "LAYER_KINDS",
+    "TENSORIZABLE",
+]
 
 #: dense layers with fewer weights stay dense by default (a small classifier gains nothing)
 DEFAULT_MIN_PARAMS = 1024
-TENSORIZABLE = (Dense, Conv2d, LSTM, MultiheadAttention, TransformerEncoderLayer)
+TENSORIZABLE = (Dense, Conv2d, LSTM, GRU, MultiheadAttention, TransformerEncoderLayer)
+#: the kinds of layer `tensorize` can replace (its ``layers=``), as the torch backend names them
+LAYER_KINDS = ("linear", "conv2d", "lstm", "gru", "attention")
+_DEFAULT_LAYERS = ("linear", "conv2d", "lstm", "attention")
+
+
+def _kind(layer) -> str | None:
+    if isinstance(layer, Dense):
+        return "linear"
+    if isinstance(layer, Conv2d):
+        return "conv2d"
+    if isinstance(layer, LSTM):
+        return "lstm"
+    if isinstance(layer, GRU):
+        return "gru"
+    if isinstance(layer, MultiheadAttention):
+        return "attention"
+    if isinstance(layer, TransformerEncoderLayer):
+        # torch replaces its attention and its feed-forward nn.Linear maps
+        return "attention"
+    return None
 
 
 def tensorize_layer(
@@ -72,7 +99,7 @@ def tensorize_layer(
     else:
         cls = _TENSORIZED[kind]
         kw = {"format": format, "strategy": strategy}
-        if kind is LSTM:
+        if kind in (LSTM, GRU):
             kw["tensorize_hidden"] = tensorize_hidden
     return cls(**copied, **kw, rank=rank, d=d)
 
@@ -81,7 +108,8 @@ def tensorize_layer(
 _COPIED = {
     Dense: ("in_features", "out_features", "bias", "weight_init"),
     Conv2d: (*CONV2D_FIELDS, "bias", "weight_init"),
-    LSTM: ("input_size", "hidden_size", "bias", "batch_first"),
+    LSTM: ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout"),
+    GRU: ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout"),
     MultiheadAttention: ("embed_dim", "num_heads", "bias", "batch_first"),
     TransformerEncoderLayer: (
         "d_model",
@@ -96,6 +124,7 @@ _COPIED = {
 }
 _TENSORIZED = {
     LSTM: TensorizedLSTM,
+    GRU: TensorizedGRU,
     MultiheadAttention: TensorizedMultiheadAttention,
     TransformerEncoderLayer: TensorizedTransformerEncoderLayer,
 }
@@ -114,6 +143,7 @@ def tensorize(
     strategy: str = "auto",
     conv_strategy: str = "auto",
     tensorize_hidden: bool = False,
+    layers: Sequence[str] = _DEFAULT_LAYERS,
 ) -> Model:
     """A new model whose eligible dense layers are tensorized.
 
@@ -133,7 +163,10 @@ def tensorize(
         ``"tensorize_hidden"``); every matching glob applies, later ones winning (as torch).
     d, strategy, conv_strategy, tensorize_hidden :
         Passed to the layers (number of modes; contraction strategy; the convolutions' strategy;
-        whether the LSTM's hidden map is tensorized too).
+        whether the recurrent layers' hidden maps are tensorized too).
+    layers : sequence of {"linear", "conv2d", "lstm", "gru", "attention"}
+        Kinds of layers to replace (`LAYER_KINDS`; ``"attention"`` covers `MultiheadAttention`
+        and `TransformerEncoderLayer`); by default all but ``"gru"``, as the torch backend.
 
     A layer whose cores would hold at least as many entries as its dense weights, or whose float
     budget cannot be met even at rank 1, stays dense with a warning (the rule of every backend,
@@ -163,9 +196,20 @@ def tensorize(
         hints=getattr(model, "tensorize_hints", None),
     )
     _check_options(chooser.defaults)
-    layers = dict(model.layers)
+    kinds = (layers,) if isinstance(layers, str) else tuple(layers)
+    if not kinds or any(k not in LAYER_KINDS for k in kinds):
+        raise ValueError(
+            f"layers must be a non-empty sequence of {', '.join(map(repr, LAYER_KINDS))}; "
+            f"got {layers!r}"
+        )
+    new_layers = dict(model.layers)
     for name, layer in model.layers.items():
-        if not isinstance(layer, TENSORIZABLE) or not chooser.selected(name, name):
+        if not isinstance(layer, TENSORIZABLE):
+            continue
+        if _kind(layer) not in kinds:
+            chooser.skip(name, f"kind {_kind(layer)!r} not in layers={kinds!r}")
+            continue
+        if not chooser.selected(name, name):
             continue
         features = (layer.in_features, layer.out_features) if isinstance(layer, Dense) else None
         opts = chooser.options(name, name, layer.num_weights, features)
@@ -185,12 +229,12 @@ def tensorize(
             fmt,
         )
         if new is not None:
-            layers[name] = new
+            new_layers[name] = new
     chooser.finish(
         f"model {model.name!r}",
-        "Dense, Conv2d, LSTM, MultiheadAttention or TransformerEncoderLayer",
+        "Dense, Conv2d, LSTM, GRU, MultiheadAttention or TransformerEncoderLayer",
     )
-    return model.with_layers(layers)
+    return model.with_layers(new_layers)
 
 
 _OVERRIDABLE = (

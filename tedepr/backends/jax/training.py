@@ -23,7 +23,8 @@ Resume
     ``last.prev.npz``) and ``history.json``. The file is a NumPy ``.npz`` (no pickle), not an
     orbax checkpoint: orbax restores a damaged file without an error, the SHA-256 digest file
     does not (docs/architecture.md, "Why these libraries"). Training is deterministic
-    — the batch order depends only on ``(seed, epoch)`` and nothing else draws random numbers — so a
+    — the batch order depends only on ``(seed, epoch)``, and the dropout key of a model's stacked
+    recurrent layers (the only other random draw) only on ``(seed, epoch, batch)`` — so a
     run resumed from the checkpoint of epoch ``k`` ends with exactly the params of an uninterrupted
     run.
 
@@ -163,9 +164,10 @@ def make_train_step(
 def _checked_train_step(model: Model, tx: optax.GradientTransformation, trainable, loss_fn):
     """`make_train_step`'s step that also returns whether the loss and all gradients are finite."""
 
-    def step(params, opt_state, masks, x, y, lr):
+    def step(params, opt_state, masks, x, y, lr, key=None):
+        # key: the batch's PRNG key for layers with dropout (None: a deterministic forward)
         def objective(p):
-            logits, stats = model.apply_train(p, x, masks)
+            logits, stats = model.apply_train(p, x, masks, key=key)
             return loss_fn(logits, y), (logits, stats)
 
         (value, (logits, stats)), grads = jax.value_and_grad(objective, has_aux=True)(params)
@@ -459,6 +461,8 @@ class _JaxSession:
         self.eval_step = jax.jit(_eval_step(model, loss_fn), out_shardings=repl)
         self.dtype = _float_dtype(params)
         self._lr = (None, None)
+        # layers with dropout get a key per batch, from (seed, epoch, batch): resumable
+        self.stochastic = any(getattr(lay, "stochastic", False) for lay in model.layers.values())
 
     def _place(self):
         self.params = self.placement.params(self.params)
@@ -488,15 +492,20 @@ class _JaxSession:
                 finite=False,  # the non-finite event's job
             )
             xb, yb = self.placement.batch(x, y, self.dtype)
-            yield x, idx, xb, yb
+            yield x, idx, xb, yb, (epoch, k)
+
+    def _dropout_key(self, epoch: int, k: int):
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.cfg.seed), epoch), k)
+        return jax.device_put(key, self.placement.replicated)
 
     def train_step(self, batch, lr):
-        _, _, xb, yb = batch
+        _, _, xb, yb, (epoch, k) = batch
         if self._lr[0] != lr:
             value = np.asarray(lr, dtype=np.dtype(self.dtype))
             self._lr = (lr, jax.device_put(value, self.placement.replicated))
+        key = self._dropout_key(epoch, k) if self.stochastic else None
         params, opt_state, value, correct, finite = self.step(
-            self.params, self.opt_state, self.dev_masks, xb, yb, self._lr[1]
+            self.params, self.opt_state, self.dev_masks, xb, yb, self._lr[1], key
         )
         finite = bool(finite)
         if finite:  # a non-finite step is dropped: the last good params stay

@@ -39,6 +39,16 @@ def _additive_mask(mask: torch.Tensor | None, dtype, name: str) -> torch.Tensor 
     return mask.to(dtype)
 
 
+def _one_init(weight_init: str | None, init: str | None) -> str | None:
+    """``weight_init=`` (the shared name) or ``init=`` (its older spelling); None: torch defaults."""
+    if weight_init is not None and init is not None and weight_init != init:
+        raise ValueError(
+            f"pass the init scheme once, as weight_init= (init= is its older spelling); got "
+            f"weight_init={weight_init!r} and init={init!r}"
+        )
+    return init if weight_init is None else weight_init
+
+
 class TensorizedMultiheadAttention(nn.Module):
     """``nn.MultiheadAttention`` with tensorized Q/K/V/O projections.
 
@@ -55,8 +65,8 @@ class TensorizedMultiheadAttention(nn.Module):
         Dropout on the attention weights (training only).
     kdim, vdim : int, optional
         Feature sizes of key and value (default ``embed_dim``).
-    d, init, std, strategy, seed, device, dtype :
-        As `TTLinear`. With ``init=None`` and ``std=None`` the reconstructed projections get
+    d, weight_init (older spelling: init), std, strategy, seed, device, dtype :
+        As `TTLinear`. With ``weight_init=None`` and ``std=None`` the reconstructed projections get
         ``nn.MultiheadAttention``'s std: Xavier-uniform on the packed ``(3E, E)`` input projection
         (``sqrt(2/(4E))``; ``sqrt(2/(E+kdim))`` for separate key/value sizes) and ``nn.Linear``'s
         default on the output projection.
@@ -88,14 +98,16 @@ class TensorizedMultiheadAttention(nn.Module):
         kdim: int | None = None,
         vdim: int | None = None,
         d: int | None = None,
-        init: str | None = None,
+        weight_init: str | None = None,
         std: float | None = None,
         strategy: str = "auto",
         seed=None,
         device=None,
         dtype=None,
+        init: str | None = None,
     ) -> None:
         super().__init__()
+        init = _one_init(weight_init, init)
         format = check_format(format)
         _check_strategy(strategy)
         check_sizes(embed_dim=embed_dim, num_heads=num_heads)
@@ -331,8 +343,8 @@ class TensorizedTransformerEncoderLayer(nn.Module):
 
     Arguments as ``nn.TransformerEncoderLayer`` (``d_model``, ``nhead``, ``dim_feedforward``,
     ``dropout``, ``activation``, ``layer_norm_eps``, ``batch_first``, ``norm_first``, ``bias``),
-    plus keyword-only ``format``, ``rank``, ``d``, ``init``, ``std``, ``strategy``, ``seed``,
-    ``device``, ``dtype`` for the tensorized maps (``init=None``: each map's torch default).
+    plus keyword-only ``format``, ``rank``, ``d``, ``weight_init``, ``std``, ``strategy``, ``seed``,
+    ``device``, ``dtype`` for the tensorized maps (``weight_init=None``: each map's torch default).
 
     Forward: ``src`` ``(L, N, d_model)`` (``(N, L, d_model)`` with ``batch_first``), optional
     ``src_mask``, ``src_key_padding_mask``, ``is_causal`` -> same shape as ``src``.
@@ -353,14 +365,16 @@ class TensorizedTransformerEncoderLayer(nn.Module):
         format: str = "tt",
         rank=8,
         d: int | None = None,
-        init: str | None = None,
+        weight_init: str | None = None,
         std: float | None = None,
         strategy: str = "auto",
         seed=None,
         device=None,
         dtype=None,
+        init: str | None = None,
     ) -> None:
         super().__init__()
+        init = _one_init(weight_init, init)
         format = check_format(format)
         seeds = _spawn(seed, 3)
         common = dict(d=d, std=std, strategy=strategy, device=device, dtype=dtype)

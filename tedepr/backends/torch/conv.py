@@ -35,7 +35,14 @@ from ...decompositions import decompose_conv
 from ...init import random_factorized_conv
 from ...shapes import check_format
 from ...validation import check_sizes
-from .layers import TensorizedLayer, _check_strategy, _check_tensor, _resolve_d, _torch_seed
+from .layers import (
+    TensorizedLayer,
+    _check_strategy,
+    _check_tensor,
+    _resolve_d,
+    _torch_seed,
+    resolve_weight_init,
+)
 
 __all__ = [
     "TTConv2d",
@@ -93,14 +100,16 @@ class _TensorizedConv2d(TensorizedLayer):
         in_modes=None,
         out_modes=None,
         d: int | None = None,
-        init: str = "torch",
+        weight_init: str = "torch",
         std: float | None = None,
         strategy: str = "auto",
         seed=None,
         device=None,
         dtype=None,
+        init: str | None = None,
     ) -> None:
         super().__init__()
+        init = resolve_weight_init(weight_init, init)
         check_sizes(in_channels=in_channels, out_channels=out_channels, groups=groups)
         if in_channels % groups or out_channels % groups:
             raise ValueError(

@@ -1,9 +1,10 @@
 """Moving a model's weights and masks between backends, losslessly.
 
-The interchange format is a pair of dicts of NumPy arrays keyed by PyTorch-style parameter names in
-PyTorch's layouts (``nn.Linear.weight`` is ``(out, in)``; a tensorized layer's cores are ``<layer>.core_k``;
-BatchNorm statistics are ``running_mean``/``running_var``): ``{"params": {...}, "masks": {...}}``, where a
-masked parameter's value is already zero at its pruned entries. `tedepr.backends.jax.interchange`
+The interchange format is a pair of dicts of NumPy arrays keyed by canonical parameter names in
+canonical layouts (`tedepr.pruning.problem`; a dense weight is ``(out, in)``, as
+``nn.Linear.weight``; a tensorized layer's cores are ``<layer>.core_k``; BatchNorm statistics are
+``running_mean``/``running_var``): ``{"params": {...}, "masks": {...}}``, where a masked
+parameter's value is already zero at its pruned entries. `tedepr.backends.jax.interchange`
 reads and writes the same format.
 """
 

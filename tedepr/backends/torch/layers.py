@@ -22,7 +22,7 @@ from torch import nn
 from ...contraction import STRATEGIES, ContractionPlan, plan_contraction, plan_reconstruction
 from ...decompositions import decompose
 from ...formats import Factorized, from_cores
-from ...init import random_factorized
+from ...init import INITS, random_factorized
 from ...shapes import check_format
 
 
@@ -116,6 +116,19 @@ def _resolve_d(d, in_modes, out_modes, default):
             except TypeError:
                 return None  # let tedepr's check_modes report the bad argument
     return default
+
+
+def resolve_weight_init(weight_init: str, init: str | None) -> str:
+    """The init scheme from ``weight_init=`` (the shared name) or ``init=`` (its older spelling)."""
+    name, value = ("weight_init", weight_init) if init is None else ("init", init)
+    if init is not None and weight_init not in ("torch", init):
+        raise ValueError(
+            f"pass the init scheme once, as weight_init= (init= is its older spelling); got "
+            f"weight_init={weight_init!r} and init={init!r}"
+        )
+    if value not in INITS:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, INITS))}; got {value!r}")
+    return value
 
 
 class TensorizedLayer(nn.Module):
@@ -427,14 +440,16 @@ class _TensorizedLinear(TensorizedLayer):
         bias: bool = True,
         *,
         d: int | None = None,
-        init: str = "torch",
+        weight_init: str = "torch",
         std: float | None = None,
         strategy: str = "auto",
         seed=None,
         device=None,
         dtype=None,
+        init: str | None = None,
     ) -> None:
         super().__init__()
+        init = resolve_weight_init(weight_init, init)
         _check_strategy(strategy)
         d = _resolve_d(d, in_modes, out_modes, self._default_d)
         f = random_factorized(
@@ -587,9 +602,10 @@ class TTLinear(_TensorizedLinear):
         Initialised like ``nn.Linear``: ``U(-1/sqrt(in_features), 1/sqrt(in_features))``.
     d : int, optional
         Number of modes per side for the automatic factorisation.
-    init, std :
+    weight_init, std :
         Target std of every reconstructed weight element (exact, docs/method.md §3); the default
-        ``init="torch"`` matches ``nn.Linear``'s default init (std ``1/sqrt(3·in_features)``).
+        ``weight_init="torch"`` matches ``nn.Linear``'s default init (std
+        ``1/sqrt(3·in_features)``); ``init=`` is accepted as the older spelling of ``weight_init=``.
     strategy : {"auto", "chain", "optimal", "reconstruct"}
         Contraction strategy (`tedepr.plan_contraction`); planned once per batch size.
     seed : int or numpy Generator, optional

@@ -23,7 +23,13 @@ from torch import nn
 from ...init import target_std
 from ...shapes import check_format
 from ...validation import check_dropout, check_sizes
-from .layers import LINEAR_CLASSES, _check_strategy, _check_tensor, _spawn
+from .layers import (
+    LINEAR_CLASSES,
+    _check_strategy,
+    _check_tensor,
+    _spawn,
+    resolve_weight_init,
+)
 
 __all__ = ["TensorizedLSTM", "TensorizedGRU"]
 
@@ -45,15 +51,18 @@ class _TensorizedRNNBase(nn.Module):
         rank=8,
         tensorize_hidden: bool = False,
         in_modes=None,
+        out_modes=None,
         d: int | None = None,
-        init: str = "torch",
+        weight_init: str = "torch",
         std: float | None = None,
         strategy: str = "auto",
         seed=None,
         device=None,
         dtype=None,
+        init: str | None = None,
     ) -> None:
         super().__init__()
+        init = resolve_weight_init(weight_init, init)
         format = check_format(format)
         _check_strategy(strategy)
         check_sizes(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
@@ -79,6 +88,7 @@ class _TensorizedRNNBase(nn.Module):
                     gh,
                     rank,
                     in_modes if k == 0 else None,
+                    out_modes,
                     bias=False,
                     d=d,
                     init=init,
@@ -291,10 +301,12 @@ class TensorizedLSTM(_TensorizedRNNBase):
         Rank of every tensorized map (see `TTLinear`).
     tensorize_hidden : bool
         Also tensorize the hidden-to-hidden maps.
-    in_modes, d : modes of the first layer's input (other layers: automatic).
-    init, std :
+    in_modes, out_modes, d : modes of the first layer's input (other layers: automatic) and of
+        every input-to-hidden map's ``gates·hidden_size`` output.
+    weight_init, std :
         Target std of the reconstructed weights; the default ``"torch"`` matches ``nn.LSTM``
         (``U(-1/sqrt(H), 1/sqrt(H))``, std ``1/sqrt(3H)``); other names use ``fan_in`` of each map.
+        ``init=`` is accepted as the older spelling of ``weight_init=``.
     strategy, seed, device, dtype : as `TTLinear`.
 
     Forward: ``input`` ``(L, N, input_size)`` (``(N, L, input_size)`` with ``batch_first``, or

@@ -77,7 +77,8 @@ class TorchScoringProblem:
     data : DataLoader, iterable of (x, y), (x, y) arrays, or None
     num_batches : int
         Batches of ``data`` used; gradients are averaged over them.
-    loss_fn : callable(logits, y) -> scalar, default cross-entropy.
+    loss : "cross_entropy" or callable(logits, y) -> scalar
+        The scoring loss (``loss_fn=`` is accepted as its older spelling).
     input_shape : tuple, optional
         Shape of one sample, for the data-free SynFlow input when there is no data.
     """
@@ -90,9 +91,10 @@ class TorchScoringProblem:
         data=None,
         *,
         num_batches: int = 1,
-        loss_fn: Callable | None = None,
+        loss="cross_entropy",
         input_shape: tuple[int, ...] | None = None,
         device: str | torch.device | None = None,
+        loss_fn: Callable | None = None,
     ):
         if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
             raise ValueError(f"num_batches must be a positive int; got {num_batches!r}")
@@ -109,7 +111,19 @@ class TorchScoringProblem:
         self._params = {n: p.detach() for n, p in prunable_parameters(self.model).items()}
         input_shape = check_input_shape(input_shape)
         self._batches = as_batches(data, num_batches, self.device)
-        self.loss_fn = loss_fn or F.cross_entropy
+        if loss_fn is not None:  # the older spelling of loss=
+            if loss != "cross_entropy" and loss is not loss_fn:
+                raise ValueError("pass the loss once, as loss= (loss_fn= is its older spelling)")
+            loss = loss_fn
+        if callable(loss):
+            self.loss_fn = loss
+        elif loss == "cross_entropy":
+            self.loss_fn = F.cross_entropy
+        else:
+            raise ValueError(
+                f"loss must be 'cross_entropy' or a callable (logits, labels) -> mean loss; got "
+                f"{loss!r}"
+            )
         self._check_data(input_shape)
         if input_shape is None and self._batches:
             input_shape = tuple(self._batches[0][0].shape[1:])

@@ -10,14 +10,16 @@ from torch import nn
 
 from ...tensorizing import CONV2D_FIELDS, LayerChooser
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
-from .conv import conv_class
+from .conv import CONV_STRATEGIES, conv_class
 from .layers import TensorizedLayer, linear_class
 from .masking import prunable_parameters
 from .recurrent import TensorizedGRU, TensorizedLSTM, _TensorizedRNNBase
 
-__all__ = ["tensorize", "LAYER_KINDS"]
+__all__ = ["tensorize", "LAYER_KINDS", "DEFAULT_MIN_PARAMS"]
 
 LAYER_KINDS = ("linear", "conv2d", "lstm", "gru", "attention")
+#: dense layers with fewer weights stay dense by default (a small classifier gains nothing)
+DEFAULT_MIN_PARAMS = 1024
 _DEFAULT_LAYERS = ("linear", "conv2d", "lstm", "attention")
 _TENSORIZED = (
     TensorizedLayer,
@@ -106,12 +108,16 @@ def tensorize(
     format: str = "tt",
     rank=8,
     *,
-    min_params: int = 1024,
+    min_params: int = DEFAULT_MIN_PARAMS,
     include=None,
     exclude=None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     layers: Sequence[str] = _DEFAULT_LAYERS,
     decompose: bool = False,
+    d: int | None = None,
+    strategy: str = "auto",
+    conv_strategy: str = "auto",
+    tensorize_hidden: bool = False,
 ) -> nn.Module:
     """A copy of ``model`` whose eligible layers are tensorized; ``model`` itself is not changed.
 
@@ -134,7 +140,7 @@ def tensorize(
         consider / to leave dense.
     overrides : dict mapping a glob to a dict of keyword arguments, optional
         Per-layer arguments (``"format"``, ``"rank"``, and any argument of the new layer's class or
-        of its ``from_dense``, e.g. ``{"classifier.*": {"rank": 4, "d": 2}, "*": {"init": "he"}}``);
+        of its ``from_dense``, e.g. ``{"classifier.*": {"rank": 4, "d": 2}, "*": {"weight_init": "he"}}``);
         every matching glob applies, later ones winning.
     layers : sequence of {"linear", "conv2d", "lstm", "gru", "attention"}
         Kinds of layers to replace.
@@ -142,6 +148,10 @@ def tensorize(
         True: decompose the trained weights (``from_dense``; each new layer's
         ``decomposition_error`` reports the relative error). False: fresh exact variance-preserving
         init.
+    d, strategy, conv_strategy, tensorize_hidden :
+        Defaults for the new layers (number of modes; contraction strategy of the Linear,
+        recurrent and attention maps; the convolutions' strategy; whether the recurrent layers'
+        hidden maps are tensorized too), as the JAX backend's; ``overrides`` take precedence.
 
     Returns
     -------
@@ -168,6 +178,17 @@ def tensorize(
             f"layers must be a non-empty sequence of {', '.join(map(repr, LAYER_KINDS))}; "
             f"got {layers!r}"
         )
+    if conv_strategy not in CONV_STRATEGIES:
+        raise ValueError(
+            f"conv_strategy must be one of {', '.join(map(repr, CONV_STRATEGIES))}; "
+            f"got {conv_strategy!r}"
+        )
+    defaults = {
+        "d": d,
+        "strategy": strategy,
+        "conv_strategy": conv_strategy,
+        "tensorize_hidden": bool(tensorize_hidden),
+    }
     chooser = LayerChooser(
         [n for n, _ in model.named_modules(remove_duplicate=False)],
         {"format": format, "rank": rank},
@@ -193,7 +214,7 @@ def tensorize(
             continue
         handled.append(name)
         if id(m) not in memo:
-            memo[id(m)] = _decide(chooser, name, kind, m, layers, decompose)
+            memo[id(m)] = _decide(chooser, name, kind, m, layers, decompose, defaults)
         new = memo[id(m)]
         if new is None:
             continue
@@ -217,7 +238,21 @@ def tensorize(
     return new_model
 
 
-def _decide(chooser, name, kind, m, layers, decompose) -> nn.Module | None:
+def _layer_defaults(kind: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``tensorize``'s defaults give a new layer of ``kind`` (only those
+    that differ from the layer's own defaults, so ``from_dense`` sees what it saw before)."""
+    kw: dict[str, Any] = {}
+    if defaults["d"] is not None:
+        kw["d"] = defaults["d"]
+    strategy = defaults["conv_strategy" if kind == "conv2d" else "strategy"]
+    if strategy != "auto":
+        kw["strategy"] = strategy
+    if kind in ("lstm", "gru") and defaults["tensorize_hidden"]:
+        kw["tensorize_hidden"] = True
+    return kw
+
+
+def _decide(chooser, name, kind, m, layers, decompose, defaults) -> nn.Module | None:
     """The replacement of ``m``, or None (the reason recorded by ``chooser``)."""
     label = name or "<root>"
     if kind not in layers:
@@ -232,6 +267,8 @@ def _decide(chooser, name, kind, m, layers, decompose) -> nn.Module | None:
     kw = chooser.options(name, label, dense, features)
     if kw is None:
         return None
+    for key, value in _layer_defaults(kind, defaults).items():
+        kw.setdefault(key, value)  # the call's defaults; overrides and hints win
     fmt, rank = kw.pop("format"), kw.pop("rank")
     new = chooser.build(
         name,

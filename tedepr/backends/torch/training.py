@@ -399,21 +399,41 @@ def _finish(sums: torch.Tensor, name: str) -> tuple[float, float]:
 
 
 def evaluate(
-    model: nn.Module, data, device: str | torch.device = "cpu", *, loss="cross_entropy"
+    model: nn.Module,
+    data,
+    device: str | torch.device | None = None,
+    *,
+    masks=None,
+    batch_size: int = 512,
+    loss="cross_entropy",
+    devices=None,
 ) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` over ``data``, in eval mode and without gradients.
 
-    ``data`` is a DataLoader, `make_loader(...)` or a re-iterable of ``(x, y)`` batches. The
-    train/eval flags of the model's modules are restored afterwards.
+    ``data`` is a DataLoader, `make_loader(...)`, a re-iterable of ``(x, y)`` batches, or an
+    ``(x, y)`` pair of arrays (batched by ``batch_size``, in order). ``masks`` (``{name: bool
+    tensor}``, as `apply_masks` takes) are applied to a copy of ``model`` for the evaluation;
+    ``model`` itself is never changed: the train/eval flags of its modules are restored afterwards.
+    ``device`` (default CPU) or a one-element ``devices`` says where it runs, as in `fit`.
 
     Returns
     ``(loss, accuracy)`` as Python floats; accuracy in [0, 1].
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    data = _as_loader(data, batch_size, shuffle=False, seed=0, name="data")
     core.check_reiterable(data, "data")
-    device = _device(device, None)
+    device = _device(device, devices)
     loss_fn = _loss_fn(loss)
+    if masks is not None:
+        import copy
+
+        from .masking import apply_masks
+
+        model = copy.deepcopy(model)
+        apply_masks(model, masks)
     modes = _module_modes(model)
     model.eval()
     try:

@@ -1,0 +1,93 @@
+"""Dense-equivalent weight counts of a JAX model (SPEC §5 Counting), as the torch backend's
+`count_weights` gives them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from .layers import BatchNorm, LayerNorm
+from .masking import flatten_masks, leaf_paths, prunable_leaves
+from .models import Model
+
+__all__ = ["count_weights"]
+
+
+def _layer(model: Model, name: str):
+    """The (sub)layer object called ``name`` (``"enc/self_attn/q_proj"``), or None."""
+    for top in sorted(model.layers, key=len, reverse=True):
+        if name == top or name.startswith(top + "/"):
+            layer = model.layers[top]
+            for part in name[len(top) + 1 :].split("/") if name != top else ():
+                subs = layer.sublayers() if hasattr(layer, "sublayers") else {}
+                if part not in subs:
+                    return None
+                layer = subs[part]
+            return layer
+    return None
+
+
+def count_weights(model: Model, params, masks=None) -> dict[str, Any]:
+    """Dense-equivalent weight counts of ``model`` with ``params`` (and ``masks``), per layer and
+    in total.
+
+    Returns the dict of the torch backend's `count_weights`: ``"layers"`` maps a layer name (the
+    `CoreInfo.layer` of its weights) to ``{"type", "dense", "params", "kept"}`` — for a tensorized
+    layer ``dense`` is the entry count of the matrix it replaces, ``params`` its core entries and
+    ``kept`` the entries the masks keep; for a dense layer all three count its weights (``kept``
+    after masks). ``"dense"``, ``"params"``, ``"kept"`` are the sums over layers; ``"biases"``,
+    ``"norm"``, ``"other"`` count the trained entries outside the weights (BatchNorm running
+    statistics are not trained and not counted).
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
+    weights = prunable_leaves(params)
+    structure = model.structure()
+    flat = flatten_masks(masks, params) if masks else {}
+    layers: dict[str, dict[str, Any]] = {}
+    for path, array in weights.items():
+        info = structure.get(path)
+        name = info.layer if info is not None else path.rpartition("/")[0]
+        entry = layers.get(name)
+        if entry is None:
+            layer = _layer(model, name)
+            entry = layers[name] = {
+                "type": type(layer).__name__ if layer is not None else "layer",
+                "dense": 0,
+                "params": 0,
+                "kept": 0,
+            }
+            dense = getattr(layer, "dense_weights", None)
+            if info is not None and info.format != "dense" and isinstance(dense, int):
+                entry["dense"] = dense
+        size = int(np.prod(array.shape))
+        entry["params"] += size
+        entry["kept"] += int(np.sum(np.asarray(flat[path]))) if path in flat else size
+        if info is None or info.format == "dense":
+            entry["dense"] += size
+    biases = norm = other = 0
+    for path, leaf in zip(leaf_paths(params), jax.tree_util.tree_leaves(params), strict=True):
+        if path in weights:
+            continue
+        owner = _layer(model, path.rpartition("/")[0])
+        size = int(np.prod(np.shape(leaf)))
+        if isinstance(owner, BatchNorm):
+            if path.rpartition("/")[2] not in BatchNorm.STATS:
+                norm += size
+        elif isinstance(owner, LayerNorm):
+            norm += size
+        elif "bias" in path.rpartition("/")[2]:
+            biases += size
+        else:
+            other += size
+    return {
+        "layers": layers,
+        "dense": sum(e["dense"] for e in layers.values()),
+        "params": sum(e["params"] for e in layers.values()),
+        "kept": sum(e["kept"] for e in layers.values()),
+        "biases": biases,
+        "norm": norm,
+        "other": other,
+    }
