@@ -203,3 +203,17 @@ class Report:
             lines.append("ranks a→b: allocated ranks → ranks on complete paths of kept entries")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+def count_summary(layers: dict, *, biases: int, norm: int, other: int) -> dict:
+    """The ``count_weights`` result of every backend: per-layer entries (``dense``, ``params``,
+    ``kept``) with their totals, and the parameter counts that are not weights."""
+    return {
+        "layers": layers,
+        "dense": sum(e["dense"] for e in layers.values()),
+        "params": sum(e["params"] for e in layers.values()),
+        "kept": sum(e["kept"] for e in layers.values()),
+        "biases": biases,
+        "norm": norm,
+        "other": other,
+    }

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ...report import count_summary
 from .layers import BatchNorm, LayerNorm
 from .masking import flatten_masks, leaf_paths, prunable_leaves
 from .models import Model
@@ -82,12 +83,4 @@ def count_weights(model: Model, params, masks=None) -> dict[str, Any]:
             biases += size
         else:
             other += size
-    return {
-        "layers": layers,
-        "dense": sum(e["dense"] for e in layers.values()),
-        "params": sum(e["params"] for e in layers.values()),
-        "kept": sum(e["kept"] for e in layers.values()),
-        "biases": biases,
-        "norm": norm,
-        "other": other,
-    }
+    return count_summary(layers, biases=biases, norm=norm, other=other)

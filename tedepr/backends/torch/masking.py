@@ -31,6 +31,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ...report import count_summary
+
 __all__ = [
     "prunable_parameters",
     "apply_masks",
@@ -423,12 +425,4 @@ def count_weights(model: nn.Module) -> dict[str, Any]:
             biases += p.numel()
         else:
             other += p.numel()
-    return {
-        "layers": layers,
-        "dense": sum(e["dense"] for e in layers.values()),
-        "params": sum(e["params"] for e in layers.values()),
-        "kept": sum(e["kept"] for e in layers.values()),
-        "biases": biases,
-        "norm": norm,
-        "other": other,
-    }
+    return count_summary(layers, biases=biases, norm=norm, other=other)
