@@ -191,7 +191,8 @@ def tensorize(
     }
     chooser = LayerChooser(
         [n for n, _ in model.named_modules(remove_duplicate=False)],
-        {"format": format, "rank": rank},
+        # d joins the chooser's defaults (an in_shape hint sizes the modes with it)
+        {"format": format, "rank": rank, **({"d": d} if d is not None else {})},
         min_params=min_params,
         include=include,
         exclude=exclude,
