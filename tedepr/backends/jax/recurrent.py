@@ -306,7 +306,30 @@ LSTM.__doc__ = _DENSE_DOC.format(kind="LSTM", g=4, final="(h_n, c_n)")
 GRU.__doc__ = _DENSE_DOC.format(kind="GRU", g=3, final="h_n")
 
 
+@dataclass(frozen=True)
 class _TensorizedRecurrent(_RecurrentBase):
+    """The fields and the construction of `TensorizedLSTM` and `TensorizedGRU` (which differ only
+    in their number of gates)."""
+
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = 0.0
+    format: str = field(default="tt", kw_only=True)
+    rank: Any = field(default=8, kw_only=True)
+    tensorize_hidden: bool = field(default=False, kw_only=True)
+    in_modes: tuple | None = field(default=None, kw_only=True)
+    out_modes: tuple | None = field(default=None, kw_only=True)
+    d: int | None = field(default=None, kw_only=True)
+    weight_init: str = field(default="torch", kw_only=True)
+    std: float | None = field(default=None, kw_only=True)
+    strategy: str = field(default="auto", kw_only=True)
+    maps: dict = field(init=False, repr=False, compare=False, hash=False)
+    ih: Any = field(init=False, repr=False, compare=False, hash=False)
+    hh: Any = field(init=False, repr=False, compare=False, hash=False)
+
     def __post_init__(self):
         self._check_common()
         _check_choice(self.format, tuple(LINEAR_CLASSES), "format")
@@ -429,49 +452,11 @@ _TENSORIZED_DOC = """``num_layers`` {kind} layers whose input-to-hidden map of a
 
 @dataclass(frozen=True)
 class TensorizedLSTM(_TensorizedRecurrent):
-    input_size: int
-    hidden_size: int
-    num_layers: int = 1
-    bias: bool = True
-    batch_first: bool = False
-    dropout: float = 0.0
-    format: str = field(default="tt", kw_only=True)
-    rank: Any = field(default=8, kw_only=True)
-    tensorize_hidden: bool = field(default=False, kw_only=True)
-    in_modes: tuple | None = field(default=None, kw_only=True)
-    out_modes: tuple | None = field(default=None, kw_only=True)
-    d: int | None = field(default=None, kw_only=True)
-    weight_init: str = field(default="torch", kw_only=True)
-    std: float | None = field(default=None, kw_only=True)
-    strategy: str = field(default="auto", kw_only=True)
-    maps: dict = field(init=False, repr=False, compare=False, hash=False)
-    ih: Any = field(init=False, repr=False, compare=False, hash=False)
-    hh: Any = field(init=False, repr=False, compare=False, hash=False)
-
     _gates: ClassVar[int] = 4
 
 
 @dataclass(frozen=True)
 class TensorizedGRU(_TensorizedRecurrent):
-    input_size: int
-    hidden_size: int
-    num_layers: int = 1
-    bias: bool = True
-    batch_first: bool = False
-    dropout: float = 0.0
-    format: str = field(default="tt", kw_only=True)
-    rank: Any = field(default=8, kw_only=True)
-    tensorize_hidden: bool = field(default=False, kw_only=True)
-    in_modes: tuple | None = field(default=None, kw_only=True)
-    out_modes: tuple | None = field(default=None, kw_only=True)
-    d: int | None = field(default=None, kw_only=True)
-    weight_init: str = field(default="torch", kw_only=True)
-    std: float | None = field(default=None, kw_only=True)
-    strategy: str = field(default="auto", kw_only=True)
-    maps: dict = field(init=False, repr=False, compare=False, hash=False)
-    ih: Any = field(init=False, repr=False, compare=False, hash=False)
-    hh: Any = field(init=False, repr=False, compare=False, hash=False)
-
     _gates: ClassVar[int] = 3
 
 
