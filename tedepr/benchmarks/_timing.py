@@ -160,3 +160,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
         if n == 0:
             lines.append("-" * len(lines[0]))
     return "\n".join(lines)
+
+
+#: the models the training and inference suites time, and one sample's shape
+MODELS = {"lenet300_100": (1, 28, 28), "vgg16": (3, 32, 32)}
+# the CIFAR shape for VGG-16 (the zoo's default input is MNIST-like)
+MODEL_KW = {"lenet300_100": {}, "vgg16": {"in_channels": 3, "image_size": 32}}

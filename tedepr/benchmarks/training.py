@@ -23,11 +23,7 @@ import random
 import time
 import warnings
 
-from ._timing import summarize
-
-MODELS = {"lenet300_100": (1, 28, 28), "vgg16": (3, 32, 32)}
-# the CIFAR shape for VGG-16 (the zoo's default input is MNIST-like)
-MODEL_KW = {"lenet300_100": {}, "vgg16": {"in_channels": 3, "image_size": 32}}
+from ._timing import MODEL_KW, MODELS, summarize
 
 
 def parse_args(argv):
