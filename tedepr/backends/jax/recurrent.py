@@ -128,8 +128,17 @@ def _suffix(k: int) -> str:
     return "" if k == 0 else f"_l{k}"
 
 
+@dataclass(frozen=True)
 class _RecurrentBase:
-    """Stacking, state shapes and dropout between layers, shared by the four recurrent layers."""
+    """The ``nn.LSTM``/``nn.GRU`` fields, stacking, state shapes and dropout between layers, shared
+    by the four recurrent layers."""
+
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    batch_first: bool = False
+    dropout: float = 0.0
 
     _gates: ClassVar[int] = 4
 
@@ -274,13 +283,6 @@ _DENSE_DOC = """``num_layers`` dense {kind} layers (``nn.{kind}``'s init ``U(−
 
 @dataclass(frozen=True)
 class LSTM(_DenseRecurrent):
-    input_size: int
-    hidden_size: int
-    num_layers: int = 1
-    bias: bool = True
-    batch_first: bool = False
-    dropout: float = 0.0
-
     _gates: ClassVar[int] = 4
 
     def __post_init__(self):
@@ -289,13 +291,6 @@ class LSTM(_DenseRecurrent):
 
 @dataclass(frozen=True)
 class GRU(_DenseRecurrent):
-    input_size: int
-    hidden_size: int
-    num_layers: int = 1
-    bias: bool = True
-    batch_first: bool = False
-    dropout: float = 0.0
-
     _gates: ClassVar[int] = 3
 
     def __post_init__(self):
@@ -311,12 +306,6 @@ class _TensorizedRecurrent(_RecurrentBase):
     """The fields and the construction of `TensorizedLSTM` and `TensorizedGRU` (which differ only
     in their number of gates)."""
 
-    input_size: int
-    hidden_size: int
-    num_layers: int = 1
-    bias: bool = True
-    batch_first: bool = False
-    dropout: float = 0.0
     format: str = field(default="tt", kw_only=True)
     rank: Any = field(default=8, kw_only=True)
     tensorize_hidden: bool = field(default=False, kw_only=True)
