@@ -92,6 +92,7 @@ def compress(
     probe_epochs: int = 3,
     probe_fit: dict[str, Any] | None = None,
     probe_draws: int = 1,
+    compact: bool = True,
     params=None,
     dtype=None,
     backend: str | None = None,
@@ -149,6 +150,14 @@ def compress(
     probe_data, probe_epochs, probe_fit : only with candidates (splits or draws) to probe
         The probe's training batches (as ``fit`` takes them), its epochs (default 3) and its
         recipe (``fit`` keywords; default `tedepr.probe.PROBE_FIT`, the study's recipe).
+    compact : bool
+        Remove the bond indices that lie on no complete path of kept entries from the cores and
+        masks (`tedepr.backends.torch.compact` / `tedepr.backends.jax.compact`; default True).
+        Exact: the same function and the same gradient for every remaining entry, so training
+        is unchanged and faster (docs/performance.md, *Compaction*). Kept entries on no
+        complete path (never influencing the output, never getting a gradient) go with their
+        index; the report's kept count then drops by them and a note says how many. False
+        returns the cores at the ranks they were tensorized with.
     params : optional (JAX only)
         Params of a JAX ``model``: layers left dense keep them, new layers are initialised from
         ``seed``; default: the compressed model initialised from ``jax.random.key(seed)``. A torch

@@ -162,6 +162,10 @@ class CompressAdapter(Protocol):
         """Fix the masks on the model (pruned entries exactly 0); return ``(params, masks)`` with
         the masks as the backend keeps them."""
 
+    def compact(self, result: CompressionResult) -> CompressionResult:
+        """The backend's ``compact(result)`` (dead bond indices removed; `tedepr.pruning.compact`):
+        ``result`` itself when nothing can be compacted."""
+
 
 # ----------------------------------------------------------------------------- budget, liveness
 class DeadLayerError(ValueError):
@@ -381,6 +385,7 @@ def run_compress(
     probe_epochs=3,
     probe_fit=None,
     probe_draws=1,
+    compact=True,
     params,
     dtype,
 ) -> CompressionResult:
@@ -399,6 +404,8 @@ def run_compress(
             "probe_data, probe_epochs and probe_fit only apply with candidates to probe: "
             "oversample a sequence of splits (e.g. oversample=(1.0, 2.0)) or probe_draws > 1"
         )
+    if not isinstance(compact, bool):
+        raise TypeError(f"compact must be True or False; got {type(compact).__name__}")
     seed, input_shape = check_compress_args(
         format=format,
         score=score,
@@ -470,7 +477,8 @@ def run_compress(
     )
     report.notes.extend(notes)
     check_alive(report)
-    return CompressionResult(cmodel, report, masks or {}, cparams)
+    result = CompressionResult(cmodel, report, masks or {}, cparams)
+    return adapter.compact(result) if compact else result
 
 
 def run_score(

@@ -236,7 +236,9 @@ def torch_lenet():
     dense = tedepr.models.get("lenet300_100", backend="torch")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = tedepr.compress(dense, (x[:32], y[:32]), sparsity=0.99, format="tt", backend="torch")
+        r = tedepr.compress(
+            dense, (x[:32], y[:32]), sparsity=0.99, format="tt", backend="torch", compact=False
+        )
     return r, x, y
 
 
@@ -477,6 +479,46 @@ def test_torch_compact_reports_dropped_entries():
         torch.testing.assert_close(c.model(x), r.model(x), rtol=1e-5, atol=1e-6)
 
 
+def _torch_sgd_steps(model, x, y, steps=3):
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    for k in range(steps):
+        xb, yb = x[16 * k : 16 * k + 16], y[16 * k : 16 * k + 16]
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    return model
+
+
+def test_torch_compress_compacts_by_default(torch_lenet):
+    r, x, y = torch_lenet  # compact=False
+    torch.manual_seed(0)
+    dense = tedepr.models.get("lenet300_100", backend="torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = tedepr.compress(dense, (x[:32], y[:32]), sparsity=0.99, format="tt", backend="torch")
+    # the default is compact=True: the ranks are the connected ones of the uncompacted result
+    old = {row.name: row for row in r.report.layers}
+    new = {row.name: row for row in c.report.layers}
+    assert any(new[n].total < old[n].total for n in new)
+    for n in new:
+        assert tuple(new[n].ranks) == tuple(old[n].connected_ranks)
+        assert new[n].kept == old[n].kept  # no kept entry was dead here: the count is unchanged
+    assert c.report.kept_weights == r.report.kept_weights
+    assert any("compacted" in note for note in c.report.notes)
+    assert not any("compacted" in note for note in r.report.notes)
+    with torch.no_grad():
+        torch.testing.assert_close(c.model(x), r.model(x), rtol=1e-5, atol=1e-6)
+    # a few SGD steps from both: the same function afterwards
+    a = _torch_sgd_steps(copy.deepcopy(r.model), x, y)
+    b = _torch_sgd_steps(copy.deepcopy(c.model), x, y)
+    with torch.no_grad():
+        out_a, out_b = a(x), b(x)
+        torch.testing.assert_close(out_b, out_a, rtol=1e-4, atol=1e-5)
+        assert float((out_a - r.model(x)).abs().max()) > 1e-3  # the steps did train
+    with pytest.raises(TypeError, match="compact must be True or False"):
+        tedepr.compress(dense, (x[:32], y[:32]), format="tt", backend="torch", compact="yes")
+
+
 # ----------------------------------------------------------------------------- jax
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
@@ -496,7 +538,13 @@ def jax_lenet():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = tedepr.compress(
-            dense, (x[:32], y[:32]), sparsity=0.99, format="tt", backend="jax", params=params
+            dense,
+            (x[:32], y[:32]),
+            sparsity=0.99,
+            format="tt",
+            backend="jax",
+            params=params,
+            compact=False,
         )
     return r, x, y
 
@@ -577,6 +625,41 @@ def test_jax_compact_trains_identically(jax_lenet, optimizer):
         for a, b in zip(jax.tree.leaves(pa), jax.tree.leaves(r.params))
     )
     assert moved > 1e-4
+
+
+def test_jax_compress_compacts_by_default(jax_lenet):
+    r, x, y = jax_lenet  # compact=False
+    dense = tedepr.models.get("lenet300_100", backend="jax")
+    params = dense.init(jax.random.key(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = tedepr.compress(
+            dense, (x[:32], y[:32]), sparsity=0.99, format="tt", backend="jax", params=params
+        )
+    old = {row.name: row for row in r.report.layers}
+    new = {row.name: row for row in c.report.layers}
+    assert any(new[n].total < old[n].total for n in new)
+    for n in new:
+        assert tuple(new[n].ranks) == tuple(old[n].connected_ranks)
+        assert new[n].kept == old[n].kept
+    assert c.report.kept_weights == r.report.kept_weights
+    assert any("compacted" in note for note in c.report.notes)
+    np.testing.assert_allclose(np.asarray(c.apply(x)), np.asarray(r.apply(x)), rtol=1e-5, atol=1e-6)
+    outs = []
+    for res in (r, c):
+        trainable = trainable_mask(res.model, res.params)
+        tx = tj.make_optimizer("sgd", momentum=0.9, weight_decay=5e-4, decay_mask=trainable)
+        step = jax.jit(tj.make_train_step(res.model, tx, trainable))
+        masks = tj.normalize_masks(res.params, res.masks)
+        p, o = res.params, tx.init(res.params)
+        for k in range(3):
+            xb, yb = jnp.asarray(x[16 * k : 16 * k + 16]), jnp.asarray(y[16 * k : 16 * k + 16])
+            p, o, _, _ = step(p, o, masks, xb, yb, jnp.asarray(0.05, jnp.float32))
+        outs.append(np.asarray(res.model.apply(p, x, res.masks)))
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-4, atol=1e-5)
+    assert float(np.max(np.abs(outs[0] - np.asarray(r.apply(x))))) > 1e-3  # it trained
+    with pytest.raises(TypeError, match="compact must be True or False"):
+        tedepr.compress(dense, (x[:32], y[:32]), backend="jax", params=params, compact=1)
 
 
 def test_jax_finalize_compacts_first(jax_lenet):

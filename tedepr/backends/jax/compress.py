@@ -173,6 +173,11 @@ class JaxAdapter:
         masks = {n: jnp.asarray(m, dtype=jnp.bool_) for n, m in masks.items()}
         return apply_masks(params, masks), masks
 
+    def compact(self, result):
+        from .compact import compact
+
+        return compact(result)
+
 
 ADAPTER = JaxAdapter()
 compress = bind(compression.compress, ADAPTER, __name__)

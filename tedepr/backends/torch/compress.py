@@ -166,6 +166,11 @@ class TorchAdapter:
         apply_masks(model, masks)
         return None, masks
 
+    def compact(self, result):
+        from .compact import compact
+
+        return compact(result)
+
 
 ADAPTER = TorchAdapter()
 compress = bind(compression.compress, ADAPTER, __name__)
