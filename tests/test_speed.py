@@ -144,6 +144,21 @@ def test_bad_strategy_names_the_choices():
     assert [batch_bucket(b) for b in (1, 2, 3, 8, 9, 256)] == [1, 2, 4, 8, 16, 256]
 
 
+def test_strategy_setter_replans_and_checks():
+    torch.manual_seed(0)
+    layer = TTLinear(24, 10, rank=3, in_modes=(4, 6), out_modes=(2, 5), strategy="chain")
+    x = torch.randn(3, 24)
+    y = layer(x)
+    assert layer._plans[3].strategy == "chain"
+    layer.strategy = "reconstruct"
+    assert layer.strategy == "reconstruct" and not layer._plans  # re-planned on the next call
+    torch.testing.assert_close(layer(x), y, rtol=1e-5, atol=1e-5)
+    assert layer._plans[3].strategy == "reconstruct"
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        layer.strategy = "fastest"
+    assert layer.strategy == "reconstruct"
+
+
 # ---------------------------------------------------------------------------- benchmarks
 
 

@@ -5,9 +5,14 @@ Random data of the model's input shape; one SGD-momentum step (forward, backward
 as the backends apply them: parametrizations in torch, gradient/update projection in JAX, jitted).
 Variants: ``dense``; ``dense+PaI`` (the dense model with masks from ``--score``); ``TEDEPR`` (masks
 from ``--tedepr-score``, default the library's default ``trainability``, as ``compress`` returns
-it) and ``TEDEPR compact`` (the same after `compact`: dead bond indices removed). ``--compile``
-adds torch variants whose model is ``torch.compile``d (inductor). All variants of one model are
-timed round-robin in one run; ratios compare them.
+it, ``compact=False``) and ``TEDEPR compact`` (the same after `compact`: dead bond indices
+removed; what ``compress`` returns by default). ``--compile`` adds torch variants whose model is
+``torch.compile``d (inductor), the same treatment for dense, PaI and TEDEPR; ``--autotune`` adds
+the compacted model with ``strategy="autotune"`` on every tensorized layer (each layer's
+chain / optimal / reconstruct timed forward+backward once, the fastest kept). All variants of one
+model are timed round-robin in one run; ratios compare them. The torch rows also give the GEMM
+FLOPs of one step (forward + backward, from the layers' own contraction plans; ``-`` for models
+with convolutions): the time a step could reach if FLOPs alone set it.
 
     python -m tedepr.benchmarks.training                    # LeNet-300-100 and VGG-16, both backends
     python -m tedepr.benchmarks.training --quick            # LeNet-300-100 only, few steps
@@ -53,6 +58,11 @@ def parse_args(argv):
         "dead bond indices that `compact` removes)",
     )
     ap.add_argument("--compile", action="store_true", help="add torch.compile'd torch variants")
+    ap.add_argument(
+        "--autotune",
+        action="store_true",
+        help='add the compacted torch model with strategy="autotune" on its tensorized layers',
+    )
     ap.add_argument(
         "--bare", action="store_true", help="add the TEDEPR model without masks (their cost)"
     )
@@ -119,6 +129,7 @@ def torch_variants(name, args, batch):
             format=args.format,
             score=args.tedepr_score,
             backend="torch",
+            compact=False,
         )
     ted = result.model
     small = tedepr.backends.torch.compact(result).model
@@ -134,6 +145,12 @@ def torch_variants(name, args, batch):
         bare = copy.deepcopy(small)
         tedepr.backends.torch.remove_masks(bare)
         models["compact, no masks"] = bare
+    if args.autotune:
+        tuned = copy.deepcopy(small)
+        for m in tuned.modules():
+            if isinstance(m, tedepr.backends.torch.layers.TensorizedLayer):
+                m.strategy = "autotune"
+        models["compact autotune"] = tuned
     if args.compile:
         for label, k in (
             ("dense compiled", "dense"),
@@ -158,7 +175,65 @@ def torch_variants(name, args, batch):
         k: tedepr.backends.torch.count_weights(getattr(m, "_orig_mod", m))["kept"]
         for k, m in models.items()
     }
-    return steps, sync, counts
+
+    def flops():  # after the timing: autotuned layers have measured their strategy by then
+        return {k: step_gemm_flops(getattr(m, "_orig_mod", m), batch) for k, m in models.items()}
+
+    return steps, sync, counts, flops
+
+
+def _plan_flops(plan, grads) -> tuple[int, int]:
+    """``(forward, backward)`` GEMM FLOPs of a contraction plan; ``grads[i]``: operand ``i``
+    needs a gradient (the backward of a pairwise GEMM is one GEMM per operand that needs one)."""
+    req = list(grads)
+    fwd = bwd = 0
+    for s in plan._steps:
+        (b1, m, k), (b2, _, n) = s.shape_a, s.shape_b
+        f = 2 * max(b1, b2) * m * k * n
+        ra, rb = req[s.i], req[s.j]
+        fwd += f
+        bwd += f * (int(ra) + int(rb))
+        for i in sorted((s.i, s.j), reverse=True):
+            del req[i]
+        req.append(ra or rb)
+    return fwd, bwd
+
+
+def step_gemm_flops(model, batch: int) -> int | None:
+    """GEMM FLOPs of one training step (forward + backward) of an MLP of ``nn.Linear`` and
+    tensorized Linear layers, from each layer's plan at ``batch``; the first layer's input needs
+    no gradient. None for models with other weight layers (convolutions, recurrent, ...)."""
+
+    from torch import nn
+
+    from tedepr.backends.torch.layers import _PLANS, _plan_index, _TensorizedLinear, _tuned_strategy
+
+    total, first = 0, True
+    for m in model.modules():
+        if isinstance(m, _TensorizedLinear):
+            strategy = m.strategy
+            if strategy == "autotune":
+                probe = next(iter(m.parameters()))
+                strategy = _tuned_strategy(m._plan_key(), batch, probe.new_empty(1, 1)) or "auto"
+            plan = _PLANS[_plan_index(m._plan_key(), batch, strategy)]
+            n_in, n_out = m.in_features, m.out_features
+            cores = len(m._core_shapes)
+            if plan._reconstruct is not None:  # build W from the cores, then one dense GEMM
+                f, b = _plan_flops(plan._reconstruct, [True] * cores)
+                mm = 2 * batch * n_in * n_out
+                total += f + b + mm * (2 if first else 3)
+            else:
+                f, b = _plan_flops(plan, [not first] + [True] * cores)
+                total += f + b
+            first = False
+        elif isinstance(m, nn.Linear):
+            total += 2 * batch * m.in_features * m.out_features * (2 if first else 3)
+            first = False
+        elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.RNNBase)) or (
+            hasattr(m, "_core_shapes") and not isinstance(m, _TensorizedLinear)
+        ):
+            return None
+    return total if not first else None
 
 
 # ---------------------------------------------------------------------------- jax
@@ -196,6 +271,7 @@ def jax_variants(name, args, batch):
                 score=score,
                 backend="jax",
                 params=params,
+                compact=False,
             )
             variants[label] = (
                 r.model,
@@ -233,7 +309,7 @@ def jax_variants(name, args, batch):
         counts[k] = int(
             sum(np.asarray(masks_leaf).sum() for masks_leaf in _flat_masks(masks, leaves))
         )
-    return steps, (lambda: None), counts
+    return steps, (lambda: None), counts, dict
 
 
 def _flat_masks(masks, leaves):
@@ -260,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'backend':<7} {'model':<14} {'sparsity':>8} {'batch':>5} {'variant':<18} "
-        f"{'kept weights':>12} {'ms/step':>9} {'PaI/this':>9} {'dense/this':>10}"
+        f"{'kept weights':>12} {'ms/step':>9} {'PaI/this':>9} {'dense/this':>10} "
+        f"{'GEMM MFLOP':>10} {'PaI/this FLOPs':>14}"
     )
     print(header)
     print("-" * len(header))
@@ -270,15 +347,22 @@ def main(argv: list[str] | None = None) -> int:
                 args.sparsity_now = sparsity
                 batch = args.batch if name.startswith("lenet") else args.vgg_batch
                 make = torch_variants if backend == "torch" else jax_variants
-                steps, sync, counts = make(name, args, batch)
+                steps, sync, counts, flops = make(name, args, batch)
                 n = args.steps if name.startswith("lenet") else max(3, args.steps // 10)
                 t = _round_robin(steps, n, sync, args.stat)
+                flops = flops()
                 keys = list(t)
                 for k in keys:
+                    f, f_pai = flops.get(k), flops.get(keys[1])
+                    fcols = (
+                        f"{f / 1e6:>10.1f} {f_pai / f:>13.2f}x"
+                        if f and f_pai
+                        else f"{'-':>10} {'-':>14}"
+                    )
                     print(
                         f"{backend:<7} {name:<14} {sparsity:>8.3%} {batch:>5} {k:<18} "
                         f"{counts[k]:>12,} {t[k]:>9.3f} {t[keys[1]] / t[k]:>8.2f}x "
-                        f"{t[keys[0]] / t[k]:>9.2f}x",
+                        f"{t[keys[0]] / t[k]:>9.2f}x {fcols}",
                         flush=True,
                     )
     return 0

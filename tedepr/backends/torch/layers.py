@@ -200,6 +200,13 @@ class TensorizedLayer(nn.Module):
     def strategy(self) -> str:
         return self._strategy
 
+    @strategy.setter
+    def strategy(self, value: str) -> None:
+        """Switch the contraction strategy (e.g. to ``"autotune"`` for training); the layer
+        re-plans on its next call."""
+        self._strategy = _check_strategy(value)
+        self._plans = {}
+
     def factorized(self) -> Factorized:
         """The `tedepr.Factorized` of the current (masked) cores; they stay attached to autograd."""
         return from_cores(
