@@ -5,7 +5,11 @@ PaI masks at 99%, and TEDEPR at 99% (masks from ``--tedepr-score``, default ``tr
 still tensorized: each picks its contraction per batch size) and ``TEDEPR folded`` =
 ``finalize(model, fold=True)`` (every tensorized layer pre-contracted into a dense one).
 ``--compile`` adds ``torch.compile`` of the dense model and of ``TEDEPR final`` (torch; its ratio
-columns are ``final.c``). Torch in
+columns are ``final.c``). ``--floor`` (LeNet-300-100) adds what no variant can go below:
+``struct. floor`` (the same model with hidden widths (1, 1): its modules and ops, no
+arithmetic) and ``empty op`` (one 1-element ``torch.add`` / one jitted identity call), and prints
+the op count of every variant per call (torch: top-level ``aten::`` ops in the profiler; JAX:
+``dot`` and ``fusion`` ops of the compiled HLO). Torch in
 ``eval()`` under ``torch.inference_mode()``; JAX jitted ``apply``. All variants of a row are
 timed round-robin in one run.
 
@@ -44,6 +48,11 @@ def parse_args(argv):
     )
     ap.add_argument(
         "--compile", action="store_true", help="add torch.compile'd dense and TEDEPR final (torch)"
+    )
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="add the structure floor and one empty op, and print op counts (LeNet-300-100)",
     )
     ap.add_argument(
         "--stat",
@@ -97,9 +106,32 @@ def torch_models(name, args):
     if args.compile:
         models["dense compiled"] = torch.compile(copy.deepcopy(dense).eval())
         models["final compiled"] = torch.compile(finalize(ted))
+    if args.floor and name == "lenet300_100":
+        models["struct. floor"] = get(name, backend="torch", hidden=(1, 1))
     for m in models.values():
         m.to(args.device).eval()
     return models
+
+
+def torch_op_counts(models, x) -> dict[str, int]:
+    """Top-level ``aten::`` ops of one inference call of each model (profiler events whose
+    parent is not itself an ``aten::`` op)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {}
+    with torch.inference_mode():
+        for k, m in models.items():
+            m(x)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                m(x)
+            out[k] = sum(
+                1
+                for e in prof.events()
+                if e.name.startswith("aten::")
+                and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
+            )
+    return out
 
 
 def torch_rows(name, args, timer):
@@ -122,7 +154,14 @@ def torch_rows(name, args, timer):
 
             return run
 
-        rows.append((batch, timer.run({k: call(m) for k, m in models.items()})))
+        calls = {k: call(m) for k, m in models.items()}
+        if args.floor:
+            one = torch.ones(1, device=args.device)
+            calls["empty op"] = lambda one=one: torch.add(one, one)
+            if batch == args.batches[0]:
+                counts = torch_op_counts(models, x)
+                print("aten ops per call: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+        rows.append((batch, timer.run(calls)))
     return rows
 
 
@@ -156,6 +195,9 @@ def jax_rows(name, args, timer):
             variants[label] = (r.model, r.params, normalize_masks(r.params, r.masks))
     variants["TEDEPR final"] = finalize(r.model, r.params, r.masks) + (None,)
     variants["TEDEPR folded"] = finalize(r.model, r.params, r.masks, fold=True) + (None,)
+    if args.floor and name == "lenet300_100":
+        floor = get(name, backend="jax", hidden=(1, 1))
+        variants["struct. floor"] = (floor, floor.init(jax.random.key(0)), None)
     fns = {
         k: jax.jit(lambda p, x, masks=masks, model=model: model.apply(p, x, masks))
         for k, (model, p, masks) in variants.items()
@@ -169,6 +211,16 @@ def jax_rows(name, args, timer):
             if k.startswith("TEDEPR"):
                 np.testing.assert_allclose(np.asarray(fns[k](p, x)), ref, rtol=1e-4, atol=1e-5)
             calls[k] = lambda f=fns[k], p=p, x=x: f(p, x).block_until_ready()
+        if args.floor:
+            identity = jax.jit(lambda a: a)
+            one = jnp.ones((1,), jnp.float32)
+            calls["empty op"] = lambda f=identity, one=one: f(one).block_until_ready()
+            if batch == args.batches[0]:
+                counts = []
+                for k, (_, p, _) in variants.items():
+                    hlo = fns[k].lower(p, x).compile().as_text()
+                    counts.append(f"{k} {hlo.count(' dot(')}/{hlo.count(' fusion(')}")
+                print("XLA dot/fusion ops per call: " + ", ".join(counts))
         rows.append((batch, timer.run(calls)))
     return rows
 
