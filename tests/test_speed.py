@@ -271,3 +271,25 @@ def test_shared_plan_table_is_bounded(monkeypatch):
         torch.testing.assert_close(y, x[:b] @ layer.dense_weight() + layer.bias)
     assert len(layers._PLANS) <= 3 and len(layers._PLAN_INDEX) <= 3
     assert set(layer._plans) == set(range(1, 8))  # the layer keeps its own plans
+
+
+def test_training_bench_gemm_flops():
+    from tedepr.backends.torch.layers import _PLANS, _plan_index
+    from tedepr.benchmarks.training import _plan_flops, step_gemm_flops
+
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 10))
+    # forward + weight gradient of both layers, input gradient of the second only
+    assert step_gemm_flops(mlp, 4) == 2 * 4 * (784 * 300 * 2 + 300 * 10 * 3)
+    layer = TTLinear(784, 300, rank=5, strategy="optimal")
+    plan = _PLANS[_plan_index(layer._plan_key(), 8, "optimal")]
+    fwd, bwd = _plan_flops(plan, [True] * 5)
+    assert fwd == plan.flops  # opt_einsum's own count of the same path
+    assert bwd == 2 * fwd  # one GEMM per operand and step
+    first_fwd, first_bwd = _plan_flops(plan, [False] + [True] * 4)
+    assert first_fwd == fwd and first_bwd < bwd  # the input needs no gradient
+    assert step_gemm_flops(nn.Sequential(layer), 8) == first_fwd + first_bwd
+    layer.strategy = "reconstruct"
+    rec = _PLANS[_plan_index(layer._plan_key(), 8, "reconstruct")]._reconstruct
+    build = sum(_plan_flops(rec, [True] * 4))
+    assert step_gemm_flops(nn.Sequential(layer), 8) == build + 2 * (2 * 8 * 784 * 300)
+    assert step_gemm_flops(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()), 8) is None

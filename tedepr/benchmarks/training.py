@@ -66,6 +66,12 @@ def parse_args(argv):
     ap.add_argument(
         "--bare", action="store_true", help="add the TEDEPR model without masks (their cost)"
     )
+    ap.add_argument(
+        "--ops",
+        action="store_true",
+        help="print the ops of one step of every torch variant (profiler: top-level aten ops, "
+        "GEMMs, copies, autograd nodes)",
+    )
     ap.add_argument("--stat", choices=["median", "min", "p25"], default="median")
     ap.add_argument("--steps", type=int, help="timed steps per variant (default 60; 15 quick)")
     args = ap.parse_args(argv)
@@ -180,6 +186,27 @@ def torch_variants(name, args, batch):
         return {k: step_gemm_flops(getattr(m, "_orig_mod", m), batch) for k, m in models.items()}
 
     return steps, sync, counts, flops
+
+
+def torch_step_ops(step) -> dict[str, int]:
+    """Ops of one call of ``step`` (after a warm-up call), from the torch profiler: top-level
+    ``aten::`` ops (parent not itself an ``aten::`` op), GEMMs (``mm``/``addmm``/``bmm``) and
+    copies (``copy_``) among all ``aten::`` events, and autograd nodes run by the backward."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    ev = list(prof.events())
+    aten = [e for e in ev if e.name.startswith("aten::")]
+    return {
+        "aten": sum(
+            1 for e in aten if e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")
+        ),
+        "gemm": sum(1 for e in aten if e.name in ("aten::mm", "aten::addmm", "aten::bmm")),
+        "copy": sum(1 for e in aten if e.name == "aten::copy_"),
+        "autograd": sum(1 for e in ev if e.name.startswith("autograd::engine::evaluate_function")),
+    }
 
 
 def _plan_flops(plan, grads) -> tuple[int, int]:
@@ -352,6 +379,13 @@ def main(argv: list[str] | None = None) -> int:
                 t = _round_robin(steps, n, sync, args.stat)
                 flops = flops()
                 keys = list(t)
+                if args.ops and backend == "torch":
+                    for k in keys:
+                        o = torch_step_ops(steps[k])
+                        print(
+                            f"ops per step, {k}: {o['aten']} top-level aten ops, {o['gemm']} "
+                            f"GEMMs, {o['copy']} copies, {o['autograd']} autograd nodes"
+                        )
                 for k in keys:
                     f, f_pai = flops.get(k), flops.get(keys[1])
                     fcols = (
