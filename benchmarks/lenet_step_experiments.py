@@ -9,6 +9,8 @@ and not kept in the library (each prints its numbers measured in one run; CPU, 1
                                                           # two halves per layer (torch and JAX)
     python benchmarks/lenet_step_experiments.py jax-plans   # the JAX layers' plans at batch 128,
                                                           # uncompacted and compacted
+    python benchmarks/lenet_step_experiments.py plan-function  # a custom autograd.Function per
+                                                          # layer: gradcheck, then the step time
 
 ``--sparsity`` (default 0.99). Masks: ``compress``'s defaults (trainability, compacted).
 """
@@ -311,18 +313,195 @@ def jax_plans(args):
                 )
 
 
+def _inv(perm):
+    out = [0] * len(perm)
+    for k, p in enumerate(perm):
+        out[p] = k
+    return tuple(out)
+
+
+def eligible(plan):
+    return plan._reconstruct is None and not plan._diagonals and not plan._sum_axes
+
+
+def _plan_function():
+    """A custom ``torch.autograd.Function`` running a contraction plan as one autograd node
+    (built on first use, so importing this script does not import torch)."""
+    import torch
+
+    class PlanFunction(torch.autograd.Function):
+        """``plan.execute(operands)`` with one autograd node: the backward of every pairwise GEMM
+        written out (two GEMMs), no autograd bookkeeping per permute/reshape."""
+
+        @staticmethod
+        def forward(ctx, plan, *operands):
+            n = len(operands)
+            ops = list(operands)
+            ids = list(range(n))
+            saved = []
+            for t, s in enumerate(plan._steps):
+                a, b = ops[s.i], ops[s.j]
+                ia, ib = ids[s.i], ids[s.j]
+                for k in sorted((s.i, s.j), reverse=True):
+                    del ops[k]
+                    del ids[k]
+                sha, shb = tuple(a.shape), tuple(b.shape)
+                if s.squeeze_a is not None:
+                    a = a.reshape(s.squeeze_a)
+                elif s.sum_a:
+                    a = a.sum(dim=s.sum_a)
+                if s.squeeze_b is not None:
+                    b = b.reshape(s.squeeze_b)
+                elif s.sum_b:
+                    b = b.sum(dim=s.sum_b)
+                ida = s.perm_a != tuple(range(len(s.perm_a)))
+                idb = s.perm_b != tuple(range(len(s.perm_b)))
+                if ida:
+                    a = a.permute(s.perm_a)
+                if idb:
+                    b = b.permute(s.perm_b)
+                pa, pb = tuple(a.shape), tuple(b.shape)
+                if s.batched:
+                    a3, b3 = a.reshape(s.shape_a), b.reshape(s.shape_b)
+                else:
+                    a3, b3 = a.reshape(s.shape_a[1:]), b.reshape(s.shape_b[1:])
+                out = torch.matmul(a3, b3)
+                o3 = tuple(out.shape)
+                out = out.reshape(s.out_shape)
+                if s.out_perm is not None:
+                    out = out.permute(s.out_perm)
+                saved.append((ia, ib, sha, shb, pa, pb, a3, b3, o3, n + t))
+                ops.append(out)
+                ids.append(n + t)
+            (out,) = ops
+            if plan._final_perm is not None:
+                out = out.permute(plan._final_perm)
+            ctx.plan = plan
+            ctx.saved = saved
+            ctx.nin = n
+            return out
+
+        @staticmethod
+        def backward(ctx, g):
+            plan, saved, n = ctx.plan, ctx.saved, ctx.nin
+            need = list(ctx.needs_input_grad[1:])
+            # which nodes need a gradient: inputs as autograd says, a step if any operand does
+            req = {k: need[k] for k in range(n)}
+            for ia, ib, *_, oid in saved:
+                req[oid] = req[ia] or req[ib]
+            if plan._final_perm is not None:
+                g = g.permute(_inv(plan._final_perm))
+            grads = {saved[-1][-1] if saved else 0: g}
+            for s, (ia, ib, sha, shb, pa, pb, a3, b3, o3, oid) in zip(
+                reversed(plan._steps), reversed(saved)
+            ):
+                go = grads.pop(oid)
+                if s.out_perm is not None:
+                    go = go.permute(_inv(s.out_perm))
+                go = go.reshape(o3)
+                for which, idx, sh, p, perm, sq, sm in (
+                    ("a", ia, sha, pa, s.perm_a, s.squeeze_a, s.sum_a),
+                    ("b", ib, shb, pb, s.perm_b, s.squeeze_b, s.sum_b),
+                ):
+                    if not req[idx]:
+                        continue
+                    if which == "a":
+                        gx = torch.matmul(go, b3.transpose(-1, -2))
+                    else:
+                        gx = torch.matmul(a3.transpose(-1, -2), go)
+                    gx = gx.reshape(p)
+                    if perm != tuple(range(len(perm))):
+                        gx = gx.permute(_inv(perm))
+                    if sq is not None:
+                        gx = gx.reshape(sh)
+                    elif sm:
+                        for ax in sorted(sm):
+                            gx = gx.unsqueeze(ax)
+                        gx = gx.expand(sh)
+                    if idx in grads:
+                        grads[idx] = grads[idx] + gx
+                    else:
+                        grads[idx] = gx
+            return (None,) + tuple(grads.get(k) for k in range(n))
+
+    return PlanFunction
+
+
+def plan_function(args):
+    import torch
+
+    from tedepr.backends.torch import CPLinear, TRLinear, TTLinear, TuckerLinear
+    from tedepr.backends.torch import layers as tl
+
+    fn = _plan_function()
+    torch.manual_seed(0)
+    for cls, kw in ((TTLinear, {"rank": 3}), (TRLinear, {"rank": 2}), (CPLinear, {"rank": 3}),
+                    (TuckerLinear, {"rank": 2})):  # fmt: skip
+        lay = cls(24, 10, in_modes=(4, 6), out_modes=(2, 5), **kw).double()
+        for strategy in ("chain", "optimal"):
+            plan = tl._PLANS[tl._plan_index(lay._plan_key(), 5, strategy)]
+            x = torch.randn((5,) + lay.in_modes, dtype=torch.double, requires_grad=True)
+            cores = [c.detach().clone().requires_grad_() for c in lay.cores]
+            ok = torch.autograd.gradcheck(lambda *a, p=plan: fn.apply(p, *a), (x, *cores))
+            same = torch.equal(
+                fn.apply(plan, x, *cores), plan.execute((x, *cores), xp=tl.TORCH_OPS)
+            )
+            print(f"  {cls.__name__} {strategy}: gradcheck {ok}, forward identical {same}")
+    orig = tl._TensorizedLinear._matmul
+
+    def fused_matmul(self, x2):
+        b = x2.shape[0]
+        plan = self._plan(b, x2)
+        if not torch.is_grad_enabled() or not eligible(plan):
+            return orig(self, x2)
+        y = fn.apply(plan, x2.reshape((b,) + self._in_modes), *self.cores)
+        return y.reshape(b, self.out_features)
+
+    _, pai, small, x, y = _torch_models(args.sparsity)
+    fused = copy.deepcopy(small.model)
+    for m in fused.modules():
+        if isinstance(m, tl._TensorizedLinear):
+            m._matmul = fused_matmul.__get__(m)
+
+    def step_of(model):
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        return step
+
+    fns = {
+        "PaI": step_of(copy.deepcopy(pai)),
+        "compact (autograd)": step_of(copy.deepcopy(small.model)),
+        "compact (one Function per layer)": step_of(fused),
+    }
+    print(f"LeNet-300-100 training step at {args.sparsity:.1%}, batch 128:")
+    _print(_times(fns, args.rounds // 2))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("experiment", choices=["layer", "step-compile", "split", "jax-plans"])
+    ap.add_argument(
+        "experiment", choices=["layer", "step-compile", "split", "jax-plans", "plan-function"]
+    )
     ap.add_argument("--sparsity", type=float, default=0.99)
     ap.add_argument("--rounds", type=int, default=200)
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    run = {"layer": layer, "step-compile": step_compile, "split": split, "jax-plans": jax_plans}
+    run = {
+        "layer": layer,
+        "step-compile": step_compile,
+        "split": split,
+        "jax-plans": jax_plans,
+        "plan-function": plan_function,
+    }
     run[args.experiment](args)
     return 0
 
