@@ -293,3 +293,21 @@ def test_training_bench_gemm_flops():
     build = sum(_plan_flops(rec, [True] * 4))
     assert step_gemm_flops(nn.Sequential(layer), 8) == build + 2 * (2 * 8 * 784 * 300)
     assert step_gemm_flops(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten()), 8) is None
+
+
+def test_inference_bench_floor_counts_ops(capsys):
+    from tedepr import bench
+
+    argv = ["inference", "--quick", "--backends", "torch", "--batches", "1", "--budget", "0.05"]
+    assert bench.main(argv + ["--floor"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("aten ops per call: "))
+    counts = {
+        k.rsplit(" ", 1)[0]: int(k.rsplit(" ", 1)[1])
+        for k in line.removeprefix("aten ops per call: ").split(", ")
+    }
+    # folding gives exactly the dense model's ops; the structure floor runs the same modules
+    assert counts["TEDEPR folded"] == counts["dense"] == counts["struct. floor"]
+    assert counts["TEDEPR final"] > counts["dense"]  # the chain: several ops per layer
+    header = next(ln for ln in out.splitlines() if ln.startswith("backend "))
+    assert "struct. floor" in header and "empty op" in header and "1st GEMM" in header

@@ -7,7 +7,8 @@ still tensorized: each picks its contraction per batch size) and ``TEDEPR folded
 ``--compile`` adds ``torch.compile`` of the dense model and of ``TEDEPR final`` (torch; its ratio
 columns are ``final.c``). ``--floor`` (LeNet-300-100) adds what no variant can go below:
 ``struct. floor`` (the same model with hidden widths (1, 1): its modules and ops, no
-arithmetic) and ``empty op`` (one 1-element ``torch.add`` / one jitted identity call), and prints
+arithmetic), ``empty op`` (one 1-element ``torch.add`` / one jitted identity call) and ``1st
+GEMM`` (the dense model's first product alone, ``x @ W`` of 784×300), and prints
 the op count of every variant per call (torch: top-level ``aten::`` ops in the profiler; JAX:
 ``dot`` and ``fusion`` ops of the compiled HLO). Torch in
 ``eval()`` under ``torch.inference_mode()``; JAX jitted ``apply``. All variants of a row are
@@ -158,6 +159,10 @@ def torch_rows(name, args, timer):
         if args.floor:
             one = torch.ones(1, device=args.device)
             calls["empty op"] = lambda one=one: torch.add(one, one)
+            if "struct. floor" in models:  # the dense model's first GEMM alone
+                w0 = models["dense"].hidden[0].weight.detach().t().contiguous()
+                x2 = x.flatten(1)
+                calls["1st GEMM"] = lambda x2=x2, w0=w0: torch.mm(x2, w0)
             if batch == args.batches[0]:
                 counts = torch_op_counts(models, x)
                 print("aten ops per call: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
@@ -215,6 +220,11 @@ def jax_rows(name, args, timer):
             identity = jax.jit(lambda a: a)
             one = jnp.ones((1,), jnp.float32)
             calls["empty op"] = lambda f=identity, one=one: f(one).block_until_ready()
+            if "struct. floor" in variants:  # the dense model's first GEMM alone, jitted
+                w0 = jnp.asarray(params["hidden/0"]["weight"])
+                x2 = x.reshape(x.shape[0], -1)
+                mm = jax.jit(jnp.matmul)
+                calls["1st GEMM"] = lambda mm=mm, x2=x2, w0=w0: mm(x2, w0).block_until_ready()
             if batch == args.batches[0]:
                 counts = []
                 for k, (_, p, _) in variants.items():
