@@ -154,7 +154,8 @@ def compress(
         Remove the bond indices that lie on no complete path of kept entries from the cores and
         masks (`tedepr.backends.torch.compact` / `tedepr.backends.jax.compact`; default True).
         Exact: the same function and the same gradient for every remaining entry, so training
-        is unchanged and faster (docs/performance.md, *Compaction*). Kept entries on no
+        is unchanged, on fewer FLOPs (usually faster; docs/performance.md, *Round 4*, has the
+        measurements and the exceptions, which are plan choices). Kept entries on no
         complete path (never influencing the output, never getting a gradient) go with their
         index; the report's kept count then drops by them and a note says how many. False
         returns the cores at the ranks they were tensorized with.
