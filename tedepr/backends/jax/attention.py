@@ -12,6 +12,7 @@ packed ``(3E, E)`` input projection (std ``√(1/(2E))``), output weight ``nn.Li
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -289,10 +290,15 @@ class _EncoderBase(_Composite):
 
 @dataclass(frozen=True)
 class TransformerEncoderLayer(_EncoderBase):
-    """``nn.TransformerEncoderLayer`` without dropout: sublayers ``self_attn``
-    (`MultiheadAttention`), ``linear1``/``linear2`` (`Dense`), ``norm1``/``norm2`` (`LayerNorm`)."""
+    """``nn.TransformerEncoderLayer``: sublayers ``self_attn`` (`MultiheadAttention`),
+    ``linear1``/``linear2`` (`Dense`), ``norm1``/``norm2`` (`LayerNorm`).
 
-    _subs: dict = field(init=False, repr=False, compare=False, hash=False)
+    `tensorize` replaces the attention and the feed-forward maps one by one
+    (`with_sublayers`), as torch's ``tensorize`` replaces the submodules of an
+    ``nn.TransformerEncoderLayer``; the sublayers take part in ``==``.
+    """
+
+    _subs: dict = field(init=False, repr=False, compare=True, hash=False)
 
     def __post_init__(self):
         self._check()
@@ -311,6 +317,18 @@ class TransformerEncoderLayer(_EncoderBase):
 
     def sublayers(self) -> dict[str, Any]:
         return self._subs
+
+    def with_sublayers(self, **subs) -> TransformerEncoderLayer:
+        """A copy with some sublayers replaced (e.g. ``linear1=TTLinear(...)``): same options,
+        same forward; a replacement must map the same shapes."""
+        unknown = sorted(set(subs) - set(self._subs))
+        if unknown:
+            raise ValueError(
+                f"sublayers must be among {', '.join(map(repr, self._subs))}; got {unknown}"
+            )
+        new = copy.copy(self)
+        object.__setattr__(new, "_subs", {**self._subs, **subs})
+        return new
 
 
 @dataclass(frozen=True)

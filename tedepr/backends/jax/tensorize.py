@@ -3,8 +3,12 @@
 `tensorize` returns a *new* `Model` (the caller's is untouched) with the same forward function and
 layer names: eligible `Dense` → ``{TT,TR,Tucker,CP}Linear``, `Conv2d` → ``{TT,TR,Tucker,CP}Conv2d``,
 `LSTM` → `TensorizedLSTM`, `GRU` → `TensorizedGRU`, `MultiheadAttention` → `TensorizedMultiheadAttention`,
-`TransformerEncoderLayer` → `TensorizedTransformerEncoderLayer`, each with the dense layer's shapes,
-options and target init std.
+each with the dense layer's shapes, options and target init std. A `TransformerEncoderLayer` is a
+container, as torch's ``nn.TransformerEncoderLayer``: its ``self_attn`` (kind ``"attention"``) and its
+``linear1``/``linear2`` (kind ``"linear"``) are candidates of their own, named
+``"<layer>/self_attn"``, ``"<layer>/linear1"``, ... (so globs, ``min_params`` and rank allocation treat
+them as torch treats ``layers.0.self_attn`` and ``layers.0.linear1``); the layer keeps its class with
+those sublayers replaced (`TransformerEncoderLayer.with_sublayers`).
 """
 
 from __future__ import annotations
@@ -57,8 +61,7 @@ def _kind(layer) -> str | None:
         return "gru"
     if isinstance(layer, MultiheadAttention):
         return "attention"
-    if isinstance(layer, TransformerEncoderLayer):
-        # torch replaces its attention and its feed-forward nn.Linear maps
+    if isinstance(layer, TransformerEncoderLayer):  # `tensorize_layer` on the whole layer
         return "attention"
     return None
 
@@ -165,8 +168,9 @@ def tensorize(
         Passed to the layers (number of modes; contraction strategy; the convolutions' strategy;
         whether the recurrent layers' hidden maps are tensorized too).
     layers : sequence of {"linear", "conv2d", "lstm", "gru", "attention"}
-        Kinds of layers to replace (`LAYER_KINDS`; ``"attention"`` covers `MultiheadAttention`
-        and `TransformerEncoderLayer`); by default all but ``"gru"``, as the torch backend.
+        Kinds of layers to replace (`LAYER_KINDS`; ``"attention"`` is `MultiheadAttention`, also
+        the ``self_attn`` of a `TransformerEncoderLayer`, whose feed-forward maps are ``"linear"``);
+        by default all but ``"gru"``, as the torch backend.
 
     A layer whose cores would hold at least as many entries as its dense weights, or whose float
     budget cannot be met even at rank 1, stays dense with a warning (the rule of every backend,
@@ -186,7 +190,7 @@ def tensorize(
         "tensorize_hidden": tensorize_hidden,
     }
     chooser = LayerChooser(
-        list(model.layers),
+        [c for name, layer in model.layers.items() for c in _names(name, layer)],
         defaults,
         min_params=min_params,
         include=include,
@@ -204,38 +208,65 @@ def tensorize(
         )
     new_layers = dict(model.layers)
     for name, layer in model.layers.items():
-        if not isinstance(layer, TENSORIZABLE):
+        replaced = {}
+        for cname, cand in _candidates(name, layer):
+            new = _decide(chooser, cname, cand, kinds)
+            if new is not None:
+                replaced[cname] = new
+        if not replaced:
             continue
-        if _kind(layer) not in kinds:
-            chooser.skip(name, f"kind {_kind(layer)!r} not in layers={kinds!r}")
-            continue
-        if not chooser.selected(name, name):
-            continue
-        features = (layer.in_features, layer.out_features) if isinstance(layer, Dense) else None
-        opts = chooser.options(name, name, layer.num_weights, features)
-        if opts is None:
-            continue
-        _check_options(opts)
-        fmt, rank_l = opts.pop("format"), opts.pop("rank")
-        new = chooser.build(
-            name,
-            name,
-            type(layer).__name__,
-            layer.num_weights,
-            lambda layer=layer, fmt=fmt, rank_l=rank_l, opts=opts: tensorize_layer(
-                layer, fmt, rank_l, **opts
-            ),
-            lambda new: new.num_weights,
-            fmt,
-        )
-        if new is not None:
-            new_layers[name] = new
+        if isinstance(layer, TransformerEncoderLayer):
+            new_layers[name] = layer.with_sublayers(
+                **{c.rpartition("/")[2]: v for c, v in replaced.items()}
+            )
+        else:
+            new_layers[name] = replaced[name]
     chooser.finish(
         f"model {model.name!r}",
         "Dense, Conv2d, LSTM, GRU, MultiheadAttention or TransformerEncoderLayer",
     )
     return model.with_layers(new_layers)
 
+
+def _candidates(name: str, layer) -> list[tuple[str, Any]]:
+    """The candidates of one top-level layer, ``(name, layer)``: a `TransformerEncoderLayer` is a
+    container of its attention and both feed-forward maps, judged one by one (as torch's
+    ``tensorize`` replaces the submodules of an ``nn.TransformerEncoderLayer``)."""
+    if isinstance(layer, TransformerEncoderLayer):
+        subs = layer.sublayers()
+        return [(f"{name}/{s}", subs[s]) for s in _ENCODER_CANDIDATES]
+    return [(name, layer)] if isinstance(layer, TENSORIZABLE) else []
+
+
+def _names(name: str, layer) -> list[str]:
+    """The names ``include``/``exclude``/``overrides`` globs may match under one layer."""
+    return [name] + [c for c, _ in _candidates(name, layer) if c != name]
+
+
+def _decide(chooser: LayerChooser, name: str, layer, kinds):
+    """The tensorized replacement of the candidate ``name``, or None (reason recorded)."""
+    if _kind(layer) not in kinds:
+        return chooser.skip(name, f"kind {_kind(layer)!r} not in layers={kinds!r}")
+    if not chooser.selected(name, name):
+        return None
+    features = (layer.in_features, layer.out_features) if isinstance(layer, Dense) else None
+    opts = chooser.options(name, name, layer.num_weights, features)
+    if opts is None:
+        return None
+    _check_options(opts)
+    fmt, rank_l = opts.pop("format"), opts.pop("rank")
+    return chooser.build(
+        name,
+        name,
+        type(layer).__name__,
+        layer.num_weights,
+        lambda: tensorize_layer(layer, fmt, rank_l, **opts),
+        lambda new: new.num_weights,
+        fmt,
+    )
+
+
+_ENCODER_CANDIDATES = ("self_attn", "linear1", "linear2")
 
 _OVERRIDABLE = (
     "format",
