@@ -137,6 +137,29 @@ def draw(key, kind: str, shapes, dtype, scale=1.0):
     return out
 
 
+def check_dropout_field(layer, name: str = "dropout") -> None:
+    """Check a frozen layer's dropout probability (a number in [0, 1]) and store it as a float."""
+    value = getattr(layer, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float in [0, 1]; got {type(value).__name__} {value!r}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1]; got {value!r}")
+    object.__setattr__(layer, name, float(value))
+
+
+def dropout(x, rate: float, key):
+    """Inverted dropout, as ``torch.nn.functional.dropout`` in training: every entry is zeroed with
+    probability ``rate`` and the others scaled by ``1 / (1 - rate)``. The identity when ``key`` is
+    None or ``rate`` is 0 (evaluation, or a layer without dropout)."""
+    if key is None or rate == 0.0:
+        return x
+    keep = 1.0 - rate
+    if keep == 0.0:
+        return jnp.zeros_like(x)
+    kept = jax.random.bernoulli(key, keep, x.shape)
+    return jnp.where(kept, x / jnp.asarray(keep, x.dtype), jnp.zeros((), x.dtype))
+
+
 def uniform_bias(key, n: int, fan_in: int, dtype):
     """PyTorch's default bias init ``U(−1/√fan_in, 1/√fan_in)``, shape ``(n,)``."""
     bound = 1.0 / math.sqrt(fan_in)

@@ -18,7 +18,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
+from ...decompositions import decompose as decompose_matrix
+from ...decompositions import decompose_conv
 from ...shapes import check_format
 from ...tensorizing import CONV2D_FIELDS, LayerChooser
 from .attention import (
@@ -26,9 +30,10 @@ from .attention import (
     TensorizedMultiheadAttention,
     TensorizedTransformerEncoderLayer,
     TransformerEncoderLayer,
+    _Composite,
 )
-from .conv import CONV_CLASSES, CONV_STRATEGIES, Conv2d
-from .layers import LINEAR_CLASSES, Dense
+from .conv import CONV_CLASSES, CONV_STRATEGIES, Conv2d, TensorizedConv2d
+from .layers import LINEAR_CLASSES, Dense, TensorizedLinear
 from .models import Model
 from .nnx_detect import is_nnx_module, nnx_entry
 from .recurrent import GRU, LSTM, TensorizedGRU, TensorizedLSTM
@@ -113,11 +118,12 @@ _COPIED = {
     Conv2d: (*CONV2D_FIELDS, "bias", "weight_init"),
     LSTM: ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout"),
     GRU: ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout"),
-    MultiheadAttention: ("embed_dim", "num_heads", "bias", "batch_first"),
+    MultiheadAttention: ("embed_dim", "num_heads", "bias", "batch_first", "dropout"),
     TransformerEncoderLayer: (
         "d_model",
         "nhead",
         "dim_feedforward",
+        "dropout",
         "activation",
         "layer_norm_eps",
         "batch_first",
@@ -147,7 +153,9 @@ def tensorize(
     conv_strategy: str = "auto",
     tensorize_hidden: bool = False,
     layers: Sequence[str] = _DEFAULT_LAYERS,
-) -> Model:
+    decompose: bool = False,
+    params=None,
+):
     """A new model whose eligible dense layers are tensorized.
 
     Parameters
@@ -171,14 +179,43 @@ def tensorize(
         Kinds of layers to replace (`LAYER_KINDS`; ``"attention"`` is `MultiheadAttention`, also
         the ``self_attn`` of a `TransformerEncoderLayer`, whose feed-forward maps are ``"linear"``);
         by default all but ``"gru"``, as the torch backend.
+    decompose : bool
+        False (default): return the new `Model`; its params come from its ``init`` (fresh exact
+        variance-preserving cores) or `transfer_params`. True: decompose the trained dense weights
+        in ``params`` into the new cores (float64 TT-SVD / TR-SVD / HOSVD / CP-ALS of
+        `tedepr.decompose` and `tedepr.decompose_conv`, at the ranks the layers were given), as
+        torch's ``tensorize(decompose=True)``, and return ``(model, params)``: unchanged layers keep
+        their params, biases and every array outside the decomposed weights are copied, and
+        ``model.decomposition_error`` maps each decomposed weight's path to its relative Frobenius
+        error.
+    params : pytree, optional
+        The trained params of ``model`` (``decompose=True`` only: a JAX model does not hold them).
 
     A layer whose cores would hold at least as many entries as its dense weights, or whose float
     budget cannot be met even at rank 1, stays dense with a warning (the rule of every backend,
     `tedepr.tensorizing`). ``ValueError`` (giving each candidate's reason) when no layer is
     replaced at all.
     """
+    if not isinstance(decompose, bool):
+        raise TypeError(f"decompose must be a bool; got {type(decompose).__name__}")
+    if decompose and params is None:
+        raise ValueError(
+            "decompose=True needs params= (the trained params of model: a JAX model does not hold "
+            "its arrays)"
+        )
+    if params is not None and not decompose:
+        raise ValueError(
+            "params= is for decompose=True; without it the new layers' params come from "
+            "model.init or transfer_params"
+        )
     if is_nnx_module(model):  # a Flax NNX model: tedepr.backends.jax.nnx.tensorize
-        return nnx_entry("tensorize")(**locals())
+        if decompose:
+            raise ValueError(
+                "decompose=True applies to a tedepr.backends.jax Model; a Flax NNX model's "
+                "tensorize draws fresh cores (decompose its Linear weights with tedepr.decompose)"
+            )
+        kwargs = {k: v for k, v in locals().items() if k not in ("decompose", "params")}
+        return nnx_entry("tensorize")(**kwargs)
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     defaults = {
@@ -225,7 +262,17 @@ def tensorize(
         f"model {model.name!r}",
         "Dense, Conv2d, LSTM, GRU, MultiheadAttention or TransformerEncoderLayer",
     )
-    return model.with_layers(new_layers)
+    new_model = model.with_layers(new_layers)
+    if not decompose:
+        return new_model
+    errors: dict[str, float] = {}
+    new_params = {}
+    for name, layer in new_model.layers.items():
+        if name not in params:
+            raise ValueError(f"params must hold every layer of model; missing {name!r}")
+        new_params[name] = _decomposed(model.layers[name], params[name], layer, name, errors)
+    new_model.decomposition_error = errors
+    return new_model, new_params
 
 
 def _candidates(name: str, layer) -> list[tuple[str, Any]]:
@@ -279,6 +326,55 @@ _OVERRIDABLE = (
     "in_modes",
     "out_modes",
 )
+
+
+def _decompose_into(layer, w, path: str, errors: dict, conv: bool = False) -> tuple:
+    """The cores of the tensorized ``layer`` holding the decomposition of the dense ``w`` (float64,
+    at the layer's ranks and modes), cast back to ``w``'s dtype."""
+    fn = decompose_conv if conv else decompose_matrix
+    f = fn(
+        np.asarray(w, dtype=np.float64),
+        layer.format,
+        layer.ranks,
+        in_modes=layer.in_modes,
+        out_modes=layer.out_modes,
+    )
+    shapes = [tuple(c.shape) for c in f.cores]
+    if shapes != list(layer.core_shapes):  # a guard: the layer and the decomposition disagree
+        raise ValueError(
+            f"{path}: the decomposition's cores {shapes} do not fit the layer's {layer.core_shapes}"
+        )
+    errors[path] = float(f.error)
+    return tuple(jnp.asarray(c, dtype=w.dtype) for c in f.cores)
+
+
+def _decomposed(old, p, new, path: str, errors: dict):
+    """Params of ``new`` (``old`` or its tensorized counterpart) from ``old``'s trained ``p``."""
+    if new == old:
+        return p
+    if isinstance(new, TensorizedLinear):  # from a Dense (or a packed attention projection)
+        out = {"cores": _decompose_into(new, p["weight"], path, errors)}
+    elif isinstance(new, TensorizedConv2d):
+        out = {"cores": _decompose_into(new, p["weight"], path, errors, conv=True)}
+    elif isinstance(new, (TensorizedLSTM, TensorizedGRU)):
+        out = {}
+        for key, sub in new.maps.items():  # "ih", "hh", "ih_l1", ...: weight_ih, weight_hh_l1...
+            kind, _, k = key.partition("_")
+            w = p[f"weight_{kind}" + (f"_{k}" if k else "")]
+            if isinstance(sub, Dense):
+                out[key] = {"weight": w}
+            else:
+                out[key] = {"cores": _decompose_into(sub, w, f"{path}/{key}", errors)}
+    elif isinstance(new, _Composite):
+        old_subs, new_subs = old.sublayers(), new.sublayers()
+        return {
+            n: _decomposed(old_subs[n], p[n], sub, f"{path}/{n}", errors)
+            for n, sub in new_subs.items()
+        }
+    else:  # pragma: no cover - tensorize builds only the layers above
+        raise TypeError(f"{path}: no decomposition into a {type(new).__name__}")
+    # biases (and anything else) are copied
+    return {**{k: v for k, v in p.items() if not k.startswith("weight")}, **out}
 
 
 def _check_options(opts):
