@@ -285,3 +285,12 @@ def test_jax_tensorize_decompose_arguments():
     w = np.asarray(layer.weight(p["hidden/0"]), np.float64)
     np.testing.assert_allclose(w, f.to_dense(), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(p["hidden/0"]["bias"], params["hidden/0"]["bias"])
+
+
+def test_format_classes_take_only_their_own_format_in_both_backends():
+    for module in (tt, tj):
+        assert type(module.TTLinear(24, 12, 2, format="tt")).__name__ == "TTLinear"
+        with pytest.raises(ValueError, match="format='cp' does not match TTLinear"):
+            module.TTLinear(24, 12, 2, format="cp")
+        with pytest.raises(ValueError, match="format='tt' does not match TRConv2d"):
+            module.TRConv2d(4, 8, 3, rank=2, format="tt")
