@@ -8,6 +8,7 @@ so one assertion covers both backends.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -257,8 +258,26 @@ class JaxBackend(Backend):
 
         return backend
 
+    # Each jit wrapper compiles anew, and an eager init compiles every random call on its own
+    # (seconds per layer): the wrappers are cached per layer (layers are hashable), and a handle's
+    # params are drawn (by one jitted init) only when a test uses them rather than set_arrays'.
+    @functools.cache
+    def _jitted(self, layer, what: str):
+        jax, jnp = self.jax, self.jnp
+        if what == "apply":
+            return jax.jit(layer.apply)
+        if what == "init":
+            return jax.jit(layer.init)
+        if what == "weight":
+            return jax.jit(layer.weight)
+        return jax.jit(jax.grad(lambda p, x, m: jnp.sum(layer.apply(p, x, m) ** 2)))
+
     def _handle(self, layer):
-        return layer, layer.init(self.jax.random.key(0))
+        return layer, None
+
+    def _params_of(self, handle):
+        layer, params = handle
+        return self._jitted(layer, "init")(self.jax.random.key(0)) if params is None else params
 
     def set_arrays(self, handle, cores, bias, dtype):
         jnp = self.jnp
@@ -271,23 +290,21 @@ class JaxBackend(Backend):
         return None if masks is None else {"cores": tuple(self.jnp.asarray(m) for m in masks)}
 
     def forward(self, handle, x, masks=None):
-        layer, params = handle
+        layer, params = handle[0], self._params_of(handle)
         dtype = params["cores"][0].dtype
-        y = self.jax.jit(layer.apply)(
+        y = self._jitted(layer, "apply")(
             params, self.jnp.asarray(np.asarray(x), dtype), self._masks(masks)
         )
         return np.asarray(y, dtype=np.float64), str(y.dtype)
 
     def weight(self, handle):
-        layer, params = handle
-        return np.asarray(layer.weight(params), dtype=np.float64)
+        layer, params = handle[0], self._params_of(handle)
+        return np.asarray(self._jitted(layer, "weight")(params), dtype=np.float64)
 
     def grads(self, handle, x, masks=None):
-        layer, params = handle
-        jnp = self.jnp
-        x = jnp.asarray(np.asarray(x), params["cores"][0].dtype)
-        m = self._masks(masks)
-        g = self.jax.jit(self.jax.grad(lambda p: jnp.sum(layer.apply(p, x, m) ** 2)))(params)
+        layer, params = handle[0], self._params_of(handle)
+        x = self.jnp.asarray(np.asarray(x), params["cores"][0].dtype)
+        g = self._jitted(layer, "grad")(params, x, self._masks(masks))
         bias = None if "bias" not in g else np.asarray(g["bias"], np.float64)
         return [np.asarray(c, np.float64) for c in g["cores"]], bias
 

@@ -236,7 +236,20 @@ class _XavierPacked:
 
 
 @dataclass(frozen=True)
-class TensorizedMultiheadAttention(_AttentionBase):
+class _TensorizedMaps:
+    """The keyword-only options of the tensor networks in a tensorized attention or encoder
+    layer, as `TensorizedLinear` takes them (``weight_init=None``: each map's torch default)."""
+
+    format: str = field(default="tt", kw_only=True)
+    rank: Any = field(default=8, kw_only=True)
+    d: int | None = field(default=None, kw_only=True)
+    weight_init: str | None = field(default=None, kw_only=True)
+    std: float | None = field(default=None, kw_only=True)
+    strategy: str = field(default="auto", kw_only=True)
+
+
+@dataclass(frozen=True)
+class TensorizedMultiheadAttention(_TensorizedMaps, _AttentionBase):
     """Multi-head attention whose Q/K/V/output projections are tensor networks.
 
     ``rank``, ``format``, ``d``, ``strategy`` as `tedepr.backends.jax.TensorizedLinear`;
@@ -251,8 +264,6 @@ class TensorizedMultiheadAttention(_AttentionBase):
 
     embed_dim: int
     num_heads: int
-    format: str = field(default="tt", kw_only=True)
-    rank: Any = field(default=8, kw_only=True)
     bias: bool = field(default=True, kw_only=True)
     batch_first: bool = field(default=False, kw_only=True)
     dropout: float = field(default=0.0, kw_only=True)
@@ -260,10 +271,6 @@ class TensorizedMultiheadAttention(_AttentionBase):
     vdim: int | None = field(default=None, kw_only=True)
     in_modes: tuple | None = field(default=None, kw_only=True)
     out_modes: tuple | None = field(default=None, kw_only=True)
-    d: int | None = field(default=None, kw_only=True)
-    weight_init: str | None = field(default=None, kw_only=True)
-    std: float | None = field(default=None, kw_only=True)
-    strategy: str = field(default="auto", kw_only=True)
     _subs: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
@@ -406,19 +413,13 @@ class TransformerEncoderLayer(_EncoderBase):
 
 
 @dataclass(frozen=True)
-class TensorizedTransformerEncoderLayer(_EncoderBase):
+class TensorizedTransformerEncoderLayer(_EncoderBase, _TensorizedMaps):
     """A Transformer encoder layer whose attention projections and both feed-forward projections are
     tensor networks: ``nn.TransformerEncoderLayer``'s arguments (``dropout`` included, where torch
     has it), plus ``rank``/``format``/``d``/``strategy`` as `TensorizedLinear` (modes automatic),
     ``weight_init``/``std`` for every map (None: each map's torch default, as
     `TensorizedMultiheadAttention` and `TensorizedLinear`)."""
 
-    format: str = field(default="tt", kw_only=True)
-    rank: Any = field(default=8, kw_only=True)
-    d: int | None = field(default=None, kw_only=True)
-    weight_init: str | None = field(default=None, kw_only=True)
-    std: float | None = field(default=None, kw_only=True)
-    strategy: str = field(default="auto", kw_only=True)
     _subs: dict = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):

@@ -24,7 +24,14 @@ import numpy as np
 from ...decompositions import decompose as decompose_matrix
 from ...decompositions import decompose_conv
 from ...shapes import check_format
-from ...tensorizing import CONV2D_FIELDS, LayerChooser
+from ...tensorizing import (
+    CONV2D_FIELDS,
+    DEFAULT_MIN_PARAMS,
+    LAYER_KINDS,
+    LayerChooser,
+    check_layer_kinds,
+)
+from ...tensorizing import DEFAULT_LAYERS as _DEFAULT_LAYERS
 from .attention import (
     MultiheadAttention,
     TensorizedMultiheadAttention,
@@ -47,12 +54,7 @@ __all__ = [
     "TENSORIZABLE",
 ]
 
-#: dense layers with fewer weights stay dense by default (a small classifier gains nothing)
-DEFAULT_MIN_PARAMS = 1024
 TENSORIZABLE = (Dense, Conv2d, LSTM, GRU, MultiheadAttention, TransformerEncoderLayer)
-#: the kinds of layer `tensorize` can replace (its ``layers=``), as the torch backend names them
-LAYER_KINDS = ("linear", "conv2d", "lstm", "gru", "attention")
-_DEFAULT_LAYERS = ("linear", "conv2d", "lstm", "attention")
 
 
 def _kind(layer) -> str | None:
@@ -237,12 +239,7 @@ def tensorize(
         hints=getattr(model, "tensorize_hints", None),
     )
     _check_options(chooser.defaults)
-    kinds = (layers,) if isinstance(layers, str) else tuple(layers)
-    if not kinds or any(k not in LAYER_KINDS for k in kinds):
-        raise ValueError(
-            f"layers must be a non-empty sequence of {', '.join(map(repr, LAYER_KINDS))}; "
-            f"got {layers!r}"
-        )
+    kinds = check_layer_kinds(layers)
     new_layers = dict(model.layers)
     for name, layer in model.layers.items():
         replaced = {}
