@@ -8,7 +8,6 @@ so one assertion covers both backends.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -252,6 +251,7 @@ class JaxBackend(Backend):
         import jax.numpy as jnp
 
         self.jax, self.jnp = jax, jnp
+        self._compiled: dict = {}  # (layer, what) -> jitted function
 
     def module(self):
         from tedepr.backends import jax as backend
@@ -261,16 +261,16 @@ class JaxBackend(Backend):
     # Each jit wrapper compiles anew, and an eager init compiles every random call on its own
     # (seconds per layer): the wrappers are cached per layer (layers are hashable), and a handle's
     # params are drawn (by one jitted init) only when a test uses them rather than set_arrays'.
-    @functools.cache
     def _jitted(self, layer, what: str):
-        jax, jnp = self.jax, self.jnp
-        if what == "apply":
-            return jax.jit(layer.apply)
-        if what == "init":
-            return jax.jit(layer.init)
-        if what == "weight":
-            return jax.jit(layer.weight)
-        return jax.jit(jax.grad(lambda p, x, m: jnp.sum(layer.apply(p, x, m) ** 2)))
+        key = (layer, what)
+        if key not in self._compiled:
+            jax, jnp = self.jax, self.jnp
+            if what == "grad":
+                fn = jax.grad(lambda p, x, m: jnp.sum(layer.apply(p, x, m) ** 2))
+            else:
+                fn = getattr(layer, what)  # apply, init, weight
+            self._compiled[key] = jax.jit(fn)
+        return self._compiled[key]
 
     def _handle(self, layer):
         return layer, None
@@ -321,7 +321,8 @@ class JaxBackend(Backend):
         return self.module().get(name, **kw)
 
     def dense_count(self, model):
-        return self.module().count_weights(model, model.init(self.jax.random.key(0)))["dense"]
+        params = self.jax.eval_shape(model.init, self.jax.random.key(0))  # shapes suffice
+        return self.module().count_weights(model, params)["dense"]
 
     def is_dense(self, model, layer):
         return type(model.layers[layer.replace(".", "/")]) is self.module().Dense
