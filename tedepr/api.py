@@ -161,6 +161,7 @@ FRAMEWORK_PARAMETERS: dict[str, dict[str, str]] = {
     },
     "jax": {
         "namespace": "the array namespace JAX scores are handed back in (torch: its tensors)",
+        "params": "a JAX model does not hold its arrays: tensorize(decompose=True) takes them",
     },
 }
 
@@ -174,25 +175,10 @@ SIGNATURE_EXEMPT: dict[str, str] = {
     "CompressionResult": "one result type is built with the core pipeline (issue 11, item 1)",
 }
 
-#: shared callables whose signatures still differ: ``{name: why}`` (the test checks they do)
-SIGNATURE_GAPS: dict[str, str] = {
-    "TensorizedLinear": (
-        "torch: the abstract base of the four format classes; JAX: a concrete layer taking format="
-    ),
-    "TensorizedConv2d": (
-        "torch: the abstract base of the four format classes; JAX: a concrete layer taking format="
-    ),
-    "TensorizedMultiheadAttention": (
-        "torch also takes dropout, kdim, vdim, weight_init and std; JAX takes in_modes/out_modes"
-    ),
-    "TensorizedTransformerEncoderLayer": (
-        "torch also takes dropout (positional, as nn.TransformerEncoderLayer), weight_init and std"
-    ),
-    "tensorize": (
-        "torch also takes decompose= (decomposing trained weights: JAX's tensorize returns a "
-        "new structure without values; params come from init or transfer_params)"
-    ),
-}
+#: shared callables whose signatures still differ: ``{name: why}`` (the test checks they do);
+#: empty since issue 11 closed the last ones (the attention layers' options, torch's concrete
+#: ``TensorizedLinear(format=)`` / ``TensorizedConv2d(format=)``, JAX's ``tensorize(decompose=)``)
+SIGNATURE_GAPS: dict[str, str] = {}
 
 
 def backend_all(backend: str) -> list[str]:

@@ -24,7 +24,15 @@ from typing import Any
 from .shapes import RankBudgetError, auto_modes, axis_modes, balanced_modes, check_format
 from .validation import check_globs_match
 
-__all__ = ["CONV2D_FIELDS", "LayerChooser", "globs"]
+__all__ = [
+    "CONV2D_FIELDS",
+    "DEFAULT_LAYERS",
+    "DEFAULT_MIN_PARAMS",
+    "LAYER_KINDS",
+    "LayerChooser",
+    "check_layer_kinds",
+    "globs",
+]
 
 logger = logging.getLogger("tedepr.tensorize")
 
@@ -39,6 +47,25 @@ CONV2D_FIELDS = (
     "dilation",
     "groups",
 )
+
+
+#: the kinds of layer every backend's ``tensorize`` can replace (its ``layers=``)
+LAYER_KINDS = ("linear", "conv2d", "lstm", "gru", "attention")
+#: the kinds replaced by default: all but ``"gru"``
+DEFAULT_LAYERS = ("linear", "conv2d", "lstm", "attention")
+#: dense layers with fewer weights stay dense by default (a small classifier gains nothing)
+DEFAULT_MIN_PARAMS = 1024
+
+
+def check_layer_kinds(layers: Any) -> tuple[str, ...]:
+    """``tensorize``'s ``layers=`` as a tuple of `LAYER_KINDS` (one kind may be given as a str)."""
+    kinds = (layers,) if isinstance(layers, str) else tuple(layers)
+    if not kinds or any(k not in LAYER_KINDS for k in kinds):
+        raise ValueError(
+            f"layers must be a non-empty sequence of {', '.join(map(repr, LAYER_KINDS))}; "
+            f"got {layers!r}"
+        )
+    return kinds
 
 
 def globs(value: Any, name: str) -> tuple[str, ...] | None:

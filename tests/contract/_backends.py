@@ -251,14 +251,33 @@ class JaxBackend(Backend):
         import jax.numpy as jnp
 
         self.jax, self.jnp = jax, jnp
+        self._compiled: dict = {}  # (layer, what) -> jitted function
 
     def module(self):
         from tedepr.backends import jax as backend
 
         return backend
 
+    # Each jit wrapper compiles anew, and an eager init compiles every random call on its own
+    # (seconds per layer): the wrappers are cached per layer (layers are hashable), and a handle's
+    # params are drawn (by one jitted init) only when a test uses them rather than set_arrays'.
+    def _jitted(self, layer, what: str):
+        key = (layer, what)
+        if key not in self._compiled:
+            jax, jnp = self.jax, self.jnp
+            if what == "grad":
+                fn = jax.grad(lambda p, x, m: jnp.sum(layer.apply(p, x, m) ** 2))
+            else:
+                fn = getattr(layer, what)  # apply, init, weight
+            self._compiled[key] = jax.jit(fn)
+        return self._compiled[key]
+
     def _handle(self, layer):
-        return layer, layer.init(self.jax.random.key(0))
+        return layer, None
+
+    def _params_of(self, handle):
+        layer, params = handle
+        return self._jitted(layer, "init")(self.jax.random.key(0)) if params is None else params
 
     def set_arrays(self, handle, cores, bias, dtype):
         jnp = self.jnp
@@ -271,23 +290,21 @@ class JaxBackend(Backend):
         return None if masks is None else {"cores": tuple(self.jnp.asarray(m) for m in masks)}
 
     def forward(self, handle, x, masks=None):
-        layer, params = handle
+        layer, params = handle[0], self._params_of(handle)
         dtype = params["cores"][0].dtype
-        y = self.jax.jit(layer.apply)(
+        y = self._jitted(layer, "apply")(
             params, self.jnp.asarray(np.asarray(x), dtype), self._masks(masks)
         )
         return np.asarray(y, dtype=np.float64), str(y.dtype)
 
     def weight(self, handle):
-        layer, params = handle
-        return np.asarray(layer.weight(params), dtype=np.float64)
+        layer, params = handle[0], self._params_of(handle)
+        return np.asarray(self._jitted(layer, "weight")(params), dtype=np.float64)
 
     def grads(self, handle, x, masks=None):
-        layer, params = handle
-        jnp = self.jnp
-        x = jnp.asarray(np.asarray(x), params["cores"][0].dtype)
-        m = self._masks(masks)
-        g = self.jax.jit(self.jax.grad(lambda p: jnp.sum(layer.apply(p, x, m) ** 2)))(params)
+        layer, params = handle[0], self._params_of(handle)
+        x = self.jnp.asarray(np.asarray(x), params["cores"][0].dtype)
+        g = self._jitted(layer, "grad")(params, x, self._masks(masks))
         bias = None if "bias" not in g else np.asarray(g["bias"], np.float64)
         return [np.asarray(c, np.float64) for c in g["cores"]], bias
 
@@ -304,7 +321,8 @@ class JaxBackend(Backend):
         return self.module().get(name, **kw)
 
     def dense_count(self, model):
-        return self.module().count_weights(model, model.init(self.jax.random.key(0)))["dense"]
+        params = self.jax.eval_shape(model.init, self.jax.random.key(0))  # shapes suffice
+        return self.module().count_weights(model, params)["dense"]
 
     def is_dense(self, model, layer):
         return type(model.layers[layer.replace(".", "/")]) is self.module().Dense

@@ -22,6 +22,7 @@ from ...pipeline import build_report as _build_report
 from ...pruning.problem import CoreInfo
 from ...report import DEFAULT_OVERSAMPLE, Report
 from ...validation import check_float_dtype
+from .attention import TransformerEncoderLayer
 from .masking import apply_masks, flatten_masks, leaf_paths, prunable_leaves
 from .models import Model
 from .nnx_detect import is_nnx_module, nnx_entry
@@ -95,11 +96,16 @@ class JaxAdapter:
         return tensorize(model, format=format, rank=rank, **options)
 
     def factorized_layers(self, model):
-        return {
-            name: layer.factorized()
-            for name, layer in model.layers.items()
-            if callable(getattr(layer, "factorized", None))
-        }
+        # the layers rank allocation may address by name (as `tensorize`'s candidates): top-level
+        # layers and the feed-forward maps of a TransformerEncoderLayer; the maps inside a
+        # tensorized composite (LSTM, GRU, attention) keep tensorize's rank, as in torch
+        found = {}
+        for name, layer in model.layers.items():
+            subs = layer.sublayers() if isinstance(layer, TransformerEncoderLayer) else {}
+            for n, sub in [(name, layer)] + [(f"{name}/{s}", v) for s, v in subs.items()]:
+                if callable(getattr(sub, "factorized", None)):
+                    found[n] = sub.factorized()
+        return found
 
     def seeded(self, seed):
         return contextlib.nullcontext(lambda: None)  # fresh params are drawn in init_params

@@ -39,6 +39,7 @@ from .layers import (
     _param,
     _resolve_std,
     _sub,
+    check_own_format,
     core_infos,
     draw,
     masked,
@@ -254,6 +255,7 @@ class TensorizedConv2d(_ConvConfig):
     _template: Factorized = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
+        check_own_format(self, TensorizedConv2d)
         if self.padding_mode != "zeros":
             raise ValueError(
                 "padding_mode must be 'zeros' (tensorized convolutions pad with zeros only); "
@@ -457,14 +459,14 @@ class TTConv2d(TensorizedConv2d):
     """Conv2d with a TT kernel (Garipov et al. 2016): in modes ``(c_1..c_d, kh·kw)``, out modes
     ``(o_1..o_d, 1)``; see `TensorizedConv2d` for the arguments."""
 
-    format: str = field(default="tt", init=False)
+    format: str = field(default="tt", kw_only=True)
 
 
 @dataclass(frozen=True)
 class TRConv2d(TensorizedConv2d):
     """Conv2d with a tensor-ring kernel (TR-Nets, Wang et al. 2018); see `TensorizedConv2d`."""
 
-    format: str = field(default="tr", init=False)
+    format: str = field(default="tr", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -472,7 +474,7 @@ class TuckerConv2d(TensorizedConv2d):
     """Conv2d with a Tucker-2 kernel (factors on the channel modes, Kim et al. 2016); ``rank`` may
     be ``(R_in, R_out)``; see `TensorizedConv2d`."""
 
-    format: str = field(default="tucker", init=False)
+    format: str = field(default="tucker", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -480,7 +482,7 @@ class CPConv2d(TensorizedConv2d):
     """Conv2d with a CP kernel (Lebedev et al. 2015): four factors ``(C_in, R), (kh, R), (kw, R),
     (C_out, R)``; see `TensorizedConv2d`."""
 
-    format: str = field(default="cp", init=False)
+    format: str = field(default="cp", kw_only=True)
 
 
 CONV_CLASSES = {"tt": TTConv2d, "tr": TRConv2d, "tucker": TuckerConv2d, "cp": CPConv2d}

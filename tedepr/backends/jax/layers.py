@@ -137,6 +137,29 @@ def draw(key, kind: str, shapes, dtype, scale=1.0):
     return out
 
 
+def check_dropout_field(layer, name: str = "dropout") -> None:
+    """Check a frozen layer's dropout probability (a number in [0, 1]) and store it as a float."""
+    value = getattr(layer, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float in [0, 1]; got {type(value).__name__} {value!r}")
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1]; got {value!r}")
+    object.__setattr__(layer, name, float(value))
+
+
+def dropout(x, rate: float, key):
+    """Inverted dropout, as ``torch.nn.functional.dropout`` in training: every entry is zeroed with
+    probability ``rate`` and the others scaled by ``1 / (1 - rate)``. The identity when ``key`` is
+    None or ``rate`` is 0 (evaluation, or a layer without dropout)."""
+    if key is None or rate == 0.0:
+        return x
+    keep = 1.0 - rate
+    if keep == 0.0:
+        return jnp.zeros_like(x)
+    kept = jax.random.bernoulli(key, keep, x.shape)
+    return jnp.where(kept, x / jnp.asarray(keep, x.dtype), jnp.zeros((), x.dtype))
+
+
 def uniform_bias(key, n: int, fan_in: int, dtype):
     """PyTorch's default bias init ``U(−1/√fan_in, 1/√fan_in)``, shape ``(n,)``."""
     bound = 1.0 / math.sqrt(fan_in)
@@ -164,6 +187,18 @@ def core_infos(f: Factorized, layer: str, prefix: str) -> dict[str, CoreInfo]:
             info = CoreInfo(layer, f.format, k, slice_axes=(0,), bond_axes=(1,))
         out[f"{prefix}cores/{k}"] = info
     return out
+
+
+def check_own_format(layer, base: type) -> None:
+    """A format class (`TTLinear`, `TRConv2d`, ...) takes ``format=`` only as its own (as torch's);
+    the shared ``base`` takes any format."""
+    own = type(layer).format  # the dataclass default of the class
+    if type(layer) is not base and layer.format != own:
+        raise ValueError(
+            f"format={layer.format!r} does not match {type(layer).__name__} (format {own!r}); "
+            f"pick the class by format with the shared base, e.g. "
+            f"{base.__name__}(..., format={layer.format!r})"
+        )
 
 
 def _layer_name(prefix: str) -> str:
@@ -374,6 +409,7 @@ class TensorizedLinear:
     def __post_init__(self):
         _check_positive_int(self.in_features, "in_features")
         _check_positive_int(self.out_features, "out_features")
+        check_own_format(self, TensorizedLinear)
         _check_choice(self.weight_init, INITS, "weight_init")
         _check_choice(self.strategy, STRATEGIES, "strategy")
         if isinstance(self.rank, list):
@@ -488,7 +524,7 @@ class TTLinear(TensorizedLinear):
     """A Linear layer whose weight is a TT-matrix (TT-layers, Novikov et al. 2015); see
     `TensorizedLinear` for the arguments. Cores ``(r_{k-1}, n_k, m_k, r_k)``, ``r_0 = r_d = 1``."""
 
-    format: str = field(default="tt", init=False)
+    format: str = field(default="tt", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -496,7 +532,7 @@ class TRLinear(TensorizedLinear):
     """A Linear layer whose weight is a tensor ring (TR-Nets, Wang et al. 2018); see
     `TensorizedLinear`. Cores ``(r_{k-1}, n_k, m_k, r_k)``, ``r_0 = r_d``."""
 
-    format: str = field(default="tr", init=False)
+    format: str = field(default="tr", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -508,7 +544,7 @@ class TuckerLinear(TensorizedLinear):
     are given the matrix is not reshaped (``d = 1``: ``W = U_in C U_outᵀ``), as the torch layer.
     """
 
-    format: str = field(default="tucker", init=False)
+    format: str = field(default="tucker", kw_only=True)
     DEFAULT_D = 1
 
 
@@ -517,7 +553,7 @@ class CPLinear(TensorizedLinear):
     """A Linear layer whose weight is a CP tensor (factors ``(dim_k, R)``); see
     `TensorizedLinear`."""
 
-    format: str = field(default="cp", init=False)
+    format: str = field(default="cp", kw_only=True)
 
 
 LINEAR_CLASSES = {"tt": TTLinear, "tr": TRLinear, "tucker": TuckerLinear, "cp": CPLinear}

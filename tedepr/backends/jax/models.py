@@ -130,7 +130,8 @@ class _Context:
         if self.train and self.key is not None and getattr(layer, "stochastic", False):
             # a layer with dropout gets train=True and its own key (by its position)
             index = list(self.model.layers).index(name)
-            kwargs = {"train": True, "key": jax.random.fold_in(self.key, index), **kwargs}
+            rng = getattr(layer, "rng_argument", "key")  # attention: dropout_key (key is an input)
+            kwargs = {"train": True, rng: jax.random.fold_in(self.key, index), **kwargs}
         return layer.apply(p, *args, masks=m, **kwargs)
 
 
@@ -466,10 +467,12 @@ def vit(
     depth=2,
     heads=4,
     mlp_dim=128,
+    dropout=0.0,
 ) -> Model:
     """A small ViT: flattened patches → Linear(dim), class token, position embeddings, ``depth``
     pre-norm GELU encoder layers, LayerNorm, Linear on the class token. ``patch_size`` defaults to
-    ``image_size // 4`` (4×4 = 16 tokens: 7 on 28×28), as the torch zoo."""
+    ``image_size // 4`` (4×4 = 16 tokens: 7 on 28×28), and ``dropout`` in every encoder layer
+    (training only), as the torch zoo."""
     patch_size = zoo.check_vit(image_size, patch_size, dim, depth, heads, mlp_dim)
     num_patches = (image_size // patch_size) ** 2
     p = patch_size
@@ -480,7 +483,7 @@ def vit(
     }
     for k in range(depth):
         layers[f"layers/{k}"] = TransformerEncoderLayer(
-            dim, heads, mlp_dim, activation="gelu", batch_first=True, norm_first=True
+            dim, heads, mlp_dim, dropout, activation="gelu", batch_first=True, norm_first=True
         )
     layers["norm"] = LayerNorm(dim)
     layers["classifier"] = Dense(dim, num_classes)

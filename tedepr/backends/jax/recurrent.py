@@ -42,7 +42,9 @@ from .layers import (
     _layer_name,
     _param,
     _sub,
+    check_dropout_field,
     draw,
+    dropout,
     masked,
 )
 
@@ -146,14 +148,7 @@ class _RecurrentBase:
         _check_positive_int(self.input_size, "input_size")
         _check_positive_int(self.hidden_size, "hidden_size")
         _check_positive_int(self.num_layers, "num_layers")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)):
-            raise TypeError(
-                f"dropout must be a float in [0, 1]; got {type(self.dropout).__name__} "
-                f"{self.dropout!r}"
-            )
-        if not 0.0 <= float(self.dropout) <= 1.0:
-            raise ValueError(f"dropout must be in [0, 1]; got {self.dropout!r}")
-        object.__setattr__(self, "dropout", float(self.dropout))
+        check_dropout_field(self)
 
     @property
     def stochastic(self) -> bool:
@@ -211,13 +206,8 @@ class _RecurrentBase:
 
             x, final = scan(gates_x, hmap, states[k])
             finals.append(final)
-            if train and key is not None and self.dropout > 0.0 and k < self.num_layers - 1:
-                keep = 1.0 - self.dropout
-                if keep == 0.0:
-                    x = jnp.zeros_like(x)
-                else:
-                    kept = jax.random.bernoulli(jax.random.fold_in(key, k), keep, x.shape)
-                    x = jnp.where(kept, x / jnp.asarray(keep, x.dtype), jnp.zeros((), x.dtype))
+            if train and key is not None and k < self.num_layers - 1:
+                x = dropout(x, self.dropout, jax.random.fold_in(key, k))
         return (jnp.swapaxes(x, 0, 1) if self.batch_first else x), self._final(finals)
 
 

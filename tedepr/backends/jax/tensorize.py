@@ -3,8 +3,12 @@
 `tensorize` returns a *new* `Model` (the caller's is untouched) with the same forward function and
 layer names: eligible `Dense` → ``{TT,TR,Tucker,CP}Linear``, `Conv2d` → ``{TT,TR,Tucker,CP}Conv2d``,
 `LSTM` → `TensorizedLSTM`, `GRU` → `TensorizedGRU`, `MultiheadAttention` → `TensorizedMultiheadAttention`,
-`TransformerEncoderLayer` → `TensorizedTransformerEncoderLayer`, each with the dense layer's shapes,
-options and target init std.
+each with the dense layer's shapes, options and target init std. A `TransformerEncoderLayer` is a
+container, as torch's ``nn.TransformerEncoderLayer``: its ``self_attn`` (kind ``"attention"``) and its
+``linear1``/``linear2`` (kind ``"linear"``) are candidates of their own, named
+``"<layer>/self_attn"``, ``"<layer>/linear1"``, ... (so globs, ``min_params`` and rank allocation treat
+them as torch treats ``layers.0.self_attn`` and ``layers.0.linear1``); the layer keeps its class with
+those sublayers replaced (`TransformerEncoderLayer.with_sublayers`).
 """
 
 from __future__ import annotations
@@ -14,17 +18,29 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
+from ...decompositions import decompose as decompose_matrix
+from ...decompositions import decompose_conv
 from ...shapes import check_format
-from ...tensorizing import CONV2D_FIELDS, LayerChooser
+from ...tensorizing import (
+    CONV2D_FIELDS,
+    DEFAULT_MIN_PARAMS,
+    LAYER_KINDS,
+    LayerChooser,
+    check_layer_kinds,
+)
+from ...tensorizing import DEFAULT_LAYERS as _DEFAULT_LAYERS
 from .attention import (
     MultiheadAttention,
     TensorizedMultiheadAttention,
     TensorizedTransformerEncoderLayer,
     TransformerEncoderLayer,
+    _Composite,
 )
-from .conv import CONV_CLASSES, CONV_STRATEGIES, Conv2d
-from .layers import LINEAR_CLASSES, Dense
+from .conv import CONV_CLASSES, CONV_STRATEGIES, Conv2d, TensorizedConv2d
+from .layers import LINEAR_CLASSES, Dense, TensorizedLinear
 from .models import Model
 from .nnx_detect import is_nnx_module, nnx_entry
 from .recurrent import GRU, LSTM, TensorizedGRU, TensorizedLSTM
@@ -38,12 +54,7 @@ __all__ = [
     "TENSORIZABLE",
 ]
 
-#: dense layers with fewer weights stay dense by default (a small classifier gains nothing)
-DEFAULT_MIN_PARAMS = 1024
 TENSORIZABLE = (Dense, Conv2d, LSTM, GRU, MultiheadAttention, TransformerEncoderLayer)
-#: the kinds of layer `tensorize` can replace (its ``layers=``), as the torch backend names them
-LAYER_KINDS = ("linear", "conv2d", "lstm", "gru", "attention")
-_DEFAULT_LAYERS = ("linear", "conv2d", "lstm", "attention")
 
 
 def _kind(layer) -> str | None:
@@ -57,8 +68,7 @@ def _kind(layer) -> str | None:
         return "gru"
     if isinstance(layer, MultiheadAttention):
         return "attention"
-    if isinstance(layer, TransformerEncoderLayer):
-        # torch replaces its attention and its feed-forward nn.Linear maps
+    if isinstance(layer, TransformerEncoderLayer):  # `tensorize_layer` on the whole layer
         return "attention"
     return None
 
@@ -110,11 +120,12 @@ _COPIED = {
     Conv2d: (*CONV2D_FIELDS, "bias", "weight_init"),
     LSTM: ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout"),
     GRU: ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout"),
-    MultiheadAttention: ("embed_dim", "num_heads", "bias", "batch_first"),
+    MultiheadAttention: ("embed_dim", "num_heads", "bias", "batch_first", "dropout"),
     TransformerEncoderLayer: (
         "d_model",
         "nhead",
         "dim_feedforward",
+        "dropout",
         "activation",
         "layer_norm_eps",
         "batch_first",
@@ -144,7 +155,9 @@ def tensorize(
     conv_strategy: str = "auto",
     tensorize_hidden: bool = False,
     layers: Sequence[str] = _DEFAULT_LAYERS,
-) -> Model:
+    decompose: bool = False,
+    params=None,
+):
     """A new model whose eligible dense layers are tensorized.
 
     Parameters
@@ -165,16 +178,46 @@ def tensorize(
         Passed to the layers (number of modes; contraction strategy; the convolutions' strategy;
         whether the recurrent layers' hidden maps are tensorized too).
     layers : sequence of {"linear", "conv2d", "lstm", "gru", "attention"}
-        Kinds of layers to replace (`LAYER_KINDS`; ``"attention"`` covers `MultiheadAttention`
-        and `TransformerEncoderLayer`); by default all but ``"gru"``, as the torch backend.
+        Kinds of layers to replace (`LAYER_KINDS`; ``"attention"`` is `MultiheadAttention`, also
+        the ``self_attn`` of a `TransformerEncoderLayer`, whose feed-forward maps are ``"linear"``);
+        by default all but ``"gru"``, as the torch backend.
+    decompose : bool
+        False (default): return the new `Model`; its params come from its ``init`` (fresh exact
+        variance-preserving cores) or `transfer_params`. True: decompose the trained dense weights
+        in ``params`` into the new cores (float64 TT-SVD / TR-SVD / HOSVD / CP-ALS of
+        `tedepr.decompose` and `tedepr.decompose_conv`, at the ranks the layers were given), as
+        torch's ``tensorize(decompose=True)``, and return ``(model, params)``: unchanged layers keep
+        their params, biases and every array outside the decomposed weights are copied, and
+        ``model.decomposition_error`` maps each decomposed weight's path to its relative Frobenius
+        error.
+    params : pytree, optional
+        The trained params of ``model`` (``decompose=True`` only: a JAX model does not hold them).
 
     A layer whose cores would hold at least as many entries as its dense weights, or whose float
     budget cannot be met even at rank 1, stays dense with a warning (the rule of every backend,
     `tedepr.tensorizing`). ``ValueError`` (giving each candidate's reason) when no layer is
     replaced at all.
     """
+    if not isinstance(decompose, bool):
+        raise TypeError(f"decompose must be a bool; got {type(decompose).__name__}")
+    if decompose and params is None:
+        raise ValueError(
+            "decompose=True needs params= (the trained params of model: a JAX model does not hold "
+            "its arrays)"
+        )
+    if params is not None and not decompose:
+        raise ValueError(
+            "params= is for decompose=True; without it the new layers' params come from "
+            "model.init or transfer_params"
+        )
     if is_nnx_module(model):  # a Flax NNX model: tedepr.backends.jax.nnx.tensorize
-        return nnx_entry("tensorize")(**locals())
+        if decompose:
+            raise ValueError(
+                "decompose=True applies to a tedepr.backends.jax Model; a Flax NNX model's "
+                "tensorize draws fresh cores (decompose its Linear weights with tedepr.decompose)"
+            )
+        kwargs = {k: v for k, v in locals().items() if k not in ("decompose", "params")}
+        return nnx_entry("tensorize")(**kwargs)
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     defaults = {
@@ -186,7 +229,7 @@ def tensorize(
         "tensorize_hidden": tensorize_hidden,
     }
     chooser = LayerChooser(
-        list(model.layers),
+        [c for name, layer in model.layers.items() for c in _names(name, layer)],
         defaults,
         min_params=min_params,
         include=include,
@@ -196,46 +239,78 @@ def tensorize(
         hints=getattr(model, "tensorize_hints", None),
     )
     _check_options(chooser.defaults)
-    kinds = (layers,) if isinstance(layers, str) else tuple(layers)
-    if not kinds or any(k not in LAYER_KINDS for k in kinds):
-        raise ValueError(
-            f"layers must be a non-empty sequence of {', '.join(map(repr, LAYER_KINDS))}; "
-            f"got {layers!r}"
-        )
+    kinds = check_layer_kinds(layers)
     new_layers = dict(model.layers)
     for name, layer in model.layers.items():
-        if not isinstance(layer, TENSORIZABLE):
+        replaced = {}
+        for cname, cand in _candidates(name, layer):
+            new = _decide(chooser, cname, cand, kinds)
+            if new is not None:
+                replaced[cname] = new
+        if not replaced:
             continue
-        if _kind(layer) not in kinds:
-            chooser.skip(name, f"kind {_kind(layer)!r} not in layers={kinds!r}")
-            continue
-        if not chooser.selected(name, name):
-            continue
-        features = (layer.in_features, layer.out_features) if isinstance(layer, Dense) else None
-        opts = chooser.options(name, name, layer.num_weights, features)
-        if opts is None:
-            continue
-        _check_options(opts)
-        fmt, rank_l = opts.pop("format"), opts.pop("rank")
-        new = chooser.build(
-            name,
-            name,
-            type(layer).__name__,
-            layer.num_weights,
-            lambda layer=layer, fmt=fmt, rank_l=rank_l, opts=opts: tensorize_layer(
-                layer, fmt, rank_l, **opts
-            ),
-            lambda new: new.num_weights,
-            fmt,
-        )
-        if new is not None:
-            new_layers[name] = new
+        if isinstance(layer, TransformerEncoderLayer):
+            new_layers[name] = layer.with_sublayers(
+                **{c.rpartition("/")[2]: v for c, v in replaced.items()}
+            )
+        else:
+            new_layers[name] = replaced[name]
     chooser.finish(
         f"model {model.name!r}",
         "Dense, Conv2d, LSTM, GRU, MultiheadAttention or TransformerEncoderLayer",
     )
-    return model.with_layers(new_layers)
+    new_model = model.with_layers(new_layers)
+    if not decompose:
+        return new_model
+    errors: dict[str, float] = {}
+    new_params = {}
+    for name, layer in new_model.layers.items():
+        if name not in params:
+            raise ValueError(f"params must hold every layer of model; missing {name!r}")
+        new_params[name] = _decomposed(model.layers[name], params[name], layer, name, errors)
+    new_model.decomposition_error = errors
+    return new_model, new_params
 
+
+def _candidates(name: str, layer) -> list[tuple[str, Any]]:
+    """The candidates of one top-level layer, ``(name, layer)``: a `TransformerEncoderLayer` is a
+    container of its attention and both feed-forward maps, judged one by one (as torch's
+    ``tensorize`` replaces the submodules of an ``nn.TransformerEncoderLayer``)."""
+    if isinstance(layer, TransformerEncoderLayer):
+        subs = layer.sublayers()
+        return [(f"{name}/{s}", subs[s]) for s in _ENCODER_CANDIDATES]
+    return [(name, layer)] if isinstance(layer, TENSORIZABLE) else []
+
+
+def _names(name: str, layer) -> list[str]:
+    """The names ``include``/``exclude``/``overrides`` globs may match under one layer."""
+    return [name] + [c for c, _ in _candidates(name, layer) if c != name]
+
+
+def _decide(chooser: LayerChooser, name: str, layer, kinds):
+    """The tensorized replacement of the candidate ``name``, or None (reason recorded)."""
+    if _kind(layer) not in kinds:
+        return chooser.skip(name, f"kind {_kind(layer)!r} not in layers={kinds!r}")
+    if not chooser.selected(name, name):
+        return None
+    features = (layer.in_features, layer.out_features) if isinstance(layer, Dense) else None
+    opts = chooser.options(name, name, layer.num_weights, features)
+    if opts is None:
+        return None
+    _check_options(opts)
+    fmt, rank_l = opts.pop("format"), opts.pop("rank")
+    return chooser.build(
+        name,
+        name,
+        type(layer).__name__,
+        layer.num_weights,
+        lambda: tensorize_layer(layer, fmt, rank_l, **opts),
+        lambda new: new.num_weights,
+        fmt,
+    )
+
+
+_ENCODER_CANDIDATES = ("self_attn", "linear1", "linear2")
 
 _OVERRIDABLE = (
     "format",
@@ -248,6 +323,55 @@ _OVERRIDABLE = (
     "in_modes",
     "out_modes",
 )
+
+
+def _decompose_into(layer, w, path: str, errors: dict, conv: bool = False) -> tuple:
+    """The cores of the tensorized ``layer`` holding the decomposition of the dense ``w`` (float64,
+    at the layer's ranks and modes), cast back to ``w``'s dtype."""
+    fn = decompose_conv if conv else decompose_matrix
+    f = fn(
+        np.asarray(w, dtype=np.float64),
+        layer.format,
+        layer.ranks,
+        in_modes=layer.in_modes,
+        out_modes=layer.out_modes,
+    )
+    shapes = [tuple(c.shape) for c in f.cores]
+    if shapes != list(layer.core_shapes):  # a guard: the layer and the decomposition disagree
+        raise ValueError(
+            f"{path}: the decomposition's cores {shapes} do not fit the layer's {layer.core_shapes}"
+        )
+    errors[path] = float(f.error)
+    return tuple(jnp.asarray(c, dtype=w.dtype) for c in f.cores)
+
+
+def _decomposed(old, p, new, path: str, errors: dict):
+    """Params of ``new`` (``old`` or its tensorized counterpart) from ``old``'s trained ``p``."""
+    if new == old:
+        return p
+    if isinstance(new, TensorizedLinear):  # from a Dense (or a packed attention projection)
+        out = {"cores": _decompose_into(new, p["weight"], path, errors)}
+    elif isinstance(new, TensorizedConv2d):
+        out = {"cores": _decompose_into(new, p["weight"], path, errors, conv=True)}
+    elif isinstance(new, (TensorizedLSTM, TensorizedGRU)):
+        out = {}
+        for key, sub in new.maps.items():  # "ih", "hh", "ih_l1", ...: weight_ih, weight_hh_l1...
+            kind, _, k = key.partition("_")
+            w = p[f"weight_{kind}" + (f"_{k}" if k else "")]
+            if isinstance(sub, Dense):
+                out[key] = {"weight": w}
+            else:
+                out[key] = {"cores": _decompose_into(sub, w, f"{path}/{key}", errors)}
+    elif isinstance(new, _Composite):
+        old_subs, new_subs = old.sublayers(), new.sublayers()
+        return {
+            n: _decomposed(old_subs[n], p[n], sub, f"{path}/{n}", errors)
+            for n, sub in new_subs.items()
+        }
+    else:  # pragma: no cover - tensorize builds only the layers above
+        raise TypeError(f"{path}: no decomposition into a {type(new).__name__}")
+    # biases (and anything else) are copied
+    return {**{k: v for k, v in p.items() if not k.startswith("weight")}, **out}
 
 
 def _check_options(opts):

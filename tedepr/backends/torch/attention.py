@@ -65,6 +65,10 @@ class TensorizedMultiheadAttention(nn.Module):
         Dropout on the attention weights (training only).
     kdim, vdim : int, optional
         Feature sizes of key and value (default ``embed_dim``).
+    in_modes, out_modes : tuple of int, optional
+        Mode factorisations of the ``(E, E)`` projections (query, output, and key/value unless
+        ``kdim``/``vdim`` differ: those choose their own modes; default: balanced). After
+        construction they hold the query projection's modes.
     d, weight_init (older spelling: init), std, strategy, seed, device, dtype :
         As `TTLinear`. With ``weight_init=None`` and ``std=None`` the reconstructed projections get
         ``nn.MultiheadAttention``'s std: Xavier-uniform on the packed ``(3E, E)`` input projection
@@ -97,6 +101,8 @@ class TensorizedMultiheadAttention(nn.Module):
         dropout: float = 0.0,
         kdim: int | None = None,
         vdim: int | None = None,
+        in_modes=None,
+        out_modes=None,
         d: int | None = None,
         weight_init: str | None = None,
         std: float | None = None,
@@ -139,6 +145,7 @@ class TensorizedMultiheadAttention(nn.Module):
                 n_in,
                 embed_dim,
                 rank,
+                *((in_modes, out_modes) if n_in == embed_dim else (None, None)),
                 bias=bias,
                 d=d,
                 init=layer_init,
@@ -151,6 +158,7 @@ class TensorizedMultiheadAttention(nn.Module):
             if bias:
                 nn.init.zeros_(layer.bias)
             setattr(self, name, layer)
+        self.in_modes, self.out_modes = self.q_proj.in_modes, self.q_proj.out_modes
 
     def extra_repr(self) -> str:
         s = f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, format={self.format!r}"
@@ -323,6 +331,7 @@ class TensorizedMultiheadAttention(nn.Module):
             setattr(layer, name, sub)
             errors[name] = sub.decomposition_error
         layer.decomposition_error = errors
+        layer.in_modes, layer.out_modes = layer.q_proj.in_modes, layer.q_proj.out_modes
         return layer
 
 

@@ -82,7 +82,9 @@ def _estimate_const(layer, key) -> str:
 
 
 class _TensorizedConv2d(TensorizedLayer):
-    """Shared implementation of the four tensorized Conv2d layers (see `TTConv2d`)."""
+    """Shared implementation of the four tensorized Conv2d layers (see `TTConv2d`), exported as
+    ``TensorizedConv2d``: called itself with ``format=`` (default ``"tt"``) it builds the class of
+    that format, as the JAX backend's."""
 
     def __init__(
         self,
@@ -103,12 +105,14 @@ class _TensorizedConv2d(TensorizedLayer):
         weight_init: str = "torch",
         std: float | None = None,
         strategy: str = "auto",
+        format: str | None = None,
         seed=None,
         device=None,
         dtype=None,
         init: str | None = None,
     ) -> None:
         super().__init__()
+        self._check_format_argument(format)
         init = resolve_weight_init(weight_init, init)
         check_sizes(in_channels=in_channels, out_channels=out_channels, groups=groups)
         if in_channels % groups or out_channels % groups:
@@ -490,6 +494,7 @@ CONV_CLASSES: dict[str, type[_TensorizedConv2d]] = {
     "tucker": TuckerConv2d,
     "cp": CPConv2d,
 }
+_TensorizedConv2d._FORMAT_CLASSES = CONV_CLASSES
 
 
 def conv_class(format: str) -> type[_TensorizedConv2d]:

@@ -147,6 +147,26 @@ class TensorizedLayer(nn.Module):
     """
 
     format: str = ""
+    #: the registry ``{format: class}`` when this class is a shared base that ``format=`` picks
+    #: from (`TensorizedLinear`, `TensorizedConv2d`); None on the format classes
+    _FORMAT_CLASSES: dict[str, type] | None = None
+
+    def __new__(cls, *args, format: str | None = None, **kwargs):
+        # TensorizedLinear(..., format="tr") is a TRLinear (as JAX's TensorizedLinear(format=));
+        # __init__ then runs on it with the same arguments and checks format against the class
+        registry = cls.__dict__.get("_FORMAT_CLASSES")
+        if registry is not None:
+            cls = registry[check_format("tt" if format is None else format)]
+        return super().__new__(cls)
+
+    def _check_format_argument(self, format: str | None) -> None:
+        """``format=`` given to a format class must be its own."""
+        if format is not None and check_format(format) != self.format:
+            raise ValueError(
+                f"format={format!r} does not match {type(self).__name__} (format "
+                f"{self.format!r}); pick the class by format with the shared base, e.g. "
+                f"TensorizedLinear(..., format={format!r})"
+            )
 
     # ------------------------------------------------------------------ construction
     def _set_factorization(self, f: Factorized, *, strategy: str, device=None, dtype=None) -> None:
@@ -433,7 +453,9 @@ def _mask_of(module: nn.Module, name: str):
 
 
 class _TensorizedLinear(TensorizedLayer):
-    """Shared implementation of the four tensorized Linear layers (see `TTLinear`)."""
+    """Shared implementation of the four tensorized Linear layers (see `TTLinear`), exported as
+    ``TensorizedLinear``: called itself, ``TensorizedLinear(in_features, out_features, rank, ...,
+    format="tr")`` builds the class of ``format`` (default ``"tt"``), as the JAX backend's."""
 
     _default_d: int | None = None
 
@@ -450,12 +472,14 @@ class _TensorizedLinear(TensorizedLayer):
         weight_init: str = "torch",
         std: float | None = None,
         strategy: str = "auto",
+        format: str | None = None,
         seed=None,
         device=None,
         dtype=None,
         init: str | None = None,
     ) -> None:
         super().__init__()
+        self._check_format_argument(format)
         init = resolve_weight_init(weight_init, init)
         _check_strategy(strategy)
         d = _resolve_d(d, in_modes, out_modes, self._default_d)
@@ -662,6 +686,7 @@ LINEAR_CLASSES: dict[str, type[_TensorizedLinear]] = {
     "tucker": TuckerLinear,
     "cp": CPLinear,
 }
+_TensorizedLinear._FORMAT_CLASSES = LINEAR_CLASSES
 
 
 def linear_class(format: str) -> type[_TensorizedLinear]:

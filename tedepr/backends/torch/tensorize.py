@@ -8,7 +8,14 @@ from typing import Any
 
 from torch import nn
 
-from ...tensorizing import CONV2D_FIELDS, LayerChooser
+from ...tensorizing import (
+    CONV2D_FIELDS,
+    DEFAULT_MIN_PARAMS,
+    LAYER_KINDS,
+    LayerChooser,
+    check_layer_kinds,
+)
+from ...tensorizing import DEFAULT_LAYERS as _DEFAULT_LAYERS
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
 from .conv import CONV_STRATEGIES, conv_class
 from .layers import TensorizedLayer, linear_class
@@ -17,10 +24,6 @@ from .recurrent import TensorizedGRU, TensorizedLSTM, _TensorizedRNNBase
 
 __all__ = ["tensorize", "LAYER_KINDS", "DEFAULT_MIN_PARAMS"]
 
-LAYER_KINDS = ("linear", "conv2d", "lstm", "gru", "attention")
-#: dense layers with fewer weights stay dense by default (a small classifier gains nothing)
-DEFAULT_MIN_PARAMS = 1024
-_DEFAULT_LAYERS = ("linear", "conv2d", "lstm", "attention")
 _TENSORIZED = (
     TensorizedLayer,
     _TensorizedRNNBase,
@@ -171,13 +174,7 @@ def tensorize(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
-    layers = (layers,) if isinstance(layers, str) else tuple(layers)
-    bad = [k for k in layers if k not in LAYER_KINDS]
-    if bad or not layers:
-        raise ValueError(
-            f"layers must be a non-empty sequence of {', '.join(map(repr, LAYER_KINDS))}; "
-            f"got {layers!r}"
-        )
+    layers = check_layer_kinds(layers)
     if conv_strategy not in CONV_STRATEGIES:
         raise ValueError(
             f"conv_strategy must be one of {', '.join(map(repr, CONV_STRATEGIES))}; "
