@@ -42,6 +42,9 @@ __all__ = [
     "FORCE",
     "Trainability",
     "TrainabilityEntries",
+    "TrainabilityModes",
+    "TrainabilityInModes",
+    "TrainabilityReinit",
     "ERK",
     "ProsPr",
     "NTKSAP",
@@ -212,9 +215,57 @@ class Trainability(Score):
 
     name: ClassVar[str] = "trainability"
     structured: ClassVar[bool] = True
+    #: which mode slices of the TT/TR cores are units too, besides the bond indices:
+    #: "none", "in", "out" or "inout" (`tedepr.pruning.structured.select_bonds`)
+    modes: str = "none"
+    #: re-draw the kept entries at the target variance of their surviving paths instead of the
+    #: norm rescale (`tedepr.pruning.rescale.mask_aware_init`; applied by `tedepr.compress`)
+    reinit: bool = False
+
+    def __post_init__(self):
+        from .structured import MODE_OPTIONS
+
+        if not isinstance(self.modes, str) or self.modes not in MODE_OPTIONS:
+            raise ValueError(
+                f"modes must be one of {', '.join(map(repr, MODE_OPTIONS))}; got {self.modes!r:.40}"
+            )
+        if not isinstance(self.reinit, bool):
+            raise TypeError(f"reinit must be True or False; got {type(self.reinit).__name__}")
 
     def importance(self, problem, masks, rng):
         return _sensitivity(problem, None)
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityModes(Trainability):
+    """Round-4 candidate (docs/method.md §10): `Trainability` whose units are the bond indices
+    *and* the input- and output-mode slices of the cores (a block of a layer's inputs or outputs),
+    ranked together by connection sensitivity per entry."""
+
+    name: ClassVar[str] = "trainability-modes"
+    modes: str = "inout"
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityInModes(Trainability):
+    """Round-4 candidate (docs/method.md §10): `Trainability` whose units are the bond indices and
+    the *input*-mode slices of the cores (blocks of each layer's inputs; no output is cut)."""
+
+    name: ClassVar[str] = "trainability-inmodes"
+    modes: str = "in"
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityReinit(Trainability):
+    """Round-4 candidate (docs/method.md §10): `Trainability`'s masks, then the kept entries are
+    re-drawn so that every live entry of each reconstructed weight has the init's target variance
+    given its surviving paths (the exact init of the smaller network), instead of the norm rescale."""
+
+    name: ClassVar[str] = "trainability-reinit"
+    reinit: bool = True
 
 
 @register
@@ -291,7 +342,9 @@ def prune(
 
         imp = score.importance(problem, None, rng)
         _check_finite(xp, imp, score.name)
-        masks = select_bonds(imp, keep, problem.structure(), xp=xp)
+        masks = select_bonds(
+            imp, keep, problem.structure(), modes=getattr(score, "modes", "none"), xp=xp
+        )
         if progress is not None:
             progress(1, 1)
         return masks
