@@ -461,10 +461,13 @@ def run_compress(
             problem, score, keep, guards=guards, rounds=rounds, seed=seed, progress=progress
         )
         structure = problem.structure()
-        if getattr(_score_object(score), "reinit", False):
+        reinit = getattr(_score_object(score), "reinit", "none")
+        if reinit != "none":
             # the kept entries re-drawn at the target variance of their surviving paths (§10):
             # replaces the norm rescale
-            values = reinit_values(adapter.layers(cmodel, cparams), weights, masks, structure, seed)
+            values = reinit_values(
+                adapter.layers(cmodel, cparams), weights, masks, structure, seed, kind=reinit
+            )
             cparams = adapter.replace_weights(cmodel, cparams, values)
         elif rescale:
             factors = restoring_factors(adapter.layers(cmodel, cparams), weights, masks)
@@ -537,11 +540,12 @@ def reinit_values(
     masks: Mapping[str, Any],
     structure: Mapping[str, CoreInfo],
     seed: int,
+    kind: str = "gaussian",
 ) -> dict[str, Any]:
     """Fresh values of every masked weight by `tedepr.pruning.rescale.mask_aware_init` (docs/method.md
     §10, Round 4): layers in canonical name order, a tensorized layer's cores in core order, then
     its other weights in canonical order, all from one NumPy stream of ``seed`` — so both backends
-    draw the same values for the same masks."""
+    draw the same values for the same masks. ``kind``: "gaussian" or "orthogonal"."""
     rng = np.random.default_rng([seed, 0x7E1D])
     out: dict[str, Any] = {}
     for layer in sorted(layers, key=lambda lw: canonical_name(lw.name)):
@@ -552,12 +556,13 @@ def reinit_values(
                 layer.factorized,
                 rng,
                 [structure[n].layout if n in structure else None for n in layer.cores],
+                kind,
             )
             out.update(zip(layer.cores, fresh, strict=True))
         dense = [n for n in canonical_order(layer.weights) if n not in layer.cores and n in masks]
         for n in dense:
             layout = structure[n].layout if n in structure else None
-            (out[n],) = mask_aware_init([weights[n]], [masks[n]], None, rng, [layout])
+            (out[n],) = mask_aware_init([weights[n]], [masks[n]], None, rng, [layout], kind)
     return out
 
 

@@ -92,13 +92,17 @@ def test_mode_option_errors_name_the_argument():
         select_bonds(s, 4, _chain_structure(2), modes="rows")
     with pytest.raises(ValueError, match="modes must be one of"):
         tedepr.pruning.scores.get("trainability", modes="all")
-    with pytest.raises(TypeError, match="reinit must be True or False"):
-        tedepr.pruning.scores.get("trainability", reinit=1)
+    with pytest.raises(ValueError, match="reinit must be one of 'none', 'gaussian', 'orthogonal'"):
+        tedepr.pruning.scores.get("trainability", reinit=True)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        mask_aware_init([np.ones((2, 2))], [np.ones((2, 2), bool)], None, np.random.default_rng(0),
+                        kind="haar")  # fmt: skip
     assert tedepr.pruning.scores.get("trainability-inmodes").modes == "in"
     assert tedepr.pruning.scores.get("trainability-modes").modes == "inout"
-    assert tedepr.pruning.scores.get("trainability-reinit").reinit is True
+    assert tedepr.pruning.scores.get("trainability-reinit").reinit == "gaussian"
+    assert tedepr.pruning.scores.get("trainability-orth").reinit == "orthogonal"
     assert tedepr.pruning.scores.get("trainability").modes == "none"
-    assert tedepr.pruning.scores.get("trainability").reinit is False
+    assert tedepr.pruning.scores.get("trainability").reinit == "none"
 
 
 # ----------------------------------------------------------------------------- path counts
@@ -210,11 +214,42 @@ def test_mask_aware_init_monte_carlo_and_dense_layout():
     assert std == pytest.approx(np.sqrt(np.mean(w**2)), rel=1e-12)
 
 
+def test_orthogonal_reinit_draws_an_orthogonal_kept_block_at_the_target_variance():
+    rng = np.random.default_rng(1)
+    shapes = [(1, 4, 3, 4), (4, 4, 3, 1)]
+    cores = [rng.standard_normal(s) * 0.5 for s in shapes]
+    masks = [np.ones(s, bool) for s in shapes]
+    masks[0][..., 3] = False  # bond index 3 gone on both sides
+    masks[1][3] = False
+    masks[0][:, 1] = False  # input block 1 of core 0 gone
+    f = _factorized(False, cores)
+    out = mask_aware_init(cores, masks, f, np.random.default_rng(5), kind="orthogonal")
+    for o, m in zip(out, masks, strict=True):
+        assert not o[~m].any()
+    block = out[0][:, [0, 2, 3]][..., :3].reshape(-1, 3)  # (1·3·3, 3): tall, orthogonal columns
+    gram = block.T @ block
+    np.testing.assert_allclose(gram, np.eye(3) * gram[0, 0], atol=1e-12)
+    block = out[1][:3].reshape(-1, 1)  # (3·4·3, 1): one column
+    assert np.linalg.norm(block) > 0
+    # the variance over the live entries, in expectation over the draw, is the target
+    target = float(np.mean(reference.tt_to_dense(cores) ** 2))
+    live = reference.entry_path_counts(masks) > 0
+    draws = [
+        reference.tt_to_dense(
+            mask_aware_init(cores, masks, f, np.random.default_rng(s), kind="orthogonal")
+        )
+        for s in range(3000)
+    ]
+    empirical = np.mean([np.mean(w[live] ** 2) for w in draws])
+    assert abs(empirical / target - 1.0) < 0.05
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.torch
 @pytest.mark.jax
 @pytest.mark.parametrize(
-    "method", ["trainability-inmodes", "trainability-modes", "trainability-reinit"]
+    "method",
+    ["trainability-inmodes", "trainability-modes", "trainability-reinit", "trainability-orth"],
 )
 def test_candidates_end_to_end_give_the_same_result_in_both_backends(method):
     """The whole pipeline on the same tensorized MLP in torch and JAX: same masks, same (re-drawn
@@ -256,7 +291,7 @@ def test_candidates_end_to_end_give_the_same_result_in_both_backends(method):
         kept = rt.masks[t].numpy()
         ratio = tw[kept] / before[t].numpy()[kept]
         changed += not np.allclose(ratio, ratio[0])  # a rescale multiplies by one factor
-    if method == "trainability-reinit":
+    if method in ("trainability-reinit", "trainability-orth"):
         assert changed > 0  # re-drawn, not rescaled
     else:
         assert changed == 0

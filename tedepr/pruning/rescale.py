@@ -24,7 +24,10 @@ import numpy as np
 from ..formats import Factorized
 from ..namespace import get_namespace, to_numpy
 
-__all__ = ["restoring_scales", "path_counts", "mask_aware_init"]
+__all__ = ["REINIT_KINDS", "restoring_scales", "path_counts", "mask_aware_init"]
+
+#: the draws `mask_aware_init` can make
+REINIT_KINDS = ("gaussian", "orthogonal")
 
 
 def _norm(xp, a) -> float:
@@ -75,6 +78,7 @@ def mask_aware_init(
     factorized: Factorized | None,
     rng: np.random.Generator,
     layouts: Sequence[tuple[int, ...] | None] | None = None,
+    kind: str = "gaussian",
 ) -> list[np.ndarray]:
     """Fresh values (NumPy float64, pruned entries 0) for one layer's kept entries.
 
@@ -87,7 +91,16 @@ def mask_aware_init(
     kept entries are re-drawn ``N(0, σ²)``. Draws are made array by array, in the order given,
     each in its canonical layout (``layouts[k]``: the permutation to the array's layout, as
     `tedepr.pruning.problem.CoreInfo.layout`), so the backends draw alike.
+
+    ``kind="orthogonal"`` draws, instead of i.i.d. normals, the kept box of every array (the
+    indices of each axis that keep an entry) as a Haar-random matrix with orthonormal columns (or
+    rows, if wider than tall) of its unfolding ``(all axes but the last, last axis)`` — a TT core's
+    left unfolding; a dense weight ``(out, in)`` itself — scaled to mean square 1 and then by the
+    same std; its entries are uncorrelated with equal second moments, so the variances above hold
+    alike (in expectation over the draw).
     """
+    if kind not in REINIT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, REINIT_KINDS))}; got {kind!r}")
     w = [np.asarray(to_numpy(a), dtype=np.float64) for a in weights]
     m = [np.asarray(to_numpy(a)).astype(bool) for a in masks]
     layouts = list(layouts) if layouts is not None else [None] * len(w)
@@ -113,8 +126,34 @@ def mask_aware_init(
     out = []
     for a, mask, std, perm in zip(w, m, stds, layouts, strict=True):
         shape = a.shape if perm is None else tuple(a.shape[perm.index(i)] for i in range(a.ndim))
-        draw = rng.standard_normal(shape)
+        if kind == "orthogonal":
+            canon = mask if perm is None else np.transpose(mask, np.argsort(perm))
+            draw = _orthogonal_box(canon, rng)
+        else:
+            draw = rng.standard_normal(shape)
         if perm is not None:
             draw = np.transpose(draw, perm)
         out.append(np.where(mask, std * draw, 0.0))
+    return out
+
+
+def _orthogonal_box(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A draw of ``mask``'s shape, zero outside the box of indices that keep an entry, inside it a
+    Haar-orthogonal unfolding ``(prod of all axes but the last, last axis)`` with mean square 1."""
+    keep = [
+        np.flatnonzero(mask.any(axis=tuple(j for j in range(mask.ndim) if j != i)))
+        for i in range(mask.ndim)
+    ]
+    box = tuple(len(k) for k in keep)
+    out = np.zeros(mask.shape)
+    if 0 in box:
+        return out
+    rows, cols = math.prod(box[:-1]), box[-1]
+    g = rng.standard_normal((rows, cols))
+    tall = rows >= cols
+    q, r = np.linalg.qr(g if tall else g.T)
+    q = q * np.sign(np.where(np.diag(r) == 0, 1.0, np.diag(r)))  # Haar: fix the signs of QR
+    q = q if tall else q.T
+    q = q * math.sqrt(rows * cols / min(rows, cols))  # mean square 1
+    out[np.ix_(*keep)] = q.reshape(box)
     return out

@@ -45,6 +45,7 @@ __all__ = [
     "TrainabilityModes",
     "TrainabilityInModes",
     "TrainabilityReinit",
+    "TrainabilityOrthogonal",
     "ERK",
     "ProsPr",
     "NTKSAP",
@@ -218,9 +219,10 @@ class Trainability(Score):
     #: which mode slices of the TT/TR cores are units too, besides the bond indices:
     #: "none", "in", "out" or "inout" (`tedepr.pruning.structured.select_bonds`)
     modes: str = "none"
-    #: re-draw the kept entries at the target variance of their surviving paths instead of the
-    #: norm rescale (`tedepr.pruning.rescale.mask_aware_init`; applied by `tedepr.compress`)
-    reinit: bool = False
+    #: "none" (the norm rescale of §8), or re-draw the kept entries at the target variance of their
+    #: surviving paths: "gaussian" / "orthogonal" (`tedepr.pruning.rescale.mask_aware_init`;
+    #: applied by `tedepr.compress`)
+    reinit: str = "none"
 
     def __post_init__(self):
         from .structured import MODE_OPTIONS
@@ -229,8 +231,13 @@ class Trainability(Score):
             raise ValueError(
                 f"modes must be one of {', '.join(map(repr, MODE_OPTIONS))}; got {self.modes!r:.40}"
             )
-        if not isinstance(self.reinit, bool):
-            raise TypeError(f"reinit must be True or False; got {type(self.reinit).__name__}")
+        from .rescale import REINIT_KINDS
+
+        kinds = ("none", *REINIT_KINDS)
+        if not isinstance(self.reinit, str) or self.reinit not in kinds:
+            raise ValueError(
+                f"reinit must be one of {', '.join(map(repr, kinds))}; got {self.reinit!r:.40}"
+            )
 
     def importance(self, problem, masks, rng):
         return _sensitivity(problem, None)
@@ -265,7 +272,18 @@ class TrainabilityReinit(Trainability):
     given its surviving paths (the exact init of the smaller network), instead of the norm rescale."""
 
     name: ClassVar[str] = "trainability-reinit"
-    reinit: bool = True
+    reinit: str = "gaussian"
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityOrthogonal(Trainability):
+    """Round-4 candidate (docs/method.md §10): as ``trainability-reinit``, the kept entries re-drawn
+    at the target variance of their surviving paths, but each core's kept block drawn orthogonal
+    (Haar-random orthonormal columns of its left unfolding) instead of i.i.d. Gaussian."""
+
+    name: ClassVar[str] = "trainability-orth"
+    reinit: str = "orthogonal"
 
 
 @register
