@@ -473,6 +473,16 @@ def run_compress(
             factors = restoring_factors(adapter.layers(cmodel, cparams), weights, masks)
             cparams = adapter.scale_weights(cmodel, cparams, factors)
         cparams, masks = adapter.apply_masks(cmodel, cparams, masks)
+    elif getattr(_score_object(score), "reinit", "none") != "none":
+        # nothing to prune (e.g. oversample=1: the low-rank network alone), but the score's
+        # re-initialisation still applies, to every entry: the `lowrank-orth` control of §10
+        layers = adapter.layers(cmodel, cparams)
+        ones = {n: np.ones(tuple(w.shape), bool) for n, w in weights.items()}
+        kind = _score_object(score).reinit
+        values = reinit_values(
+            layers, weights, ones, adapter.structure(cmodel, cparams), seed, kind
+        )
+        cparams = adapter.replace_weights(cmodel, cparams, values)
     report = build_report(
         adapter,
         cmodel,

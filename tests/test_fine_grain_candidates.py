@@ -295,3 +295,34 @@ def test_candidates_end_to_end_give_the_same_result_in_both_backends(method):
         assert changed > 0  # re-drawn, not rescaled
     else:
         assert changed == 0
+
+
+@pytest.mark.torch
+def test_lowrank_orth_control_prunes_nothing_and_redraws_the_low_rank_network():
+    """``lowrank-orth`` (`tedepr run`): the low-rank network alone (oversample 1: the ranks of
+    ``lowrank``), nothing pruned, every core re-drawn with orthogonal left unfoldings."""
+    torch = pytest.importorskip("torch")
+    import tedepr.backends.torch as bt
+    from tedepr.cli.methods import compress_options
+
+    def model():
+        torch.manual_seed(0)
+        return bt.models.LeNet300_100(num_classes=4, image_size=8, hidden=(16,)).double()
+
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((16, 1, 8, 8)), rng.integers(0, 4, 16)
+    opts = dict(sparsity=0.9, backend="torch", seed=1)
+    low = tedepr.compress(model(), data, **opts, **compress_options("lowrank", "tt"))
+    with pytest.warns(UserWarning, match="nothing pruned"):
+        ctrl = tedepr.compress(model(), data, **opts, **compress_options("lowrank-orth", "tt"))
+    assert ctrl.masks == {}
+    assert [(r.name, r.ranks, r.kept) for r in ctrl.report.layers] == [
+        (r.name, r.ranks, r.kept) for r in low.report.layers
+    ]
+    lw, cw = bt.prunable_parameters(low.model), bt.prunable_parameters(ctrl.model)
+    for n, w in cw.items():
+        w = w.detach().numpy()
+        assert not np.allclose(w, lw[n].detach().numpy())  # re-drawn
+        left = w.reshape(-1, w.shape[-1])
+        gram = left.T @ left if left.shape[0] >= left.shape[1] else left @ left.T
+        np.testing.assert_allclose(gram, np.eye(len(gram)) * gram[0, 0], atol=1e-10)
