@@ -86,6 +86,31 @@ def test_a_useless_input_block_goes_as_a_whole_slice():
     assert not with_out["l.core_0"][:, :, 0].any()
 
 
+def test_quiet_modes_remove_only_the_slices_below_the_threshold():
+    # core 0's input slice 0 is quiet (0.1 of the core mean or less), slice 1 is not (0.8): with
+    # quiet=0.5 only slice 0 is a unit, so the budget beyond it comes off bond indices, never slice 1
+    s0 = np.ones((1, 3, 2, 2))
+    s0[:, 0] = 0.1
+    s0[:, 1] = 0.8
+    s1 = np.ones((2, 2, 2, 1))
+    structure = _chain_structure(2)
+    scores = {"l.core_0": s0, "l.core_1": s1}
+    out = select_bonds(scores, 20 - 4, structure, modes="in", quiet=0.5)
+    assert not out["l.core_0"][:, 0].any() and out["l.core_0"][:, 1:].all()
+    free = select_bonds(scores, 20 - 8, structure, modes="in")  # every slice a unit
+    assert not free["l.core_0"][:, 1].any()  # slice 1 (0.8 < 1) goes next
+    quiet = select_bonds(scores, 20 - 8, structure, modes="in", quiet=0.5)
+    assert quiet["l.core_0"][:, 1].any()  # not quiet: it keeps entries
+    assert sum(int(m.sum()) for m in quiet.values()) == 12
+    assert all(v.live for v in analyse(quiet, structure).values())
+    for bad in (0, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match="quiet must be None or a float in"):
+            select_bonds(scores, 12, structure, modes="in", quiet=bad)
+        with pytest.raises(ValueError, match="quiet must be None or a float in"):
+            tedepr.pruning.scores.get("trainability", quiet=bad)
+    assert tedepr.pruning.scores.get("trainability-quietmodes").quiet == 0.5
+
+
 def test_mode_option_errors_name_the_argument():
     s = {"l.core_0": np.ones((1, 2, 2, 1)), "l.core_1": np.ones((1, 2, 2, 1))}
     with pytest.raises(ValueError, match="modes must be one of 'none', 'in', 'out', 'inout'"):
@@ -249,7 +274,13 @@ def test_orthogonal_reinit_draws_an_orthogonal_kept_block_at_the_target_variance
 @pytest.mark.jax
 @pytest.mark.parametrize(
     "method",
-    ["trainability-inmodes", "trainability-modes", "trainability-reinit", "trainability-orth"],
+    [
+        "trainability-inmodes",
+        "trainability-modes",
+        "trainability-quietmodes",
+        "trainability-reinit",
+        "trainability-orth",
+    ],
 )
 def test_candidates_end_to_end_give_the_same_result_in_both_backends(method):
     """The whole pipeline on the same tensorized MLP in torch and JAX: same masks, same (re-drawn

@@ -44,6 +44,7 @@ __all__ = [
     "TrainabilityEntries",
     "TrainabilityModes",
     "TrainabilityInModes",
+    "TrainabilityQuietModes",
     "TrainabilityReinit",
     "TrainabilityOrthogonal",
     "ERK",
@@ -219,6 +220,9 @@ class Trainability(Score):
     #: which mode slices of the TT/TR cores are units too, besides the bond indices:
     #: "none", "in", "out" or "inout" (`tedepr.pruning.structured.select_bonds`)
     modes: str = "none"
+    #: with ``modes``: a mode slice is a unit only if its mean score is below ``quiet`` times its
+    #: core's mean (None: every slice)
+    quiet: float | None = None
     #: "none" (the norm rescale of §8), or re-draw the kept entries at the target variance of their
     #: surviving paths: "gaussian" / "orthogonal" (`tedepr.pruning.rescale.mask_aware_init`;
     #: applied by `tedepr.compress`)
@@ -231,6 +235,12 @@ class Trainability(Score):
             raise ValueError(
                 f"modes must be one of {', '.join(map(repr, MODE_OPTIONS))}; got {self.modes!r:.40}"
             )
+        if self.quiet is not None and (
+            isinstance(self.quiet, bool)
+            or not isinstance(self.quiet, (int, float))
+            or not 0 < self.quiet <= 1
+        ):
+            raise ValueError(f"quiet must be None or a float in (0, 1]; got {self.quiet!r:.40}")
         from .rescale import REINIT_KINDS
 
         kinds = ("none", *REINIT_KINDS)
@@ -262,6 +272,18 @@ class TrainabilityInModes(Trainability):
 
     name: ClassVar[str] = "trainability-inmodes"
     modes: str = "in"
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityQuietModes(Trainability):
+    """Round-4 candidate (docs/method.md §10): as ``trainability-inmodes``, but only *quiet*
+    input-mode slices — mean connection sensitivity below half their core's mean (on MNIST: the
+    bands of blank border pixels) — may be removed whole."""
+
+    name: ClassVar[str] = "trainability-quietmodes"
+    modes: str = "in"
+    quiet: float | None = 0.5
 
 
 @register
@@ -361,7 +383,12 @@ def prune(
         imp = score.importance(problem, None, rng)
         _check_finite(xp, imp, score.name)
         masks = select_bonds(
-            imp, keep, problem.structure(), modes=getattr(score, "modes", "none"), xp=xp
+            imp,
+            keep,
+            problem.structure(),
+            modes=getattr(score, "modes", "none"),
+            quiet=getattr(score, "quiet", None),
+            xp=xp,
         )
         if progress is not None:
             progress(1, 1)

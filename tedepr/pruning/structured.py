@@ -41,7 +41,7 @@ __all__ = ["select_bonds"]
 MODE_OPTIONS = {"none": (), "in": (0,), "out": (1,), "inout": (0, 1)}
 
 
-def _units(np_scores, structure, modes=()):
+def _units(np_scores, structure, modes=(), quiet=None):
     """``(label, parts, group)`` per unit, in a deterministic order: ``parts`` lists the
     ``(array name, axis, index)`` slices (axis None: one flat entry) the unit owns; ``group`` is
     the ``(array name, axis)`` whose last live index may not be removed (None: no such limit)."""
@@ -66,9 +66,14 @@ def _units(np_scores, structure, modes=()):
                         )
                     )
             for n in names:  # mode slices: one input / output index of one core
+                core_mean = float(np.mean(np_scores[n]))
                 for off in modes:
                     axis = structure[n].slice_axes[off]
                     for i in range(np_scores[n].shape[axis]):
+                        if quiet is not None and not (
+                            float(np.mean(np.take(np_scores[n], i, axis=axis))) < quiet * core_mean
+                        ):
+                            continue  # not a quiet slice: only its bond units may shrink it
                         units.append((f"{n}~{axis}:{i}", [(n, axis, i)], (n, axis)))
         elif fmt == "cp":
             first = names[0]
@@ -104,6 +109,7 @@ def select_bonds(
     structure: Mapping[str, CoreInfo],
     *,
     modes: str = "none",
+    quiet: float | None = None,
     xp: Any = None,
 ) -> dict[str, Any]:
     """Masks keeping exactly ``keep`` entries, pruning whole bond indices first (module doc).
@@ -112,8 +118,15 @@ def select_bonds(
     ``i`` of core ``k`` (the entries ``G_k[:, i, :, :]``: a block of the layer's inputs),
     ``"out"`` — one output-mode index (a block of its outputs), ``"inout"`` — both; ``"none"``
     (the default) prunes bond indices only. A core keeps at least one index of every mode, as a
-    bond keeps one of its indices, so every layer stays live.
+    bond keeps one of its indices, so every layer stays live. ``quiet`` (a float in (0, 1], or
+    None: every slice) makes a mode slice a unit only if its mean score is below ``quiet`` times
+    its core's mean score (the ``trainability-quietmodes`` candidate: only the slices that carry
+    little signal, such as bands of blank border pixels, may go whole).
     """
+    if quiet is not None and (
+        isinstance(quiet, bool) or not isinstance(quiet, (int, float)) or not 0 < quiet <= 1
+    ):
+        raise ValueError(f"quiet must be None or a float in (0, 1]; got {quiet!r:.40}")
     if not isinstance(modes, str) or modes not in MODE_OPTIONS:
         raise ValueError(
             f"modes must be one of {', '.join(map(repr, MODE_OPTIONS))}; got {modes!r:.40}"
@@ -126,7 +139,8 @@ def select_bonds(
         raise ValueError(f"keep must be an int in [1, {total}]; got {keep!r}")
     masks = {n: np.ones(np_scores[n].shape, bool) for n in names}
     known = {n: structure[n] for n in names if n in structure}
-    units = _units(np_scores, known, MODE_OPTIONS[modes])
+    units = _units(np_scores, known, MODE_OPTIONS[modes], quiet)
+    mode_groups = {u[2] for u in units if "~" in u[0]}
     # a bond keeps at least one index; a dense weight at least one entry
     group_live: dict[tuple, int] = {}
     group_of = []
@@ -139,6 +153,9 @@ def select_bonds(
         group_of.append(g)
         if g is not None:
             group_live[g] = group_live.get(g, 0) + 1
+    for g in group_live:  # a mode axis has all its indices live, units or not (``quiet``)
+        if isinstance(g[1], int) and g in mode_groups:
+            group_live[g] = np_scores[g[0]].shape[g[1]]
 
     def ratio(uid):
         imp, cnt = 0.0, 0
