@@ -36,11 +36,12 @@ from .gradients import (
     synflow_objective,
     tt_mlp_forward,
 )
-from .paths import chain_paths, live_ranks, path_count, useful
+from .paths import chain_paths, entry_path_counts, live_ranks, path_count, useful
 
 __all__ = [
     "chain_paths",
     "live_ranks",
+    "entry_path_counts",
     "path_count",
     "useful",
     "tt_to_dense",

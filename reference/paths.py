@@ -54,3 +54,16 @@ def live_ranks(masks, ring=False) -> tuple[int, ...]:
             used[k].add(a)
             used[k + 1].add(b)
     return tuple(len(u) for u in used)
+
+
+def entry_path_counts(masks, ring=False) -> np.ndarray:
+    """Per entry ``(row, col)`` of the reconstructed ``(N_in, N_out)`` matrix, the number of complete
+    paths through it: row = C-order index of ``(i_1, …, i_d)``, col = that of ``(j_1, …, j_d)``."""
+    in_modes = [m.shape[1] for m in masks]
+    out_modes = [m.shape[2] for m in masks]
+    counts = np.zeros((int(np.prod(in_modes)), int(np.prod(out_modes))), dtype=np.int64)
+    for path in chain_paths(masks, ring):
+        row = int(np.ravel_multi_index(tuple(e[1] for e in path), in_modes))
+        col = int(np.ravel_multi_index(tuple(e[2] for e in path), out_modes))
+        counts[row, col] += 1
+    return counts

@@ -22,12 +22,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+
 from .budget import BudgetError, tensorize_within
 from .namespace import to_numpy
 from .pruning import Guards, effective_ranks, prune
 from .pruning.connectivity import analyse
-from .pruning.problem import CoreInfo, ScoringProblem
-from .pruning.rescale import restoring_scales
+from .pruning.problem import CoreInfo, ScoringProblem, canonical_name, canonical_order
+from .pruning.rescale import mask_aware_init, restoring_scales
 from .report import Report, layer_row
 from .training import LOSSES  # the loss names of fit, the same for compress
 from .validation import check_input_shape, check_int
@@ -44,6 +46,7 @@ __all__ = [
     "bind",
     "build_report",
     "check_compress_args",
+    "reinit_values",
     "restoring_factors",
     "run_compress",
     "run_score",
@@ -157,6 +160,10 @@ class CompressAdapter(Protocol):
 
     def scale_weights(self, model: Any, params: Any, factors: Mapping[str, float]) -> Any:
         """Multiply each named weight by its factor; return the params (new ones where immutable)."""
+
+    def replace_weights(self, model: Any, params: Any, values: Mapping[str, Any]) -> Any:
+        """Set each named weight to the NumPy array ``values[name]`` (same shape, in the backend's
+        layout, cast to the weight's dtype); return the params (new ones where immutable)."""
 
     def apply_masks(self, model: Any, params: Any, masks: Mapping[str, Any]) -> tuple[Any, dict]:
         """Fix the masks on the model (pruned entries exactly 0); return ``(params, masks)`` with
@@ -461,10 +468,28 @@ def run_compress(
             problem, score, keep, guards=guards, rounds=rounds, seed=seed, progress=progress
         )
         structure = problem.structure()
-        if rescale:
+        reinit = getattr(_score_object(score), "reinit", "none")
+        if reinit != "none":
+            # the kept entries re-drawn at the target variance of their surviving paths (§10):
+            # replaces the norm rescale
+            values = reinit_values(
+                adapter.layers(cmodel, cparams), weights, masks, structure, seed, kind=reinit
+            )
+            cparams = adapter.replace_weights(cmodel, cparams, values)
+        elif rescale:
             factors = restoring_factors(adapter.layers(cmodel, cparams), weights, masks)
             cparams = adapter.scale_weights(cmodel, cparams, factors)
         cparams, masks = adapter.apply_masks(cmodel, cparams, masks)
+    elif getattr(_score_object(score), "reinit", "none") != "none":
+        # nothing to prune (e.g. oversample=1: the low-rank network alone), but the score's
+        # re-initialisation still applies, to every entry: the `lowrank-orth` control of §10
+        layers = adapter.layers(cmodel, cparams)
+        ones = {n: np.ones(tuple(w.shape), bool) for n, w in weights.items()}
+        kind = _score_object(score).reinit
+        values = reinit_values(
+            layers, weights, ones, adapter.structure(cmodel, cparams), seed, kind
+        )
+        cparams = adapter.replace_weights(cmodel, cparams, values)
     report = build_report(
         adapter,
         cmodel,
@@ -519,6 +544,44 @@ def run_score(
         input_shape=check_input_shape(input_shape),
     )
     return compute_scores(problem, method, seed=seed, **options)
+
+
+def _score_object(score):
+    from .pruning import scores as registry
+
+    return registry.get(score) if score is not None else None
+
+
+def reinit_values(
+    layers: list[LayerWeights],
+    weights: Mapping[str, Any],
+    masks: Mapping[str, Any],
+    structure: Mapping[str, CoreInfo],
+    seed: int,
+    kind: str = "gaussian",
+) -> dict[str, Any]:
+    """Fresh values of every masked weight by `tedepr.pruning.rescale.mask_aware_init` (docs/method.md
+    §10, Round 4): layers in canonical name order, a tensorized layer's cores in core order, then
+    its other weights in canonical order, all from one NumPy stream of ``seed`` — so both backends
+    draw the same values for the same masks. ``kind``: "gaussian" or "orthogonal"."""
+    rng = np.random.default_rng([seed, 0x7E1D])
+    out: dict[str, Any] = {}
+    for layer in sorted(layers, key=lambda lw: canonical_name(lw.name)):
+        if layer.cores and all(n in masks for n in layer.cores):
+            fresh = mask_aware_init(
+                [weights[n] for n in layer.cores],
+                [masks[n] for n in layer.cores],
+                layer.factorized,
+                rng,
+                [structure[n].layout if n in structure else None for n in layer.cores],
+                kind,
+            )
+            out.update(zip(layer.cores, fresh, strict=True))
+        dense = [n for n in canonical_order(layer.weights) if n not in layer.cores and n in masks]
+        for n in dense:
+            layout = structure[n].layout if n in structure else None
+            (out[n],) = mask_aware_init([weights[n]], [masks[n]], None, rng, [layout], kind)
+    return out
 
 
 def restoring_factors(

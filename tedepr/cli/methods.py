@@ -9,6 +9,9 @@
   low-rank network alone and the default split (`tedepr.probe`; ``oversample=PROBE_SPLITS``);
 - ``tedepr-draws`` / ``lowrank-draws``: the full method / the low-rank network alone, each the best
   of ``PROBE_DRAWS`` initialisations by the same probe (``probe_draws=PROBE_DRAWS``);
+- ``lowrank-orth``: the control of the ``trainability-orth`` candidate (docs/method.md §10, Round 4):
+  the low-rank network alone (``oversample=1``, nothing pruned) with its cores re-drawn
+  orthogonal at the init's variance, as ``trainability-orth`` re-draws what it keeps;
 - ``<format>+<score>`` (``tt+snip`` …): the fine-grain ablation — tensorize, then prune the cores
   with that score.
 
@@ -36,7 +39,15 @@ GROUPS = ("default", "ablation", "all")
 PROBE_SPLITS = (1.0, DEFAULT_OVERSAMPLE)
 #: the initialisations ``tedepr-draws`` / ``lowrank-draws`` probe
 PROBE_DRAWS = 3
-_NAMED = ("dense", "lowrank", "tedepr", "tedepr-probe", "tedepr-draws", "lowrank-draws")
+_NAMED = (
+    "dense",
+    "lowrank",
+    "tedepr",
+    "tedepr-probe",
+    "tedepr-draws",
+    "lowrank-draws",
+    "lowrank-orth",
+)
 
 
 def _ablation(fmt: str) -> list[str]:
@@ -107,6 +118,8 @@ def compress_options(method: str, fmt: str) -> dict:
         return {"format": fmt, "score": "trainability", "probe_draws": PROBE_DRAWS}
     if method == "lowrank-draws":
         return {"format": fmt, "score": None, "probe_draws": PROBE_DRAWS}
+    if method == "lowrank-orth":
+        return {"format": fmt, "score": "trainability-orth", "oversample": 1.0}
     head, plus, tail = method.partition("+")
     if plus:
         return {"format": head, "score": tail}

@@ -42,6 +42,11 @@ __all__ = [
     "FORCE",
     "Trainability",
     "TrainabilityEntries",
+    "TrainabilityModes",
+    "TrainabilityInModes",
+    "TrainabilityQuietModes",
+    "TrainabilityReinit",
+    "TrainabilityOrthogonal",
     "ERK",
     "ProsPr",
     "NTKSAP",
@@ -212,9 +217,95 @@ class Trainability(Score):
 
     name: ClassVar[str] = "trainability"
     structured: ClassVar[bool] = True
+    #: which mode slices of the TT/TR cores are units too, besides the bond indices:
+    #: "none", "in", "out" or "inout" (`tedepr.pruning.structured.select_bonds`)
+    modes: str = "none"
+    #: with ``modes``: a mode slice is a unit only if its mean score is below ``quiet`` times its
+    #: core's mean (None: every slice)
+    quiet: float | None = None
+    #: "none" (the norm rescale of §8), or re-draw the kept entries at the target variance of their
+    #: surviving paths: "gaussian" / "orthogonal" (`tedepr.pruning.rescale.mask_aware_init`;
+    #: applied by `tedepr.compress`)
+    reinit: str = "none"
+
+    def __post_init__(self):
+        from .structured import MODE_OPTIONS
+
+        if not isinstance(self.modes, str) or self.modes not in MODE_OPTIONS:
+            raise ValueError(
+                f"modes must be one of {', '.join(map(repr, MODE_OPTIONS))}; got {self.modes!r:.40}"
+            )
+        if self.quiet is not None and (
+            isinstance(self.quiet, bool)
+            or not isinstance(self.quiet, (int, float))
+            or not 0 < self.quiet <= 1
+        ):
+            raise ValueError(f"quiet must be None or a float in (0, 1]; got {self.quiet!r:.40}")
+        from .rescale import REINIT_KINDS
+
+        kinds = ("none", *REINIT_KINDS)
+        if not isinstance(self.reinit, str) or self.reinit not in kinds:
+            raise ValueError(
+                f"reinit must be one of {', '.join(map(repr, kinds))}; got {self.reinit!r:.40}"
+            )
 
     def importance(self, problem, masks, rng):
         return _sensitivity(problem, None)
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityModes(Trainability):
+    """Round-4 candidate (docs/method.md §10): `Trainability` whose units are the bond indices
+    *and* the input- and output-mode slices of the cores (a block of a layer's inputs or outputs),
+    ranked together by connection sensitivity per entry."""
+
+    name: ClassVar[str] = "trainability-modes"
+    modes: str = "inout"
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityInModes(Trainability):
+    """Round-4 candidate (docs/method.md §10): `Trainability` whose units are the bond indices and
+    the *input*-mode slices of the cores (blocks of each layer's inputs; no output is cut)."""
+
+    name: ClassVar[str] = "trainability-inmodes"
+    modes: str = "in"
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityQuietModes(Trainability):
+    """Round-4 candidate (docs/method.md §10): as ``trainability-inmodes``, but only *quiet*
+    input-mode slices — mean connection sensitivity below half their core's mean (on MNIST: the
+    bands of blank border pixels) — may be removed whole."""
+
+    name: ClassVar[str] = "trainability-quietmodes"
+    modes: str = "in"
+    quiet: float | None = 0.5
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityReinit(Trainability):
+    """Round-4 candidate (docs/method.md §10): `Trainability`'s masks, then the kept entries are
+    re-drawn so that every live entry of each reconstructed weight has the init's target variance
+    given its surviving paths (the exact init of the smaller network), instead of the norm rescale."""
+
+    name: ClassVar[str] = "trainability-reinit"
+    reinit: str = "gaussian"
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityOrthogonal(Trainability):
+    """Round-4 candidate (docs/method.md §10): as ``trainability-reinit``, the kept entries re-drawn
+    at the target variance of their surviving paths, but each core's kept block drawn orthogonal
+    (Haar-random orthonormal columns of its left unfolding) instead of i.i.d. Gaussian."""
+
+    name: ClassVar[str] = "trainability-orth"
+    reinit: str = "orthogonal"
 
 
 @register
@@ -291,7 +382,14 @@ def prune(
 
         imp = score.importance(problem, None, rng)
         _check_finite(xp, imp, score.name)
-        masks = select_bonds(imp, keep, problem.structure(), xp=xp)
+        masks = select_bonds(
+            imp,
+            keep,
+            problem.structure(),
+            modes=getattr(score, "modes", "none"),
+            quiet=getattr(score, "quiet", None),
+            xp=xp,
+        )
         if progress is not None:
             progress(1, 1)
         return masks

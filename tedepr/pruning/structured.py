@@ -9,6 +9,13 @@ last index of a bond and never the last entry of a dense weight (every layer sta
 model holds ``keep`` entries; the last unit is removed only partly (its lowest entries) to hit
 ``keep`` exactly. Tucker layers are pruned entry by entry.
 
+With ``modes`` (the ``trainability-modes`` / ``trainability-inmodes`` candidates, docs/method.md
+§10, Round 4) a unit can also be a *mode slice* of a TT/TR core: input-mode index ``i`` of core
+``k`` owns ``G_k[:, i, :, :]`` — the weights of a block of the layer's inputs (on MNIST with
+axis-aligned modes, e.g. a band of border pixels) — and output-mode index ``j`` owns
+``G_k[:, :, j, :]``. Units of both kinds compete in the same greedy ranking, so the entries a
+useless block of pixels holds go to higher ranks where the score says.
+
 NumPy on host copies; the result is converted to the scores' namespace.
 """
 
@@ -29,8 +36,15 @@ from .selection import _like
 __all__ = ["select_bonds"]
 
 
-def _units(np_scores, structure):
-    """Lists of (array name, index tuple of slices) per unit, with a deterministic order."""
+#: the mode axes each ``modes`` option of `select_bonds` prunes, as offsets into a TT/TR core's
+#: ``slice_axes`` (``(n_k, m_k)``: 0 = the input mode, 1 = the output mode)
+MODE_OPTIONS = {"none": (), "in": (0,), "out": (1,), "inout": (0, 1)}
+
+
+def _units(np_scores, structure, modes=(), quiet=None):
+    """``(label, parts, group)`` per unit, in a deterministic order: ``parts`` lists the
+    ``(array name, axis, index)`` slices (axis None: one flat entry) the unit owns; ``group`` is
+    the ``(array name, axis)`` whose last live index may not be removed (None: no such limit)."""
     units = []
     for _layer, names in sorted(layers_of(structure).items(), key=lambda kv: kv[0]):
         fmt = structure[names[0]].format
@@ -51,6 +65,16 @@ def _units(np_scores, structure):
                             (right_core, structure[right_core].bond_axes[0]),
                         )
                     )
+            for n in names:  # mode slices: one input / output index of one core
+                core_mean = float(np.mean(np_scores[n]))
+                for off in modes:
+                    axis = structure[n].slice_axes[off]
+                    for i in range(np_scores[n].shape[axis]):
+                        if quiet is not None and not (
+                            float(np.mean(np.take(np_scores[n], i, axis=axis))) < quiet * core_mean
+                        ):
+                            continue  # not a quiet slice: only its bond units may shrink it
+                        units.append((f"{n}~{axis}:{i}", [(n, axis, i)], (n, axis)))
         elif fmt == "cp":
             first = names[0]
             for c in range(np_scores[first].shape[structure[first].bond_axes[0]]):
@@ -80,9 +104,33 @@ def _entries(masks, parts):
 
 
 def select_bonds(
-    scores: Mapping[str, Any], keep: int, structure: Mapping[str, CoreInfo], *, xp: Any = None
+    scores: Mapping[str, Any],
+    keep: int,
+    structure: Mapping[str, CoreInfo],
+    *,
+    modes: str = "none",
+    quiet: float | None = None,
+    xp: Any = None,
 ) -> dict[str, Any]:
-    """Masks keeping exactly ``keep`` entries, pruning whole bond indices first (module doc)."""
+    """Masks keeping exactly ``keep`` entries, pruning whole bond indices first (module doc).
+
+    ``modes`` adds *mode slices* of the TT/TR cores to the units: ``"in"`` — one input-mode index
+    ``i`` of core ``k`` (the entries ``G_k[:, i, :, :]``: a block of the layer's inputs),
+    ``"out"`` — one output-mode index (a block of its outputs), ``"inout"`` — both; ``"none"``
+    (the default) prunes bond indices only. A core keeps at least one index of every mode, as a
+    bond keeps one of its indices, so every layer stays live. ``quiet`` (a float in (0, 1], or
+    None: every slice) makes a mode slice a unit only if its mean score is below ``quiet`` times
+    its core's mean score (the ``trainability-quietmodes`` candidate: only the slices that carry
+    little signal, such as bands of blank border pixels, may go whole).
+    """
+    if quiet is not None and (
+        isinstance(quiet, bool) or not isinstance(quiet, (int, float)) or not 0 < quiet <= 1
+    ):
+        raise ValueError(f"quiet must be None or a float in (0, 1]; got {quiet!r:.40}")
+    if not isinstance(modes, str) or modes not in MODE_OPTIONS:
+        raise ValueError(
+            f"modes must be one of {', '.join(map(repr, MODE_OPTIONS))}; got {modes!r:.40}"
+        )
     xp = get_namespace(*scores.values(), xp=xp)
     names = canonical_order(scores)
     np_scores = {n: to_numpy(scores[n]).astype(np.float64) for n in names}
@@ -91,7 +139,8 @@ def select_bonds(
         raise ValueError(f"keep must be an int in [1, {total}]; got {keep!r}")
     masks = {n: np.ones(np_scores[n].shape, bool) for n in names}
     known = {n: structure[n] for n in names if n in structure}
-    units = _units(np_scores, known)
+    units = _units(np_scores, known, MODE_OPTIONS[modes], quiet)
+    mode_groups = {u[2] for u in units if "~" in u[0]}
     # a bond keeps at least one index; a dense weight at least one entry
     group_live: dict[tuple, int] = {}
     group_of = []
@@ -104,6 +153,9 @@ def select_bonds(
         group_of.append(g)
         if g is not None:
             group_live[g] = group_live.get(g, 0) + 1
+    for g in group_live:  # a mode axis has all its indices live, units or not (``quiet``)
+        if isinstance(g[1], int) and g in mode_groups:
+            group_live[g] = np_scores[g[0]].shape[g[1]]
 
     def ratio(uid):
         imp, cnt = 0.0, 0

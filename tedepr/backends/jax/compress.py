@@ -175,6 +175,14 @@ class JaxAdapter:
         ]
         return jax.tree_util.tree_unflatten(treedef, scaled)
 
+    def replace_weights(self, model, params, values):
+        flat, treedef = jax.tree_util.tree_flatten(params)
+        new = [
+            jnp.asarray(values[p], leaf.dtype) if p in values else leaf
+            for p, leaf in zip(leaf_paths(params), flat, strict=True)
+        ]
+        return jax.tree_util.tree_unflatten(treedef, new)
+
     def apply_masks(self, model, params, masks):
         masks = {n: jnp.asarray(m, dtype=jnp.bool_) for n, m in masks.items()}
         return apply_masks(params, masks), masks

@@ -160,6 +160,14 @@ class TorchAdapter:
                 weights[name].mul_(factor)
         return None
 
+    def replace_weights(self, model, params, values):
+        weights = prunable_parameters(model)
+        with torch.no_grad():
+            for name, value in values.items():
+                w = weights[name]
+                w.copy_(torch.as_tensor(value, dtype=w.dtype, device=w.device))
+        return None
+
     def apply_masks(self, model, params, masks):
         weights = prunable_parameters(model)
         masks = {n: m.to(weights[n].device) for n, m in masks.items()}
