@@ -46,6 +46,7 @@ Importing this module imports flax; ``import tedepr.backends.jax`` alone does no
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -602,9 +603,50 @@ def _unsupported_types() -> tuple:
     return tuple(getattr(nnx, n) for n in _UNSUPPORTED if hasattr(nnx, n)) + (nnx.Linear,)
 
 
+def _hints(model) -> tuple[tuple, dict, dict, dict | None]:
+    """``(layer_order, weight_inits, tensorize_hints, zoo)``: the optional hints an NNX model may
+    carry as plain attributes (the Flax zoo's models do, `tedepr.backends.jax.flax_zoo`):
+
+    ``layer_order``
+        the routed layers' names in the model's own order (NNX walks attributes sorted by name;
+        this order is the report's rows and the per-layer keys of fresh tensorized layers);
+        layers it does not name follow in graph order.
+    ``weight_inits``
+        ``{name: init scheme}`` the weights were drawn from (``"torch"``, ``"he_fan_out"``, ...;
+        default ``"lecun"``, flax's): the target std of a layer `tensorize` replaces.
+    ``tensorize_hints``
+        as `Model.tensorize_hints` (e.g. ``{"hidden/0": {"in_shape": (1, 28, 28)}}``).
+    ``zoo``
+        ``{"name", "kwargs", "flax": True}`` for a Flax zoo model: how `tedepr.load` rebuilds it.
+    """
+    order = getattr(model, "layer_order", None) or ()
+    if isinstance(order, str) or not all(isinstance(n, str) for n in order):
+        raise TypeError(f"model.layer_order must be a sequence of layer names; got {order!r}")
+    inits = getattr(model, "weight_inits", None) or {}
+    if not isinstance(inits, Mapping) or not all(isinstance(v, str) for v in inits.values()):
+        raise TypeError(f"model.weight_inits must map layer names to init names; got {inits!r}")
+    hints = getattr(model, "tensorize_hints", None) or {}
+    if not isinstance(hints, Mapping):
+        raise TypeError(f"model.tensorize_hints must map layer names to dicts; got {hints!r}")
+    zoo = getattr(model, "zoo", None)
+    return tuple(order), dict(inits), {k: dict(v) for k, v in hints.items()}, zoo
+
+
 def _layer_paths(model, strict: bool):
-    """``[(path, node, (layer, params, masks))]`` of the routable modules of ``model``, in graph
-    order; ``strict``: a weight layer that cannot be routed is an error."""
+    """``[(path, node, (layer, params, masks))]`` of the routable modules of ``model``, in the
+    model's `layer_order <_hints>` (then graph order); ``strict``: a weight layer that cannot be
+    routed is an error. A layer named in the model's ``weight_inits`` gets that init scheme."""
+    found = _found_paths(model, strict)
+    order, inits, _, _ = _hints(model)
+    for i, (path, node, conv) in enumerate(found):
+        init = inits.get(_path_name(path))
+        if init is not None and type(node) in (nnx.Linear, nnx.Conv):
+            found[i] = (path, node, (dataclasses.replace(conv[0], weight_init=init), *conv[1:]))
+    rank = {name: k for k, name in enumerate(order)}
+    return sorted(found, key=lambda t: rank.get(_path_name(t[0]), len(rank)))
+
+
+def _found_paths(model, strict: bool):
     found = []
     for path, node in nnx.iter_graph(model):
         if not path or not isinstance(node, nnx.Module):
@@ -698,6 +740,7 @@ class FlaxBridge:
                 _CALL.reset(token)
 
         self.model = Model(layers, forward, input_shape, type(module).__name__)
+        _, _, self.model.tensorize_hints, self.model.zoo = _hints(module)
 
     def _state_from(self, values):
         flat = [(p, nnx.Param(values[k])) for p, k in zip(self._paths, self._keys, strict=True)]
@@ -791,6 +834,7 @@ def tensorize(
         raise RuntimeError("a tensorize-only view has no forward")
 
     dense = Model(layers, no_forward, (1,), type(model).__name__)
+    dense.tensorize_hints = _hints(model)[2]
     new = _tensorize(dense, format, rank, min_params=min_params, **options)
     new_params = transfer_params(dense, params, new, _key(rngs))
     for path, _, _ in candidates:
