@@ -151,6 +151,13 @@ def _nhwc(x, in_channels: int):
     return jnp.transpose(pure.as_nchw(x, in_channels), (0, 2, 3, 1))
 
 
+def _global_mean(x):
+    """Global average pooling of NHWC features, reduced in NCHW order: an eager mean over other
+    axes sums in another order, and the logits (so the scores, so the masks) would differ from
+    the `Model` zoo's in the last bit; under ``jit`` XLA gives both the same program."""
+    return jnp.mean(jnp.transpose(x, (0, 3, 1, 2)), axis=(2, 3))
+
+
 # ------------------------------------------------------------------------------------------ models
 class ZooModule(nnx.Module):
     """Base of the Flax zoo's models: the hints `tedepr.backends.jax.nnx` reads.
@@ -271,7 +278,7 @@ class VGG(ZooModule):
         x = _nhwc(x, self.in_channels)
         for f in self.features:
             x = f(x)
-        return self.classifier(jnp.mean(x, axis=(1, 2)))
+        return self.classifier(_global_mean(x))
 
 
 class BasicBlock(nnx.Module):
@@ -327,7 +334,7 @@ class ResNet(ZooModule):
         x = jax.nn.relu(self.stem[1](self.stem[0](_nhwc(x, self.in_channels))))
         for block in self.blocks:
             x = block(x)
-        return self.classifier(jnp.mean(x, axis=(1, 2)))
+        return self.classifier(_global_mean(x))
 
 
 def lenet300_100(

@@ -928,3 +928,45 @@ def fit(model, params=None, train_data=None, *, masks=None, **kwargs):
     result = _fit(bridge.model, params, train_data, masks=masks, **kwargs)
     result.model = bridge.rebuild(bridge.model, result.params, result.masks)
     return result
+
+
+# ------------------------------------------------------------------------------------------ io
+def flax_export(obj) -> CompressionResult:
+    """The pipeline's view (`Model`, params, masks) of a Flax model for `tedepr.save`: ``obj`` is
+    an NNX model or anything holding one as ``.model`` (a `FlaxCompressionResult`, a ``fit``
+    result), read as it is now (trained weights, masks, BatchNorm statistics)."""
+    module = obj if isinstance(obj, nnx.Module) else obj.model
+    jax_model = getattr(obj, "jax_model", None)
+    shape = getattr(module, "input_shape", None) or getattr(jax_model, "input_shape", (1,))
+    bridge = FlaxBridge(module, shape)
+    if OPAQUE in bridge.model.layers:
+        names = ", ".join(repr(".".join(map(str, p))) for p in bridge._paths[:4])
+        raise ValueError(
+            f"tedepr.save cannot store a Flax model's parameters outside its nnx.Linear, "
+            f"nnx.Conv, nnx.BatchNorm and tedepr NNX layers yet (here {names}"
+            f"{', ...' if len(bridge._paths) > 4 else ''}): the file format has no place for "
+            "them; save the arrays of nnx.state(model) yourself (e.g. with orbax)"
+        )
+    return CompressionResult(bridge.model, None, bridge.masks, bridge.params)
+
+
+def flax_import(structure, arrays, model, dtype, load) -> FlaxCompressionResult:
+    """`tedepr.load` into a Flax NNX model: ``model`` (the dense or a compressed NNX model of the
+    file's architecture), or for ``None`` the Flax zoo model the file records; ``load(structure,
+    arrays, jax_model, dtype)`` is the `Model` loader (`tedepr.backends.jax.storage`)."""
+    if model is None:
+        from . import flax_zoo
+        from ...io import json_tuples
+
+        zoo = structure["zoo"]
+        model = flax_zoo.get(zoo["name"], **json_tuples(zoo["kwargs"]))
+    _check_model(model)
+    bridge = FlaxBridge(model, getattr(model, "input_shape", None) or (1,))
+    result = load(structure, arrays, bridge.model, dtype)
+    return FlaxCompressionResult(
+        model=bridge.rebuild(result.model, result.params, result.masks),
+        report=result.report,
+        masks=result.masks,
+        params=result.params,
+        jax_model=result.model,
+    )
