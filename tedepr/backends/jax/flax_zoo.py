@@ -324,9 +324,7 @@ class ResNet(ZooModule):
         p = self._start(spec, rngs, dtype)
         self.stem = nnx.List([from_model(spec, p, f"stem/{k}", dtype) for k in (0, 1)])
         n_blocks = sum(1 for n in spec.layers if n.startswith("blocks/") and n.endswith("/conv1"))
-        self.blocks = nnx.List(
-            [BasicBlock(spec, p, f"blocks/{k}", dtype) for k in range(n_blocks)]
-        )
+        self.blocks = nnx.List([BasicBlock(spec, p, f"blocks/{k}", dtype) for k in range(n_blocks)])
         self.classifier = from_model(spec, p, "classifier", dtype)
         self.in_channels = spec.input_shape[0]
 

@@ -955,8 +955,8 @@ def flax_import(structure, arrays, model, dtype, load) -> FlaxCompressionResult:
     file's architecture), or for ``None`` the Flax zoo model the file records; ``load(structure,
     arrays, jax_model, dtype)`` is the `Model` loader (`tedepr.backends.jax.storage`)."""
     if model is None:
-        from . import flax_zoo
         from ...io import json_tuples
+        from . import flax_zoo
 
         zoo = structure["zoo"]
         model = flax_zoo.get(zoo["name"], **json_tuples(zoo["kwargs"]))

@@ -3,8 +3,9 @@ documents the records; both write and read the same ones).
 
 Layer names in the file are torch's (``hidden.0``); a JAX model's top-level layer ``hidden/0`` is
 the same layer. A Flax NNX model goes through the NNX bridge both ways (`tedepr.backends.jax.nnx`:
-``flax_export``/``flax_import``): the file is the same, so either backend loads it. Tensorized sublayers of composite layers (attention, LSTM) are recorded as
-``"other"``: such models load with ``model=`` a compressed model of the same structure.
+``flax_export``/``flax_import``): the file is the same, so either backend loads it. Tensorized
+sublayers of composite layers (attention, LSTM) are recorded as ``"other"``: such models load
+with ``model=`` a compressed model of the same structure.
 """
 
 from __future__ import annotations
