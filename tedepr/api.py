@@ -161,6 +161,8 @@ FRAMEWORK_PARAMETERS: dict[str, dict[str, str]] = {
     },
     "jax": {
         "namespace": "the array namespace JAX scores are handed back in (torch: its tensors)",
+        "flax": "get(..., flax=True): the Flax NNX version of a zoo model (flax_zoo); torch "
+        "has one module system",
     },
 }
 
