@@ -194,6 +194,28 @@ def test_bad_hints_are_refused():
     model.weight_inits = {"conv1": 3}
     with pytest.raises(TypeError, match="weight_inits"):
         tnnx.to_model(model, (1, 28, 28))
+    model = flax_zoo.lenet5()
+    model.zoo = "lenet5"
+    with pytest.raises(TypeError, match="model.zoo"):
+        tnnx.to_model(model, (1, 28, 28))
+    model = flax_zoo.lenet5()
+    model.tensorize_hints = {"fc1": (1, 28, 28)}
+    with pytest.raises(TypeError, match="tensorize_hints"):
+        tnnx.tensorize(model, "tt")
+
+
+def test_input_shape_comes_from_the_zoo_model(digits):
+    """Data as an iterator of batches: the bridge takes one sample's shape from the zoo model
+    (a model without ``input_shape`` still needs ``input_shape=``)."""
+    (x, y), _ = digits
+    model, flax_model, seed = _pair("lenet300_100")
+    kw = {"sparsity": 0.9, "format": None, "score": "snip", "backend": "jax", "seed": seed}
+    got = tedepr.compress(flax_model, iter([(x[:32], y[:32])]), **kw)
+    ref = tedepr.compress(model, iter([(x[:32], y[:32])]), **kw)
+    _assert_masks_equal(got.masks, ref.masks)
+    del flax_model.input_shape
+    with pytest.raises(ValueError, match="input_shape must be given"):
+        tedepr.compress(flax_model, iter([(x[:32], y[:32])]), **kw)
 
 
 # ------------------------------------------------------------------------------ compress, fit

@@ -626,9 +626,13 @@ def _hints(model) -> tuple[tuple, dict, dict, dict | None]:
     if not isinstance(inits, Mapping) or not all(isinstance(v, str) for v in inits.values()):
         raise TypeError(f"model.weight_inits must map layer names to init names; got {inits!r}")
     hints = getattr(model, "tensorize_hints", None) or {}
-    if not isinstance(hints, Mapping):
+    if not isinstance(hints, Mapping) or not all(isinstance(v, Mapping) for v in hints.values()):
         raise TypeError(f"model.tensorize_hints must map layer names to dicts; got {hints!r}")
     zoo = getattr(model, "zoo", None)
+    if zoo is not None and not (isinstance(zoo, Mapping) and {"name", "kwargs"} <= set(zoo)):
+        raise TypeError(
+            f"model.zoo must be None or the zoo recipe {{'name', 'kwargs', ...}}; got {zoo!r}"
+        )
     return tuple(order), dict(inits), {k: dict(v) for k, v in hints.items()}, zoo
 
 
@@ -782,11 +786,15 @@ def _module_for(layer, params, masks, original):
     return wrap(layer, params, masks)
 
 
-def _input_shape(data, input_shape):
+def _input_shape(data, input_shape, model=None):
     """One sample's shape: ``input_shape``, else read off an ``(x, y)`` pair or the first batch of
-    a list of them (an iterator is never consumed here)."""
+    a list of them (an iterator is never consumed here), else the model's own ``input_shape``
+    attribute (the Flax zoo's models have one)."""
     if input_shape is not None:
         return tuple(int(s) for s in input_shape)
+    own = getattr(model, "input_shape", None)
+    if own is not None and not (isinstance(data, (tuple, list)) and data):
+        return tuple(int(s) for s in own)
     if isinstance(data, (tuple, list)) and data and isinstance(data[0], (tuple, list)):
         data = data[0]  # a list of (x, y) batches
     if isinstance(data, (tuple, list)) and len(data) == 2 and hasattr(data[0], "shape"):
@@ -876,7 +884,7 @@ def compress(
     _check_model(model)
     if params is not None:
         raise ValueError("params must be None for a Flax NNX model (the model holds its params)")
-    bridge = FlaxBridge(model, _input_shape(data, input_shape))
+    bridge = FlaxBridge(model, _input_shape(data, input_shape, model))
     if bridge.masks:
         raise ValueError(
             "model already holds pruning masks (a compressed model); compress the dense model"
@@ -906,7 +914,7 @@ def score(model, data=None, method="snip", *, params=None, input_shape=None, **k
     _check_model(model)
     if params is not None:
         raise ValueError("params must be None for a Flax NNX model (the model holds its params)")
-    bridge = FlaxBridge(model, _input_shape(data, input_shape))
+    bridge = FlaxBridge(model, _input_shape(data, input_shape, model))
     return _score(
         bridge.model, data, method, params=bridge.params, input_shape=input_shape, **kwargs
     )
@@ -922,7 +930,7 @@ def fit(model, params=None, train_data=None, *, masks=None, **kwargs):
     """
     _check_model(model)
     sample = train_data if isinstance(train_data, (tuple, list)) else None
-    bridge = FlaxBridge(model, _input_shape(sample, kwargs.pop("input_shape", None)))
+    bridge = FlaxBridge(model, _input_shape(sample, kwargs.pop("input_shape", None), model))
     params = bridge.params if params is None else params
     masks = (bridge.masks or None) if masks is None else masks
     result = _fit(bridge.model, params, train_data, masks=masks, **kwargs)
