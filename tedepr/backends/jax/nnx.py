@@ -40,6 +40,11 @@ carry ``nnx.Param`` only — a model holding other state (``nnx.Dropout`` random
 yet (``nnx.Embed``, ``nnx.ConvTranspose``, an ``nnx.Conv`` that does not map, attention and
 recurrent cells). The model is called as ``model(x)``.
 
+A model may carry hints as plain attributes (``layer_order``, ``weight_inits``,
+``tensorize_hints``, ``zoo``; see ``_hints``): the Flax zoo's models do
+(`tedepr.backends.jax.flax_zoo`), so the bridge sees them exactly as the `Model` zoo's.
+`flax_export` / `flax_import` carry an NNX model through `tedepr.save` / `tedepr.load`.
+
 Importing this module imports flax; ``import tedepr.backends.jax`` alone does not.
 """
 
