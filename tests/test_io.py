@@ -706,3 +706,27 @@ def test_users_flax_model_needs_its_skeleton_and_opaque_params_are_refused(tmp_p
     )
     with pytest.raises(ValueError, match="cannot store a Flax model's parameters outside.*norm"):
         tedepr.save(normed, tmp_path / "normed.tedepr")
+
+
+@pytest.mark.jax
+def test_model_file_loads_into_the_flax_zoo_model(tmp_path):
+    """A file saved from the `Model` zoo loads into its Flax twin (and back): one file format."""
+    nnx, tnnx = _flax_setup()
+    import jax
+
+    from tedepr.backends.jax import flax_zoo
+
+    jnp = jax.numpy
+    kw = {"image_size": 8, "hidden": (32, 16)}
+    x, y = _data(5)
+    xj, yj = jnp.asarray(x.numpy()), jnp.asarray(y.numpy())
+    model = tedepr.models.get("lenet300_100", backend="jax", **kw)
+    r = tedepr.compress(model, (xj, yj), sparsity=0.9, format="tr", score="snip", backend="jax")
+    tedepr.save(r, tmp_path / "m.tedepr")
+    flax = tedepr.load(tmp_path / "m.tedepr", backend="jax", model=flax_zoo.lenet300_100(**kw))
+    assert isinstance(flax.model.hidden[0], tnnx.TRLinear)
+    np.testing.assert_array_equal(np.asarray(flax.model(xj)), np.asarray(r.apply(xj)))
+    tedepr.save(flax, tmp_path / "f.tedepr")
+    assert tio.read_structure(tmp_path / "f.tedepr")["zoo"] is None  # a skeleton, not from get
+    again = tedepr.load(tmp_path / "f.tedepr", backend="jax", model=model)  # a Model again
+    np.testing.assert_array_equal(np.asarray(again.apply(xj)), np.asarray(r.apply(xj)))
