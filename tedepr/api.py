@@ -162,6 +162,8 @@ FRAMEWORK_PARAMETERS: dict[str, dict[str, str]] = {
     "jax": {
         "namespace": "the array namespace JAX scores are handed back in (torch: its tensors)",
         "params": "a JAX model does not hold its arrays: tensorize(decompose=True) takes them",
+        "flax": "get(..., flax=True): the Flax NNX version of a zoo model (flax_zoo); torch "
+        "has one module system",
     },
 }
 

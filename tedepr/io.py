@@ -144,9 +144,13 @@ def _backend_of(obj) -> str:
             return "torch"
     if "jax" in sys.modules and hasattr(obj, "params") and hasattr(obj, "model"):
         return "jax"
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is not None and isinstance(obj, nnx.Module):
+        return "jax"
     raise TypeError(
         "result_or_model must be a torch CompressionResult or nn.Module, or a JAX "
-        f"CompressionResult (model, params, masks); got {type(obj).__name__}"
+        "CompressionResult (model, params, masks), or a Flax NNX model or its "
+        f"FlaxCompressionResult; got {type(obj).__name__}"
     )
 
 
@@ -163,7 +167,8 @@ def save(result_or_model, path: str | os.PathLike, *, dtype: str | None = None) 
     Parameters
     ----------
     result_or_model : CompressionResult or model
-        A `tedepr.compress` result of either backend, or a (masked) torch ``nn.Module``.
+        A `tedepr.compress` result of either backend (a Flax model's `FlaxCompressionResult`
+        too), a (masked) torch ``nn.Module`` or a (compressed, trained) Flax NNX model.
     path : str or path-like
         Written atomically (`tedepr.checkpoint.atomic_save`); by convention ``*.tedepr``.
     dtype : None, "float32", "float16" or "float64"
@@ -282,6 +287,9 @@ def load(
         The architecture to load into, when the file's model did not come from the zoo: the dense
         model that was compressed, or a compressed model of the same structure (its weights are
         replaced). Checked against the file: every layer and array must match in name and shape.
+        With ``backend="jax"`` a Flax NNX model may be given; a file saved from a Flax zoo model
+        loads into that zoo model by itself. Either way the result is then a
+        `FlaxCompressionResult` whose ``model`` is an NNX model.
     dtype : str, optional
         The parameters' dtype (default: the training dtype recorded in the file).
     device : optional (torch only)

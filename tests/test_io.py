@@ -548,3 +548,185 @@ def test_jax_finalize_equals_masked_apply_and_reference(tmp_path, fmt):
     assert isinstance(rj.model.layers["hidden/0"], TensorizedLinear)  # the input is unchanged
     with pytest.raises(ValueError, match="batch_size"):
         jfinalize(rj.model, rj.params, rj.masks, fold="auto")
+
+
+# ---------------------------------------------------------------------------- Flax NNX models
+def _flax_setup():
+    pytest.importorskip("jax")
+    nnx = pytest.importorskip("flax.nnx")
+    from tedepr.backends.jax import nnx as tnnx
+
+    return nnx, tnnx
+
+
+def _nnx_arrays(tnnx, module):
+    """The pipeline's view of an NNX model's arrays: ``(params, masks)``, NumPy."""
+    import jax
+
+    bridge = tnnx.to_model(module, (1, 8, 8))
+    params = jax.tree.map(np.asarray, bridge.params)
+    return params, {k: np.asarray(v) for k, v in bridge.masks.items()}
+
+
+@pytest.mark.jax
+def test_flax_result_round_trip_and_torch_agrees(tmp_path):
+    nnx, tnnx = _flax_setup()
+    import jax
+
+    jnp = jax.numpy
+    model = tedepr.models.get(
+        "lenet300_100", backend="jax", flax=True, image_size=8, hidden=(32, 16), rngs=1
+    )
+    x, y = _data(2)
+    xj = jnp.asarray(x.numpy())
+    r = tedepr.compress(
+        model,
+        (xj, jnp.asarray(y.numpy())),
+        sparsity=0.9,
+        format="tt",
+        score="snip",
+        backend="jax",
+    )
+    path = tmp_path / "flax.tedepr"
+    tedepr.save(r, path)
+    structure = tio.read_structure(path)
+    assert structure["source_backend"] == "jax" and structure["zoo"]["flax"] is True
+    back = tedepr.load(path, backend="jax")  # the Flax zoo model the file records
+    assert isinstance(back, tnnx.FlaxCompressionResult)
+    assert type(back.model) is type(r.model) and isinstance(back.model.hidden[0], tnnx.TTLinear)
+    np.testing.assert_array_equal(np.asarray(back.model(xj)), np.asarray(r.model(xj)))  # bitwise
+    for (a, ma), (b, mb) in [(_nnx_arrays(tnnx, back.model), _nnx_arrays(tnnx, r.model))]:
+        assert jax.tree.structure(a) == jax.tree.structure(b)
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_array_equal(u, v)
+        assert sorted(ma) == sorted(mb) and all(np.array_equal(ma[k], mb[k]) for k in ma)
+    # the same file in torch: the torch zoo model, the same function
+    rt = tedepr.load(path, backend="torch")
+    rt.model.eval()
+    with torch.no_grad():
+        yt = rt.model(x).numpy()
+    np.testing.assert_allclose(yt, np.asarray(r.model(xj)), rtol=1e-5, atol=1e-5)
+    # float16 storage: the loaded values are the float16 roundings, bitwise
+    tedepr.save(r, tmp_path / "half.tedepr", dtype="float16")
+    half = tedepr.load(tmp_path / "half.tedepr", backend="jax")
+    got = np.asarray(half.model.hidden[0].cores[1][...])
+    want = np.asarray(r.model.hidden[0].cores[1][...]).astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("case", ["vgg", pytest.param("resnet20", marks=pytest.mark.slow)])
+def test_trained_flax_model_with_batchnorm_round_trip(tmp_path, case):
+    """A trained NNX VGG / ResNet (fit's model: the module itself, BatchNorm statistics updated)
+    saves and loads bitwise; torch agrees. The small VGG is no zoo entry: both loads take its
+    skeleton as model=; the ResNet is rebuilt from the file's zoo record."""
+    nnx, tnnx = _flax_setup()
+    import jax
+
+    from tedepr.backends.jax import fit, flax_zoo
+    from tedepr.backends.torch.models import VGG
+
+    jnp = jax.numpy
+    small = {"in_channels": 1, "image_size": 8}
+    if case == "vgg":
+        model = flax_zoo.vgg((8, "M", 16), rngs=0, **small)
+        bn = "features/1"
+        skeletons = {
+            "jax": flax_zoo.vgg((8, "M", 16), rngs=9, **small),
+            "torch": VGG((8, "M", 16), **small),
+        }
+    else:
+        kw = {**small, "shortcut": "B"}
+        model = tedepr.models.get("resnet20", backend="jax", flax=True, rngs=0, **kw)
+        bn, skeletons = "stem/1", {}
+    x, y = _data(3, n=16)
+    xj, yj = jnp.asarray(x.numpy()), jnp.asarray(y.numpy())
+    r = tedepr.compress(
+        model,
+        (xj, yj),
+        sparsity=0.9,
+        format="tt",
+        score="snip",
+        backend="jax",
+        tensorize_options={"min_params": 512},
+    )
+    trained = fit(r.model, None, (xj, yj), epochs=1, batch_size=8, lr=0.05, progress=False)
+    path = tmp_path / "bn.tedepr"
+    tedepr.save(trained.model, path)  # an NNX model, as it is now
+    back = tedepr.load(path, backend="jax", model=skeletons.get("jax"))
+    if case == "vgg":  # the conv tensorized, the first left dense (below min_params), masked
+        assert isinstance(back.model.features[4], tnnx.TTConv2d)
+        assert isinstance(back.model.features[0], tnnx.Conv)
+    for m in (trained.model, back.model):
+        m.eval()
+    parent, index = bn.split("/")
+    stats = getattr(trained.model, parent)[int(index)].mean[...]
+    assert not np.allclose(np.asarray(stats), 0)  # fit updated the running statistics
+    got = getattr(back.model, parent)[int(index)].mean[...]
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(stats))
+    np.testing.assert_array_equal(np.asarray(back.model(xj)), np.asarray(trained.model(xj)))
+    rt = tedepr.load(path, backend="torch", model=skeletons.get("torch"))
+    rt.model.eval()
+    with torch.no_grad():
+        yt = rt.model(x).numpy()
+    np.testing.assert_allclose(yt, np.asarray(trained.model(xj)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.jax
+def test_users_flax_model_needs_its_skeleton_and_opaque_params_are_refused(tmp_path):
+    nnx, tnnx = _flax_setup()
+    import jax
+
+    jnp = jax.numpy
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs, norm=False):
+            self.inp = nnx.Linear(64, 48, rngs=rngs)
+            self.norm = nnx.LayerNorm(48, rngs=rngs) if norm else None
+            self.out = nnx.Linear(48, 10, rngs=rngs)
+
+        def __call__(self, x):
+            h = self.inp(jnp.reshape(x, (x.shape[0], -1)))
+            return self.out(jax.nn.relu(h if self.norm is None else self.norm(h)))
+
+    x, y = _data(4)
+    data = (jnp.asarray(x.numpy()), jnp.asarray(y.numpy()))
+    r = tedepr.compress(MLP(nnx.Rngs(0)), data, sparsity=0.9, format="tt", backend="jax")
+    path = tmp_path / "mlp.tedepr"
+    tedepr.save(r, path)
+    with pytest.raises(ValueError, match="not built by tedepr.models.get.*model="):
+        tedepr.load(path, backend="jax")
+    back = tedepr.load(path, backend="jax", model=MLP(nnx.Rngs(1)))  # other weights: replaced
+    assert isinstance(back.model, MLP) and isinstance(back.model.inp, tnnx.TTLinear)
+    np.testing.assert_array_equal(np.asarray(back.model(data[0])), np.asarray(r.model(data[0])))
+    with pytest.raises(ValueError, match="does not match the file"):
+        tedepr.load(path, backend="jax", model=nnx.Sequential(nnx.Linear(64, 10, rngs=nnx.Rngs(0))))
+    normed = tedepr.compress(
+        MLP(nnx.Rngs(0), norm=True), data, sparsity=0.9, format="tt", backend="jax"
+    )
+    with pytest.raises(ValueError, match="cannot store a Flax model's parameters outside.*norm"):
+        tedepr.save(normed, tmp_path / "normed.tedepr")
+
+
+@pytest.mark.jax
+def test_model_file_loads_into_the_flax_zoo_model(tmp_path):
+    """A file saved from the `Model` zoo loads into its Flax twin (and back): one file format."""
+    nnx, tnnx = _flax_setup()
+    import jax
+
+    from tedepr.backends.jax import flax_zoo
+
+    jnp = jax.numpy
+    kw = {"image_size": 8, "hidden": (32, 16)}
+    x, y = _data(5)
+    xj, yj = jnp.asarray(x.numpy()), jnp.asarray(y.numpy())
+    model = tedepr.models.get("lenet300_100", backend="jax", **kw)
+    r = tedepr.compress(model, (xj, yj), sparsity=0.9, format="tr", score="snip", backend="jax")
+    tedepr.save(r, tmp_path / "m.tedepr")
+    flax = tedepr.load(tmp_path / "m.tedepr", backend="jax", model=flax_zoo.lenet300_100(**kw))
+    assert isinstance(flax.model.hidden[0], tnnx.TRLinear)
+    np.testing.assert_array_equal(np.asarray(flax.model(xj)), np.asarray(r.apply(xj)))
+    tedepr.save(flax, tmp_path / "f.tedepr")
+    assert tio.read_structure(tmp_path / "f.tedepr")["zoo"] is None  # a skeleton, not from get
+    again = tedepr.load(tmp_path / "f.tedepr", backend="jax", model=model)  # a Model again
+    np.testing.assert_array_equal(np.asarray(again.apply(xj)), np.asarray(r.apply(xj)))

@@ -72,20 +72,17 @@ class Parameter:
         return {}
 
 
-def max_pool2d(x, window: int = 2, ceil_mode: bool = False):
-    """``F.max_pool2d(x, window)`` on NCHW (stride = window); ``ceil_mode`` keeps a partial
-    last window."""
-    pads = [(0, 0), (0, 0)]
-    for axis in (2, 3):
-        size = x.shape[axis]
+def max_pool2d(x, window: int = 2, ceil_mode: bool = False, *, channels_last: bool = False):
+    """``F.max_pool2d(x, window)`` on NCHW (NHWC with ``channels_last``; stride = window);
+    ``ceil_mode`` keeps a partial last window."""
+    spatial = (1, 2) if channels_last else (2, 3)
+    pads, dims = [(0, 0)] * 4, [1] * 4
+    for axis in spatial:
+        size, dims[axis] = x.shape[axis], window
         if ceil_mode:
             out = -(-(size - window) // window) + 1 if size >= window else 1
-            pads.append((0, max(0, (out - 1) * window + window - size)))
-        else:
-            pads.append((0, 0))
-    return jax.lax.reduce_window(
-        x, -jnp.inf, jax.lax.max, (1, 1, window, window), (1, 1, window, window), pads
-    )
+            pads[axis] = (0, max(0, (out - 1) * window + window - size))
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, tuple(dims), tuple(dims), pads)
 
 
 def as_nchw(x, in_channels: int):
@@ -515,12 +512,27 @@ def available() -> tuple[str, ...]:
 
 
 def get(
-    name: str, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, **kw
+    name: str,
+    num_classes: int = 10,
+    in_channels: int = 1,
+    image_size: int = 28,
+    *,
+    flax: bool = False,
+    **kw,
 ) -> Model:
     """Build a zoo model by name (``**kw``: model options, e.g. ``shortcut="B"``, ``hidden_size``,
     ``dim``/``depth``/``heads``/``patch_size``/``mlp_dim``, ``batch_norm``).
 
-    Returns a `Model`; ``model.init(key)`` gives its parameters.
+    Returns a `Model`; ``model.init(key)`` gives its parameters. ``flax=True``: the Flax NNX
+    version instead (`tedepr.backends.jax.flax_zoo.get`: ``nnx.Linear``/``nnx.Conv``/
+    ``nnx.BatchNorm`` modules holding the weights of ``init(jax.random.key(rngs))``; keyword
+    ``rngs``, default 0, and ``dtype``), the documented way for Flax users (docs/jax.md).
     """
+    if not isinstance(flax, bool):
+        raise TypeError(f"flax must be a bool; got {type(flax).__name__}")
+    if flax:
+        from . import flax_zoo  # imports flax
+
+        return flax_zoo.get(name, num_classes, in_channels, image_size, **kw)
     model, model.zoo = zoo.build_zoo_model(MODELS, name, num_classes, in_channels, image_size, kw)
     return model

@@ -40,12 +40,18 @@ carry ``nnx.Param`` only — a model holding other state (``nnx.Dropout`` random
 yet (``nnx.Embed``, ``nnx.ConvTranspose``, an ``nnx.Conv`` that does not map, attention and
 recurrent cells). The model is called as ``model(x)``.
 
+A model may carry hints as plain attributes (``layer_order``, ``weight_inits``,
+``tensorize_hints``, ``zoo``; see ``_hints``): the Flax zoo's models do
+(`tedepr.backends.jax.flax_zoo`), so the bridge sees them exactly as the `Model` zoo's.
+`flax_export` / `flax_import` carry an NNX model through `tedepr.save` / `tedepr.load`.
+
 Importing this module imports flax; ``import tedepr.backends.jax`` alone does not.
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -602,9 +608,54 @@ def _unsupported_types() -> tuple:
     return tuple(getattr(nnx, n) for n in _UNSUPPORTED if hasattr(nnx, n)) + (nnx.Linear,)
 
 
+def _hints(model) -> tuple[tuple, dict, dict, dict | None]:
+    """``(layer_order, weight_inits, tensorize_hints, zoo)``: the optional hints an NNX model may
+    carry as plain attributes (the Flax zoo's models do, `tedepr.backends.jax.flax_zoo`):
+
+    ``layer_order``
+        the routed layers' names in the model's own order (NNX walks attributes sorted by name;
+        this order is the report's rows and the per-layer keys of fresh tensorized layers);
+        layers it does not name follow in graph order.
+    ``weight_inits``
+        ``{name: init scheme}`` the weights were drawn from (``"torch"``, ``"he_fan_out"``, ...;
+        default ``"lecun"``, flax's): the target std of a layer `tensorize` replaces.
+    ``tensorize_hints``
+        as `Model.tensorize_hints` (e.g. ``{"hidden/0": {"in_shape": (1, 28, 28)}}``).
+    ``zoo``
+        ``{"name", "kwargs", "flax": True}`` for a Flax zoo model: how `tedepr.load` rebuilds it.
+    """
+    order = getattr(model, "layer_order", None) or ()
+    if isinstance(order, str) or not all(isinstance(n, str) for n in order):
+        raise TypeError(f"model.layer_order must be a sequence of layer names; got {order!r}")
+    inits = getattr(model, "weight_inits", None) or {}
+    if not isinstance(inits, Mapping) or not all(isinstance(v, str) for v in inits.values()):
+        raise TypeError(f"model.weight_inits must map layer names to init names; got {inits!r}")
+    hints = getattr(model, "tensorize_hints", None) or {}
+    if not isinstance(hints, Mapping) or not all(isinstance(v, Mapping) for v in hints.values()):
+        raise TypeError(f"model.tensorize_hints must map layer names to dicts; got {hints!r}")
+    zoo = getattr(model, "zoo", None)
+    if zoo is not None and not (isinstance(zoo, Mapping) and {"name", "kwargs"} <= set(zoo)):
+        raise TypeError(
+            f"model.zoo must be None or the zoo recipe {{'name', 'kwargs', ...}}; got {zoo!r}"
+        )
+    return tuple(order), dict(inits), {k: dict(v) for k, v in hints.items()}, zoo
+
+
 def _layer_paths(model, strict: bool):
-    """``[(path, node, (layer, params, masks))]`` of the routable modules of ``model``, in graph
-    order; ``strict``: a weight layer that cannot be routed is an error."""
+    """``[(path, node, (layer, params, masks))]`` of the routable modules of ``model``, in the
+    model's `layer_order <_hints>` (then graph order); ``strict``: a weight layer that cannot be
+    routed is an error. A layer named in the model's ``weight_inits`` gets that init scheme."""
+    found = _found_paths(model, strict)
+    order, inits, _, _ = _hints(model)
+    for i, (path, node, conv) in enumerate(found):
+        init = inits.get(_path_name(path))
+        if init is not None and type(node) in (nnx.Linear, nnx.Conv):
+            found[i] = (path, node, (dataclasses.replace(conv[0], weight_init=init), *conv[1:]))
+    rank = {name: k for k, name in enumerate(order)}
+    return sorted(found, key=lambda t: rank.get(_path_name(t[0]), len(rank)))
+
+
+def _found_paths(model, strict: bool):
     found = []
     for path, node in nnx.iter_graph(model):
         if not path or not isinstance(node, nnx.Module):
@@ -698,6 +749,7 @@ class FlaxBridge:
                 _CALL.reset(token)
 
         self.model = Model(layers, forward, input_shape, type(module).__name__)
+        _, _, self.model.tensorize_hints, self.model.zoo = _hints(module)
 
     def _state_from(self, values):
         flat = [(p, nnx.Param(values[k])) for p, k in zip(self._paths, self._keys, strict=True)]
@@ -739,11 +791,15 @@ def _module_for(layer, params, masks, original):
     return wrap(layer, params, masks)
 
 
-def _input_shape(data, input_shape):
+def _input_shape(data, input_shape, model=None):
     """One sample's shape: ``input_shape``, else read off an ``(x, y)`` pair or the first batch of
-    a list of them (an iterator is never consumed here)."""
+    a list of them (an iterator is never consumed here), else the model's own ``input_shape``
+    attribute (the Flax zoo's models have one)."""
     if input_shape is not None:
         return tuple(int(s) for s in input_shape)
+    own = getattr(model, "input_shape", None)
+    if own is not None and not (isinstance(data, (tuple, list)) and data):
+        return tuple(int(s) for s in own)
     if isinstance(data, (tuple, list)) and data and isinstance(data[0], (tuple, list)):
         data = data[0]  # a list of (x, y) batches
     if isinstance(data, (tuple, list)) and len(data) == 2 and hasattr(data[0], "shape"):
@@ -791,6 +847,7 @@ def tensorize(
         raise RuntimeError("a tensorize-only view has no forward")
 
     dense = Model(layers, no_forward, (1,), type(model).__name__)
+    dense.tensorize_hints = _hints(model)[2]
     new = _tensorize(dense, format, rank, min_params=min_params, **options)
     new_params = transfer_params(dense, params, new, _key(rngs))
     for path, _, _ in candidates:
@@ -832,7 +889,7 @@ def compress(
     _check_model(model)
     if params is not None:
         raise ValueError("params must be None for a Flax NNX model (the model holds its params)")
-    bridge = FlaxBridge(model, _input_shape(data, input_shape))
+    bridge = FlaxBridge(model, _input_shape(data, input_shape, model))
     if bridge.masks:
         raise ValueError(
             "model already holds pruning masks (a compressed model); compress the dense model"
@@ -862,7 +919,7 @@ def score(model, data=None, method="snip", *, params=None, input_shape=None, **k
     _check_model(model)
     if params is not None:
         raise ValueError("params must be None for a Flax NNX model (the model holds its params)")
-    bridge = FlaxBridge(model, _input_shape(data, input_shape))
+    bridge = FlaxBridge(model, _input_shape(data, input_shape, model))
     return _score(
         bridge.model, data, method, params=bridge.params, input_shape=input_shape, **kwargs
     )
@@ -878,9 +935,51 @@ def fit(model, params=None, train_data=None, *, masks=None, **kwargs):
     """
     _check_model(model)
     sample = train_data if isinstance(train_data, (tuple, list)) else None
-    bridge = FlaxBridge(model, _input_shape(sample, kwargs.pop("input_shape", None)))
+    bridge = FlaxBridge(model, _input_shape(sample, kwargs.pop("input_shape", None), model))
     params = bridge.params if params is None else params
     masks = (bridge.masks or None) if masks is None else masks
     result = _fit(bridge.model, params, train_data, masks=masks, **kwargs)
     result.model = bridge.rebuild(bridge.model, result.params, result.masks)
     return result
+
+
+# ------------------------------------------------------------------------------------------ io
+def flax_export(obj) -> CompressionResult:
+    """The pipeline's view (`Model`, params, masks) of a Flax model for `tedepr.save`: ``obj`` is
+    an NNX model or anything holding one as ``.model`` (a `FlaxCompressionResult`, a ``fit``
+    result), read as it is now (trained weights, masks, BatchNorm statistics)."""
+    module = obj if isinstance(obj, nnx.Module) else obj.model
+    jax_model = getattr(obj, "jax_model", None)
+    shape = getattr(module, "input_shape", None) or getattr(jax_model, "input_shape", (1,))
+    bridge = FlaxBridge(module, shape)
+    if OPAQUE in bridge.model.layers:
+        names = ", ".join(repr(".".join(map(str, p))) for p in bridge._paths[:4])
+        raise ValueError(
+            f"tedepr.save cannot store a Flax model's parameters outside its nnx.Linear, "
+            f"nnx.Conv, nnx.BatchNorm and tedepr NNX layers yet (here {names}"
+            f"{', ...' if len(bridge._paths) > 4 else ''}): the file format has no place for "
+            "them; save the arrays of nnx.state(model) yourself (e.g. with orbax)"
+        )
+    return CompressionResult(bridge.model, None, bridge.masks, bridge.params)
+
+
+def flax_import(structure, arrays, model, dtype, load) -> FlaxCompressionResult:
+    """`tedepr.load` into a Flax NNX model: ``model`` (the dense or a compressed NNX model of the
+    file's architecture), or for ``None`` the Flax zoo model the file records; ``load(structure,
+    arrays, jax_model, dtype)`` is the `Model` loader (`tedepr.backends.jax.storage`)."""
+    if model is None:
+        from ...io import json_tuples
+        from . import flax_zoo
+
+        zoo = structure["zoo"]
+        model = flax_zoo.get(zoo["name"], **json_tuples(zoo["kwargs"]))
+    _check_model(model)
+    bridge = FlaxBridge(model, getattr(model, "input_shape", None) or (1,))
+    result = load(structure, arrays, bridge.model, dtype)
+    return FlaxCompressionResult(
+        model=bridge.rebuild(result.model, result.params, result.masks),
+        report=result.report,
+        masks=result.masks,
+        params=result.params,
+        jax_model=result.model,
+    )

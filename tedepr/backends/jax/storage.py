@@ -2,8 +2,10 @@
 documents the records; both write and read the same ones).
 
 Layer names in the file are torch's (``hidden.0``); a JAX model's top-level layer ``hidden/0`` is
-the same layer. Tensorized sublayers of composite layers (attention, LSTM) are recorded as
-``"other"``: such models load with ``model=`` a compressed model of the same structure.
+the same layer. A Flax NNX model goes through the NNX bridge both ways (`tedepr.backends.jax.nnx`:
+``flax_export``/``flax_import``): the file is the same, so either backend loads it. Tensorized
+sublayers of composite layers (attention, LSTM) are recorded as ``"other"``: such models load
+with ``model=`` a compressed model of the same structure.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .conv import CONV_CLASSES, Conv2d, TensorizedConv2d
 from .interchange import export_arrays, import_arrays
 from .layers import LINEAR_CLASSES, Dense, TensorizedLinear
 from .models import Model
+from .nnx_detect import is_nnx_module
 
 __all__ = ["export_model", "import_model", "layer_record"]
 
@@ -36,7 +39,13 @@ def layer_record(layer) -> dict[str, Any] | None:
 
 
 def export_model(result) -> tuple[dict, dict, dict | None]:
-    """``(arrays, layers, zoo)`` of a JAX `CompressionResult` (``model``, ``params``, ``masks``)."""
+    """``(arrays, layers, zoo)`` of a JAX `CompressionResult` (``model``, ``params``, ``masks``),
+    or of a Flax NNX model (a `FlaxCompressionResult`'s, a ``fit`` result's, or the module
+    itself: read through the NNX bridge, as it is now)."""
+    if is_nnx_module(result) or is_nnx_module(getattr(result, "model", None)):
+        from .nnx import flax_export
+
+        result = flax_export(result)
     model = result.model
     if not isinstance(model, Model):
         raise TypeError(f"result.model must be a JAX Model; got {type(model).__name__}")
@@ -67,10 +76,23 @@ def import_model(
         raise ValueError(
             "device applies to backend='torch' only; place JAX arrays with jax.device_put"
         )
+    zoo = structure.get("zoo") or {}
+    if is_nnx_module(model) or (model is None and zoo.get("flax")):
+        # a Flax model (or a file saved from one): loaded through the NNX bridge, an NNX model back
+        from .nnx import flax_import
+
+        return flax_import(structure, arrays, model, dtype, _import)
+    return _import(structure, arrays, model, dtype)
+
+
+def _import(structure: dict, arrays: dict, model, dtype: str) -> CompressionResult:
     if model is None:
         model = core_io.skeleton_model(structure, "jax", "the dense JAX Model that was compressed")
     elif not isinstance(model, Model):
-        raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
+        raise TypeError(
+            "model must be a tedepr.backends.jax Model or a Flax NNX model; got "
+            f"{type(model).__name__}"
+        )
     layers = dict(model.layers)
     new = core_io.rebuild_layers(
         structure,

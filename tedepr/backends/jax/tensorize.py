@@ -389,14 +389,23 @@ def transfer_params(model: Model, params, new_model: Model, key) -> dict:
     position)."""
     if set(model.layers) != set(new_model.layers):
         raise ValueError("new_model must have the same layer names as model")
-    fresh_keys = jax.random.split(key, len(new_model.layers))
-    out = {}
-    for (name, layer), k in zip(new_model.layers.items(), fresh_keys, strict=True):
-        if model.layers[name] == layer:
-            out[name] = params[name]
-        else:
-            dtype = (
-                jax.tree.leaves(params[name])[0].dtype if jax.tree.leaves(params[name]) else None
-            )
-            out[name] = layer.init(k, dtype) if dtype is not None else layer.init(k)
-    return out
+    position = {name: k for k, name in enumerate(new_model.layers)}
+    changed = {}
+    for name, layer in new_model.layers.items():
+        if model.layers[name] != layer:
+            leaves = jax.tree.leaves(params[name])
+            changed[name] = (layer, leaves[0].dtype if leaves else None)
+
+    # one jitted program, as `Model.init`: the fresh arrays are bitwise those of
+    # ``new_model.init(key)`` (an eager init may round the init's scale differently)
+    def fresh(key):
+        keys = jax.random.split(key, len(position))
+        return {
+            name: layer.init(keys[position[name]], dtype)
+            if dtype is not None
+            else layer.init(keys[position[name]])
+            for name, (layer, dtype) in changed.items()
+        }
+
+    new = jax.jit(fresh)(key) if changed else {}
+    return {name: new[name] if name in new else params[name] for name in new_model.layers}

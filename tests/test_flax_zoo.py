@@ -1,0 +1,290 @@
+"""The JAX zoo in Flax NNX (`tedepr.backends.jax.flax_zoo`): for the same seed an NNX zoo model holds
+the `Model` version's initial weights under the same layer names, so `compress` gives identical
+masks and report rows, and `fit` the same training, as the `Model` path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+nnx = pytest.importorskip("flax.nnx")
+pytestmark = pytest.mark.jax
+
+import jax.numpy as jnp  # noqa: E402
+
+import tedepr  # noqa: E402
+import tedepr.backends.jax as tj  # noqa: E402
+from tedepr.backends.jax import flax_zoo  # noqa: E402
+from tedepr.backends.jax import models as pure  # noqa: E402
+from tedepr.backends.jax import nnx as tnnx  # noqa: E402
+from tedepr.datasets import load_mnist10k, normalize  # noqa: E402
+
+SMALL_VGG = (8, "M", 16, "M", 16)
+#: (id, Model builder, Flax builder, seed): small members of each family, on 1×28×28 digits
+CASES = {
+    "lenet300_100": (
+        lambda: pure.lenet300_100(hidden=(64, 32)),
+        lambda s: flax_zoo.lenet300_100(hidden=(64, 32), rngs=s),
+        0,
+    ),
+    "lenet5": (lambda: pure.lenet5(), lambda s: flax_zoo.lenet5(rngs=s), 1),
+    "vgg_bn": (
+        lambda: pure.vgg(SMALL_VGG, in_channels=1, image_size=28),
+        lambda s: flax_zoo.vgg(SMALL_VGG, in_channels=1, image_size=28, rngs=s),
+        2,
+    ),
+    "resnet8_A": (
+        lambda: pure.cifar_resnet(8, in_channels=1, image_size=28),
+        lambda s: flax_zoo.cifar_resnet(8, in_channels=1, image_size=28, rngs=s),
+        3,
+    ),
+    "resnet8_B": (
+        lambda: pure.cifar_resnet(8, in_channels=1, image_size=28, shortcut="B"),
+        lambda s: flax_zoo.cifar_resnet(8, in_channels=1, image_size=28, shortcut="B", rngs=s),
+        4,
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """A shuffled slice of the embedded digits: 256 to train, 128 to evaluate, float32 NCHW."""
+    images, labels = load_mnist10k()
+    order = np.random.default_rng(0).permutation(len(labels))[:384]
+    x = normalize(images[order])[:, None].astype(np.float32)
+    y = labels[order].astype(np.int64)
+    return (x[:256], y[:256]), (x[256:], y[256:])
+
+
+def _pair(case):
+    build_model, build_flax, seed = CASES[case]
+    return build_model(), build_flax(seed), seed
+
+
+def _assert_trees_equal(a, b):
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for u, v in zip(leaves_a, leaves_b, strict=True):
+        assert u.dtype == v.dtype
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def _assert_trees_close(a, b):
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    assert tree_a == tree_b
+    for u, v in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=1e-6)
+
+
+def _assert_masks_equal(a, b):
+    assert sorted(a) == sorted(b)
+    for k in a:
+        np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
+
+
+# ------------------------------------------------------------------------------ weights, names
+@pytest.mark.parametrize("case", list(CASES))
+def test_same_initial_weights_names_and_outputs(case, digits):
+    model, flax_model, seed = _pair(case)
+    bridge = tnnx.to_model(flax_model, (1, 28, 28))
+    params = model.init(jax.random.key(seed))
+    # the layers the bridge reports, in the Model zoo's order, with its exact initial arrays
+    assert list(bridge.model.layers) == list(model.layers)
+    _assert_trees_equal(bridge.params, params)
+    assert bridge.model.tensorize_hints == model.tensorize_hints
+    # real Flax modules, at the Model's layer names
+    kinds = {type(m) for _, m in nnx.iter_graph(flax_model) if isinstance(m, nnx.Module)}
+    assert nnx.Linear in kinds and (case.startswith("lenet300") or nnx.Conv in kinds)
+    x = jnp.asarray(digits[0][0][:16])
+    ref = model.apply(params, x)
+    # under the bridge: bitwise the Model's forward, op by op, in both modes; jitted, XLA may
+    # fuse the NHWC program differently (one ulp, seen on option A's shortcut + BatchNorm)
+    np.testing.assert_array_equal(bridge.model.apply(bridge.params, x), ref)
+    np.testing.assert_array_equal(
+        bridge.model.apply(bridge.params, x, train=True), model.apply(params, x, train=True)
+    )
+    np.testing.assert_allclose(
+        jax.jit(lambda p, v: bridge.model.apply(p, v, train=True))(bridge.params, x),
+        jax.jit(lambda p, v: model.apply(p, v, train=True))(params, x),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    # called directly (nnx.Conv, nnx.BatchNorm in eval mode): the same function
+    flax_model.eval()
+    np.testing.assert_allclose(flax_model(x), ref, rtol=1e-5, atol=1e-5)
+    assert flax_model(x[:, 0]).shape == (16, 10)  # (N, H, W) for one channel, as the Model zoo
+
+
+def test_seed_changes_the_weights_and_rngs_may_be_an_nnx_rngs():
+    a = tnnx.to_model(flax_zoo.lenet5(rngs=0), (1, 28, 28)).params
+    b = tnnx.to_model(flax_zoo.lenet5(rngs=1), (1, 28, 28)).params
+    assert not np.array_equal(a["conv1"]["weight"], b["conv1"]["weight"])
+    from_rngs = tnnx.to_model(flax_zoo.lenet5(rngs=nnx.Rngs(7)), (1, 28, 28)).params
+    _assert_trees_equal(from_rngs, pure.lenet5().init(nnx.Rngs(7).params()))
+    with pytest.raises(TypeError, match="rngs"):
+        flax_zoo.lenet5(rngs="seed")
+
+
+def test_get_builds_the_flax_version():
+    model = tedepr.models.get("lenet300_100", backend="jax", flax=True, rngs=3)
+    assert isinstance(model, flax_zoo.LeNet300_100) and isinstance(model, nnx.Module)
+    assert model.zoo == {
+        "name": "lenet300_100",
+        "kwargs": {"num_classes": 10, "in_channels": 1, "image_size": 28},
+        "flax": True,
+    }
+    assert model.tensorize_hints == {"hidden/0": {"in_shape": (1, 28, 28)}}
+    _assert_trees_equal(
+        tnnx.to_model(model, (1, 28, 28)).params,
+        tj.get("lenet300_100").init(jax.random.key(3)),
+    )
+    r = tj.get("resnet20", flax=True, in_channels=1, shortcut="B")
+    assert isinstance(r, flax_zoo.ResNet) and r.zoo["kwargs"]["shortcut"] == "B"
+    assert isinstance(r.blocks[3].projection[0], nnx.Conv)
+    assert set(flax_zoo.available()) == set(tj.available()) - {"lstm", "vit"}
+    assert isinstance(tj.get("lenet5"), tj.Model)  # flax=False: the Model zoo, unchanged
+    for name in ("lstm", "vit"):
+        with pytest.raises(ValueError, match="no Flax version.*(recurrent|MultiHeadAttention)"):
+            tj.get(name, flax=True)
+    with pytest.raises(ValueError, match="name must be one of"):
+        tj.get("lenet6", flax=True)
+    with pytest.raises(TypeError, match="flax must be a bool"):
+        tj.get("lenet5", flax="yes")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "kw"), [("resnet18", {}), ("vgg16", {"in_channels": 3})])
+def test_full_size_models_from_get(name, kw):
+    model, flax_model = tj.get(name, **kw), tj.get(name, flax=True, rngs=5, **kw)
+    bridge = tnnx.to_model(flax_model, model.input_shape)
+    assert list(bridge.model.layers) == list(model.layers)
+    params = model.init(jax.random.key(5))
+    _assert_trees_equal(bridge.params, params)
+    x = jnp.ones((2, *model.input_shape))
+    flax_model.eval()
+    np.testing.assert_allclose(flax_model(x), model.apply(params, x), rtol=1e-4, atol=1e-5)
+
+
+def test_bridge_carries_the_hints():
+    """tensorize keeps the zoo's hints: hidden/0's modes inside the image axes, the weight init
+    scheme ("torch") as the target of the cores' init."""
+    flax_model = flax_zoo.lenet300_100()
+    model = pure.lenet300_100()
+    ours = tnnx.tensorize(flax_model, "tt", rank=4)
+    theirs = tj.tensorize(model, "tt", rank=4)
+    for name in ("hidden/0", "hidden/1"):
+        layer = ours.hidden[int(name[-1])].layer
+        assert layer == theirs.layers[name]
+        assert layer.weight_init == "torch"
+    assert ours.hidden[0].layer.in_modes == theirs.layers["hidden/0"].in_modes
+    # a plain user model (no hints) keeps flax's default init and graph order
+    plain = nnx.Sequential(nnx.Linear(64, 48, rngs=nnx.Rngs(0)))
+    assert tnnx.tensorize(plain, "tt", rank=2, min_params=1).layers[0].layer.weight_init == "lecun"
+
+
+def test_bad_hints_are_refused():
+    model = flax_zoo.lenet5()
+    model.layer_order = "conv1"
+    with pytest.raises(TypeError, match="layer_order"):
+        tnnx.to_model(model, (1, 28, 28))
+    model = flax_zoo.lenet5()
+    model.weight_inits = {"conv1": 3}
+    with pytest.raises(TypeError, match="weight_inits"):
+        tnnx.to_model(model, (1, 28, 28))
+    model = flax_zoo.lenet5()
+    model.zoo = "lenet5"
+    with pytest.raises(TypeError, match="model.zoo"):
+        tnnx.to_model(model, (1, 28, 28))
+    model = flax_zoo.lenet5()
+    model.tensorize_hints = {"fc1": (1, 28, 28)}
+    with pytest.raises(TypeError, match="tensorize_hints"):
+        tnnx.tensorize(model, "tt")
+
+
+def test_input_shape_comes_from_the_zoo_model(digits):
+    """Data as an iterator of batches: the bridge takes one sample's shape from the zoo model
+    (a model without ``input_shape`` still needs ``input_shape=``)."""
+    (x, y), _ = digits
+    model, flax_model, seed = _pair("lenet300_100")
+    kw = {"sparsity": 0.9, "format": None, "score": "snip", "backend": "jax", "seed": seed}
+    got = tedepr.compress(flax_model, iter([(x[:32], y[:32])]), **kw)
+    ref = tedepr.compress(model, iter([(x[:32], y[:32])]), **kw)
+    _assert_masks_equal(got.masks, ref.masks)
+    del flax_model.input_shape
+    with pytest.raises(ValueError, match="input_shape must be given"):
+        tedepr.compress(flax_model, iter([(x[:32], y[:32])]), **kw)
+
+
+# ------------------------------------------------------------------------------ compress, fit
+_FAST = [
+    ("lenet300_100", "tt", "trainability"),
+    ("lenet300_100", None, "snip"),
+    ("lenet300_100", "tt", "snip"),
+    ("lenet300_100", None, "trainability"),
+    ("lenet5", "tt", "snip"),
+    ("lenet5", None, "trainability"),
+    ("vgg_bn", "tt", "trainability"),
+    ("resnet8_B", None, "snip"),
+]
+_SLOW = [
+    (case, fmt, score)
+    for case in CASES
+    for fmt in (None, "tt")
+    for score in ("trainability", "snip")
+    if (case, fmt, score) not in _FAST
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "fmt", "score"),
+    _FAST + [pytest.param(*c, marks=pytest.mark.slow) for c in _SLOW],
+)
+def test_compress_gives_identical_masks(case, fmt, score, digits):
+    model, flax_model, seed = _pair(case)
+    data = (digits[0][0][:64], digits[0][1][:64])
+    kw = {"sparsity": 0.9, "format": fmt, "score": score, "backend": "jax", "seed": seed}
+    ref = tedepr.compress(model, data, **kw)
+    got = tedepr.compress(flax_model, data, **kw)
+    assert isinstance(got, tnnx.FlaxCompressionResult)
+    assert isinstance(got.model, type(flax_model))
+    _assert_masks_equal(got.masks, ref.masks)
+    _assert_trees_equal(got.params, ref.params)
+    assert [r.name for r in got.report.layers] == [r.name for r in ref.report.layers]
+    assert got.report.kept_weights == ref.report.kept_weights
+    assert got.report.dense_weights == ref.report.dense_weights
+
+
+@pytest.mark.parametrize(
+    ("case", "fmt", "score"),
+    [("lenet5", "tt", "trainability"), ("vgg_bn", None, "snip")],
+)
+def test_fit_matches_the_model_path(case, fmt, score, digits):
+    model, flax_model, seed = _pair(case)
+    (xtr, ytr), (xte, yte) = digits
+    kw = {"sparsity": 0.9, "format": fmt, "score": score, "backend": "jax", "seed": seed}
+    ref = tedepr.compress(model, (xtr[:64], ytr[:64]), **kw)
+    got = tedepr.compress(flax_model, (xtr[:64], ytr[:64]), **kw)
+    fit_kw = {"epochs": 1, "lr": 0.05, "batch_size": 64, "eval_data": (xte, yte), "progress": False}
+    ref_fit = tj.fit(ref.model, ref.params, (xtr, ytr), masks=ref.masks, **fit_kw)
+    got_fit = tj.fit(got.model, None, (xtr, ytr), **fit_kw)
+    # the jitted steps are two XLA programs (the NNX one merges the module inside): equal up to
+    # float32 rounding, so the same accuracy and the losses to 1e-5
+    for a, b in zip(got_fit.history, ref_fit.history, strict=True):
+        assert a["train_acc"] == b["train_acc"] and a["eval_acc"] == b["eval_acc"]
+        for key in ("train_loss", "eval_loss"):
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
+    _assert_trees_close(got_fit.params, ref_fit.params)
+    # the trained NNX model holds the trained weights (BatchNorm statistics too), pruned entries 0
+    trained = tnnx.to_model(got_fit.model, (1, 28, 28))
+    _assert_trees_equal(trained.params, got_fit.params)
+    _assert_masks_equal(trained.masks, ref.masks)
+    for path, mask in trained.masks.items():
+        layer, _, leaf = path.partition("/cores/")
+        value = trained.params[layer]["cores"][int(leaf)] if leaf else None
+        if value is None:
+            layer, _, key = path.rpartition("/")
+            value = trained.params[layer][key]
+        assert not np.any(np.asarray(value)[~np.asarray(mask)]), path
