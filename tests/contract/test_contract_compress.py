@@ -68,6 +68,9 @@ def test_compress_small_model_budget_layers_and_errors(backend):
             format="tt",
             score="snip",
             tensorize_options={"min_params": 0},
+            # the exact-count selection itself: compaction (the default) would then drop the kept
+            # entries an entry-wise score leaves on no complete path (tests/test_compact.py)
+            compact=False,
         )
     keep = round(0.1 * dense)
     assert res.report.kept_weights == keep
