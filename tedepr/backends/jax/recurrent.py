@@ -134,6 +134,34 @@ def _suffix(k: int) -> str:
     return f"_l{k}"
 
 
+# the keys of layer 0 before the recurrent names were made the same in both backends
+_OLD_KEYS = {
+    "ih": "weight_ih_l0",
+    "hh": "weight_hh_l0",
+    "weight_ih": "weight_ih_l0",
+    "weight_hh": "weight_hh_l0",
+    "bias_ih": "bias_ih_l0",
+    "bias_hh": "bias_hh_l0",
+}
+
+
+def _check_current_keys(params, layer) -> None:
+    """A clear error for params in the older layout (layer 0 unsuffixed, tensorized maps ``ih`` /
+    ``hh``, a dense hidden map ``{"weight": ...}``), e.g. from a checkpoint written before."""
+    if not isinstance(params, dict):
+        return
+    old = sorted(k for k in params if k in _OLD_KEYS)
+    if old:
+        renames = ", ".join(f"{k!r} -> {_OLD_KEYS[k]!r}" for k in old)
+        raise ValueError(
+            f"params of {type(layer).__name__} use the older recurrent keys {old}: the maps of "
+            f"layer k are now named weight_ih_l{{k}} / weight_hh_l{{k}} (bias_ih_l{{k}}, ...) in "
+            f"both backends; rename {renames} (and the _l{{k}} keys' 'ih_l{{k}}' -> "
+            "'weight_ih_l{k}', a dense hidden map {'weight': w} -> w), or re-save the model with "
+            "tedepr.save, whose files keep the same names"
+        )
+
+
 @dataclass(frozen=True)
 class _RecurrentBase:
     """The ``nn.LSTM``/``nn.GRU`` fields, stacking, state shapes and dropout between layers, shared
@@ -191,6 +219,7 @@ class _RecurrentBase:
     def _forward(self, params, x, state, train: bool, key, input_map, hidden_map):
         """Run every layer: ``input_map(k, x) -> (T, B, G·H)`` (no bias) and ``hidden_map(k) ->
         (h -> (B, G·H))`` (no bias) give layer ``k``'s maps; biases, scans and dropout here."""
+        _check_current_keys(params, self)
         x = _time_major(x, self.batch_first, self.input_size)
         scan = lstm_scan if self._gates == 4 else gru_scan
         states = self._states(state)

@@ -146,9 +146,7 @@ class TorchAdapter:
             prefix = f"{module_name}." if module_name else ""
             cores = tuple(f"{prefix}core_{k}" for k in range(len(f.cores))) if f else ()
             strategy = getattr(module, "strategy", "auto")
-            out.append(
-                LayerWeights(row, _class_name(module), tuple(names), f, cores, strategy)
-            )
+            out.append(LayerWeights(row, _class_name(module), tuple(names), f, cores, strategy))
         return out
 
     def structure(self, model, params):
