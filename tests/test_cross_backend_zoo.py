@@ -77,6 +77,9 @@ def test_same_compress_call_same_counts(name):
                 format="tt",
                 score="magnitude",
                 backend=backend,
+                # compaction drops the bond indices the kept entries leave dead, which depends on
+                # each backend's own random draws (lenet5 kept 588 vs 615 weights with it)
+                compact=False,
             )
         out[backend] = _summary(result, backend)
     assert out["torch"][0] == out["jax"][0]  # kept weights
