@@ -120,19 +120,25 @@ def test_tensorized_lstm_matches_reference(fmt, hidden_tt, dtype):
     layer = TensorizedLSTM(6, 4, batch_first=True, format=fmt, rank=2, tensorize_hidden=hidden_tt)
     rng = np.random.default_rng(3)
     p = {
-        "weight_ih_l0": {"cores": tuple(0.5 * rng.standard_normal(s) for s in layer.ih.core_shapes)},
+        "weight_ih_l0": {
+            "cores": tuple(0.5 * rng.standard_normal(s) for s in layer.ih.core_shapes)
+        },
         "bias_ih_l0": rng.standard_normal(16),
         "bias_hh_l0": rng.standard_normal(16),
     }
     if hidden_tt:
-        p["weight_hh_l0"] = {"cores": tuple(0.5 * rng.standard_normal(s) for s in layer.hh.core_shapes)}
+        p["weight_hh_l0"] = {
+            "cores": tuple(0.5 * rng.standard_normal(s) for s in layer.hh.core_shapes)
+        }
     else:
         p["weight_hh_l0"] = 0.5 * rng.standard_normal((4, 16))  # a plain array
     params, exact = _to_jax(p, dtype)
     x, x_exact = _to_jax(rng.standard_normal((3, 5, 6)), dtype)  # (B, T, I)
     out, (h, c) = jax.jit(layer.apply)(params, x)
     w_ih = _ref_dense(layer.ih, exact["weight_ih_l0"]["cores"])
-    w_hh = _ref_dense(layer.hh, exact["weight_hh_l0"]["cores"]) if hidden_tt else exact["weight_hh_l0"]
+    w_hh = (
+        _ref_dense(layer.hh, exact["weight_hh_l0"]["cores"]) if hidden_tt else exact["weight_hh_l0"]
+    )
     ref_out, ref_h, ref_c = _lstm_reference(
         np.swapaxes(x_exact, 0, 1), w_ih, w_hh, exact["bias_ih_l0"] + exact["bias_hh_l0"]
     )

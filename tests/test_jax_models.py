@@ -87,7 +87,9 @@ def _torch_weight_names(tmod) -> set[str]:
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             names.add(f"{mname}.weight")
         elif isinstance(m, nn.LSTM):
-            names |= {f"{mname}.{w}_l{k}" for w in ("weight_ih", "weight_hh") for k in range(m.num_layers)}
+            names |= {
+                f"{mname}.{w}_l{k}" for w in ("weight_ih", "weight_hh") for k in range(m.num_layers)
+            }
         elif isinstance(m, nn.MultiheadAttention):
             names |= {f"{mname}.{p}_proj.weight" for p in "qkv"}
     return names
