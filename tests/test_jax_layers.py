@@ -120,27 +120,33 @@ def test_tensorized_lstm_matches_reference(fmt, hidden_tt, dtype):
     layer = TensorizedLSTM(6, 4, batch_first=True, format=fmt, rank=2, tensorize_hidden=hidden_tt)
     rng = np.random.default_rng(3)
     p = {
-        "ih": {"cores": tuple(0.5 * rng.standard_normal(s) for s in layer.ih.core_shapes)},
-        "bias_ih": rng.standard_normal(16),
-        "bias_hh": rng.standard_normal(16),
+        "weight_ih_l0": {
+            "cores": tuple(0.5 * rng.standard_normal(s) for s in layer.ih.core_shapes)
+        },
+        "bias_ih_l0": rng.standard_normal(16),
+        "bias_hh_l0": rng.standard_normal(16),
     }
     if hidden_tt:
-        p["hh"] = {"cores": tuple(0.5 * rng.standard_normal(s) for s in layer.hh.core_shapes)}
+        p["weight_hh_l0"] = {
+            "cores": tuple(0.5 * rng.standard_normal(s) for s in layer.hh.core_shapes)
+        }
     else:
-        p["hh"] = {"weight": 0.5 * rng.standard_normal((4, 16))}
+        p["weight_hh_l0"] = 0.5 * rng.standard_normal((4, 16))  # a plain array
     params, exact = _to_jax(p, dtype)
     x, x_exact = _to_jax(rng.standard_normal((3, 5, 6)), dtype)  # (B, T, I)
     out, (h, c) = jax.jit(layer.apply)(params, x)
-    w_ih = _ref_dense(layer.ih, exact["ih"]["cores"])
-    w_hh = _ref_dense(layer.hh, exact["hh"]["cores"]) if hidden_tt else exact["hh"]["weight"]
+    w_ih = _ref_dense(layer.ih, exact["weight_ih_l0"]["cores"])
+    w_hh = (
+        _ref_dense(layer.hh, exact["weight_hh_l0"]["cores"]) if hidden_tt else exact["weight_hh_l0"]
+    )
     ref_out, ref_h, ref_c = _lstm_reference(
-        np.swapaxes(x_exact, 0, 1), w_ih, w_hh, exact["bias_ih"] + exact["bias_hh"]
+        np.swapaxes(x_exact, 0, 1), w_ih, w_hh, exact["bias_ih_l0"] + exact["bias_hh_l0"]
     )
     assert out.shape == (3, 5, 4) and out.dtype == getattr(jnp, dtype)
     assert rel_error(out, np.swapaxes(ref_out, 0, 1)) <= RTOL[dtype]
     assert rel_error(h, ref_h) <= RTOL[dtype] and rel_error(c, ref_c) <= RTOL[dtype]
     grads = jax.jit(jax.grad(lambda q: jnp.sum(layer.apply(q, x)[0] ** 2)))(params)
-    for k, g in enumerate(grads["ih"]["cores"]):
+    for k, g in enumerate(grads["weight_ih_l0"]["cores"]):
         assert float(jnp.linalg.norm(g)) > 0, f"no gradient reaches input core {k}"
 
 

@@ -51,10 +51,10 @@ def _from_torch(tmod, jmodel):
             p = {"value": sd[t]}
         elif kind == "LSTM":
             p = {
-                "weight_ih": sd[f"{t}.weight_ih_l0"].T,
-                "weight_hh": sd[f"{t}.weight_hh_l0"].T,
-                "bias_ih": sd[f"{t}.bias_ih_l0"],
-                "bias_hh": sd[f"{t}.bias_hh_l0"],
+                "weight_ih_l0": sd[f"{t}.weight_ih_l0"].T,
+                "weight_hh_l0": sd[f"{t}.weight_hh_l0"].T,
+                "bias_ih_l0": sd[f"{t}.bias_ih_l0"],
+                "bias_hh_l0": sd[f"{t}.bias_hh_l0"],
             }
         elif kind == "TransformerEncoderLayer":
             e = layer.d_model
@@ -87,7 +87,9 @@ def _torch_weight_names(tmod) -> set[str]:
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             names.add(f"{mname}.weight")
         elif isinstance(m, nn.LSTM):
-            names |= {f"{mname}.weight_ih", f"{mname}.weight_hh"}
+            names |= {
+                f"{mname}.{w}_l{k}" for w in ("weight_ih", "weight_hh") for k in range(m.num_layers)
+            }
         elif isinstance(m, nn.MultiheadAttention):
             names |= {f"{mname}.{p}_proj.weight" for p in "qkv"}
     return names

@@ -23,10 +23,10 @@ TOL = {"rtol": 2e-5, "atol": 2e-6}
 
 
 def _copy_dense(rnn: nn.RNNBase) -> dict:
-    """JAX params of a dense LSTM/GRU from a torch one (layer k's keys get ``_l{k}``)."""
+    """JAX params of a dense LSTM/GRU from a torch one (the same keys: ``weight_ih_l{k}``, ...)."""
     out = {}
     for k in range(rnn.num_layers):
-        s = "" if k == 0 else f"_l{k}"
+        s = f"_l{k}"
         out[f"weight_ih{s}"] = jnp.asarray(getattr(rnn, f"weight_ih_l{k}").detach().numpy().T)
         out[f"weight_hh{s}"] = jnp.asarray(getattr(rnn, f"weight_hh_l{k}").detach().numpy().T)
         if rnn.bias:
@@ -73,7 +73,7 @@ def test_gru_gate_order_is_r_z_n():
     layer = tj.GRU(2, 1, bias=False)
     w_ih = np.zeros((2, 3), np.float32)
     w_ih[:, 2] = (1.0, -2.0)
-    params = {"weight_ih": jnp.asarray(w_ih), "weight_hh": jnp.zeros((1, 3), jnp.float32)}
+    params = {"weight_ih_l0": jnp.asarray(w_ih), "weight_hh_l0": jnp.zeros((1, 3), jnp.float32)}
     x = np.array([[[0.5, 0.25]], [[1.0, 0.0]]], np.float32)  # (T=2, B=1, 2)
     y, h = layer.apply(params, x)
     h1 = 0.5 * np.tanh(0.5 - 0.5)
@@ -181,7 +181,7 @@ def test_dropout_one_zeroes_the_next_layers_input():
     y, _ = layer.apply(params, x, train=True, key=jax.random.key(0))
     # layer 1 on an all-zero input
     top = tj.GRU(H, H)
-    p1 = {k.removesuffix("_l1"): v for k, v in params.items() if k.endswith("_l1")}
+    p1 = {k.replace("_l1", "_l0"): v for k, v in params.items() if k.endswith("_l1")}
     y_zero, _ = top.apply(p1, np.zeros((T, B, H), np.float32))
     np.testing.assert_allclose(np.asarray(y), np.asarray(y_zero), rtol=1e-6, atol=1e-7)
 

@@ -315,7 +315,7 @@ def test_count_weights():
     assert masked["biases"] == 35 and masked["norm"] == 60
     mixed = count_weights(Mixed())
     assert mixed["other"] == 40  # the positional parameter
-    assert mixed["layers"]["tlstm"]["dense"] == 24 * 6  # dense hidden-to-hidden
+    assert mixed["layers"]["tlstm.weight_hh_l0"]["dense"] == 24 * 6  # dense hidden map: its own row
     assert mixed["layers"]["tlstm.weight_ih_l0"]["dense"] == 8 * 24
 
 

@@ -23,6 +23,7 @@ from ...pruning.problem import CoreInfo
 from ...report import DEFAULT_OVERSAMPLE, Report
 from ...validation import check_float_dtype
 from .attention import TransformerEncoderLayer
+from .counting import owner_kind
 from .masking import apply_masks, flatten_masks, leaf_paths, prunable_leaves
 from .models import Model
 from .nnx_detect import is_nnx_module, nnx_entry
@@ -150,7 +151,7 @@ class JaxAdapter:
             f = layer.factorized() if callable(getattr(layer, "factorized", None)) else None
             cores = [p for p in paths if structure[p].format != "dense"] if f else []
             cores.sort(key=lambda p: structure[p].index)
-            kind = type(layer).__name__ if layer is not None else "layer"
+            kind = type(layer).__name__ if layer is not None else owner_kind(model, name)
             strategy = getattr(layer, "strategy", "auto")
             out.append(LayerWeights(name, kind, tuple(paths), f, tuple(cores), strategy))
         return out

@@ -30,6 +30,17 @@ def _layer(model: Model, name: str):
     return None
 
 
+def owner_kind(model: Model, name: str) -> str:
+    """The class name of the nearest layer above ``name`` (a recurrent layer's dense hidden map
+    ``lstm/weight_hh_l0`` is a row of its own, of its `TensorizedLSTM`, as in torch)."""
+    while name:
+        name = name.rpartition("/")[0]
+        layer = _layer(model, name)
+        if layer is not None:
+            return type(layer).__name__
+    return "layer"
+
+
 def count_weights(model: Model, params, masks=None) -> dict[str, Any]:
     """Dense-equivalent weight counts of ``model`` with ``params`` (and ``masks``), per layer and
     in total.
@@ -55,7 +66,7 @@ def count_weights(model: Model, params, masks=None) -> dict[str, Any]:
         if entry is None:
             layer = _layer(model, name)
             entry = layers[name] = {
-                "type": type(layer).__name__ if layer is not None else "layer",
+                "type": type(layer).__name__ if layer is not None else owner_kind(model, name),
                 "dense": 0,
                 "params": 0,
                 "kept": 0,

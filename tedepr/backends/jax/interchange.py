@@ -68,26 +68,19 @@ def _entries(layer, jpath: tuple, tname: str):
         yield jpath + ("bias",), f"{dot}bias", "same"
     elif isinstance(layer, Parameter):
         yield jpath + ("value",), tname, "same"
-    elif isinstance(layer, (LSTM, GRU)):
+    elif isinstance(layer, (LSTM, GRU, TensorizedLSTM, TensorizedGRU)):
+        # the recurrent keys are the interchange names themselves (weight_ih_l0, ...)
+        maps = getattr(layer, "maps", {})
         for k in range(layer.num_layers):
-            s = "" if k == 0 else f"_l{k}"
-            yield jpath + (f"weight_ih{s}",), f"{dot}weight_ih_l{k}", "T"
-            yield jpath + (f"weight_hh{s}",), f"{dot}weight_hh_l{k}", "T"
+            for w in (f"weight_ih_l{k}", f"weight_hh_l{k}"):
+                sub = maps.get(w)
+                if sub is None or isinstance(sub, Dense):  # a plain (n_in, G·H) array
+                    yield jpath + (w,), f"{dot}{w}", "T"
+                else:
+                    yield from _entries(sub, jpath + (w,), f"{dot}{w}")
             if layer.bias:
-                yield jpath + (f"bias_ih{s}",), f"{dot}bias_ih_l{k}", "same"
-                yield jpath + (f"bias_hh{s}",), f"{dot}bias_hh_l{k}", "same"
-    elif isinstance(layer, (TensorizedLSTM, TensorizedGRU)):
-        for k in range(layer.num_layers):
-            s = "" if k == 0 else f"_l{k}"
-            ih, hh = layer.maps[f"ih{s}"], layer.maps[f"hh{s}"]
-            yield from _entries(ih, jpath + (f"ih{s}",), f"{dot}weight_ih_l{k}")
-            if isinstance(hh, Dense):  # torch keeps the dense hidden map as a plain parameter
-                yield jpath + (f"hh{s}", "weight"), f"{dot}weight_hh_l{k}", "T"
-            else:
-                yield from _entries(hh, jpath + (f"hh{s}",), f"{dot}weight_hh_l{k}")
-            if layer.bias:
-                yield jpath + (f"bias_ih{s}",), f"{dot}bias_ih_l{k}", "same"
-                yield jpath + (f"bias_hh{s}",), f"{dot}bias_hh_l{k}", "same"
+                for b in (f"bias_ih_l{k}", f"bias_hh_l{k}"):
+                    yield jpath + (b,), f"{dot}{b}", "same"
     elif isinstance(layer, _Composite):
         subs = layer.sublayers()
         dense_attention = all(isinstance(subs.get(n), _XavierPacked) for n in _PACKED)

@@ -15,8 +15,11 @@ The tensorized layers hold each layer's input-to-hidden map of all gates as *one
 ``(n_in, gates·hidden_size)`` (optionally the hidden-to-hidden map too) and apply it to every time
 step in one contraction before the scan.
 
-Parameters of layer ``k`` sit under the keys of layer 0 with the suffix ``_l{k}`` (``weight_ih``,
-``weight_ih_l1``, ...; ``ih``, ``ih_l1``, ...), so a one-layer model keeps its one-layer layout.
+Parameters of layer ``k`` are named as in `tedepr.io`'s interchange format (and ``nn.LSTM``):
+``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``; a tensorized map is a
+sublayer of that name (its cores ``weight_ih_l{k}/cores/j``), a dense hidden map a plain array. So
+the report rows, masks keys and `count_weights` layers of a recurrent layer carry the same names in
+both backends (docs/jax.md, "Names of recurrent layers").
 Dropout (probability ``dropout``, on the outputs of every layer but the last) is applied only when
 ``apply`` gets ``train=True`` and a PRNG ``key``; with ``train=False`` (the default) or no key the
 forward is deterministic.
@@ -126,8 +129,37 @@ def _time_major(x, batch_first: bool, input_size: int):
 
 
 def _suffix(k: int) -> str:
-    """The key suffix of layer ``k``'s parameters (layer 0 has none)."""
-    return "" if k == 0 else f"_l{k}"
+    """The key suffix of layer ``k``'s parameters: ``_l{k}``, as torch's (and the interchange
+    format's) ``weight_ih_l0`` — the one backend-neutral name of a recurrent layer's maps."""
+    return f"_l{k}"
+
+
+# the keys of layer 0 before the recurrent names were made the same in both backends
+_OLD_KEYS = {
+    "ih": "weight_ih_l0",
+    "hh": "weight_hh_l0",
+    "weight_ih": "weight_ih_l0",
+    "weight_hh": "weight_hh_l0",
+    "bias_ih": "bias_ih_l0",
+    "bias_hh": "bias_hh_l0",
+}
+
+
+def _check_current_keys(params, layer) -> None:
+    """A clear error for params in the older layout (layer 0 unsuffixed, tensorized maps ``ih`` /
+    ``hh``, a dense hidden map ``{"weight": ...}``), e.g. from a checkpoint written before."""
+    if not isinstance(params, dict):
+        return
+    old = sorted(k for k in params if k in _OLD_KEYS)
+    if old:
+        renames = ", ".join(f"{k!r} -> {_OLD_KEYS[k]!r}" for k in old)
+        raise ValueError(
+            f"params of {type(layer).__name__} use the older recurrent keys {old}: the maps of "
+            f"layer k are now named weight_ih_l{{k}} / weight_hh_l{{k}} (bias_ih_l{{k}}, ...) in "
+            f"both backends; rename {renames} (and the _l{{k}} keys' 'ih_l{{k}}' -> "
+            "'weight_ih_l{k}', a dense hidden map {'weight': w} -> w), or re-save the model with "
+            "tedepr.save, whose files keep the same names"
+        )
 
 
 @dataclass(frozen=True)
@@ -187,6 +219,7 @@ class _RecurrentBase:
     def _forward(self, params, x, state, train: bool, key, input_map, hidden_map):
         """Run every layer: ``input_map(k, x) -> (T, B, G·H)`` (no bias) and ``hidden_map(k) ->
         (h -> (B, G·H))`` (no bias) give layer ``k``'s maps; biases, scans and dropout here."""
+        _check_current_keys(params, self)
         x = _time_major(x, self.batch_first, self.input_size)
         scan = lstm_scan if self._gates == 4 else gru_scan
         states = self._states(state)
@@ -263,8 +296,8 @@ _DENSE_DOC = """``num_layers`` dense {kind} layers (``nn.{kind}``'s init ``U(−
     parameter).
 
     Params ``{{"weight_ih": (input_size, {g}H), "weight_hh": (H, {g}H), "bias_ih": ({g}H,),
-    "bias_hh": ({g}H,)}}`` for layer 0 (the transposes of torch's), the same keys with ``_l{{k}}``
-    for layer ``k``. ``apply(params, x, masks=None, state=None, *, train=False, key=None)``
+    "bias_hh": ({g}H,)}}`` with the suffix ``_l{{k}}`` for layer ``k`` (``weight_ih_l0``, ...; the
+    transposes of torch's). ``apply(params, x, masks=None, state=None, *, train=False, key=None)``
     returns ``(outputs, {final})`` with outputs ``(T, B, H)`` (``(B, T, H)`` when ``batch_first``);
     the final state has shape ``(B, H)`` for one layer and ``(num_layers, B, H)`` (as torch) for
     more, and ``state`` is given in the same shapes.
@@ -321,7 +354,7 @@ class _TensorizedRecurrent(_RecurrentBase):
         maps: dict[str, Any] = {}
         for k in range(self.num_layers):
             n_in, s = self._n_in(k), _suffix(k)
-            maps[f"ih{s}"] = cls(
+            maps[f"weight_ih{s}"] = cls(
                 n_in,
                 gh,
                 self.rank,
@@ -333,7 +366,7 @@ class _TensorizedRecurrent(_RecurrentBase):
                 strategy=self.strategy,
             )
             if self.tensorize_hidden:
-                maps[f"hh{s}"] = cls(
+                maps[f"weight_hh{s}"] = cls(
                     self.hidden_size,
                     gh,
                     self.rank,
@@ -343,16 +376,19 @@ class _TensorizedRecurrent(_RecurrentBase):
                     strategy=self.strategy,
                 )
             else:  # "torch" init: U(±1/√H), as nn.LSTM / nn.GRU
-                maps[f"hh{s}"] = Dense(self.hidden_size, gh, bias=False)
+                # held as a plain (H, G·H) array under weight_hh_l{k}, as torch's parameter
+                maps[f"weight_hh{s}"] = Dense(self.hidden_size, gh, bias=False)
         object.__setattr__(self, "maps", maps)
-        object.__setattr__(self, "ih", maps["ih"])
-        object.__setattr__(self, "hh", maps["hh"])
-        object.__setattr__(self, "in_modes", maps["ih"].in_modes)
-        object.__setattr__(self, "out_modes", maps["ih"].out_modes)
+        object.__setattr__(self, "ih", maps["weight_ih_l0"])
+        object.__setattr__(self, "hh", maps["weight_hh_l0"])
+        object.__setattr__(self, "in_modes", maps["weight_ih_l0"].in_modes)
+        object.__setattr__(self, "out_modes", maps["weight_ih_l0"].out_modes)
 
     def sublayers(self) -> dict[str, Any]:
-        """Every layer's input-to-hidden and hidden-to-hidden map (``ih``, ``hh``, ``ih_l1``, ...)."""
-        return dict(self.maps)
+        """Every layer's tensorized maps (``weight_ih_l0``, ``weight_hh_l0`` when tensorized,
+        ``weight_ih_l1``, ...); a dense hidden map is a plain array of this layer, not a
+        sublayer (see `maps` for every map)."""
+        return {n: m for n, m in self.maps.items() if not isinstance(m, Dense)}
 
     def _std(self, fan_in: int) -> float:
         if self.std is not None:
@@ -376,8 +412,10 @@ class _TensorizedRecurrent(_RecurrentBase):
         for k in range(self.num_layers):
             s = _suffix(k)
             k1, k2, k3 = jax.random.split(self._layer_key(key, k), 3)
-            params[f"ih{s}"] = self.maps[f"ih{s}"].init(k1, dtype)
-            params[f"hh{s}"] = self.maps[f"hh{s}"].init(k2, dtype)
+            params[f"weight_ih{s}"] = self.maps[f"weight_ih{s}"].init(k1, dtype)
+            hh = self.maps[f"weight_hh{s}"]
+            p_hh = hh.init(k2, dtype)
+            params[f"weight_hh{s}"] = p_hh["weight"] if isinstance(hh, Dense) else p_hh
             if self.bias:
                 params.update(self._biases(k3, dtype, k))
         return params
@@ -387,20 +425,26 @@ class _TensorizedRecurrent(_RecurrentBase):
         layer; ``train`` and ``key`` switch dropout between layers on."""
 
         def input_map(k, x):
-            name = f"ih{_suffix(k)}"
+            name = f"weight_ih{_suffix(k)}"
             return self.maps[name].apply(_param(params, name, self), x, _sub(masks, name))
 
         def hidden_map(k):
-            name = f"hh{_suffix(k)}"
-            p, m = _param(params, name, self), _sub(masks, name)
-            return lambda h: self.maps[name].apply(p, h, m)
+            name = f"weight_hh{_suffix(k)}"
+            p, m, sub = _param(params, name, self), _sub(masks, name), self.maps[name]
+            if isinstance(sub, Dense):  # a plain array: masked here
+                w = masked(p, m)
+                return lambda h: jnp.matmul(h, w)
+            return lambda h: sub.apply(p, h, m)
 
         return self._forward(params, x, state, train, key, input_map, hidden_map)
 
     def structure(self, prefix: str = "") -> dict[str, CoreInfo]:
         out = {}
         for name, sub in self.maps.items():
-            out.update(sub.structure(f"{prefix}{name}/"))
+            if isinstance(sub, Dense):  # its own row, named after the array (as torch's)
+                out[f"{prefix}{name}"] = CoreInfo(f"{prefix}{name}", "dense", layout=(1, 0))
+            else:
+                out.update(sub.structure(f"{prefix}{name}/"))
         return out
 
 
@@ -424,8 +468,9 @@ _TENSORIZED_DOC = """``num_layers`` {kind} layers whose input-to-hidden map of a
         `tedepr.target_std` with the map's fan-in/fan-out; ``std`` overrides.
     strategy : contraction strategy of the tensorized maps.
 
-    Params of layer 0 ``{{"ih": {{"cores": ...}}, "hh": {{"weight": (H, {g}H)}} or {{"cores": ...}},
-    "bias_ih", "bias_hh"}}``, of layer ``k`` the same keys with ``_l{{k}}``. ``apply`` as `{kind}`.
+    Params of layer 0 ``{{"weight_ih_l0": {{"cores": ...}}, "weight_hh_l0": (H, {g}H) or
+    {{"cores": ...}}, "bias_ih_l0", "bias_hh_l0"}}``, of layer ``k`` the same keys with ``_l{{k}}``.
+    ``apply`` as `{kind}`.
     """
 
 

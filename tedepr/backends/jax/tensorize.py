@@ -355,11 +355,10 @@ def _decomposed(old, p, new, path: str, errors: dict):
         out = {"cores": _decompose_into(new, p["weight"], path, errors, conv=True)}
     elif isinstance(new, (TensorizedLSTM, TensorizedGRU)):
         out = {}
-        for key, sub in new.maps.items():  # "ih", "hh", "ih_l1", ...: weight_ih, weight_hh_l1...
-            kind, _, k = key.partition("_")
-            w = p[f"weight_{kind}" + (f"_{k}" if k else "")]
+        for key, sub in new.maps.items():  # the dense layer's keys: weight_ih_l0, weight_hh_l0...
+            w = p[key]
             if isinstance(sub, Dense):
-                out[key] = {"weight": w}
+                out[key] = w
             else:
                 out[key] = {"cores": _decompose_into(sub, w, f"{path}/{key}", errors)}
     elif isinstance(new, _Composite):

@@ -20,7 +20,7 @@ from ...pipeline import CompressionResult, LayerWeights, bind
 from ...pipeline import build_report as _build_report
 from ...report import DEFAULT_OVERSAMPLE, Report
 from ...validation import check_float_dtype
-from .masking import apply_masks, prunable_parameters
+from .masking import apply_masks, prunable_parameters, row_name
 from .scoring import TorchScoringProblem, structure_of
 
 __all__ = [
@@ -132,18 +132,21 @@ class TorchAdapter:
 
     def layers(self, model, params):
         groups: dict[str, list[str]] = {}
+        owners: dict[str, str] = {}
         for name in prunable_parameters(model):
-            groups.setdefault(name.rpartition(".")[0], []).append(name)
+            module_name, _, attr = name.rpartition(".")
+            row = row_name(_module(model, module_name), module_name, attr)
+            groups.setdefault(row, []).append(name)
+            owners[row] = module_name
         out = []
-        for module_name, names in groups.items():
+        for row, names in groups.items():
+            module_name = owners[row]
             module = _module(model, module_name)
-            f = _factorized(module)
+            f = _factorized(module) if row == module_name else None
             prefix = f"{module_name}." if module_name else ""
             cores = tuple(f"{prefix}core_{k}" for k in range(len(f.cores))) if f else ()
             strategy = getattr(module, "strategy", "auto")
-            out.append(
-                LayerWeights(module_name, _class_name(module), tuple(names), f, cores, strategy)
-            )
+            out.append(LayerWeights(row, _class_name(module), tuple(names), f, cores, strategy))
         return out
 
     def structure(self, model, params):

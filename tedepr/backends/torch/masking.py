@@ -115,6 +115,15 @@ def _tensor_names(module: nn.Module) -> tuple[str, ...]:
     return ()
 
 
+def row_name(module: nn.Module, module_name: str, attr: str) -> str:
+    """The report row (and `count_weights` layer) of the weight ``module.<attr>``: the module's
+    name, or the weight's own name where the module makes each weight a row of its own (the dense
+    hidden maps of `TensorizedLSTM` / `TensorizedGRU`: ``lstm.weight_hh_l0``)."""
+    if getattr(parametrize.type_before_parametrizations(module), "_weight_rows", False):
+        return f"{module_name}.{attr}" if module_name else attr
+    return module_name
+
+
 def _trainable(module: nn.Module, name: str) -> torch.Tensor | None:
     """The tensor the optimizer updates for ``module.<name>`` (the original when parametrized)."""
     if parametrize.is_parametrized(module, name):
@@ -402,7 +411,7 @@ def count_weights(model: nn.Module) -> dict[str, Any]:
     weight_ids: set[int] = set()
     for name, module, pname, p in _walk(model):
         weight_ids.add(id(p))
-        mod_name = name[: -len(pname) - 1] if name != pname else ""
+        mod_name = row_name(module, name[: -len(pname) - 1] if name != pname else "", pname)
         entry = layers.get(mod_name)
         if entry is None:
             kind = parametrize.type_before_parametrizations(module).__name__

@@ -36,6 +36,10 @@ __all__ = ["TensorizedLSTM", "TensorizedGRU"]
 
 class _TensorizedRNNBase(nn.Module):
     _gates = 0
+    # each dense hidden-to-hidden weight is a report row (and count_weights layer) of its own,
+    # named after the weight (``lstm.weight_hh_l0``), as its tensorized maps are: one name per
+    # map in both backends (docs/torch.md, "Names of recurrent layers")
+    _weight_rows = True
     _dense_class: type[nn.RNNBase]
 
     def __init__(

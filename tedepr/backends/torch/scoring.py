@@ -20,7 +20,7 @@ from torch.func import functional_call
 
 from ...pruning.problem import CoreInfo
 from ...validation import batches_of, check_input_shape, check_labels
-from .masking import prunable_parameters
+from .masking import prunable_parameters, row_name
 
 __all__ = ["TorchScoringProblem", "structure_of", "as_batches"]
 
@@ -61,7 +61,7 @@ def structure_of(model: torch.nn.Module, names: Iterable[str]) -> dict[str, Core
             else:  # Tucker / CP factor (dim_k, R)
                 info = CoreInfo(module_name, fmt, idx, slice_axes=(0,), bond_axes=(1,))
         else:
-            info = CoreInfo(module_name, "dense")
+            info = CoreInfo(row_name(module, module_name, attr), "dense")
         out[name] = info
     return out
 
