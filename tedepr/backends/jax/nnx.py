@@ -939,6 +939,12 @@ def _found_paths(model, strict: bool):
     def inside(path):
         return any(len(r) < len(path) and tuple(path[: len(r)]) == tuple(r) for r in routed)
 
+    if strict:  # a module that does not map is named before its submodules
+        for path, node in sorted(nodes, key=lambda t: len(t[0])):
+            conv = results[path]
+            if isinstance(conv, str) and type(node) is not nnx.LayerNorm and not inside(path):
+                why = f"{type(node).__name__} at {_path_name(path)!r} does not map: {conv}"
+                raise ValueError(f"model holds an {why}; tedepr's Flax bridge cannot carry it")
     found = []
     for path, node in nodes:
         if inside(path):
