@@ -1,5 +1,6 @@
-"""The JAX model zoo written in Flax NNX: ``nnx.Linear``, ``nnx.Conv`` and ``nnx.BatchNorm``
-modules, built by ``tedepr.backends.jax.get(name, ..., flax=True)`` (or `get` here).
+"""The JAX model zoo written in Flax NNX: ``nnx.Linear``, ``nnx.Conv``, ``nnx.BatchNorm``,
+``nnx.LayerNorm`` and ``nnx.MultiHeadAttention`` modules, built by
+``tedepr.backends.jax.get(name, ..., flax=True)`` (or `get` here).
 
 Each model here is the `tedepr.backends.jax.models` zoo model of the same name, written as an
 ``nnx.Module`` a Flax user can call, train and edit like their own:
@@ -26,8 +27,13 @@ Each model here is the `tedepr.backends.jax.models` zoo model of the same name, 
   running ones); under `compress`/`fit` the pipeline picks the mode and updates the running
   statistics with torch's rule (unbiased batch variance; NNX's own update uses the biased one).
 
-The recurrent and attention models (``lstm``, ``vit``) have no Flax version yet: the bridge does
-not route ``nnx.MultiHeadAttention`` or recurrent cells (docs/jax.md, "The Flax zoo").
+* **ViT.** Encoder layers are `tedepr.backends.jax.nnx.TransformerEncoderLayer` s (an
+  ``nnx.MultiHeadAttention``, ``nnx.Linear`` s, ``nnx.LayerNorm`` s), routed whole to the pipeline's
+  `TransformerEncoderLayer`; ``norm`` and the free ``cls_token``/``pos_embed`` params are named in
+  ``layer_order``, so the bridge makes them layers of their own, as the `Model` zoo's.
+
+The recurrent model (``lstm``) has no Flax version yet: the bridge does not route recurrent cells
+(docs/jax.md, "The Flax zoo and the `Model` zoo").
 
 Importing this module imports flax.
 """

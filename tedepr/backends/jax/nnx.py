@@ -34,11 +34,21 @@ fitting, running ones when evaluating — the module's ``use_running_average`` i
 the running statistics come back into the returned model; flax's ``momentum`` ``m`` is the pure
 layer's ``1 − m``, and the running variance follows torch's rule (unbiased batch variance).
 
+``nnx.MultiHeadAttention`` (equal feature sizes, no decode cache, flax's attention function) is
+routed to the pure `MultiheadAttention` (batch first): flax's per-head kernels ``(E, H, D)`` /
+``(H, D, E)`` are the pure layer's ``(E, E)`` projections (head ``h`` in columns ``h·D…``), and
+back. A `TransformerEncoderLayer` of this module (flax submodules) is routed whole to the pure
+`TransformerEncoderLayer`; its submodules go with it. An ``nnx.LayerNorm`` or a free
+``nnx.Param`` that the model's ``layer_order`` hint names becomes a layer of its own (`LayerNorm`,
+`Parameter`), as in the `Model` zoo; otherwise they ride along opaque. An ``nnx.Dropout`` that
+never draws (rate 0 or ``deterministic=True``) is carried without its random stream and given
+back.
+
 Limits (clear errors, never a silent result): besides those layers, `compress`/`score`/`fit`
-carry ``nnx.Param`` only — a model holding other state (``nnx.Dropout`` random streams, a
-``BatchNorm`` that does not map) is refused, and so are weight layers the pipeline cannot count
-yet (``nnx.Embed``, ``nnx.ConvTranspose``, an ``nnx.Conv`` that does not map, attention and
-recurrent cells). The model is called as ``model(x)``.
+carry ``nnx.Param`` only — a model holding other state (the random stream of an ``nnx.Dropout``
+that draws, a ``BatchNorm`` that does not map) is refused, and so are weight layers the pipeline
+cannot count yet (``nnx.Embed``, ``nnx.ConvTranspose``, an ``nnx.Conv`` or attention that does
+not map, recurrent cells). The model is called as ``model(x)``.
 
 A model may carry hints as plain attributes (``layer_order``, ``weight_inits``,
 ``tensorize_hints``, ``zoo``; see ``_hints``): the Flax zoo's models do
