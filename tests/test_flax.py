@@ -684,3 +684,17 @@ def test_a_users_encoder_layer_is_one_pipeline_layer():
         tnnx.TransformerEncoderLayer(8, 2, 16, activation="tanh", rngs=nnx.Rngs(0))
     with pytest.raises(TypeError, match="rngs must be an nnx.Rngs"):
         tnnx.TransformerEncoderLayer(8, 2, 16, rngs=0)
+
+
+def test_tensorize_replaces_a_users_attention():
+    x, _ = _tokens()
+    model = WithAttention(nnx.Rngs(0))
+    tt = tnnx.tensorize(model, "tt", rank=2, min_params=1)
+    assert type(model.attn) is nnx.MultiHeadAttention  # the caller's model is not modified
+    assert isinstance(tt.attn, tnnx.LayerModule)
+    assert type(tt.attn.layer) is tj.TensorizedMultiheadAttention
+    assert tt.attn.layer.batch_first and tt.attn.layer.num_heads == 4
+    assert tt(x).shape == (12, 3)
+    bridge = tnnx.to_model(tt, (5, 8))  # and it bridges again, nested cores and all
+    assert type(bridge.model.layers["attn"]) is tj.TensorizedMultiheadAttention
+    np.testing.assert_allclose(bridge.model.apply(bridge.params, x), tt(x), rtol=1e-6)

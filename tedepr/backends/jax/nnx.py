@@ -1200,7 +1200,10 @@ def tensorize(
     min_params: int = DEFAULT_MIN_PARAMS,
     **options,
 ):
-    """A copy of the NNX ``model`` whose eligible ``nnx.Linear`` s are tensorized NNX layers.
+    """A copy of the NNX ``model`` whose eligible ``nnx.Linear`` s and 2-D ``nnx.Conv`` s are
+    tensorized NNX layers; an ``nnx.MultiHeadAttention`` that maps becomes a `LayerModule` around
+    a `TensorizedMultiheadAttention`, a `TransformerEncoderLayer` one around the pure encoder
+    layer with its attention and feed-forward maps tensorized.
 
     The options and their rules are those of `tedepr.backends.jax.tensorize` (``min_params``,
     ``include``/``exclude`` globs and ``overrides`` over the ``/``-joined NNX paths such as
@@ -1212,9 +1215,13 @@ def tensorize(
     _check_model(model)
     work = nnx.clone(model)
     found = _layer_paths(work, strict=False)
-    candidates = [(p, n, c) for p, n, c in found if type(n) in (nnx.Linear, nnx.Conv)]
+    kinds = (nnx.Linear, nnx.Conv, nnx.MultiHeadAttention, TransformerEncoderLayer)
+    candidates = [(p, n, c) for p, n, c in found if type(n) in kinds]
     if not candidates:
-        raise ValueError("tensorize found no nnx.Linear or 2-D nnx.Conv to replace in model")
+        raise ValueError(
+            "tensorize found no nnx.Linear, 2-D nnx.Conv or nnx.MultiHeadAttention to replace "
+            "in model"
+        )
     layers = {_path_name(p): c[0] for p, _, c in candidates}
     params = {_path_name(p): c[1] for p, _, c in candidates}
 
