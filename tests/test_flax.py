@@ -566,3 +566,135 @@ def test_batch_norm_is_routed_with_its_statistics():
     assert type(out.model.bn) is nnx.BatchNorm
     assert np.any(np.asarray(out.model.bn.mean[...]) != before)  # running statistics came back
     np.testing.assert_array_equal(np.asarray(model.bn.mean[...]), before)  # caller untouched
+
+
+# ------------------------------------------------------------------------------ attention, dropout
+class WithAttention(nnx.Module):
+    """Tokens (B, T, 8) -> Linear -> flax's self-attention -> Dropout -> mean -> Linear."""
+
+    def __init__(self, rngs, dropout=0.0, masked=False, **attn):
+        self.embed = nnx.Linear(8, 16, rngs=rngs)
+        self.attn = nnx.MultiHeadAttention(4, 16, decode=False, rngs=rngs, **attn)
+        self.drop = nnx.Dropout(dropout, rngs=rngs)
+        self.head = nnx.Linear(16, 3, rngs=rngs)
+        self.masked = masked  # call the attention with a mask (which the bridge refuses)
+
+    def __call__(self, x):
+        kw = {"mask": jnp.ones((1, 1, x.shape[1], x.shape[1]), bool)} if self.masked else {}
+        h = self.drop(self.attn(self.embed(x), **kw))
+        return self.head(jnp.mean(h, axis=1))
+
+
+def _tokens():
+    rng = np.random.default_rng(3)
+    return rng.standard_normal((12, 5, 8)).astype(np.float32), rng.integers(0, 3, 12)
+
+
+def test_attention_routes_to_the_pipelines_multihead_attention():
+    x, y = _tokens()
+    model = WithAttention(nnx.Rngs(0))
+    bridge = tnnx.to_model(model, (5, 8))
+    layer = bridge.model.layers["attn"]
+    assert type(layer) is tj.MultiheadAttention
+    assert (layer.embed_dim, layer.num_heads, layer.batch_first) == (16, 4, True)
+    # flax's per-head kernels: head h, feature j is column h·D + j of the (in, out) projection
+    q, out = bridge.params["attn"]["q_proj"]["weight"], bridge.params["attn"]["out_proj"]["weight"]
+    np.testing.assert_array_equal(q[:, 2 * 4 + 1], model.attn.query.kernel[...][:, 2, 1])
+    np.testing.assert_array_equal(out[3 * 4 + 2], model.attn.out.kernel[...][3, 2])
+    # the pipeline's forward is flax's own
+    np.testing.assert_allclose(bridge.model.apply(bridge.params, x), model(x), rtol=1e-5, atol=1e-6)
+    # the same masks as a Model of the same pure layers and weights (flax's graph order)
+    pure = tj.Model(
+        {n: bridge.model.layers[n] for n in ("attn", "embed", "head")},
+        lambda call, v: call("head", jnp.mean(call("attn", call("embed", v)), axis=1)),
+        (5, 8),
+    )
+    for fmt, score in (("tt", "trainability"), (None, "snip")):
+        kw = {"sparsity": 0.7, "format": fmt, "score": score, "seed": 1, "rank": 2}
+        got = tj.compress(model, (x, y), **kw)
+        ref = tj.compress(pure, (x, y), params=bridge.params, **kw)
+        assert sorted(got.masks) == sorted(ref.masks)
+        assert any(k.startswith("attn/q_proj/") for k in got.masks)
+        for k in ref.masks:
+            np.testing.assert_array_equal(got.masks[k], ref.masks[k], err_msg=k)
+        # the compressed NNX model runs the compressed layers, masks and all
+        np.testing.assert_allclose(
+            got.model(x), ref.model.apply(ref.params, x, masks=ref.masks), rtol=1e-5, atol=1e-6
+        )
+    trained = tnnx.fit(got.model, train_data=(x, y), epochs=1, batch_size=12, progress=False)
+    assert np.isfinite(trained.history[-1]["train_loss"])
+
+
+def test_dense_attention_goes_back_to_flax_and_dropout_that_never_draws_rides_along():
+    x, y = _tokens()
+    model = WithAttention(nnx.Rngs(0))  # nnx.Dropout(0.0, rngs=...): holds a random stream
+    assert nnx.to_flat_state(nnx.state(model.drop, ...))
+    result = tnnx.fit(model, train_data=(x, y), epochs=1, batch_size=6, lr=0.1, progress=False)
+    new = result.model
+    assert type(new.attn) is nnx.MultiHeadAttention and type(new.drop) is nnx.Dropout
+    assert new.drop.rngs is not None  # the user's Dropout, stream and all
+    back = tnnx.to_model(new, (5, 8))
+    for a, b in zip(jax.tree.leaves(back.params), jax.tree.leaves(result.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(new.attn.query.kernel[...], model.attn.query.kernel[...])
+    np.testing.assert_allclose(
+        new(x), back.model.apply(result.params, x), rtol=1e-5, atol=1e-6
+    )  # flax's attention on the trained weights = the pipeline's
+    off = WithAttention(nnx.Rngs(0), dropout=0.5)
+    off.drop = nnx.Dropout(0.5, deterministic=True, rngs=nnx.Rngs(1))
+    tj.compress(off, (x, y), format=None, score="snip")
+    with pytest.raises(ValueError, match=r"Rng\w+ state at 'drop/rngs/"):
+        tj.compress(WithAttention(nnx.Rngs(0), dropout=0.5), (x, y))
+
+
+def test_attention_that_does_not_map_is_refused():
+    x, y = _tokens()
+    with pytest.raises(
+        ValueError, match=r"MultiHeadAttention at 'attn' does not map:.*qkv_features"
+    ):
+        tj.compress(WithAttention(nnx.Rngs(0), qkv_features=8), (x, y))
+    with pytest.raises(
+        ValueError, match=r"MultiHeadAttention at 'attn' does not map: normalize_qk"
+    ):
+        tj.compress(WithAttention(nnx.Rngs(0), normalize_qk=True), (x, y))
+    masked = WithAttention(nnx.Rngs(0), masked=True)
+    with pytest.raises(TypeError, match=r"attention 'attn' takes inputs_q.*no mask"):
+        tj.compress(masked, (x, y))
+
+
+def test_a_users_encoder_layer_is_one_pipeline_layer():
+    x, _ = _tokens()
+    enc = tnnx.TransformerEncoderLayer(8, 2, 16, activation="gelu", rngs=nnx.Rngs(4))
+    model = nnx.Sequential(enc)
+    bridge = tnnx.to_model(model, (5, 8))
+    assert list(bridge.model.layers) == ["layers/0"]  # its submodules go with it
+    layer = bridge.model.layers["layers/0"]
+    assert type(layer) is tj.TransformerEncoderLayer
+    assert (layer.d_model, layer.nhead, layer.dim_feedforward, layer.activation) == (
+        8,
+        2,
+        16,
+        "gelu",
+    )
+    np.testing.assert_allclose(bridge.model.apply(bridge.params, x), enc(x), rtol=1e-5, atol=1e-5)
+    back = bridge.rebuild(bridge.model, bridge.params)
+    assert type(back.layers[0]) is tnnx.TransformerEncoderLayer
+    np.testing.assert_allclose(back(x), enc(x), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="activation"):
+        tnnx.TransformerEncoderLayer(8, 2, 16, activation="tanh", rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="rngs must be an nnx.Rngs"):
+        tnnx.TransformerEncoderLayer(8, 2, 16, rngs=0)
+
+
+def test_tensorize_replaces_a_users_attention():
+    x, _ = _tokens()
+    model = WithAttention(nnx.Rngs(0))
+    tt = tnnx.tensorize(model, "tt", rank=2, min_params=1)
+    assert type(model.attn) is nnx.MultiHeadAttention  # the caller's model is not modified
+    assert isinstance(tt.attn, tnnx.LayerModule)
+    assert type(tt.attn.layer) is tj.TensorizedMultiheadAttention
+    assert tt.attn.layer.batch_first and tt.attn.layer.num_heads == 4
+    assert tt(x).shape == (12, 3)
+    bridge = tnnx.to_model(tt, (5, 8))  # and it bridges again, nested cores and all
+    assert type(bridge.model.layers["attn"]) is tj.TensorizedMultiheadAttention
+    np.testing.assert_allclose(bridge.model.apply(bridge.params, x), tt(x), rtol=1e-6)

@@ -44,6 +44,13 @@ CASES = {
         lambda s: flax_zoo.cifar_resnet(8, in_channels=1, image_size=28, shortcut="B", rngs=s),
         4,
     ),
+    "vit": (
+        lambda: pure.vit(image_size=28, patch_size=7, dim=16, depth=1, heads=2, mlp_dim=32),
+        lambda s: flax_zoo.vit(
+            image_size=28, patch_size=7, dim=16, depth=1, heads=2, mlp_dim=32, rngs=s
+        ),
+        5,
+    ),
 }
 
 
@@ -97,7 +104,12 @@ def test_same_initial_weights_names_and_outputs(case, digits):
     assert bridge.model.tensorize_hints == model.tensorize_hints
     # real Flax modules, at the Model's layer names
     kinds = {type(m) for _, m in nnx.iter_graph(flax_model) if isinstance(m, nnx.Module)}
-    assert nnx.Linear in kinds and (case.startswith("lenet300") or nnx.Conv in kinds)
+    assert nnx.Linear in kinds
+    if case == "vit":  # the encoder layers: flax's attention, norms; free class/position params
+        assert {nnx.MultiHeadAttention, nnx.LayerNorm, tnnx.TransformerEncoderLayer} <= kinds
+        assert type(flax_model.cls_token) is nnx.Param
+    else:
+        assert case.startswith("lenet300") or nnx.Conv in kinds
     x = jnp.asarray(digits[0][0][:16])
     ref = model.apply(params, x)
     # under the bridge: bitwise the Model's forward, op by op, in both modes; jitted, XLA may
@@ -144,11 +156,17 @@ def test_get_builds_the_flax_version():
     r = tj.get("resnet20", flax=True, in_channels=1, shortcut="B")
     assert isinstance(r, flax_zoo.ResNet) and r.zoo["kwargs"]["shortcut"] == "B"
     assert isinstance(r.blocks[3].projection[0], nnx.Conv)
-    assert set(flax_zoo.available()) == set(tj.available()) - {"lstm", "vit"}
+    assert set(flax_zoo.available()) == set(tj.available()) - {"lstm"}
     assert isinstance(tj.get("lenet5"), tj.Model)  # flax=False: the Model zoo, unchanged
-    for name in ("lstm", "vit"):
-        with pytest.raises(ValueError, match="no Flax version.*(recurrent|MultiHeadAttention)"):
-            tj.get(name, flax=True)
+    with pytest.raises(ValueError, match="no Flax version.*recurrent"):
+        tj.get("lstm", flax=True)
+    v = tj.get("vit", flax=True, rngs=2, dim=16, depth=1, heads=2, mlp_dim=32)
+    assert isinstance(v, flax_zoo.ViT) and v.zoo["kwargs"]["dim"] == 16
+    assert isinstance(v.layers[0].self_attn, nnx.MultiHeadAttention)
+    _assert_trees_equal(
+        tnnx.to_model(v, (1, 28, 28)).params,
+        tj.get("vit", dim=16, depth=1, heads=2, mlp_dim=32).init(jax.random.key(2)),
+    )
     with pytest.raises(ValueError, match="name must be one of"):
         tj.get("lenet6", flax=True)
     with pytest.raises(TypeError, match="flax must be a bool"):
@@ -228,6 +246,8 @@ _FAST = [
     ("lenet5", None, "trainability"),
     ("vgg_bn", "tt", "trainability"),
     ("resnet8_B", None, "snip"),
+    ("vit", "tt", "trainability"),
+    ("vit", None, "snip"),
 ]
 _SLOW = [
     (case, fmt, score)

@@ -1,5 +1,6 @@
-"""The JAX model zoo written in Flax NNX: ``nnx.Linear``, ``nnx.Conv`` and ``nnx.BatchNorm``
-modules, built by ``tedepr.backends.jax.get(name, ..., flax=True)`` (or `get` here).
+"""The JAX model zoo written in Flax NNX: ``nnx.Linear``, ``nnx.Conv``, ``nnx.BatchNorm``,
+``nnx.LayerNorm`` and ``nnx.MultiHeadAttention`` modules, built by
+``tedepr.backends.jax.get(name, ..., flax=True)`` (or `get` here).
 
 Each model here is the `tedepr.backends.jax.models` zoo model of the same name, written as an
 ``nnx.Module`` a Flax user can call, train and edit like their own:
@@ -26,8 +27,13 @@ Each model here is the `tedepr.backends.jax.models` zoo model of the same name, 
   running ones); under `compress`/`fit` the pipeline picks the mode and updates the running
   statistics with torch's rule (unbiased batch variance; NNX's own update uses the biased one).
 
-The recurrent and attention models (``lstm``, ``vit``) have no Flax version yet: the bridge does
-not route ``nnx.MultiHeadAttention`` or recurrent cells (docs/jax.md, "The Flax zoo").
+* **ViT.** Encoder layers are `tedepr.backends.jax.nnx.TransformerEncoderLayer` s (an
+  ``nnx.MultiHeadAttention``, ``nnx.Linear`` s, ``nnx.LayerNorm`` s), routed whole to the pipeline's
+  `TransformerEncoderLayer`; ``norm`` and the free ``cls_token``/``pos_embed`` params are named in
+  ``layer_order``, so the bridge makes them layers of their own, as the `Model` zoo's.
+
+The recurrent model (``lstm``) has no Flax version yet: the bridge does not route recurrent cells
+(docs/jax.md, "The Flax zoo and the `Model` zoo").
 
 Importing this module imports flax.
 """
@@ -42,9 +48,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ... import models as zoo
+from . import attention as _attn
 from . import models as pure
+from . import nnx as tnnx
 from .conv import Conv2d
-from .layers import BatchNorm, Dense
+from .layers import BatchNorm, Dense, LayerNorm
 from .nnx import _key
 
 __all__ = [
@@ -54,6 +62,7 @@ __all__ = [
     "VGG",
     "BasicBlock",
     "ResNet",
+    "ViT",
     "MODELS",
     "NOT_IN_FLAX",
     "available",
@@ -64,7 +73,6 @@ __all__ = [
 #: zoo models the Flax zoo does not have, and why
 NOT_IN_FLAX = {
     "lstm": "the Flax bridge does not route recurrent cells (nnx.LSTMCell, nnx.RNN) yet",
-    "vit": "the Flax bridge does not route nnx.MultiHeadAttention yet",
 }
 
 _ZEROS = nnx.initializers.zeros_init()
@@ -335,6 +343,99 @@ class ResNet(ZooModule):
         return self.classifier(_global_mean(x))
 
 
+def layer_norm(layer: LayerNorm, params, dtype) -> nnx.LayerNorm:
+    """The ``nnx.LayerNorm`` (last axis) of a pure `LayerNorm` (the two-pass variance, as the
+    pure layer computes it)."""
+    m = nnx.LayerNorm(
+        layer.num_features,
+        epsilon=layer.eps,
+        use_fast_variance=False,
+        param_dtype=dtype,
+        rngs=_rngs(),
+    )
+    for k in ("scale", "bias"):
+        getattr(m, k)[...] = jnp.asarray(params[k], dtype)
+    return m
+
+
+def encoder_layer(layer: _attn.TransformerEncoderLayer, params, dtype):
+    """The NNX `tedepr.backends.jax.nnx.TransformerEncoderLayer` (batch first) holding a pure
+    encoder layer's params (its ``self_attn`` an ``nnx.MultiHeadAttention``)."""
+    if not layer.batch_first:
+        raise ValueError("the Flax encoder layer is batch first: layer.batch_first must be True")
+    m = tnnx.TransformerEncoderLayer(
+        layer.d_model,
+        layer.nhead,
+        layer.dim_feedforward,
+        layer.dropout,
+        layer.activation,
+        layer.layer_norm_eps,
+        layer.norm_first,
+        layer.bias,
+        rngs=_rngs(),
+        dtype=dtype,
+    )
+    tnnx._fill_encoder(m, jax.tree.map(lambda a: jnp.asarray(a, dtype), params))
+    return m
+
+
+class ViT(ZooModule):
+    """A small ViT (`tedepr.backends.jax.models.vit`): ``patch_embed`` (``nnx.Linear`` on the
+    flattened patches), ``cls_token`` and ``pos_embed`` (free ``nnx.Param`` s), ``layers`` an
+    ``nnx.List`` of pre-norm GELU `tedepr.backends.jax.nnx.TransformerEncoderLayer` s (each an
+    ``nnx.MultiHeadAttention``, two ``nnx.Linear``, two ``nnx.LayerNorm``), ``norm``
+    (``nnx.LayerNorm``) and ``classifier`` on the class token."""
+
+    def __init__(
+        self,
+        num_classes=10,
+        in_channels=1,
+        image_size=28,
+        patch_size=None,
+        dim=64,
+        depth=2,
+        heads=4,
+        mlp_dim=128,
+        dropout=0.0,
+        *,
+        rngs=0,
+        dtype=jnp.float32,
+    ):
+        spec = pure.vit(
+            num_classes, in_channels, image_size, patch_size, dim, depth, heads, mlp_dim, dropout
+        )
+        p = self._start(spec, rngs, dtype)
+        self.patch_embed = from_model(spec, p, "patch_embed", dtype)
+        self.cls_token = nnx.Param(jnp.asarray(p["cls_token"]["value"], dtype))
+        self.pos_embed = nnx.Param(jnp.asarray(p["pos_embed"]["value"], dtype))
+        self.layers = nnx.List(
+            [
+                encoder_layer(spec.layers[f"layers/{k}"], p[f"layers/{k}"], dtype)
+                for k in range(depth)
+            ]
+        )
+        self.norm = layer_norm(spec.layers["norm"], p["norm"], dtype)
+        self.classifier = from_model(spec, p, "classifier", dtype)
+        self.in_channels, self.image_size, self.dim = in_channels, image_size, dim
+        self.patch_size = image_size // int(round((spec.layers["pos_embed"].shape[1] - 1) ** 0.5))
+
+    def __call__(self, x):
+        x = pure.as_nchw(x, self.in_channels)
+        n, c, h, w = x.shape
+        if h != self.image_size or w != self.image_size:
+            raise ValueError(
+                f"input images must be {self.image_size}×{self.image_size}; got {h}×{w}"
+            )
+        p = self.patch_size
+        patches = jnp.reshape(x, (n, c, h // p, p, w // p, p))
+        patches = jnp.reshape(jnp.transpose(patches, (0, 2, 4, 1, 3, 5)), (n, -1, c * p * p))
+        cls = jnp.broadcast_to(self.cls_token[...], (n, 1, self.dim)).astype(patches.dtype)
+        tokens = jnp.concatenate([cls, self.patch_embed(patches)], axis=1) + self.pos_embed[...]
+        for layer in self.layers:
+            tokens = layer(tokens)
+        return self.classifier(self.norm(tokens[:, 0]))
+
+
 def lenet300_100(
     num_classes=10, in_channels=1, image_size=28, hidden=(300, 100), *, rngs=0, dtype=jnp.float32
 ) -> LeNet300_100:
@@ -381,17 +482,47 @@ def resnet18(num_classes=10, in_channels=3, image_size=32, *, rngs=0, dtype=jnp.
     return ResNet(pure.resnet18(num_classes, in_channels, image_size), rngs=rngs, dtype=dtype)
 
 
+def vit(
+    num_classes=10,
+    in_channels=1,
+    image_size=28,
+    patch_size=None,
+    dim=64,
+    depth=2,
+    heads=4,
+    mlp_dim=128,
+    dropout=0.0,
+    *,
+    rngs=0,
+    dtype=jnp.float32,
+) -> ViT:
+    """`ViT`."""
+    return ViT(
+        num_classes,
+        in_channels,
+        image_size,
+        patch_size,
+        dim,
+        depth,
+        heads,
+        mlp_dim,
+        dropout,
+        rngs=rngs,
+        dtype=dtype,
+    )
+
+
 MODELS: dict[str, Callable[..., ZooModule]] = {
     name: build
     for name, build in zoo.zoo_table(
-        lenet300_100, lenet5, vgg, cifar_resnet, resnet18, None, None
+        lenet300_100, lenet5, vgg, cifar_resnet, resnet18, None, vit
     ).items()
     if name not in NOT_IN_FLAX
 }
 
 
 def available() -> tuple[str, ...]:
-    """The names the Flax zoo builds, sorted (the `Model` zoo's but ``lstm`` and ``vit``)."""
+    """The names the Flax zoo builds, sorted (the `Model` zoo's but ``lstm``)."""
     return tuple(sorted(MODELS))
 
 

@@ -34,11 +34,21 @@ fitting, running ones when evaluating — the module's ``use_running_average`` i
 the running statistics come back into the returned model; flax's ``momentum`` ``m`` is the pure
 layer's ``1 − m``, and the running variance follows torch's rule (unbiased batch variance).
 
+``nnx.MultiHeadAttention`` (equal feature sizes, no decode cache, flax's attention function) is
+routed to the pure `MultiheadAttention` (batch first): flax's per-head kernels ``(E, H, D)`` /
+``(H, D, E)`` are the pure layer's ``(E, E)`` projections (head ``h`` in columns ``h·D…``), and
+back. A `TransformerEncoderLayer` of this module (flax submodules) is routed whole to the pure
+`TransformerEncoderLayer`; its submodules go with it. An ``nnx.LayerNorm`` or a free
+``nnx.Param`` that the model's ``layer_order`` hint names becomes a layer of its own (`LayerNorm`,
+`Parameter`), as in the `Model` zoo; otherwise they ride along opaque. An ``nnx.Dropout`` that
+never draws (rate 0 or ``deterministic=True``) is carried without its random stream and given
+back.
+
 Limits (clear errors, never a silent result): besides those layers, `compress`/`score`/`fit`
-carry ``nnx.Param`` only — a model holding other state (``nnx.Dropout`` random streams, a
-``BatchNorm`` that does not map) is refused, and so are weight layers the pipeline cannot count
-yet (``nnx.Embed``, ``nnx.ConvTranspose``, an ``nnx.Conv`` that does not map, attention and
-recurrent cells). The model is called as ``model(x)``.
+carry ``nnx.Param`` only — a model holding other state (the random stream of an ``nnx.Dropout``
+that draws, a ``BatchNorm`` that does not map) is refused, and so are weight layers the pipeline
+cannot count yet (``nnx.Embed``, ``nnx.ConvTranspose``, an ``nnx.Conv`` or attention that does
+not map, recurrent cells). The model is called as ``model(x)``.
 
 A model may carry hints as plain attributes (``layer_order``, ``weight_inits``,
 ``tensorize_hints``, ``zoo``; see ``_hints``): the Flax zoo's models do
@@ -52,6 +62,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,8 +70,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from . import attention as _attn
 from . import conv as _conv
 from . import layers as _layers
 from .compress import CompressionResult
@@ -87,6 +100,7 @@ __all__ = [
     "TRConv2d",
     "TuckerConv2d",
     "CPConv2d",
+    "TransformerEncoderLayer",
     "wrap",
     "tensorize",
     "compress",
@@ -115,13 +129,18 @@ def _key(rngs):
 
 
 def _store(value, kind):
-    """A params/masks entry as NNX state: a tuple of arrays becomes an ``nnx.List`` of variables."""
+    """A params/masks entry as NNX state: a tuple of arrays becomes an ``nnx.List`` of variables,
+    a dict (a composite layer's sublayer, e.g. ``self_attn``) an ``nnx.Dict`` of entries."""
+    if isinstance(value, Mapping):
+        return nnx.Dict({k: _store(v, kind) for k, v in value.items()})
     if isinstance(value, (tuple, list)):
         return nnx.List([kind(jnp.asarray(v)) for v in value])
     return kind(jnp.asarray(value))
 
 
 def _read(value):
+    if isinstance(value, nnx.Dict):
+        return {k: _read(value[k]) for k in value}
     if isinstance(value, nnx.List):
         return tuple(v[...] for v in value)
     return value[...]
@@ -151,7 +170,7 @@ class LayerModule(nnx.Module):
                 f"params must be the dict layer.init returns; got {type(params).__name__}"
             )
         expected = jax.eval_shape(layer.init, jax.random.key(0))
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+        params = _tuples(params)
         got = jax.tree.map(lambda a: tuple(jnp.shape(a)), params)
         want = jax.tree.map(lambda a: tuple(a.shape), expected)
         if got != want:
@@ -211,17 +230,34 @@ class LayerModule(nnx.Module):
         )
 
 
-def _layer_masks(layer, params, masks) -> dict:
-    """Only the masked entries of a layer's nested masks, tuples filled with all-True arrays."""
+def _tuples(params):
+    """Lists of a (nested) params dict as tuples, as the pure layers' ``init`` gives them."""
+    return {
+        k: _tuples(v) if isinstance(v, Mapping) else tuple(v) if isinstance(v, list) else v
+        for k, v in params.items()
+    }
+
+
+def _layer_masks(layer, params, masks, prefix: str = "") -> dict:
+    """Only the masked entries of a layer's nested masks, tuples filled with all-True arrays (a
+    composite layer's masks nest by sublayer name, as its params)."""
     out = {}
     for k, m in dict(masks).items():
         if k not in params:
-            raise ValueError(f"masks has an entry {k!r} that is not a param of the layer")
+            raise ValueError(f"masks has an entry {prefix}{k!r} that is not a param of the layer")
+        if isinstance(params[k], Mapping):  # a sublayer of a composite layer
+            if m is not None:
+                if not isinstance(m, Mapping):
+                    raise ValueError(f"masks[{prefix}{k!r}] must be a dict like the sublayer's")
+                sub = _layer_masks(layer, params[k], m, f"{prefix}{k}/")
+                if sub:
+                    out[k] = sub
+            continue
         if m is None or (isinstance(m, (tuple, list)) and all(e is None for e in m)):
             continue  # dense
         if not is_prunable(f"{k}/0" if isinstance(params[k], tuple) else k):
             raise ValueError(
-                f"masks[{k!r}]: only cores and weights can be masked, not biases or "
+                f"masks[{prefix}{k!r}]: only cores and weights can be masked, not biases or "
                 "normalisation parameters"
             )
         if isinstance(m, (tuple, list)):
@@ -400,6 +436,82 @@ class CPConv2d(TensorizedConv2d):
     PURE = _conv.CPConv2d
 
 
+class TransformerEncoderLayer(nnx.Module):
+    """``nn.TransformerEncoderLayer`` in Flax NNX, batch first (``x (B, T, d_model)``): an
+    ``nnx.MultiHeadAttention`` ``self_attn``, ``nnx.Linear`` ``linear1``/``linear2``,
+    ``nnx.LayerNorm`` ``norm1``/``norm2`` and an ``nnx.Dropout`` ``dropout`` where torch has it.
+
+    The Flax bridge routes the whole module to the pipeline's
+    `tedepr.backends.jax.TransformerEncoderLayer` (one layer, as in the `Model` zoo and torch),
+    so `compress` tensorizes its attention and feed-forward maps and prunes them; called directly
+    it is plain Flax (``model.eval()`` switches a nonzero dropout off).
+
+    Parameters: torch's (``d_model, nhead, dim_feedforward, dropout, activation`` ``"relu"`` or
+    ``"gelu"``, ``layer_norm_eps, norm_first, bias``), keyword ``rngs`` (an ``nnx.Rngs``), and
+    ``dtype``. Flax's default inits (the Flax zoo overwrites them with the `Model` zoo's).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        nhead: int,
+        dim_feedforward: int = 2048,
+        dropout: float = 0.0,
+        activation: str = "relu",
+        layer_norm_eps: float = 1e-5,
+        norm_first: bool = False,
+        bias: bool = True,
+        *,
+        rngs: nnx.Rngs,
+        dtype=jnp.float32,
+    ):
+        if not isinstance(rngs, nnx.Rngs):
+            raise TypeError(f"rngs must be an nnx.Rngs; got {type(rngs).__name__}")
+        # the pure layer checks the options (names, ranges) as torch does
+        _attn.TransformerEncoderLayer(
+            d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, True, norm_first
+        )
+        drop = rngs if dropout > 0 else None
+        self.self_attn = nnx.MultiHeadAttention(
+            nhead,
+            d_model,
+            use_bias=bias,
+            dropout_rate=dropout,
+            decode=False,
+            param_dtype=dtype,
+            rngs=rngs,
+            keep_rngs=dropout > 0,
+        )
+        self.linear1 = nnx.Linear(
+            d_model, dim_feedforward, use_bias=bias, param_dtype=dtype, rngs=rngs
+        )
+        self.linear2 = nnx.Linear(
+            dim_feedforward, d_model, use_bias=bias, param_dtype=dtype, rngs=rngs
+        )
+        norm = functools.partial(
+            nnx.LayerNorm, epsilon=layer_norm_eps, use_fast_variance=False, param_dtype=dtype
+        )
+        self.norm1, self.norm2 = norm(d_model, rngs=rngs), norm(d_model, rngs=rngs)
+        self.dropout = nnx.Dropout(dropout, rngs=drop)
+        self.activation, self.norm_first = activation, norm_first
+
+    def _act(self, x):
+        return jax.nn.gelu(x, approximate=False) if self.activation == "gelu" else jax.nn.relu(x)
+
+    def __call__(self, x):
+        def sa(z):
+            return self.dropout(self.self_attn(z))
+
+        def ff(z):
+            return self.dropout(self.linear2(self.dropout(self._act(self.linear1(z)))))
+
+        if self.norm_first:
+            x = x + sa(self.norm1(x))
+            return x + ff(self.norm2(x))
+        x = self.norm1(x + sa(x))
+        return self.norm2(x + ff(x))
+
+
 LINEAR_CLASSES = {"tt": TTLinear, "tr": TRLinear, "tucker": TuckerLinear, "cp": CPLinear}
 CONV_CLASSES = {"tt": TTConv2d, "tr": TRConv2d, "tucker": TuckerConv2d, "cp": CPConv2d}
 _WRAPPERS = {
@@ -459,6 +571,15 @@ class _Route(nnx.Module):
             )
         if self.kind == "plain":
             return call(self.name, *args, **kwargs)
+        if self.kind == "attention":  # nnx.MultiHeadAttention(inputs_q, inputs_k, inputs_v)
+            kwargs.pop("deterministic", None)  # the pipeline's mode decides on dropout
+            if kwargs or not 1 <= len(args) <= 3:
+                raise TypeError(
+                    f"attention {self.name!r} takes inputs_q (and inputs_k, inputs_v) under "
+                    f"tedepr's Flax bridge; got {len(args)} inputs and keywords {sorted(kwargs)} "
+                    "(no mask, decode or sow_weights)"
+                )
+            return call(self.name, *args)
         if kwargs or len(args) != 1:
             raise TypeError(
                 f"layer {self.name!r} takes one input under tedepr's Flax bridge; got "
@@ -519,10 +640,11 @@ def _check_model(model, argument: str = "model"):
         raise TypeError(f"{argument} must be a flax.nnx.Module; got {type(model).__name__}")
 
 
-def _convertible(node):
+def _convertible(node, named: bool = False):
     """``(layer, params, masks, route kind, feature axis)`` of a module the bridge routes; None
     for a module it does not; a str saying why for an ``nnx.Conv``/``nnx.BatchNorm`` that does not
-    map."""
+    map. ``named``: the model's ``layer_order`` hint names this module (an ``nnx.LayerNorm`` is
+    then its own layer, as in the `Model` zoo; otherwise it rides along opaque)."""
     if isinstance(node, LayerModule):
         kind = "conv" if node.CHANNELS_LAST else "plain"
         return node.layer, node.pure_params(), node.pure_masks(), kind, -1
@@ -545,7 +667,165 @@ def _convertible(node):
         return layer, params, None, "conv", -1
     if type(node) is nnx.BatchNorm:
         return _batch_norm(node)
+    if type(node) is nnx.MultiHeadAttention:
+        layer = _attention(node)
+        if isinstance(layer, str):
+            return layer
+        return layer, _attention_params(node), None, "attention", -1
+    if type(node) is TransformerEncoderLayer:
+        return _encoder(node)
+    if type(node) is nnx.LayerNorm and named:
+        layer = _layer_norm(node)
+        if isinstance(layer, str):
+            return layer
+        return layer, {"scale": node.scale[...], "bias": node.bias[...]}, None, "plain", -1
     return None
+
+
+def _attention(node, dropout=None):
+    """The pure `MultiheadAttention` (batch first) of an ``nnx.MultiHeadAttention``, or why it
+    does not map: self- or cross-attention of equal feature sizes, one key/value head per query
+    head, flax's default attention function, no decode cache, no query/key normalisation."""
+    e = node.in_features
+    sizes = (node.qkv_features, node.out_features, node.in_kv_features)
+    if any(n != e for n in sizes):
+        return (
+            f"in_features={e}, qkv_features={node.qkv_features}, out_features="
+            f"{node.out_features}, in_kv_features={node.in_kv_features} (all equal only)"
+        )
+    if node.num_kv_heads != node.num_heads:
+        return f"num_kv_heads={node.num_kv_heads} != num_heads={node.num_heads}"
+    if node.decode:
+        return "decode=True (a decode cache)"
+    if node.normalize_qk:
+        return "normalize_qk=True"
+    if node.attention_fn is not nnx.dot_product_attention:
+        return "a custom attention_fn (flax's dot_product_attention only)"
+    if any(
+        getattr(node, k, None) is not None
+        for k in (
+            "qkv_dot_general",
+            "out_dot_general",
+            "qkv_dot_general_cls",
+            "out_dot_general_cls",
+        )
+    ):
+        return "a custom dot_general"
+    rate = float(node.dropout_rate)
+    if dropout is not None and rate != dropout:
+        return f"dropout_rate={rate} differs from the encoder layer's dropout={dropout}"
+    return _attn.MultiheadAttention(
+        e, node.num_heads, bias=node.use_bias, batch_first=True, dropout=rate
+    )
+
+
+def _attention_params(node) -> dict:
+    """flax's per-head kernels as the pure layer's ``(E, E)`` projections (``(in, out)``, the
+    head ``h`` in columns ``h·D … (h+1)·D``, as `MultiheadAttention` splits them): query/key/
+    value ``(E, H, D)`` → ``(E, H·D)``, out ``(H, D, E)`` → ``(H·D, E)``."""
+    e = node.in_features
+    out = {}
+    for name, part in (
+        ("q_proj", "query"),
+        ("k_proj", "key"),
+        ("v_proj", "value"),
+        ("out_proj", "out"),
+    ):
+        m = getattr(node, part)
+        out[name] = {"weight": jnp.reshape(m.kernel[...], (e, e))}
+        if node.use_bias:
+            out[name]["bias"] = jnp.reshape(m.bias[...], (e,))
+    return out
+
+
+def _fill_attention(node, params):
+    """An ``nnx.MultiHeadAttention``'s kernels set from the pure layer's params (in place)."""
+    h, e = node.num_heads, node.in_features
+    shapes = {"query": (e, h, e // h), "key": (e, h, e // h), "value": (e, h, e // h)}
+    shapes["out"] = (h, e // h, e)
+    for name, part in (
+        ("q_proj", "query"),
+        ("k_proj", "key"),
+        ("v_proj", "value"),
+        ("out_proj", "out"),
+    ):
+        m = getattr(node, part)
+        m.kernel[...] = jnp.reshape(jnp.asarray(params[name]["weight"]), shapes[part]).astype(
+            m.kernel[...].dtype
+        )
+        if node.use_bias:
+            m.bias[...] = jnp.reshape(jnp.asarray(params[name]["bias"]), m.bias[...].shape).astype(
+                m.bias[...].dtype
+            )
+
+
+def _layer_norm(node):
+    """The pure `LayerNorm` of an ``nnx.LayerNorm`` over the last axis with scale and bias."""
+    last = (-1,)
+    if not (node.use_scale and node.use_bias):
+        return "use_scale=False / use_bias=False"
+    axes = tuple(np.atleast_1d(node.reduction_axes)), tuple(np.atleast_1d(node.feature_axes))
+    if axes != (last, last) or node.axis_name is not None:
+        return (
+            f"reduction_axes={node.reduction_axes!r} / feature_axes={node.feature_axes!r} "
+            "(the last axis only, one device)"
+        )
+    return _layers.LayerNorm(node.num_features, eps=float(node.epsilon))
+
+
+def _encoder(node):
+    """The pure `TransformerEncoderLayer` of this module's `TransformerEncoderLayer`."""
+    parts = {
+        "self_attn": nnx.MultiHeadAttention,
+        "linear1": nnx.Linear,
+        "linear2": nnx.Linear,
+        "norm1": nnx.LayerNorm,
+        "norm2": nnx.LayerNorm,
+    }
+    for name, kind in parts.items():
+        if type(getattr(node, name)) is not kind:
+            return (
+                f"its {name} is a {type(getattr(node, name)).__name__}, not an nnx.{kind.__name__}"
+            )
+    rate = float(node.dropout.rate)
+    attention = _attention(node.self_attn, rate)
+    if isinstance(attention, str):
+        return f"its self_attn does not map: {attention}"
+    for name in ("norm1", "norm2"):
+        norm = _layer_norm(getattr(node, name))
+        if isinstance(norm, str):
+            return f"its {name} does not map: {norm}"
+    layer = _attn.TransformerEncoderLayer(
+        node.self_attn.in_features,
+        node.self_attn.num_heads,
+        node.linear1.out_features,
+        rate,
+        node.activation,
+        float(node.norm1.epsilon),
+        batch_first=True,
+        norm_first=node.norm_first,
+        bias=node.self_attn.use_bias,
+    )
+    params = {"self_attn": _attention_params(node.self_attn)}
+    for name in ("linear1", "linear2"):
+        m = getattr(node, name)
+        params[name] = {"weight": m.kernel[...]}
+        if m.use_bias:
+            params[name]["bias"] = m.bias[...]
+    for name in ("norm1", "norm2"):
+        m = getattr(node, name)
+        params[name] = {"scale": m.scale[...], "bias": m.bias[...]}
+    return layer, params, None, "plain", -1
+
+
+def _fill_encoder(node, params):
+    """A `TransformerEncoderLayer` module's weights set from the pure layer's params (in place)."""
+    _fill_attention(node.self_attn, params["self_attn"])
+    for name in ("linear1", "linear2", "norm1", "norm2"):
+        m = getattr(node, name)
+        for k, v in params[name].items():
+            target = getattr(m, "kernel" if k == "weight" else k)
+            target[...] = jnp.asarray(v, target[...].dtype)
 
 
 def _batch_norm(node):
@@ -656,16 +936,35 @@ def _layer_paths(model, strict: bool):
 
 
 def _found_paths(model, strict: bool):
+    named = set(_hints(model)[0])
+    nodes = [
+        (path, node)
+        for path, node in nnx.iter_graph(model)
+        if path and isinstance(node, nnx.Module)
+    ]
+    results = {path: _convertible(node, _path_name(path) in named) for path, node in nodes}
+    # a routed composite (attention, encoder layer) takes its submodules with it
+    routed = [p for p, r in results.items() if isinstance(r, tuple)]
+
+    def inside(path):
+        return any(len(r) < len(path) and tuple(path[: len(r)]) == tuple(r) for r in routed)
+
+    if strict:  # a module that does not map is named before its submodules
+        for path, node in sorted(nodes, key=lambda t: len(t[0])):
+            conv = results[path]
+            if isinstance(conv, str) and type(node) is not nnx.LayerNorm and not inside(path):
+                why = f"{type(node).__name__} at {_path_name(path)!r} does not map: {conv}"
+                raise ValueError(f"model holds an {why}; tedepr's Flax bridge cannot carry it")
     found = []
-    for path, node in nnx.iter_graph(model):
-        if not path or not isinstance(node, nnx.Module):
+    for path, node in nodes:
+        if inside(path):
             continue
-        conv = _convertible(node)
+        conv = results[path]
         if isinstance(conv, tuple):
             found.append((path, node, conv))
         elif isinstance(conv, str):
             why = f"{type(node).__name__} at {_path_name(path)!r} does not map: {conv}"
-            if strict:
+            if strict and type(node) is not nnx.LayerNorm:
                 raise ValueError(f"model holds an {why}; tedepr's Flax bridge cannot carry it")
             if type(node) is nnx.Conv:
                 warnings.warn(f"tensorize leaves {why}", stacklevel=3)
@@ -673,8 +972,8 @@ def _found_paths(model, strict: bool):
             raise ValueError(
                 f"model holds {type(node).__name__} at {_path_name(path)!r}, which tedepr's "
                 "Flax bridge cannot count or prune yet (supported weight layers: nnx.Linear, "
-                "2-D nnx.Conv and the tedepr.backends.jax.nnx layers); use the "
-                "tedepr.backends.jax zoo for it"
+                "2-D nnx.Conv, nnx.MultiHeadAttention, TransformerEncoderLayer and the "
+                "tedepr.backends.jax.nnx layers); use the tedepr.backends.jax zoo for it"
             )
     return found
 
@@ -704,12 +1003,9 @@ class FlaxBridge:
             name = _path_name(path)
             layers[name], params[name], originals[name] = layer, p, (path, node)
             if m:
-                for k, v in m.items():
-                    if isinstance(v, tuple):
-                        masks.update({f"{name}/{k}/{i}": e for i, e in enumerate(v)})
-                    else:
-                        masks[f"{name}/{k}"] = v
+                masks.update(_flat_masks(m, name))
             _set_path(work, path, _Route(name, kind, axis))
+        self._dropouts = _stateless_dropouts(work)
         left = {id(node) for _, node in nnx.iter_graph(work)}
         for name, (_, node) in originals.items():
             if id(node) in left:
@@ -728,19 +1024,34 @@ class FlaxBridge:
                 "(a deterministic nnx.Dropout holds none), or the tedepr.backends.jax zoo"
             )
         flat = list(nnx.to_flat_state(state))
+        order = _hints(module)[0]
+        # a free nnx.Param the layer_order hint names is its own layer (ViT's cls_token)
+        self._named = {
+            _path_name(p): i
+            for i, (p, v) in enumerate(flat)
+            if _path_name(p) in order and type(v) is nnx.Param
+        }
+        for name, i in self._named.items():
+            value = flat[i][1][...]
+            layers[name] = Parameter(tuple(jnp.shape(value)))
+            params[name] = {"value": value}
         self._paths = [p for p, _ in flat]
         self._keys = [f"p{i}:" + ".".join(str(k) for k in p) for i, p in enumerate(self._paths)]
         self._graphdef, self._state = graphdef, state
         self._originals = originals
-        if flat:
-            values = {k: v[...] for k, (_, v) in zip(self._keys, flat, strict=True)}
+        rest = {i for i in range(len(flat)) if i not in self._named.values()}
+        values = {self._keys[i]: flat[i][1][...] for i in sorted(rest)}
+        rank = {name: k for k, name in enumerate(order)}
+        layers = {n: layers[n] for n in sorted(layers, key=lambda n: rank.get(n, len(rank)))}
+        self._has_opaque = bool(values)
+        if values:
             layers[OPAQUE] = _FlaxParams((), 0.0, values)
             params[OPAQUE] = {"value": values}
         self.params, self.masks = params, masks
-        has_opaque = bool(flat)
+        has_state = bool(flat)
 
         def forward(call, x):
-            state = self._state_from(call(OPAQUE)) if has_opaque else self._state
+            state = self._state_from(self._values(call)) if has_state else self._state
             net = nnx.merge(self._graphdef, state)
             token = _CALL.set(call)
             try:
@@ -751,6 +1062,14 @@ class FlaxBridge:
         self.model = Model(layers, forward, input_shape, type(module).__name__)
         _, _, self.model.tensorize_hints, self.model.zoo = _hints(module)
 
+    def _values(self, get):
+        """``{key: array}`` of every free ``nnx.Param``: the opaque ones and the named ones from
+        ``get(layer name)`` (a forward's ``call``, or params lookup)."""
+        values = dict(get(OPAQUE)) if self._has_opaque else {}
+        for name, i in self._named.items():
+            values[self._keys[i]] = get(name)
+        return values
+
     def _state_from(self, values):
         flat = [(p, nnx.Param(values[k])) for p, k in zip(self._paths, self._keys, strict=True)]
         return nnx.from_flat_state(flat)
@@ -759,8 +1078,13 @@ class FlaxBridge:
         """A new NNX model: the user's architecture with the routed layers taken from ``model``
         (e.g. tensorized by `compress`) and ``params``/``masks`` (flat or nested)."""
         full = normalize_masks(params, masks) if masks else None
-        state = self._state_from(params[OPAQUE]["value"]) if OPAQUE in params else self._state
+        if self._keys:
+            state = self._state_from(self._values(lambda n: params[n]["value"]))
+        else:
+            state = self._state
         out = nnx.merge(self._graphdef, state)  # new objects: nothing shared with the caller's
+        for path, original in self._dropouts:
+            _set_path(out, path, nnx.clone(original))  # the user's nnx.Dropout back
         for name, (path, original) in self._originals.items():
             layer, p = model.layers[name], params[name]
             m = None if full is None else full[name]
@@ -769,7 +1093,58 @@ class FlaxBridge:
         return out
 
 
+def _flat_masks(masks, prefix) -> dict:
+    """``{path: array}`` of a layer's nested masks (tuples by index, sublayers by name)."""
+    out = {}
+    for k, v in masks.items():
+        if isinstance(v, Mapping):
+            out.update(_flat_masks(v, f"{prefix}/{k}"))
+        elif isinstance(v, tuple):
+            out.update({f"{prefix}/{k}/{i}": e for i, e in enumerate(v)})
+        else:
+            out[f"{prefix}/{k}"] = v
+    return out
+
+
+def _stateless_dropouts(work) -> list:
+    """Each ``nnx.Dropout`` that never draws (``rate == 0`` or ``deterministic=True``) replaced in
+    ``work`` by a copy without its random stream, so the bridge carries no RNG state for it;
+    returns ``[(path, original)]`` (`FlaxBridge.rebuild` puts the originals back). A Dropout that
+    draws keeps its stream, and the bridge refuses the model."""
+    out = []
+    for path, node in list(nnx.iter_graph(work)):
+        if path and type(node) is nnx.Dropout and (node.rate == 0 or node.deterministic is True):
+            if nnx.to_flat_state(nnx.state(node, ...)):
+                out.append((path, node))
+    for path, node in out:
+        _set_path(
+            work,
+            path,
+            nnx.Dropout(node.rate, broadcast_dims=node.broadcast_dims, deterministic=True),
+        )
+    return out
+
+
 def _module_for(layer, params, masks, original):
+    if isinstance(layer, _layers.LayerNorm) and type(original) is nnx.LayerNorm:
+        norm = nnx.clone(original)
+        for k in ("scale", "bias"):
+            getattr(norm, k)[...] = jnp.asarray(params[k], getattr(norm, k)[...].dtype)
+        return norm
+    if not masks and type(layer) is _attn.MultiheadAttention:
+        if type(original) is nnx.MultiHeadAttention:
+            node = nnx.clone(original)
+            _fill_attention(node, params)
+            return node
+    if not masks and type(layer) is _attn.TransformerEncoderLayer:
+        dense = all(
+            type(sub) in (_layers.Dense, _attn.MultiheadAttention, _layers.LayerNorm)
+            for sub in layer.sublayers().values()
+        )
+        if dense and type(original) is TransformerEncoderLayer:
+            node = nnx.clone(original)
+            _fill_encoder(node, params)
+            return node
     if isinstance(layer, _layers.BatchNorm) and type(original) is nnx.BatchNorm:
         norm = nnx.clone(original)  # the user's BatchNorm with the trained / updated statistics
         for k in ("scale", "bias", "mean", "var"):
@@ -825,7 +1200,10 @@ def tensorize(
     min_params: int = DEFAULT_MIN_PARAMS,
     **options,
 ):
-    """A copy of the NNX ``model`` whose eligible ``nnx.Linear`` s are tensorized NNX layers.
+    """A copy of the NNX ``model`` whose eligible ``nnx.Linear`` s and 2-D ``nnx.Conv`` s are
+    tensorized NNX layers; an ``nnx.MultiHeadAttention`` that maps becomes a `LayerModule` around
+    a `TensorizedMultiheadAttention`, a `TransformerEncoderLayer` one around the pure encoder
+    layer with its attention and feed-forward maps tensorized.
 
     The options and their rules are those of `tedepr.backends.jax.tensorize` (``min_params``,
     ``include``/``exclude`` globs and ``overrides`` over the ``/``-joined NNX paths such as
@@ -837,9 +1215,13 @@ def tensorize(
     _check_model(model)
     work = nnx.clone(model)
     found = _layer_paths(work, strict=False)
-    candidates = [(p, n, c) for p, n, c in found if type(n) in (nnx.Linear, nnx.Conv)]
+    kinds = (nnx.Linear, nnx.Conv, nnx.MultiHeadAttention, TransformerEncoderLayer)
+    candidates = [(p, n, c) for p, n, c in found if type(n) in kinds]
     if not candidates:
-        raise ValueError("tensorize found no nnx.Linear or 2-D nnx.Conv to replace in model")
+        raise ValueError(
+            "tensorize found no nnx.Linear, 2-D nnx.Conv or nnx.MultiHeadAttention to replace "
+            "in model"
+        )
     layers = {_path_name(p): c[0] for p, _, c in candidates}
     params = {_path_name(p): c[1] for p, _, c in candidates}
 
