@@ -145,3 +145,30 @@ def test_round5_methods_are_registered_with_equal_treatment():
         **compress_options("lowrank-orth", "tt"),
         "probe_draws": 3,
     }
+
+
+@pytest.mark.torch
+def test_lowrank_orth_draws_keeps_the_orthogonal_redraw_in_the_probe():
+    """The probe used to compress split 1.0 with ``score=None``, which dropped the re-draw of
+    ``trainability-orth``: ``lowrank-orth-draws`` then equalled ``lowrank-draws`` to the digit."""
+    torch = pytest.importorskip("torch")
+    import tedepr.backends.torch as bt
+
+    x, y = _data()
+    opts = dict(sparsity=0.98, backend="torch", seed=1, probe_data=(x, y), probe_epochs=1)
+    with pytest.warns(UserWarning, match="nothing pruned"):
+        res = tedepr.compress(
+            _model(bt, torch), (x, y), **opts, **compress_options("lowrank-orth-draws", "tt")
+        )
+    low = tedepr.compress(
+        _model(bt, torch), (x, y), **opts, **compress_options("lowrank-draws", "tt")
+    )
+    assert [(r.name, r.ranks) for r in res.report.layers] == [
+        (r.name, r.ranks) for r in low.report.layers
+    ]
+    assert len(res.report.probe) == 3
+    for n, w in bt.prunable_parameters(res.model).items():
+        w = w.detach().numpy()
+        left = w.reshape(-1, w.shape[-1])
+        gram = left.T @ left if left.shape[0] >= left.shape[1] else left @ left.T
+        np.testing.assert_allclose(gram, np.eye(len(gram)) * gram[0, 0], atol=1e-10, err_msg=n)
