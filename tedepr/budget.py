@@ -92,14 +92,26 @@ def floor_params(layers: Iterable[LayerShape]) -> int:
 
 
 def allocate_ranks(
-    layers: Iterable[LayerShape], budget: int, *, strict: bool = True
+    layers: Iterable[LayerShape],
+    budget: int,
+    *,
+    strict: bool = True,
+    shares: Mapping[str, float] | None = None,
 ) -> dict[str, tuple]:
     """Per-layer ranks whose total parameter count is as large as possible but ``<= budget``.
 
     ``strict``: raise `BudgetError` when even the floors exceed ``budget`` (otherwise return the
-    floors). Deterministic and backend-independent: ties are broken by canonical layer name.
+    floors). ``shares`` (layer name → positive weight, 1 for a layer not named): a layer's target
+    is its dense size times its weight, so a layer of weight ½ ends near half the fraction of its
+    dense size that the others hold. Deterministic and backend-independent: ties are broken by
+    canonical layer name.
     """
     layers = list(layers)
+    shares = dict(shares or {})
+    for key, w in shares.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
+            raise ValueError(f"shares[{key!r}] must be a positive number; got {w!r:.40}")
+    weight = {layer.name: float(shares.get(layer.name, 1.0)) for layer in layers}
     if isinstance(budget, bool) or not isinstance(budget, int):
         raise TypeError(f"budget must be an int; got {budget!r}")
     ranks = {layer.name: layer.floor() for layer in layers}
@@ -116,7 +128,10 @@ def allocate_ranks(
     open_layers = {layer.name: layer for layer in layers}
     while open_layers:
         # the layer holding the smallest share of its dense size grows next
-        name = min(open_layers, key=lambda n: (used[n] / open_layers[n].dense, canonical_name(n)))
+        name = min(
+            open_layers,
+            key=lambda n: (used[n] / (open_layers[n].dense * weight[n]), canonical_name(n)),
+        )
         layer = open_layers[name]
         room = budget - total + used[name]
         # the preferred growth that still fits (a cheaper bond may fit where the preferred does not)
@@ -140,6 +155,7 @@ def tensorize_within(
     *,
     strict: bool,
     reseed: Callable[[], None] = lambda: None,
+    shares: Mapping[str, float] | None = None,
 ):
     """Tensorize ``model`` so that its tensorized layers hold at most ``budget`` core entries.
 
@@ -147,16 +163,25 @@ def tensorize_within(
     maps the tensorized layers' names (as ``overrides`` globs match them) to their `Factorized`.
     ``budget`` may be a callable ``(dense weights tensorized, dense weights left dense) -> int``,
     evaluated once the tensorized layers are known. ``reseed()`` is called before each tensorize so
-    that the kept model's fresh cores do not depend on the probe. Returns
+    that the kept model's fresh cores do not depend on the probe. ``shares`` weights the layers'
+    targets (`allocate_ranks`); the callable ``budget`` then gets the weighted dense count
+    ``Σ share · dense``. Returns
     ``(model, ranks by layer name, budget)``.
     """
     options = dict(options or {})
     reseed()
     probe = tensorize(model, format=format, rank=1, **options)
     shapes = [LayerShape.of(name, f) for name, f in layers_of(probe).items()]
+    shares = dict(shares or {})
+    unknown = [n for n in shares if n not in {s.name for s in shapes}]
+    if unknown:
+        raise ValueError(
+            f"shares: no tensorized layer named {unknown[0]!r}; the layers are "
+            f"{', '.join(s.name for s in shapes)}"
+        )
     if callable(budget):
-        budget = budget(sum(s.dense for s in shapes))
-    ranks = allocate_ranks(shapes, budget, strict=strict)
+        budget = budget(round(sum(s.dense * shares.get(s.name, 1.0) for s in shapes)))
+    ranks = allocate_ranks(shapes, budget, strict=strict, shares=shares)
     overrides: dict[str, dict] = {name: {"rank": r} for name, r in ranks.items()}
     for glob, kw in dict(options.pop("overrides", None) or {}).items():
         overrides[glob] = {**overrides.get(glob, {}), **kw}  # the user's own overrides win

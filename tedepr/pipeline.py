@@ -440,6 +440,8 @@ def run_compress(
             else:
                 # ranks allocated to the budget: every layer shares it, the small ones included
                 options.setdefault("min_params", 0)
+                # layers a score leaves to the coarse grain get oversample 1 (§10, Round 5)
+                coarse = getattr(_score_object(score), "coarse", ())
                 cmodel, _, _ = tensorize_within(
                     adapter.tensorize,
                     adapter.factorized_layers,
@@ -449,6 +451,7 @@ def run_compress(
                     options,
                     strict=score is None,
                     reseed=reseed,
+                    shares={c: 1.0 / oversample for c in coarse},
                 )
         cparams = adapter.init_params(source, params, cmodel, seed, dtype)
     weights = adapter.weights(cmodel, cparams)

@@ -139,11 +139,13 @@ def compress_probed(
     for split in candidates:
         for k in range(probe_draws):
             draw = seed + k * DRAW_STRIDE
-            # split 1.0: the low-rank network alone, the whole budget in the cores
+            # split 1.0: the low-rank network alone, the whole budget in the cores (a score that
+            # re-draws what it keeps stays: it re-draws the unpruned cores, `lowrank-orth`)
+            alone = split == 1.0 and _reinit(score) == "none"
             result = run_compress(
                 adapter,
                 format=format,
-                score=None if split == 1.0 else score,
+                score=None if alone else score,
                 oversample=split,
                 seed=draw,
                 **arguments,
@@ -168,3 +170,10 @@ def compress_probed(
         for loss, split, _, draw, r in trials
     ]
     return chosen
+
+
+def _reinit(score) -> str:
+    """The re-initialisation a score applies to what it keeps ("none" for most)."""
+    from .pruning import scores as registry
+
+    return "none" if score is None else getattr(registry.get(score), "reinit", "none")

@@ -12,6 +12,8 @@
 - ``lowrank-orth``: the control of the ``trainability-orth`` candidate (docs/method.md §10, Round 4):
   the low-rank network alone (``oversample=1``, nothing pruned) with its cores re-drawn
   orthogonal at the init's variance, as ``trainability-orth`` re-draws what it keeps;
+- ``orth-draws`` / ``lowrank-orth-draws``: ``tt+trainability-orth`` / ``lowrank-orth``, each the
+  best of ``PROBE_DRAWS`` initialisations by the probe (docs/method.md §10, Round 5);
 - ``<format>+<score>`` (``tt+snip`` …): the fine-grain ablation — tensorize, then prune the cores
   with that score.
 
@@ -47,6 +49,8 @@ _NAMED = (
     "tedepr-draws",
     "lowrank-draws",
     "lowrank-orth",
+    "orth-draws",
+    "lowrank-orth-draws",
 )
 
 
@@ -120,6 +124,15 @@ def compress_options(method: str, fmt: str) -> dict:
         return {"format": fmt, "score": None, "probe_draws": PROBE_DRAWS}
     if method == "lowrank-orth":
         return {"format": fmt, "score": "trainability-orth", "oversample": 1.0}
+    if method == "orth-draws":
+        return {"format": fmt, "score": "trainability-orth", "probe_draws": PROBE_DRAWS}
+    if method == "lowrank-orth-draws":
+        return {
+            "format": fmt,
+            "score": "trainability-orth",
+            "oversample": 1.0,
+            "probe_draws": PROBE_DRAWS,
+        }
     head, plus, tail = method.partition("+")
     if plus:
         return {"format": head, "score": tail}

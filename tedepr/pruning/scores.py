@@ -227,9 +227,18 @@ class Trainability(Score):
     #: surviving paths: "gaussian" / "orthogonal" (`tedepr.pruning.rescale.mask_aware_init`;
     #: applied by `tedepr.compress`)
     reinit: str = "none"
+    #: layers (canonical names) left to the coarse grain alone: their ranks are allocated to
+    #: their share of the kept count (oversample 1, `tedepr.compress` reads this) and none of
+    #: their entries is pruned; the other layers keep the global split (docs/method.md §10, Round 5)
+    coarse: tuple[str, ...] = ()
 
     def __post_init__(self):
         from .structured import MODE_OPTIONS
+
+        if not isinstance(self.coarse, tuple) or not all(
+            isinstance(c, str) and c for c in self.coarse
+        ):
+            raise TypeError(f"coarse must be a tuple of layer names (str); got {self.coarse!r:.60}")
 
         if not isinstance(self.modes, str) or self.modes not in MODE_OPTIONS:
             raise ValueError(
@@ -250,7 +259,26 @@ class Trainability(Score):
             )
 
     def importance(self, problem, masks, rng):
-        return _sensitivity(problem, None)
+        scores = _sensitivity(problem, None)
+        return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
+
+
+def exempt_layers(problem, scores, layers):
+    """``scores`` with every entry of the parameters of ``layers`` (canonical layer names) raised
+    above every other score, so that a selection keeping at least as many entries keeps them all.
+    Raises ``ValueError`` naming a layer that no scored parameter belongs to."""
+    xp = problem.xp
+    structure = problem.structure()
+    owner = {n: (structure[n].layer if n in structure else n) for n in scores}
+    unknown = [c for c in layers if c not in owner.values()]
+    if unknown:
+        raise ValueError(
+            f"coarse: no layer named {unknown[0]!r}; the layers are "
+            f"{', '.join(sorted(set(owner.values())))}"
+        )
+    top = max(float(xp.max(s)) for s in scores.values())
+    big = 2.0 * top + 1.0
+    return {n: (s * 0 + big if owner[n] in layers else s) for n, s in scores.items()}
 
 
 @register
@@ -306,6 +334,34 @@ class TrainabilityOrthogonal(Trainability):
 
     name: ClassVar[str] = "trainability-orth"
     reinit: str = "orthogonal"
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityCoarseHidden0(Trainability):
+    """Round-5 ablation (docs/method.md §10): `Trainability` with the zoo MLP's first layer
+    (``hidden.0``) left to the coarse grain alone (oversample 1, nothing pruned in it)."""
+
+    name: ClassVar[str] = "trainability-coarse-hidden0"
+    coarse: tuple[str, ...] = ("hidden.0",)
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityCoarseHidden1(Trainability):
+    """Round-5 ablation: as ``trainability-coarse-hidden0`` for the second layer (``hidden.1``)."""
+
+    name: ClassVar[str] = "trainability-coarse-hidden1"
+    coarse: tuple[str, ...] = ("hidden.1",)
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityCoarseClassifier(Trainability):
+    """Round-5 ablation: as ``trainability-coarse-hidden0`` for the classifier (``classifier``)."""
+
+    name: ClassVar[str] = "trainability-coarse-classifier"
+    coarse: tuple[str, ...] = ("classifier",)
 
 
 @register
