@@ -86,6 +86,12 @@ class LayerShape:
         return out
 
 
+def layer_key(name: str) -> str:
+    """A layer name in one spelling for both backends: JAX's ``"hidden/0"`` is torch's
+    ``"hidden.0"`` (names given by a user or a score match either)."""
+    return name.replace("/", ".")
+
+
 def floor_params(layers: Iterable[LayerShape]) -> int:
     """Weights the layers hold at their floor ranks."""
     return sum(layer.params(layer.floor()) for layer in layers)
@@ -111,7 +117,8 @@ def allocate_ranks(
     for key, w in shares.items():
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
             raise ValueError(f"shares[{key!r}] must be a positive number; got {w!r:.40}")
-    weight = {layer.name: float(shares.get(layer.name, 1.0)) for layer in layers}
+    shares = {layer_key(k): w for k, w in shares.items()}
+    weight = {layer.name: float(shares.get(layer_key(layer.name), 1.0)) for layer in layers}
     if isinstance(budget, bool) or not isinstance(budget, int):
         raise TypeError(f"budget must be an int; got {budget!r}")
     ranks = {layer.name: layer.floor() for layer in layers}
@@ -173,7 +180,7 @@ def tensorize_within(
     probe = tensorize(model, format=format, rank=1, **options)
     shapes = [LayerShape.of(name, f) for name, f in layers_of(probe).items()]
     shares = dict(shares or {})
-    unknown = [n for n in shares if n not in {s.name for s in shapes}]
+    unknown = [n for n in shares if layer_key(n) not in {layer_key(s.name) for s in shapes}]
     if unknown:
         raise ValueError(
             f"shares: no tensorized layer named {unknown[0]!r}; the layers are "

@@ -269,8 +269,11 @@ def exempt_layers(problem, scores, layers):
     Raises ``ValueError`` naming a layer that no scored parameter belongs to."""
     xp = problem.xp
     structure = problem.structure()
-    owner = {n: (structure[n].layer if n in structure else n) for n in scores}
-    unknown = [c for c in layers if c not in owner.values()]
+    from ..budget import layer_key
+
+    owner = {n: layer_key(structure[n].layer if n in structure else n) for n in scores}
+    layers = {layer_key(c) for c in layers}
+    unknown = sorted(c for c in layers if c not in owner.values())
     if unknown:
         raise ValueError(
             f"coarse: no layer named {unknown[0]!r}; the layers are "
