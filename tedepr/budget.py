@@ -187,7 +187,8 @@ def tensorize_within(
             f"{', '.join(s.name for s in shapes)}"
         )
     if callable(budget):
-        budget = budget(round(sum(s.dense * shares.get(s.name, 1.0) for s in shapes)))
+        weights = {layer_key(k): w for k, w in shares.items()}
+        budget = budget(round(sum(s.dense * weights.get(layer_key(s.name), 1.0) for s in shapes)))
     ranks = allocate_ranks(shapes, budget, strict=strict, shares=shares)
     overrides: dict[str, dict] = {name: {"rank": r} for name, r in ranks.items()}
     for glob, kw in dict(options.pop("overrides", None) or {}).items():

@@ -172,3 +172,31 @@ def test_lowrank_orth_draws_keeps_the_orthogonal_redraw_in_the_probe():
         left = w.reshape(-1, w.shape[-1])
         gram = left.T @ left if left.shape[0] >= left.shape[1] else left @ left.T
         np.testing.assert_allclose(gram, np.eye(len(gram)) * gram[0, 0], atol=1e-10, err_msg=n)
+
+
+def test_coarse_layers_allocate_the_same_ranks_in_both_backends():
+    """A coarse layer named in torch's spelling ('hidden.1') is found in JAX ('hidden/1') both by
+    the rank shares and by the score: the two backends give the same ranks, totals and kept counts
+    (JAX once ignored the share in the budget and allocated as without it)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((32, 1, 28, 28)).astype("float32"), rng.integers(0, 10, 32)
+    rows = {}
+    for backend in ("torch", "jax"):
+        result = tedepr.compress(
+            tedepr.models.get("lenet300_100", backend=backend),
+            data,
+            sparsity=0.995,
+            format="tt",
+            score="trainability-coarse-hidden1",
+            backend=backend,
+            seed=0,
+            compact=False,
+        )
+        rows[backend] = [
+            (r.name.replace("/", "."), r.kept, r.total, r.ranks) for r in result.report.layers
+        ]
+    assert rows["torch"] == rows["jax"]
+    hidden1 = next(r for r in rows["torch"] if r[0] == "hidden.1")
+    assert hidden1[1] == hidden1[2]  # the coarse layer keeps every entry
