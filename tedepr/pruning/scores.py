@@ -47,6 +47,7 @@ __all__ = [
     "TrainabilityQuietModes",
     "TrainabilityReinit",
     "TrainabilityOrthogonal",
+    "TrainabilityIsometry",
     "ERK",
     "ProsPr",
     "NTKSAP",
@@ -337,6 +338,35 @@ class TrainabilityOrthogonal(Trainability):
 
     name: ClassVar[str] = "trainability-orth"
     reinit: str = "orthogonal"
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityIsometry(Trainability):
+    """Round-6 candidate (docs/method.md §10): `Trainability`'s structured units (whole bond
+    indices), budget and guards, ranked by their first-order effect on layer-wise dynamical
+    isometry (Lee et al. 2020) instead of the loss: the importance of an entry is
+    ``θ ⊙ ∂J/∂w`` with ``J = Σ_l log PR(W_l)`` the log participation ratio of each reconstructed
+    weight's squared singular values (`tedepr.pruning.isometry`), so a unit's summed importance
+    is the first-order drop of ``J`` its removal causes and the bonds whose removal spreads the
+    spectra least go first. Data-free and deterministic."""
+
+    name: ClassVar[str] = "trainability-isometry"
+    needs_data: ClassVar[bool] = False
+
+    def importance(self, problem, masks, rng):
+        from ..namespace import to_numpy
+        from .isometry import isometry_gradient
+        from .selection import _like
+
+        xp = problem.xp
+        weights = problem.weights()
+        host = {n: to_numpy(w).astype(np.float64) for n, w in weights.items()}
+        grads = isometry_gradient(host, problem.structure())
+        scores = {
+            n: xp.astype(_like(xp, host[n] * grads[n], w), w.dtype) for n, w in weights.items()
+        }
+        return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
 
 
 @register
