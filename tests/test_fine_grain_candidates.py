@@ -280,6 +280,7 @@ def test_orthogonal_reinit_draws_an_orthogonal_kept_block_at_the_target_variance
         "trainability-quietmodes",
         "trainability-reinit",
         "trainability-orth",
+        "trainability-isometry",
     ],
 )
 def test_candidates_end_to_end_give_the_same_result_in_both_backends(method):
