@@ -33,7 +33,13 @@ from ..formats import from_cores
 from .connectivity import layers_of
 from .problem import CoreInfo
 
-__all__ = ["log_participation", "isometry_objective", "isometry_gradient", "layer_matrix"]
+__all__ = [
+    "log_participation",
+    "isometry_objective",
+    "isometry_gradient",
+    "layer_matrix",
+    "removal_cost",
+]
 
 
 def log_participation(w: np.ndarray) -> float:
@@ -147,3 +153,40 @@ def isometry_gradient(
                     grad = np.expand_dims(grad, axis)
             out[name] = np.broadcast_to(grad, cores[k].shape).copy()
     return out
+
+
+def removal_cost(weights: Mapping[str, np.ndarray], structure: Mapping[str, CoreInfo]):
+    """The exact cost of removing a unit, for `tedepr.pruning.structured.select_bonds`'s
+    ``unit_cost``: ``cost(masks, parts)`` is the drop of ``log PR`` of the unit's layer when the
+    unit's kept entries are zeroed, at the current ``masks`` (NumPy bools), or None for a dense
+    weight's entry units (ranked by their scores: one exact evaluation per entry of a large
+    matrix would cost a Gram matrix each). The ``trainability-isometry-exact`` score."""
+    layer_of = {}
+    for names, f in _units(weights, structure):
+        if f is not None:
+            for n in names:
+                layer_of[n] = (names, f)
+    cache: dict[tuple, float] = {}
+
+    def value(names, f, masks) -> float:
+        key = (names[0],) + tuple(masks[n].tobytes() for n in names)
+        if key not in cache:
+            cores = [np.asarray(weights[n], dtype=np.float64) * masks[n] for n in names]
+            cache[key] = log_participation(f.with_cores(cores).to_dense())
+        return cache[key]
+
+    def cost(masks, parts):
+        if parts[0][0] not in layer_of or parts[0][1] is None:
+            return None
+        names, f = layer_of[parts[0][0]]
+        trial = dict(masks)
+        for name, axis, idx in parts:
+            sl = [slice(None)] * trial[name].ndim
+            sl[axis] = idx
+            trial[name] = trial[name].copy()
+            trial[name][tuple(sl)] = False
+        after = value(names, f, trial)
+        return np.inf if after == -np.inf else value(names, f, masks) - after
+
+    cost.layer = {n: structure[n].layer for n in layer_of}  # which units a removal re-prices
+    return cost

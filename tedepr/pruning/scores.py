@@ -48,6 +48,7 @@ __all__ = [
     "TrainabilityReinit",
     "TrainabilityOrthogonal",
     "TrainabilityIsometry",
+    "TrainabilityIsometryExact",
     "ERK",
     "ProsPr",
     "NTKSAP",
@@ -263,6 +264,11 @@ class Trainability(Score):
         scores = _sensitivity(problem, None)
         return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
 
+    def unit_cost(self, problem):
+        """An exact removal cost for `select_bonds` (``unit_cost``), or None: rank the units by
+        their summed importance."""
+        return None
+
 
 def exempt_layers(problem, scores, layers):
     """``scores`` with every entry of the parameters of ``layers`` (canonical layer names) raised
@@ -367,6 +373,35 @@ class TrainabilityIsometry(Trainability):
             n: xp.astype(_like(xp, host[n] * grads[n], w), w.dtype) for n, w in weights.items()
         }
         return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityIsometryExact(TrainabilityIsometry):
+    """Round-6 candidate (docs/method.md §10): as ``trainability-isometry``, but the greedy removes
+    the bond unit whose removal *exactly* costs the least ``log PR`` of its layer per entry, at the
+    masks so far (`tedepr.pruning.isometry.removal_cost`: the layer rebuilt with the unit zeroed;
+    every removal re-prices its layer's units); dense entries and the partial last unit use the
+    first-order scores."""
+
+    name: ClassVar[str] = "trainability-isometry-exact"
+
+    def unit_cost(self, problem):
+        from ..namespace import to_numpy
+        from .isometry import removal_cost
+
+        from ..budget import layer_key
+
+        structure = problem.structure()
+        host = {n: to_numpy(w).astype(np.float64) for n, w in problem.weights().items()}
+        exact = removal_cost(host, structure)
+        exempt = {layer_key(c) for c in self.coarse}
+
+        def cost(masks, parts):  # an exempt layer's units keep their raised scores
+            info = structure.get(parts[0][0])
+            return None if info and layer_key(info.layer) in exempt else exact(masks, parts)
+
+        return cost
 
 
 @register
@@ -478,6 +513,7 @@ def prune(
             modes=getattr(score, "modes", "none"),
             quiet=getattr(score, "quiet", None),
             xp=xp,
+            unit_cost=score.unit_cost(problem) if hasattr(score, "unit_cost") else None,
         )
         if progress is not None:
             progress(1, 1)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -111,6 +111,7 @@ def select_bonds(
     modes: str = "none",
     quiet: float | None = None,
     xp: Any = None,
+    unit_cost: Callable[[dict[str, np.ndarray], list], float | None] | None = None,
 ) -> dict[str, Any]:
     """Masks keeping exactly ``keep`` entries, pruning whole bond indices first (module doc).
 
@@ -122,6 +123,12 @@ def select_bonds(
     None: every slice) makes a mode slice a unit only if its mean score is below ``quiet`` times
     its core's mean score (the ``trainability-quietmodes`` candidate: only the slices that carry
     little signal, such as bands of blank border pixels, may go whole).
+
+    ``unit_cost(masks, parts)`` (optional; the ``trainability-isometry-exact`` score,
+    `tedepr.pruning.isometry.removal_cost`) replaces a unit's summed score by an exact cost of
+    removing it at the current masks (NumPy bools; None: keep the summed score), and every
+    removal re-prices the units of the same layer, so the greedy is exact for that cost; the
+    partial last unit still drops its lowest-scored entries.
     """
     if quiet is not None and (
         isinstance(quiet, bool) or not isinstance(quiet, (int, float)) or not 0 < quiet <= 1
@@ -163,7 +170,16 @@ def select_bonds(
             kept = masks[name][sl]
             imp += float(np.sum(np_scores[name][sl][kept]))
             cnt += int(np.sum(kept))
+        if unit_cost is not None and cnt:
+            exact = unit_cost(masks, units[uid][1])
+            imp = imp if exact is None else float(exact)
         return (imp / cnt if cnt else math.inf), cnt
+
+    # with an exact cost, a removal changes the cost of every unit of its layer
+    same_layer: dict[str, list[int]] = {}
+    if unit_cost is not None:
+        for uid, (_label, parts, _group) in enumerate(units):
+            same_layer.setdefault(known[parts[0][0]].layer, []).append(uid)
 
     heap = [(ratio(u)[0], u) for u in range(len(units))]
     heapq.heapify(heap)
@@ -192,6 +208,9 @@ def select_bonds(
             removed[uid] = True
             if g is not None:
                 group_live[g] -= 1
+            for other in same_layer.get(known[units[uid][1][0][0]].layer, ()):
+                if not removed[other]:
+                    heapq.heappush(heap, (ratio(other)[0], other))
             continue
         # partial: drop only the unit's lowest entries, keeping exactly `keep` — and at least one
         # entry on each side of a bond index, so that what stays is still connected
