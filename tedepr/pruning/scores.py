@@ -8,7 +8,10 @@ runs the schedule and the global selection (`tedepr.pruning.selection.select`).
 Registered: ``random``, ``magnitude``, ``snip`` (Lee et al. 2019), ``grasp`` (Wang et al. 2020),
 ``synflow`` (Tanaka et al. 2020), ``force`` (de Jorge et al. 2021), ``trainability`` — the TEDEPR
 score (docs/method.md §6, §10): structured pruning of whole bond indices by connection sensitivity per
-entry — and ``trainability-entries``, its entry-wise, progressive, connected-only variant. Stronger baselines
+entry — and ``trainability-entries``, its entry-wise, progressive, connected-only variant; the research
+candidates of docs/method.md §10 (``trainability-modes`` … ``trainability-orth``, the
+``trainability-coarse-*`` ablations, and the layer-wise isometry scores ``trainability-isometry`` /
+``trainability-isometry-exact``, `tedepr.pruning.isometry`). Stronger baselines
 (docs/method.md, "Baselines"): ``erk`` (random with ERK layer-wise densities; Liu et al. 2022),
 ``prospr`` (meta-gradients through SGD steps; Alizadeh et al. 2022) and ``ntksap`` (NTK-trace
 saliency; Wang et al. 2023).
@@ -387,10 +390,9 @@ class TrainabilityIsometryExact(TrainabilityIsometry):
     name: ClassVar[str] = "trainability-isometry-exact"
 
     def unit_cost(self, problem):
+        from ..budget import layer_key
         from ..namespace import to_numpy
         from .isometry import removal_cost
-
-        from ..budget import layer_key
 
         structure = problem.structure()
         host = {n: to_numpy(w).astype(np.float64) for n, w in problem.weights().items()}
