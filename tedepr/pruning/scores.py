@@ -52,6 +52,7 @@ __all__ = [
     "TrainabilityOrthogonal",
     "TrainabilityIsometry",
     "TrainabilityIsometryExact",
+    "TrainabilityIsometryOrthogonal",
     "ERK",
     "ProsPr",
     "NTKSAP",
@@ -404,6 +405,18 @@ class TrainabilityIsometryExact(TrainabilityIsometry):
             return None if info and layer_key(info.layer) in exempt else exact(masks, parts)
 
         return cost
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityIsometryOrthogonal(TrainabilityIsometryExact):
+    """Round-6 candidate (docs/method.md §10): ``trainability-isometry-exact``'s masks, then the
+    kept cores re-drawn orthogonal at the target variance of their surviving paths (as
+    ``trainability-orth``): isometry in the cut and in the values, the pairing Lee et al. (2020)
+    recommend (prune, then restore approximate isometry of the kept weights)."""
+
+    name: ClassVar[str] = "trainability-isometry-orth"
+    reinit: str = "orthogonal"
 
 
 @register
