@@ -177,3 +177,30 @@ def test_exact_greedy_removes_the_cheapest_bond_per_entry_by_brute_force():
     # the first-order ranking is a different rule: on this draw it picks other bonds
     first_order = select_bonds(scores, keep, structure)
     assert any((first_order[n] != masks[n]).any() for n in names)
+
+
+@pytest.mark.torch
+def test_tucker_layers_stay_live_under_the_signed_isometry_score():
+    """A Tucker layer's units are single entries; a signed score (removing some entries raises PR)
+    could leave no complete path (before the reservation, 7 of these 24 selections killed a layer)."""
+    torch = pytest.importorskip("torch")
+    from tedepr.backends.torch import TorchScoringProblem, tensorize
+    from tedepr.backends.torch.models import LeNet300_100
+    from tedepr.pruning import prune
+    from tedepr.pruning.connectivity import analyse
+
+    dead = []
+    for seed in range(6):
+        torch.manual_seed(seed)
+        model = LeNet300_100(num_classes=4, image_size=8, hidden=(12,)).double()
+        model = tensorize(model, "tucker", rank=3, min_params=0)
+        problem = TorchScoringProblem(model, None, input_shape=(1, 8, 8))
+        structure = problem.structure()
+        total = sum(int(np.prod(w.shape)) for w in problem.weights().values())
+        for frac in (0.1, 0.2, 0.33, 0.5):
+            keep = int(total * frac)
+            masks = prune(problem, "trainability-isometry", keep)
+            assert sum(int(m.sum()) for m in masks.values()) == keep
+            live = analyse({n: m.numpy() for n, m in masks.items()}, structure)
+            dead += [(seed, frac, name) for name, info in live.items() if not info.live]
+    assert not dead

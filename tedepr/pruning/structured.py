@@ -7,7 +7,8 @@ entries. Greedily, the unit with the lowest *importance per entry* (the sum of i
 scores over their number) is removed — so ranks fall where that is cheapest for the score — never the
 last index of a bond and never the last entry of a dense weight (every layer stays live), until the
 model holds ``keep`` entries; the last unit is removed only partly (its lowest entries) to hit
-``keep`` exactly. Tucker layers are pruned entry by entry.
+``keep`` exactly. Tucker layers are pruned entry by entry, their best complete path reserved (so
+they stay live too).
 
 With ``modes`` (the ``trainability-modes`` / ``trainability-inmodes`` candidates, docs/method.md
 §10, Round 4) a unit can also be a *mode slice* of a TT/TR core: input-mode index ``i`` of core
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..namespace import get_namespace
-from .connectivity import layers_of, to_numpy
+from .connectivity import best_paths, layers_of, to_numpy
 from .problem import CoreInfo, canonical_order
 from .selection import _like
 
@@ -147,6 +148,11 @@ def select_bonds(
     masks = {n: np.ones(np_scores[n].shape, bool) for n in names}
     known = {n: structure[n] for n in names if n in structure}
     units = _units(np_scores, known, MODE_OPTIONS[modes], quiet)
+    # a Tucker layer's units are single entries, which the last-entry rule alone cannot keep
+    # connected (a core entry whose factor columns are all gone): its best complete path is
+    # reserved, as the keep_path guard does for an entry-wise selection
+    tucker = {n: info for n, info in known.items() if info.format == "tucker"}
+    reserved = best_paths({n: np_scores[n] for n in tucker}, tucker) if tucker else {}
     mode_groups = {u[2] for u in units if "~" in u[0]}
     # a bond keeps at least one index; a dense weight at least one entry
     group_live: dict[tuple, int] = {}
@@ -195,6 +201,10 @@ def select_bonds(
             continue
         if now > r + 1e-12 * max(1.0, abs(r)) and heap and now > heap[0][0]:
             heapq.heappush(heap, (now, uid))  # stale: its entries changed since it was pushed
+            continue
+        name0, axis0, idx0 = units[uid][1][0]
+        if axis0 is None and name0 in reserved and reserved[name0].flat[idx0]:
+            removed[uid] = True  # on its Tucker layer's reserved path: kept
             continue
         g = group_of[uid]
         if g is not None and group_live[g] <= 1:
