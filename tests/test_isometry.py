@@ -204,3 +204,31 @@ def test_tucker_layers_stay_live_under_the_signed_isometry_score():
             live = analyse({n: m.numpy() for n, m in masks.items()}, structure)
             dead += [(seed, frac, name) for name, info in live.items() if not info.live]
     assert not dead
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("method", ["trainability-isometry", "trainability-isometry-exact"])
+def test_coarse_layers_keep_every_entry_under_both_isometry_scores(method):
+    torch = pytest.importorskip("torch")
+    from tedepr.backends.torch import TorchScoringProblem, tensorize
+    from tedepr.backends.torch.models import LeNet300_100
+    from tedepr.pruning import prune
+    from tedepr.pruning.scores import get
+
+    torch.manual_seed(0)
+    model = tensorize(
+        LeNet300_100(num_classes=4, image_size=8, hidden=(12, 8)).double(),
+        "tt",
+        rank=3,
+        min_params=0,
+    )
+    problem = TorchScoringProblem(model, None, input_shape=(1, 8, 8))
+    weights = problem.weights()
+    hidden1 = sum(w.numel() for n, w in weights.items() if n.startswith("hidden.1."))
+    total = sum(w.numel() for w in weights.values())
+    keep = hidden1 + (total - hidden1) // 3
+    plain = prune(problem, method, keep)
+    masks = prune(problem, get(method, coarse=("hidden.1",)), keep)
+    assert sum(int(m.sum()) for m in masks.values()) == keep
+    assert all(bool(m.all()) for n, m in masks.items() if n.startswith("hidden.1."))
+    assert not all(bool(m.all()) for n, m in plain.items() if n.startswith("hidden.1."))
