@@ -36,9 +36,12 @@ from .gradients import (
     synflow_objective,
     tt_mlp_forward,
 )
+from .isometry import isometry_objective_reference, log_participation_svd
 from .paths import chain_paths, entry_path_counts, live_ranks, path_count, useful
 
 __all__ = [
+    "isometry_objective_reference",
+    "log_participation_svd",
     "chain_paths",
     "live_ranks",
     "entry_path_counts",

@@ -280,6 +280,9 @@ def test_orthogonal_reinit_draws_an_orthogonal_kept_block_at_the_target_variance
         "trainability-quietmodes",
         "trainability-reinit",
         "trainability-orth",
+        "trainability-isometry",
+        "trainability-isometry-exact",
+        "trainability-isometry-orth",
     ],
 )
 def test_candidates_end_to_end_give_the_same_result_in_both_backends(method):
@@ -323,7 +326,7 @@ def test_candidates_end_to_end_give_the_same_result_in_both_backends(method):
         kept = rt.masks[t].numpy()
         ratio = tw[kept] / before[t].numpy()[kept]
         changed += not np.allclose(ratio, ratio[0])  # a rescale multiplies by one factor
-    if method in ("trainability-reinit", "trainability-orth"):
+    if method in ("trainability-reinit", "trainability-orth", "trainability-isometry-orth"):
         assert changed > 0  # re-drawn, not rescaled
     else:
         assert changed == 0

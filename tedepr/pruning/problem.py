@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ScoringProblem", "CoreInfo", "canonical_name", "canonical_order"]
+__all__ = ["ScoringProblem", "CoreInfo", "canonical_name", "canonical_order", "core_info"]
 
 
 def canonical_name(name: str) -> str:
@@ -50,6 +50,11 @@ class CoreInfo:
     recurrent map ``(gates·hidden, in)``, gates in their published order); a core has the shape of
     `tedepr.Factorized.cores`. So a backend storing a dense weight ``(in, out)`` for ``y = x @ W``
     gives ``layout=(1, 0)``.
+
+    ``in_modes`` / ``out_modes`` (a tensorized layer's core: its layer's `tedepr.Factorized` modes;
+    ``()`` when unknown or dense) and ``factored`` (Tucker: which modes have a factor) let the core
+    rebuild the layer's matrix from its cores (`tedepr.formats.from_cores`; the isometry score,
+    `tedepr.pruning.isometry`).
     """
 
     layer: str
@@ -58,6 +63,24 @@ class CoreInfo:
     slice_axes: tuple[int, ...] = ()
     bond_axes: tuple[int, ...] = ()
     layout: tuple[int, ...] | None = None
+    in_modes: tuple[int, ...] = ()
+    out_modes: tuple[int, ...] = ()
+    factored: tuple[bool, ...] | None = None
+
+
+def core_info(f, layer: str, k: int) -> CoreInfo:
+    """The `CoreInfo` of core ``k`` of `tedepr.Factorized` ``f`` in layer ``layer`` (both backends'
+    structures): a TT/TR core's ``(n_k, m_k)`` slices and ``(r_{k-1}, r_k)`` bonds, a Tucker core's
+    bonds (every axis), a Tucker/CP factor's rows (one mode index each) and its rank column; and
+    the modes of ``f``."""
+    factored = tuple(r is not None for r in f.ranks) if f.format == "tucker" else None
+    modes = {"in_modes": tuple(f.in_modes), "out_modes": tuple(f.out_modes), "factored": factored}
+    if f.format in ("tt", "tr"):
+        return CoreInfo(layer, f.format, k, slice_axes=(1, 2), bond_axes=(0, 3), **modes)
+    if f.format == "tucker" and k == 0:
+        axes = tuple(range(len(f.cores[0].shape)))
+        return CoreInfo(layer, f.format, k, slice_axes=(), bond_axes=axes, **modes)
+    return CoreInfo(layer, f.format, k, slice_axes=(0,), bond_axes=(1,), **modes)
 
 
 @runtime_checkable

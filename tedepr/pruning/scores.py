@@ -8,7 +8,10 @@ runs the schedule and the global selection (`tedepr.pruning.selection.select`).
 Registered: ``random``, ``magnitude``, ``snip`` (Lee et al. 2019), ``grasp`` (Wang et al. 2020),
 ``synflow`` (Tanaka et al. 2020), ``force`` (de Jorge et al. 2021), ``trainability`` — the TEDEPR
 score (docs/method.md §6, §10): structured pruning of whole bond indices by connection sensitivity per
-entry — and ``trainability-entries``, its entry-wise, progressive, connected-only variant. Stronger baselines
+entry — and ``trainability-entries``, its entry-wise, progressive, connected-only variant; the research
+candidates of docs/method.md §10 (``trainability-modes`` … ``trainability-orth``, the
+``trainability-coarse-*`` ablations, and the layer-wise isometry scores ``trainability-isometry`` /
+``trainability-isometry-exact``, `tedepr.pruning.isometry`). Stronger baselines
 (docs/method.md, "Baselines"): ``erk`` (random with ERK layer-wise densities; Liu et al. 2022),
 ``prospr`` (meta-gradients through SGD steps; Alizadeh et al. 2022) and ``ntksap`` (NTK-trace
 saliency; Wang et al. 2023).
@@ -47,6 +50,9 @@ __all__ = [
     "TrainabilityQuietModes",
     "TrainabilityReinit",
     "TrainabilityOrthogonal",
+    "TrainabilityIsometry",
+    "TrainabilityIsometryExact",
+    "TrainabilityIsometryOrthogonal",
     "ERK",
     "ProsPr",
     "NTKSAP",
@@ -262,6 +268,11 @@ class Trainability(Score):
         scores = _sensitivity(problem, None)
         return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
 
+    def unit_cost(self, problem):
+        """An exact removal cost for `select_bonds` (``unit_cost``), or None: rank the units by
+        their summed importance."""
+        return None
+
 
 def exempt_layers(problem, scores, layers):
     """``scores`` with every entry of the parameters of ``layers`` (canonical layer names) raised
@@ -336,6 +347,75 @@ class TrainabilityOrthogonal(Trainability):
     (Haar-random orthonormal columns of its left unfolding) instead of i.i.d. Gaussian."""
 
     name: ClassVar[str] = "trainability-orth"
+    reinit: str = "orthogonal"
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityIsometry(Trainability):
+    """Round-6 candidate (docs/method.md §10): `Trainability`'s structured units (whole bond
+    indices), budget and guards, ranked by their first-order effect on layer-wise dynamical
+    isometry (Lee et al. 2020) instead of the loss: the importance of an entry is
+    ``θ ⊙ ∂J/∂w`` with ``J = Σ_l log PR(W_l)`` the log participation ratio of each reconstructed
+    weight's squared singular values (`tedepr.pruning.isometry`), so a unit's summed importance
+    is the first-order drop of ``J`` its removal causes and the bonds whose removal spreads the
+    spectra least go first. Data-free and deterministic."""
+
+    name: ClassVar[str] = "trainability-isometry"
+    needs_data: ClassVar[bool] = False
+
+    def importance(self, problem, masks, rng):
+        from ..namespace import to_numpy
+        from .isometry import isometry_gradient
+        from .selection import _like
+
+        xp = problem.xp
+        weights = problem.weights()
+        host = {n: to_numpy(w).astype(np.float64) for n, w in weights.items()}
+        grads = isometry_gradient(host, problem.structure())
+        scores = {
+            n: xp.astype(_like(xp, host[n] * grads[n], w), w.dtype) for n, w in weights.items()
+        }
+        return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityIsometryExact(TrainabilityIsometry):
+    """Round-6 candidate (docs/method.md §10): as ``trainability-isometry``, but the greedy removes
+    the bond unit whose removal *exactly* costs the least ``log PR`` of its layer per entry, at the
+    masks so far (`tedepr.pruning.isometry.removal_cost`: the layer rebuilt with the unit zeroed;
+    every removal re-prices its layer's units); dense entries and the partial last unit use the
+    first-order scores."""
+
+    name: ClassVar[str] = "trainability-isometry-exact"
+
+    def unit_cost(self, problem):
+        from ..budget import layer_key
+        from ..namespace import to_numpy
+        from .isometry import removal_cost
+
+        structure = problem.structure()
+        host = {n: to_numpy(w).astype(np.float64) for n, w in problem.weights().items()}
+        exact = removal_cost(host, structure)
+        exempt = {layer_key(c) for c in self.coarse}
+
+        def cost(masks, parts):  # an exempt layer's units keep their raised scores
+            info = structure.get(parts[0][0])
+            return None if info and layer_key(info.layer) in exempt else exact(masks, parts)
+
+        return cost
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityIsometryOrthogonal(TrainabilityIsometryExact):
+    """Round-6 candidate (docs/method.md §10): ``trainability-isometry-exact``'s masks, then the
+    kept cores re-drawn orthogonal at the target variance of their surviving paths (as
+    ``trainability-orth``): isometry in the cut and in the values, the pairing Lee et al. (2020)
+    recommend (prune, then restore approximate isometry of the kept weights)."""
+
+    name: ClassVar[str] = "trainability-isometry-orth"
     reinit: str = "orthogonal"
 
 
@@ -448,6 +528,7 @@ def prune(
             modes=getattr(score, "modes", "none"),
             quiet=getattr(score, "quiet", None),
             xp=xp,
+            unit_cost=score.unit_cost(problem) if hasattr(score, "unit_cost") else None,
         )
         if progress is not None:
             progress(1, 1)

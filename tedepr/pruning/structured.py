@@ -7,7 +7,8 @@ entries. Greedily, the unit with the lowest *importance per entry* (the sum of i
 scores over their number) is removed — so ranks fall where that is cheapest for the score — never the
 last index of a bond and never the last entry of a dense weight (every layer stays live), until the
 model holds ``keep`` entries; the last unit is removed only partly (its lowest entries) to hit
-``keep`` exactly. Tucker layers are pruned entry by entry.
+``keep`` exactly. Tucker layers are pruned entry by entry, their best complete path reserved (so
+they stay live too).
 
 With ``modes`` (the ``trainability-modes`` / ``trainability-inmodes`` candidates, docs/method.md
 §10, Round 4) a unit can also be a *mode slice* of a TT/TR core: input-mode index ``i`` of core
@@ -23,13 +24,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..namespace import get_namespace
-from .connectivity import layers_of, to_numpy
+from .connectivity import best_paths, layers_of, to_numpy
 from .problem import CoreInfo, canonical_order
 from .selection import _like
 
@@ -111,6 +112,7 @@ def select_bonds(
     modes: str = "none",
     quiet: float | None = None,
     xp: Any = None,
+    unit_cost: Callable[[dict[str, np.ndarray], list], float | None] | None = None,
 ) -> dict[str, Any]:
     """Masks keeping exactly ``keep`` entries, pruning whole bond indices first (module doc).
 
@@ -122,6 +124,12 @@ def select_bonds(
     None: every slice) makes a mode slice a unit only if its mean score is below ``quiet`` times
     its core's mean score (the ``trainability-quietmodes`` candidate: only the slices that carry
     little signal, such as bands of blank border pixels, may go whole).
+
+    ``unit_cost(masks, parts)`` (optional; the ``trainability-isometry-exact`` score,
+    `tedepr.pruning.isometry.removal_cost`) replaces a unit's summed score by an exact cost of
+    removing it at the current masks (NumPy bools; None: keep the summed score), and every
+    removal re-prices the units of the same layer, so the greedy is exact for that cost; the
+    partial last unit still drops its lowest-scored entries.
     """
     if quiet is not None and (
         isinstance(quiet, bool) or not isinstance(quiet, (int, float)) or not 0 < quiet <= 1
@@ -140,6 +148,11 @@ def select_bonds(
     masks = {n: np.ones(np_scores[n].shape, bool) for n in names}
     known = {n: structure[n] for n in names if n in structure}
     units = _units(np_scores, known, MODE_OPTIONS[modes], quiet)
+    # a Tucker layer's units are single entries, which the last-entry rule alone cannot keep
+    # connected (a core entry whose factor columns are all gone): its best complete path is
+    # reserved, as the keep_path guard does for an entry-wise selection
+    tucker = {n: info for n, info in known.items() if info.format == "tucker"}
+    reserved = best_paths({n: np_scores[n] for n in tucker}, tucker) if tucker else {}
     mode_groups = {u[2] for u in units if "~" in u[0]}
     # a bond keeps at least one index; a dense weight at least one entry
     group_live: dict[tuple, int] = {}
@@ -163,7 +176,16 @@ def select_bonds(
             kept = masks[name][sl]
             imp += float(np.sum(np_scores[name][sl][kept]))
             cnt += int(np.sum(kept))
+        if unit_cost is not None and cnt:
+            exact = unit_cost(masks, units[uid][1])
+            imp = imp if exact is None else float(exact)
         return (imp / cnt if cnt else math.inf), cnt
+
+    # with an exact cost, a removal changes the cost of every unit of its layer
+    same_layer: dict[str, list[int]] = {}
+    if unit_cost is not None:
+        for uid, (_label, parts, _group) in enumerate(units):
+            same_layer.setdefault(known[parts[0][0]].layer, []).append(uid)
 
     heap = [(ratio(u)[0], u) for u in range(len(units))]
     heapq.heapify(heap)
@@ -180,6 +202,10 @@ def select_bonds(
         if now > r + 1e-12 * max(1.0, abs(r)) and heap and now > heap[0][0]:
             heapq.heappush(heap, (now, uid))  # stale: its entries changed since it was pushed
             continue
+        name0, axis0, idx0 = units[uid][1][0]
+        if axis0 is None and name0 in reserved and reserved[name0].flat[idx0]:
+            removed[uid] = True  # on its Tucker layer's reserved path: kept
+            continue
         g = group_of[uid]
         if g is not None and group_live[g] <= 1:
             removed[uid] = True  # the last index of its bond / entry of its weight: kept
@@ -192,6 +218,9 @@ def select_bonds(
             removed[uid] = True
             if g is not None:
                 group_live[g] -= 1
+            for other in same_layer.get(known[units[uid][1][0][0]].layer, ()):
+                if not removed[other]:
+                    heapq.heappush(heap, (ratio(other)[0], other))
             continue
         # partial: drop only the unit's lowest entries, keeping exactly `keep` — and at least one
         # entry on each side of a bond index, so that what stays is still connected

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from ...contraction import STRATEGIES, plan_contraction, plan_reconstruction
 from ...formats import Factorized, from_cores
 from ...init import INITS, core_std, random_factorized, target_std
-from ...pruning.problem import CoreInfo
+from ...pruning.problem import CoreInfo, core_info
 from ...shapes import check_format
 
 __all__ = [
@@ -177,16 +177,7 @@ def _resolve_std(std, weight_init, fan_in, fan_out) -> float:
 
 def core_infos(f: Factorized, layer: str, prefix: str) -> dict[str, CoreInfo]:
     """`CoreInfo` of every core of ``f``, keyed ``f"{prefix}cores/{k}"`` (torch's conventions)."""
-    out = {}
-    for k, c in enumerate(f.cores):
-        if f.format in ("tt", "tr"):
-            info = CoreInfo(layer, f.format, k, slice_axes=(1, 2), bond_axes=(0, 3))
-        elif f.format == "tucker" and k == 0:
-            info = CoreInfo(layer, f.format, k, slice_axes=(), bond_axes=tuple(range(len(c.shape))))
-        else:  # a Tucker or CP factor (dim_k, R): each row is one mode index
-            info = CoreInfo(layer, f.format, k, slice_axes=(0,), bond_axes=(1,))
-        out[f"{prefix}cores/{k}"] = info
-    return out
+    return {f"{prefix}cores/{k}": core_info(f, layer, k) for k in range(len(f.cores))}
 
 
 def check_own_format(layer, base: type) -> None:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ...pruning.problem import CoreInfo
+from ...pruning.problem import CoreInfo, core_info
 from ...validation import batches_of, check_input_shape, check_labels
 from .masking import prunable_parameters, row_name
 
@@ -50,16 +50,11 @@ def structure_of(model: torch.nn.Module, names: Iterable[str]) -> dict[str, Core
     for name in names:
         module_name, _, attr = name.rpartition(".")
         module = model.get_submodule(module_name) if module_name else model
-        fmt = module.factorized().format if callable(getattr(module, "factorized", None)) else None
+        f = module.factorized() if callable(getattr(module, "factorized", None)) else None
+        fmt = f.format if f is not None else None
         if attr.startswith("core_") and fmt:
             idx = int(attr[len("core_") :])
-            if fmt in ("tt", "tr"):
-                info = CoreInfo(module_name, fmt, idx, slice_axes=(1, 2), bond_axes=(0, 3))
-            elif fmt == "tucker" and idx == 0:
-                ndim = getattr(module, attr).dim()
-                info = CoreInfo(module_name, fmt, idx, slice_axes=(), bond_axes=tuple(range(ndim)))
-            else:  # Tucker / CP factor (dim_k, R)
-                info = CoreInfo(module_name, fmt, idx, slice_axes=(0,), bond_axes=(1,))
+            info = core_info(f, module_name, idx)
         else:
             info = CoreInfo(row_name(module, module_name, attr), "dense")
         out[name] = info
