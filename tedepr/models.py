@@ -278,9 +278,7 @@ Returns
 def zoo_front(
     models: Mapping[str, Callable[..., Any]],
     build: Callable[..., Any],
-    *,
     module: str,
-    keywords: Mapping[str, tuple[Any, str]] | None = None,
     returns: str,
     what: str = "",
 ) -> tuple[Callable[[], tuple[str, ...]], Callable[..., Any]]:
@@ -288,20 +286,24 @@ def zoo_front(
 
     ``available()`` lists ``models``' names, sorted. ``get(name, num_classes=10, in_channels=1,
     image_size=28, *, <keywords>, **kw)`` binds its arguments (a ``TypeError`` naming a wrong one,
-    as a plain function) and returns ``build(ZooRequest(...), **framework)``: the backend's own
-    work around `ZooRequest.build` (seeding, recording the recipe), ``framework`` its
-    framework-only keywords. ``keywords`` maps each such keyword to ``(default, description)``
-    (torch ``seed``; JAX ``flax``; Flax ``rngs``/``dtype``): they become keyword-only parameters
-    of ``get`` and lines of its docstring; ``returns`` documents the result, ``what`` adds to
-    the first lines."""
-    keywords = dict(keywords or {})
+    as a plain function) and returns ``build(ZooRequest(...), **keywords)``: ``build`` is the
+    backend's own work around `ZooRequest.build` (seeding, recording the recipe), and its
+    keyword-only parameters (torch ``seed``; JAX ``flax``; Flax ``rngs``/``dtype``) become
+    ``get``'s, with their defaults; ``build``'s docstring documents them (numpydoc parameter
+    entries, placed in ``get``'s). ``returns`` documents the result, ``what`` adds to the first
+    lines."""
     kind = inspect.Parameter
+    keywords = {
+        p.name: p.default
+        for p in inspect.signature(build).parameters.values()
+        if p.kind is kind.KEYWORD_ONLY
+    }
     parameters = [
         kind("name", kind.POSITIONAL_OR_KEYWORD),
         kind("num_classes", kind.POSITIONAL_OR_KEYWORD, default=10),
         kind("in_channels", kind.POSITIONAL_OR_KEYWORD, default=1),
         kind("image_size", kind.POSITIONAL_OR_KEYWORD, default=28),
-        *(kind(k, kind.KEYWORD_ONLY, default=d) for k, (d, _) in keywords.items()),
+        *(kind(k, kind.KEYWORD_ONLY, default=d) for k, d in keywords.items()),
         kind("kw", kind.VAR_KEYWORD),
     ]
     signature = inspect.Signature(parameters)
@@ -320,7 +322,7 @@ def zoo_front(
     available.__doc__ = f"The model names `get` builds{what}, sorted."
     get.__doc__ = _GET_DOC.format(
         what=what,
-        keywords="".join(f"{k}\n    {doc}\n" for k, (_, doc) in keywords.items()),
+        keywords=inspect.cleandoc(build.__doc__ or "") + "\n" if keywords else "",
         returns=returns,
     )
     get.__signature__ = signature

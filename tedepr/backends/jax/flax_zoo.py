@@ -521,7 +521,13 @@ MODELS: dict[str, Callable[..., ZooModule]] = {
 }
 
 
-def _get(request: zoo.ZooRequest, *, rngs, dtype) -> ZooModule:
+def _get(request: zoo.ZooRequest, *, rngs=0, dtype=jnp.float32) -> ZooModule:
+    """
+    rngs : int or nnx.Rngs
+        The weights are those of the `Model` version's ``init(jax.random.key(rngs))`` (default 0).
+    dtype : dtype
+        The parameters' dtype (default float32).
+    """
     if request.name in NOT_IN_FLAX:
         name = request.name
         raise ValueError(
@@ -537,17 +543,9 @@ def _get(request: zoo.ZooRequest, *, rngs, dtype) -> ZooModule:
 available, get = zoo.zoo_front(
     MODELS,
     _get,
-    module=__name__,
-    keywords={
-        "rngs": (
-            0,
-            "An int seed or an ``nnx.Rngs``: the weights are those of the `Model` version's "
-            "``init(jax.random.key(rngs))``.",
-        ),
-        "dtype": (jnp.float32, "The parameters' dtype (default float32)."),
-    },
-    returns="ZooModule\n    The Flax NNX model (``nnx.Linear``/``nnx.Conv``/``nnx.BatchNorm``).",
-    what=" in Flax NNX (the `Model` zoo's names but ``lstm``)",
+    __name__,
+    "ZooModule\n    The Flax NNX model (``nnx.Linear``/``nnx.Conv``/``nnx.BatchNorm``).",
+    " in Flax NNX (the `Model` zoo's names but ``lstm``)",
 )
 
 

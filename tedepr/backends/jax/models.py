@@ -506,7 +506,14 @@ MODELS: dict[str, Callable[..., Model]] = zoo.zoo_table(
 )
 
 
-def _build(request: zoo.ZooRequest, *, flax: bool) -> Model:
+def _build(request: zoo.ZooRequest, *, flax: bool = False) -> Model:
+    """
+    flax : bool
+        True: the Flax NNX version instead (`tedepr.backends.jax.flax_zoo.get`: ``nnx.Linear``/
+        ``nnx.Conv``/``nnx.BatchNorm`` modules holding the weights of
+        ``init(jax.random.key(rngs))``; keyword ``rngs``, default 0, and ``dtype``), the
+        documented way for Flax users (docs/jax.md).
+    """
     if not isinstance(flax, bool):
         raise TypeError(f"flax must be a bool; got {type(flax).__name__}")
     if flax:
@@ -519,17 +526,5 @@ def _build(request: zoo.ZooRequest, *, flax: bool) -> Model:
 
 
 available, get = zoo.zoo_front(
-    MODELS,
-    _build,
-    module=__name__,
-    keywords={
-        "flax": (
-            False,
-            "True: the Flax NNX version instead (`tedepr.backends.jax.flax_zoo.get`: "
-            "``nnx.Linear``/``nnx.Conv``/``nnx.BatchNorm`` modules holding the weights of "
-            "``init(jax.random.key(rngs))``; keyword ``rngs``, default 0, and ``dtype``), the "
-            "documented way for Flax users (docs/jax.md).",
-        )
-    },
-    returns="Model\n    ``model.init(key)`` gives its parameters (an NNX module with ``flax=True``).",
+    MODELS, _build, __name__, "Model\n    ``model.init(key)`` gives its parameters."
 )

@@ -375,7 +375,12 @@ MODELS: dict[str, Callable[..., nn.Module]] = zoo.zoo_table(
 )
 
 
-def _build(request: zoo.ZooRequest, *, seed: int | None) -> nn.Module:
+def _build(request: zoo.ZooRequest, *, seed: int | None = None) -> nn.Module:
+    """
+    seed : int, optional
+        Seeds the parameter initialisation without touching the global torch RNG; ``None``
+        (default) draws from the global RNG.
+    """
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"seed must be a non-negative int or None; got {seed!r}")
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
@@ -387,16 +392,4 @@ def _build(request: zoo.ZooRequest, *, seed: int | None) -> nn.Module:
     return model
 
 
-available, get = zoo.zoo_front(
-    MODELS,
-    _build,
-    module=__name__,
-    keywords={
-        "seed": (
-            None,
-            "An int seeds the parameter initialisation without touching the global torch RNG; "
-            "None (default) draws from the global RNG.",
-        )
-    },
-    returns="nn.Module",
-)
+available, get = zoo.zoo_front(MODELS, _build, __name__, "nn.Module")
