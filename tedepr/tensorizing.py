@@ -33,6 +33,7 @@ __all__ = [
     "LAYER_OPTIONS",
     "bind",
     "check_conv_strategy",
+    "check_tensorize_args",
     "layer_options",
     "tensorize",
     "DEFAULT_LAYERS",
