@@ -26,8 +26,10 @@ This module imports only the standard library.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "BACKENDS",
@@ -40,6 +42,7 @@ __all__ = [
     "SIGNATURE_EXEMPT",
     "SIGNATURE_GAPS",
     "backend_all",
+    "backend_entry",
     "signature_differences",
 ]
 
@@ -161,7 +164,6 @@ FRAMEWORK_PARAMETERS: dict[str, dict[str, str]] = {
     },
     "jax": {
         "namespace": "the array namespace JAX scores are handed back in (torch: its tensors)",
-        "params": "a JAX model does not hold its arrays: tensorize(decompose=True) takes them",
         "flax": "get(..., flax=True): the Flax NNX version of a zoo model (flax_zoo); torch "
         "has one module system",
     },
@@ -246,3 +248,26 @@ def signature_differences(torch_obj: Callable, jax_obj: Callable) -> list[str]:
             f"{sorted(keyword['jax'] - keyword['torch'])}"
         )
     return out
+
+
+def backend_entry(front: Callable, run: Callable[[dict[str, Any]], Any], module: str) -> Callable:
+    """A backend's entry point made from a front door ``front`` (`tedepr.compress`,
+    `tedepr.score`, `tedepr.tensorizing.tensorize`): ``front``'s signature without ``backend``
+    and its documentation; a call binds its arguments (a ``TypeError`` naming a wrong one, as a
+    plain function), fills in the defaults and returns ``run(arguments)``. Written once, so no
+    backend's entry point can drift from its front door."""
+    sig = inspect.signature(front)
+    sig = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "backend"])
+    sig = sig.replace(return_annotation=inspect.Signature.empty)
+
+    @functools.wraps(front)
+    def entry(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return run(dict(bound.arguments))
+
+    entry.__signature__ = sig
+    entry.__module__ = module
+    entry.__qualname__ = front.__name__
+    del entry.__wrapped__  # the signature above is this function's own
+    return entry

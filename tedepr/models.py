@@ -31,14 +31,17 @@ name               architecture
                    multi-head attention), GELU MLP width 128
 =================  ==========================================================================
 
-The rules of the zoo's arguments and the registry of names are written here once
-(`check_resnet`, `check_vit`, `zoo_table`, `build_zoo_model`); the backends build the layers.
+The rules of the zoo's arguments, the registry of names and every zoo's ``available``/``get``
+are written here once (`check_resnet`, `check_vit`, `zoo_table`, `build_zoo_model`, `zoo_front`);
+the backends build the layers.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -232,3 +235,98 @@ def build_zoo_model(
         },
     }
     return model, recipe
+
+
+# ---------------------------------------------------------------------------- one zoo front
+@dataclass(frozen=True)
+class ZooRequest:
+    """One ``get`` call of a zoo: the model's name, its data sizes and its options (``**kw``)."""
+
+    name: Any
+    num_classes: Any
+    in_channels: Any
+    image_size: Any
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, models: Mapping[str, Callable[..., Any]]) -> tuple[Any, dict[str, Any]]:
+        """``(model, recipe)`` from the table ``models`` (`build_zoo_model`: the arguments
+        checked, the name among ``models``)."""
+        return build_zoo_model(
+            models, self.name, self.num_classes, self.in_channels, self.image_size, self.options
+        )
+
+
+_GET_DOC = """Build the zoo model ``name``{what}.
+
+Parameters
+----------
+name : str
+    One of `available()`.
+num_classes, in_channels, image_size : int >= 1
+    The data's classes, channels and (square) side in pixels.
+{keywords}**kw
+    Model-specific options (e.g. ``shortcut="B"`` for the CIFAR ResNets, ``hidden`` for
+    ``lenet300_100``, ``hidden_size`` for ``lstm``, ``dim``/``depth``/``heads``/``patch_size``/
+    ``mlp_dim``/``dropout`` for ``vit``, ``batch_norm`` for VGG).
+
+Returns
+-------
+{returns}
+"""
+
+
+def zoo_front(
+    models: Mapping[str, Callable[..., Any]],
+    build: Callable[..., Any],
+    module: str,
+    returns: str,
+    what: str = "",
+) -> tuple[Callable[[], tuple[str, ...]], Callable[..., Any]]:
+    """A backend's zoo entry points ``(available, get)``, written once for every zoo.
+
+    ``available()`` lists ``models``' names, sorted. ``get(name, num_classes=10, in_channels=1,
+    image_size=28, *, <keywords>, **kw)`` binds its arguments (a ``TypeError`` naming a wrong one,
+    as a plain function) and returns ``build(ZooRequest(...), **keywords)``: ``build`` is the
+    backend's own work around `ZooRequest.build` (seeding, recording the recipe), and its
+    keyword-only parameters (torch ``seed``; JAX ``flax``; Flax ``rngs``/``dtype``) become
+    ``get``'s, with their defaults; ``build``'s docstring documents them (numpydoc parameter
+    entries, placed in ``get``'s). ``returns`` documents the result, ``what`` adds to the first
+    lines."""
+    kind = inspect.Parameter
+    keywords = {
+        p.name: p.default
+        for p in inspect.signature(build).parameters.values()
+        if p.kind is kind.KEYWORD_ONLY
+    }
+    parameters = [
+        kind("name", kind.POSITIONAL_OR_KEYWORD),
+        kind("num_classes", kind.POSITIONAL_OR_KEYWORD, default=10),
+        kind("in_channels", kind.POSITIONAL_OR_KEYWORD, default=1),
+        kind("image_size", kind.POSITIONAL_OR_KEYWORD, default=28),
+        *(kind(k, kind.KEYWORD_ONLY, default=d) for k, d in keywords.items()),
+        kind("kw", kind.VAR_KEYWORD),
+    ]
+    signature = inspect.Signature(parameters)
+
+    def available() -> tuple[str, ...]:
+        return tuple(sorted(models))
+
+    def get(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        options = arguments.pop("kw")
+        framework = {k: arguments.pop(k) for k in keywords}
+        return build(ZooRequest(**arguments, options=options), **framework)
+
+    available.__doc__ = f"The model names `get` builds{what}, sorted."
+    get.__doc__ = _GET_DOC.format(
+        what=what,
+        keywords=inspect.cleandoc(build.__doc__ or "") + "\n" if keywords else "",
+        returns=returns,
+    )
+    get.__signature__ = signature
+    for entry in (available, get):
+        entry.__module__ = module
+        entry.__qualname__ = entry.__name__
+    return available, get

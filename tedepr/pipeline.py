@@ -14,8 +14,6 @@ the three never drift apart (``tests/test_pipeline.py`` compares them).
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -24,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .api import backend_entry
 from .budget import BudgetError, tensorize_within
 from .namespace import to_numpy
 from .pruning import Guards, effective_ranks, prune
@@ -660,22 +659,12 @@ def build_report(
 def bind(front: Callable, adapter: CompressAdapter, module: str) -> Callable:
     """A backend's entry point made from the front door ``front`` (`tedepr.compression.compress`
     or ``.score``): the same signature without ``backend``, the same documentation, running
-    ``front``'s pipeline on ``adapter``. Written once, so no backend can drift from it."""
+    ``front``'s pipeline on ``adapter`` (`tedepr.api.backend_entry`). Written once, so no backend
+    can drift from it."""
     runner = {"compress": run_compress, "score": run_score}[front.__name__]
-    sig = inspect.signature(front)
-    sig = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "backend"])
-    sig = sig.replace(return_annotation=inspect.Signature.empty)
 
-    @functools.wraps(front)
-    def entry(*args, **kwargs):
-        bound = sig.bind(*args, **kwargs)  # a TypeError naming the argument, as a plain function
-        bound.apply_defaults()
-        arguments = dict(bound.arguments)
+    def run(arguments: dict[str, Any]):
         arguments.update(arguments.pop("options", {}))
         return runner(adapter, **arguments)
 
-    entry.__signature__ = sig
-    entry.__module__ = module
-    entry.__qualname__ = front.__name__
-    del entry.__wrapped__  # the signature above is this function's own
-    return entry
+    return backend_entry(front, run, module)

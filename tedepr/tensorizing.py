@@ -1,4 +1,6 @@
-"""Which layers a backend's ``tensorize`` replaces, and with which options — decided once here.
+"""Which layers a backend's ``tensorize`` replaces, and with which options — decided once here;
+and `tensorize` itself: the one signature and documentation of every backend's ``tensorize``
+(`bind` makes a backend's entry point from it, as `tedepr.pipeline.bind` does for ``compress``).
 
 Both backends' ``tensorize`` walk their own model (``nn.Module`` tree, JAX `Model` layers) and build
 their own layers; everything between is `LayerChooser`: the checks of ``format``, ``min_params``,
@@ -21,11 +23,19 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .api import backend_entry
 from .shapes import RankBudgetError, auto_modes, axis_modes, balanced_modes, check_format
 from .validation import check_globs_match
 
 __all__ = [
     "CONV2D_FIELDS",
+    "CONV_STRATEGIES",
+    "LAYER_OPTIONS",
+    "bind",
+    "check_conv_strategy",
+    "check_tensorize_args",
+    "layer_options",
+    "tensorize",
     "DEFAULT_LAYERS",
     "DEFAULT_MIN_PARAMS",
     "LAYER_KINDS",
@@ -55,6 +65,45 @@ LAYER_KINDS = ("linear", "conv2d", "lstm", "gru", "attention")
 DEFAULT_LAYERS = ("linear", "conv2d", "lstm", "attention")
 #: dense layers with fewer weights stay dense by default (a small classifier gains nothing)
 DEFAULT_MIN_PARAMS = 1024
+#: how a tensorized convolution may be computed, in every backend (its ``strategy``)
+CONV_STRATEGIES = ("auto", "reconstruct", "factorized", "unfold")
+#: ``tensorize``'s options for the new layers and their defaults (the layers' own defaults)
+LAYER_OPTIONS: dict[str, Any] = {
+    "d": None,
+    "strategy": "auto",
+    "conv_strategy": "auto",
+    "tensorize_hidden": False,
+}
+
+
+def check_conv_strategy(value: Any) -> str:
+    """``conv_strategy``: one of `CONV_STRATEGIES`."""
+    if not isinstance(value, str) or value not in CONV_STRATEGIES:
+        raise ValueError(
+            f"conv_strategy must be one of {', '.join(map(repr, CONV_STRATEGIES))}; got {value!r}"
+        )
+    return value
+
+
+def layer_options(kind: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a new layer of ``kind`` (one of `LAYER_KINDS`) from one
+    candidate's options (the call's, a model's hints, ``overrides``; `LayerChooser.options`).
+
+    ``conv_strategy`` (checked) is a convolution's ``strategy``, and ``strategy`` that of every
+    other kind (the Linear, recurrent and attention maps); ``tensorize_hidden`` applies to the
+    recurrent kinds only. The `LAYER_OPTIONS` left at their defaults are left out, so a layer
+    class (or its ``from_dense``) sees its own defaults; every other option (``format``,
+    ``rank``, ``in_modes``, a layer class's argument) is passed on as it is."""
+    out = {k: v for k, v in options.items() if k not in LAYER_OPTIONS}
+    conv_strategy = check_conv_strategy(options.get("conv_strategy", "auto"))
+    strategy = conv_strategy if kind == "conv2d" else options.get("strategy", "auto")
+    if strategy != "auto":
+        out["strategy"] = strategy
+    if options.get("d") is not None:
+        out["d"] = options["d"]
+    if kind in ("lstm", "gru") and options.get("tensorize_hidden", False):
+        out["tensorize_hidden"] = True
+    return out
 
 
 def check_layer_kinds(layers: Any) -> tuple[str, ...]:
@@ -144,6 +193,17 @@ class LayerChooser:
         self.replaced: list[str] = []
         self._used: set[str] = set()
 
+    @classmethod
+    def for_call(
+        cls, names: Sequence[str], format: Any, rank: Any, options: Mapping[str, Any], **kw: Any
+    ) -> LayerChooser:
+        """The chooser of one ``tensorize`` call: ``options`` holds the call's ``min_params``,
+        ``include``, ``exclude``, ``overrides`` and `LAYER_OPTIONS` (``kw``: ``overridable``,
+        ``what``, ``hints``)."""
+        defaults = {"format": format, "rank": rank, **{k: options[k] for k in LAYER_OPTIONS}}
+        globs_ = {k: options[k] for k in ("min_params", "include", "exclude", "overrides")}
+        return cls(names, defaults, **globs_, **kw)
+
     def selected(self, name: str, label: str) -> bool:
         """Whether ``include`` / ``exclude`` let the candidate ``name`` (``label`` in messages)
         be tensorized."""
@@ -156,11 +216,18 @@ class LayerChooser:
         return True
 
     def options(
-        self, name: str, label: str, dense: int, features: tuple[int, int] | None = None
+        self,
+        name: str,
+        label: str,
+        kind: str,
+        dense: int,
+        features: tuple[int, int] | None = None,
     ) -> dict[str, Any] | None:
-        """The options of the selected candidate ``name`` holding ``dense`` weights — ``format``
-        checked, an ``in_shape`` resolved to modes — or None when ``min_params`` leaves it dense.
-        ``features``: ``(in_features, out_features)`` of a Linear layer (None for other kinds)."""
+        """The options of the selected candidate ``name`` of ``kind`` (`LAYER_KINDS`) holding
+        ``dense`` weights — ``format`` checked, an ``in_shape`` resolved to modes, the
+        `LAYER_OPTIONS` made the layer's keywords (`layer_options`) — or None when
+        ``min_params`` leaves it dense. ``features``: ``(in_features, out_features)`` of a Linear
+        layer (None for other kinds)."""
         if dense < self.min_params:
             return self.skip(label, f"{dense} weights < min_params={self.min_params}")
         opts = dict(self.defaults)
@@ -177,7 +244,7 @@ class LayerChooser:
             if features is None:
                 raise ValueError(f"in_shape applies to Linear layers only; {label} is not one")
             _axis_layout(opts, shape, features, label)
-        return opts
+        return layer_options(kind, opts)
 
     def skip(self, label: str, why: str, *, warn: bool = False) -> None:
         """Record why ``label`` stays dense (and warn, for a reason the user did not choose)."""
@@ -260,3 +327,158 @@ def _axis_layout(opts: dict, shape: Any, features: tuple[int, int], label: str) 
     opts["in_modes"] = in_modes
     if opts.get("out_modes") is None:
         opts["out_modes"] = balanced_modes(n_out, len(in_modes))
+
+
+# ---------------------------------------------------------------------------- the one tensorize
+def tensorize(
+    model: Any,
+    format: str = "tt",
+    rank: Any = 8,
+    *,
+    min_params: int = DEFAULT_MIN_PARAMS,
+    include: Any = None,
+    exclude: Any = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    layers: Sequence[str] = DEFAULT_LAYERS,
+    decompose: bool = False,
+    d: int | None = None,
+    strategy: str = "auto",
+    conv_strategy: str = "auto",
+    tensorize_hidden: bool = False,
+    params: Any = None,
+    backend: str | None = None,
+) -> Any:
+    """A copy of ``model`` whose eligible dense layers are tensorized; ``model`` is not changed.
+
+    The same signature (without ``backend``) and these rules are every backend's ``tensorize``
+    (`bind`); ``backend`` (``"torch"``, ``"jax"``, or None: inferred from the model's type, as
+    `tedepr.compress` does) picks the one that runs.
+
+    Eligible: torch ``nn.Linear`` / JAX `Dense` (-> `TTLinear` & co.), ``nn.Conv2d`` / `Conv2d`
+    (-> `TTConv2d` & co.), ``nn.LSTM`` / `LSTM` (-> `TensorizedLSTM`), ``nn.GRU`` / `GRU` (->
+    `TensorizedGRU`, only when ``"gru"`` is in ``layers``) and ``nn.MultiheadAttention`` /
+    `MultiheadAttention` (-> `TensorizedMultiheadAttention`). A transformer encoder layer is a
+    container: its ``self_attn`` (kind ``"attention"``) and its ``linear1``/``linear2`` (kind
+    ``"linear"``) are candidates of their own (torch ``layers.0.self_attn``, JAX
+    ``layers/0/self_attn``), so globs, ``min_params`` and rank allocation treat them alike. The
+    output projection inside an attention is only replaced together with its attention. A Flax
+    NNX model goes to `tedepr.backends.jax.nnx.tensorize`.
+
+    Parameters
+    ----------
+    model : torch ``nn.Module``, a JAX `tedepr.backends.jax.Model`, or a Flax NNX module
+    format : {"tt", "tr", "tucker", "cp"}
+    rank : int, tuple or float
+        Every new layer's ranks (see `TTLinear`); a float is a per-layer parameter budget, the
+        fraction of the layer's dense weights its cores may hold.
+    min_params : int >= 0
+        Layers with fewer dense weights than this stay dense.
+    include, exclude : glob or sequence of globs, optional
+        Layer names (torch: ``model.named_modules()``; JAX: the ``/``-joined layer names), matched
+        with `fnmatch.fnmatchcase`: only layers matching ``include`` (default: all) and not
+        ``exclude`` are tensorized; a glob that matches no layer is an error ("did you mean").
+    overrides : ``{glob: {option: value}}``, optional
+        Per-layer options: ``"format"``, ``"rank"``, ``"d"``, ``"strategy"``,
+        ``"conv_strategy"``, ``"tensorize_hidden"``, ``"in_shape"``, ``"in_modes"``,
+        ``"out_modes"`` (torch: also any argument of the new layer's class or of its
+        ``from_dense``, e.g. ``{"classifier.*": {"rank": 4, "d": 2}, "*": {"weight_init":
+        "he"}}``); every matching glob applies, later ones winning.
+    layers : sequence of {"linear", "conv2d", "lstm", "gru", "attention"}
+        Kinds of layers to replace (`LAYER_KINDS`); by default all but ``"gru"``.
+    decompose : bool
+        False (default): fresh exact variance-preserving cores. True: the trained dense weights
+        are decomposed into the new cores (float64 TT-SVD / TR-SVD / HOSVD / CP-ALS of
+        `tedepr.decompose` and `tedepr.decompose_conv`, at the ranks the layers were given).
+        Torch: each new layer's ``decomposition_error`` is its relative Frobenius error. JAX:
+        needs ``params`` and returns ``(model, params)`` — unchanged layers keep their params,
+        biases are copied — with ``model.decomposition_error`` by weight path.
+    d, strategy, conv_strategy, tensorize_hidden :
+        Defaults for the new layers: the number of modes; the contraction strategy of the
+        Linear, recurrent and attention maps; the convolutions' strategy (`CONV_STRATEGIES`);
+        whether the recurrent layers' hidden maps are tensorized too (`layer_options`).
+        ``overrides`` (and a zoo model's ``tensorize_hints``) take precedence.
+    params : pytree, optional
+        JAX only, with ``decompose=True``: the trained params of ``model`` (a JAX model does not
+        hold its arrays). A torch module holds its weights: ``params`` must be None there.
+
+    Returns
+    -------
+    The new model (torch: parameters on the replaced layers' devices and dtypes, same training
+    mode; JAX: a `Model`, whose params come from its ``init`` or `transfer_params`), or
+    ``(model, params)`` for a JAX ``decompose=True``.
+
+    Raises
+    ------
+    ValueError
+        When no layer would be replaced (the message gives each candidate's reason), and for a
+        bad argument (naming it).
+
+    Notes
+    -----
+    A layer whose factorisation would not hold fewer weights than the dense layer, or whose float
+    rank budget cannot be met even at rank 1, stays dense with a warning (the rule of every
+    backend, `LayerChooser`). Layers that are already tensorized are left as they are.
+    """
+    from .compression import backend_module
+
+    module = backend_module(backend, model, "tensorize")
+    return module.tensorize(
+        model,
+        format,
+        rank,
+        min_params=min_params,
+        include=include,
+        exclude=exclude,
+        overrides=overrides,
+        layers=layers,
+        decompose=decompose,
+        d=d,
+        strategy=strategy,
+        conv_strategy=conv_strategy,
+        tensorize_hidden=tensorize_hidden,
+        params=params,
+    )
+
+
+def check_tensorize_args(arguments: dict[str, Any], *, holds_weights: bool) -> dict[str, Any]:
+    """``tensorize``'s arguments checked once (the rest — ``format``, ``min_params``, globs,
+    ``overrides`` — by `LayerChooser`): ``layers`` as a tuple of kinds, ``decompose`` a bool,
+    ``conv_strategy`` one of `CONV_STRATEGIES`, ``tensorize_hidden`` a bool, and ``params`` given
+    exactly with ``decompose=True`` where a model does not hold its weights (``holds_weights``
+    False: JAX) and never where it does (torch)."""
+    out = dict(arguments)
+    out["layers"] = check_layer_kinds(out["layers"])
+    for flag in ("decompose", "tensorize_hidden"):
+        if not isinstance(out[flag], bool):
+            raise TypeError(f"{flag} must be a bool; got {type(out[flag]).__name__}")
+    check_conv_strategy(out["conv_strategy"])
+    decompose, params = out["decompose"], out["params"]
+    if holds_weights and params is not None:
+        raise ValueError(
+            "params must be None for a torch module (it holds its weights; "
+            "tensorize(decompose=True) decomposes them); params= is for a JAX Model"
+        )
+    if not holds_weights and decompose and params is None:
+        raise ValueError(
+            "decompose=True needs params= (the trained params of model: a JAX model does not hold "
+            "its arrays)"
+        )
+    if not holds_weights and params is not None and not decompose:
+        raise ValueError(
+            "params= is for decompose=True; without it the new layers' params come from "
+            "model.init or transfer_params"
+        )
+    return out
+
+
+def bind(implementation: Callable[..., Any], module: str, *, holds_weights: bool) -> Callable:
+    """A backend's ``tensorize`` made from the front `tensorize` (`tedepr.api.backend_entry`): the
+    same signature without ``backend``, the same documentation; the arguments checked once
+    (`check_tensorize_args`), then ``implementation(model, format, rank, **options)`` does the
+    backend's work. ``holds_weights``: whether the backend's models hold their arrays (torch) or
+    take ``params`` (JAX)."""
+
+    def run(arguments: dict[str, Any]):
+        return implementation(**check_tensorize_args(arguments, holds_weights=holds_weights))
+
+    return backend_entry(tensorize, run, module)

@@ -34,6 +34,25 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the tests run from a checkout, installed or not
     sys.path.insert(0, str(REPO))
 
+
+def run_script(path, *args, timeout: float, **env: str):
+    """Run the Python script ``path`` (arguments ``args``) in a fresh interpreter, the way the
+    subprocess tests of both backends need it: the checkout on ``PYTHONPATH``, JAX on the CPU and
+    ``JAX_ENABLE_X64`` unset (the library never sets it), ``env`` on top. Returns the
+    ``CompletedProcess`` with text output captured."""
+    import subprocess
+
+    full = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", **env}
+    full.pop("JAX_ENABLE_X64", None)
+    return subprocess.run(
+        [sys.executable, str(path), *map(str, args)],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 # Float64's tolerance is far above rounding (~1e-15) and far below any convention bug (O(1));
 # float32's is ~100x its unit roundoff, enough for the small shapes drawn here.
 RTOL = {"float64": 1e-10, "float32": 1e-5}

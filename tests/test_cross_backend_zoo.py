@@ -95,6 +95,42 @@ def test_same_compress_call_same_counts(name):
         assert "lstm.weight_hh_l0" in masks and "lstm.weight_ih_l0.core_0" in masks
 
 
+@pytest.mark.parametrize("fmt", ["tt", None])
+@pytest.mark.parametrize("name, kw", [("vit", {"image_size": 16}), ("lenet5", {})])
+def test_report_rows_in_the_model_layer_order(name, kw, fmt):
+    """Both reports list their rows in the model's layer order (torch's module order): the JAX
+    ViT once listed ``linear1, linear2, self_attn/k_proj, ...`` (its params' sorted keys)."""
+    rows = {}
+    for backend, module in (("torch", tt), ("jax", tj)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            result = module.compress(
+                module.get(name, **kw), None, 0.99, fmt, "magnitude", compact=False
+            )
+        rows[backend] = [canonical_name(r.name) for r in result.report.layers]
+    if name == "vit" and fmt is None:
+        # a dense torch attention holds one packed in_proj_weight (row ``layers.0.self_attn``),
+        # the JAX one q/k/v maps of their own: the rows both have, in the same order
+        torch_rows, jax_rows = rows["torch"], rows["jax"]
+        rows = {
+            "torch": [n for n in torch_rows if n in jax_rows],
+            "jax": [n for n in jax_rows if n in torch_rows],
+        }
+        assert "layers.0.linear1" in rows["torch"] and len(rows["torch"]) >= 8
+    assert rows["torch"] == rows["jax"]
+    if name == "vit" and fmt == "tt":
+        assert rows["torch"][:7] == [
+            "patch_embed",
+            "layers.0.self_attn.q_proj",
+            "layers.0.self_attn.k_proj",
+            "layers.0.self_attn.v_proj",
+            "layers.0.self_attn.out_proj",
+            "layers.0.linear1",
+            "layers.0.linear2",
+        ]
+    assert rows["torch"][-1] == "classifier"
+
+
 def test_vit_encoder_layers_are_containers_in_jax():
     """The JAX ViT's encoder layers keep their class; attention and both feed-forward maps are
     tensorized one by one and get ranks of their own, as torch's submodules."""

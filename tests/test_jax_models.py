@@ -15,7 +15,6 @@ from tedepr.backends.jax import (  # noqa: E402
     TTConv2d,
     TTLinear,
     apply_masks,
-    available,
     get,
     prunable_leaves,
     prunable_paths,
@@ -158,25 +157,6 @@ def test_zoo_matches_the_torch_zoo(case):
         np.testing.assert_allclose(
             new["var"], sd[f"{t}.running_var"].numpy(), rtol=1e-10, atol=1e-12
         )
-
-
-def test_zoo_names_and_errors():
-    assert set(available()) == {
-        "lenet300_100",
-        "lenet5",
-        "vgg16",
-        "vgg19",
-        "resnet20",
-        "resnet32",
-        "resnet56",
-        "resnet18",
-        "lstm",
-        "vit",
-    }
-    with pytest.raises(ValueError, match="name"):
-        get("alexnet")
-    with pytest.raises(ValueError, match="num_classes"):
-        get("lenet5", num_classes=0)
 
 
 def test_tensorize_replaces_eligible_layers_and_keeps_the_dense_count():

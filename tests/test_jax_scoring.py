@@ -3,17 +3,15 @@ differences), its structure, the same scores as the torch backend, and compress 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
+
+from conftest import REPO, run_script  # noqa: E402
 
 import reference  # noqa: E402
 from tedepr.backends.jax import (  # noqa: E402
@@ -30,8 +28,6 @@ from tedepr.backends.jax import (  # noqa: E402
 from tedepr.pruning import ScoringProblem, prune  # noqa: E402
 
 pytestmark = pytest.mark.jax
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _mlp(fc1):
@@ -204,15 +200,7 @@ _X64_SCRIPT = textwrap.dedent("""
 def test_synflow_runs_in_float64_without_touching_the_global_flag(tmp_path):
     script = tmp_path / "x64.py"
     script.write_text(_X64_SCRIPT)
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env.pop("JAX_ENABLE_X64", None)
-    proc = subprocess.run(
-        [sys.executable, str(script), str(REPO)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_script(script, REPO, timeout=300)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
 
 

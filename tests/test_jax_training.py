@@ -4,11 +4,7 @@ updates as the torch backend, and 2-device data parallelism equal to 1 device (i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +12,8 @@ import pytest
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 optax = pytest.importorskip("optax")
+
+from conftest import REPO, run_script  # noqa: E402
 
 from tedepr.backends.jax import (  # noqa: E402
     Dense,
@@ -35,8 +33,6 @@ from tedepr.backends.jax.masking import path_string  # noqa: E402
 from tedepr.backends.jax.training import trainable_mask  # noqa: E402
 
 pytestmark = pytest.mark.jax
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _tiny_tt_mlp():
@@ -240,17 +236,8 @@ _SHARDING_SCRIPT = textwrap.dedent("""
 def test_two_devices_match_one_device_in_a_subprocess(tmp_path):
     script = tmp_path / "shard.py"
     script.write_text(_SHARDING_SCRIPT)
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu"
-    )
-    env.pop("JAX_ENABLE_X64", None)
-    proc = subprocess.run(
-        [sys.executable, str(script), str(REPO)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    flags = "--xla_force_host_platform_device_count=2"
+    proc = run_script(script, REPO, timeout=600, XLA_FLAGS=flags)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "max abs difference" in proc.stdout
 

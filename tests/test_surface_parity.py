@@ -294,3 +294,58 @@ def test_format_classes_take_only_their_own_format_in_both_backends():
             module.TTLinear(24, 12, 2, format="cp")
         with pytest.raises(ValueError, match="format='tt' does not match TRConv2d"):
             module.TRConv2d(4, 8, 3, rank=2, format="tt")
+
+
+def test_one_tensorize_signature_for_the_front_and_both_backends():
+    """`tedepr.tensorizing.tensorize` is the one signature (and documentation) of both backends'
+    ``tensorize`` (`tedepr.tensorizing.bind`): the same parameters in the same order, the same
+    keyword-only defaults; the front picks the backend from the model's type."""
+    import inspect
+
+    from tedepr import tensorizing
+
+    front = inspect.signature(tensorizing.tensorize)
+    expected = [p for p in front.parameters.values() if p.name != "backend"]
+    for module in (tt, tj):
+        sig = inspect.signature(module.tensorize)
+        assert [(p.name, p.kind, p.default) for p in sig.parameters.values()] == [
+            (p.name, p.kind, p.default) for p in expected
+        ]
+        assert module.tensorize.__doc__ == tensorizing.tensorize.__doc__
+    assert [p.name for p in expected][:3] == ["model", "format", "rank"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        tnew = tensorizing.tensorize(tt.get("lenet5", seed=0), "tr", 2)
+        jnew = tensorizing.tensorize(tj.get("lenet5"), "tr", 2)
+    assert type(tnew.fc1) is tt.TRLinear and type(jnew.layers["fc1"]) is tj.TRLinear
+    # torch modules hold their weights: params= is rejected, naming it
+    with pytest.raises(ValueError, match="params must be None for a torch module"):
+        tt.tensorize(tt.get("lenet5", seed=0), "tt", 2, params={})
+    with pytest.raises(TypeError, match="tensorize_hidden must be a bool"):
+        tt.tensorize(tt.get("lenet5", seed=0), "tt", 2, tensorize_hidden="yes")
+
+
+def test_layer_options_are_one_rule_in_both_backends():
+    """``conv_strategy`` is a convolution's strategy and ``strategy`` that of the other maps, in
+    the call and in ``overrides`` alike, in both backends (`tedepr.tensorizing.layer_options`)."""
+    kw = dict(
+        strategy="chain",
+        conv_strategy="unfold",
+        overrides={"conv2": {"conv_strategy": "reconstruct"}, "fc2": {"strategy": "optimal"}},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        tnew = tt.tensorize(tt.get("lenet5", seed=0), "tt", 2, min_params=0, **kw)
+        jnew = tj.tensorize(tj.get("lenet5"), "tt", 2, min_params=0, **kw)
+    expected = {
+        "conv1": "unfold",
+        "conv2": "reconstruct",
+        "fc1": "chain",
+        "fc2": "optimal",
+        "classifier": "chain",
+    }
+    assert {n: getattr(tnew, n).strategy for n in expected} == expected
+    assert {n: jnew.layers[n].strategy for n in expected} == expected
+    for module, model in ((tt, tt.get("lenet5", seed=0)), (tj, tj.get("lenet5"))):
+        with pytest.raises(ValueError, match="conv_strategy must be one of"):
+            module.tensorize(model, "tt", 2, overrides={"conv2": {"conv_strategy": "chain"}})

@@ -60,6 +60,25 @@ def find_layer(model: Model, name: str):
     raise KeyError(name)
 
 
+def layer_order(model: Model, name: str) -> tuple[int, ...]:
+    """Where the layer ``name`` stands in ``model``: its top-level layer's position, then each
+    sublayer's position among its parent's ``sublayers()`` (``self_attn`` before ``linear1``,
+    ``q_proj`` before ``k_proj``: torch's module order); a name no layer holds sorts last."""
+    tops = [t for t in model.layers if name == t or name.startswith(t + "/")]
+    if not tops:
+        return (len(model.layers),)
+    top = max(tops, key=len)
+    key, layer = [list(model.layers).index(top)], model.layers[top]
+    for part in name[len(top) + 1 :].split("/") if name != top else ():
+        subs = layer.sublayers() if hasattr(layer, "sublayers") else {}
+        if part not in subs:
+            key.append(len(subs))
+            break
+        key.append(list(subs).index(part))
+        layer = subs[part]
+    return tuple(key)
+
+
 def _structure(model: Model, params) -> dict[str, CoreInfo]:
     known = model.structure()
     # a leaf no layer describes (a user layer) is a dense weight of its parent
@@ -135,14 +154,9 @@ class JaxAdapter:
         groups: dict[str, list[str]] = {}
         for path in structure:
             groups.setdefault(structure[path].layer, []).append(path)
-        position = {top: k for k, top in enumerate(model.layers)}
-
-        def order(name):  # the model's layer order (params flatten in sorted-key order)
-            top = next((t for t in position if name == t or name.startswith(t + "/")), None)
-            return position.get(top, len(position))
-
         out = []
-        for name in sorted(groups, key=order):
+        # the model's layer order, as torch's module order (params flatten in sorted-key order)
+        for name in sorted(groups, key=lambda name: layer_order(model, name)):
             paths = groups[name]
             try:
                 layer = find_layer(model, name)

@@ -30,6 +30,7 @@ from ...formats import Factorized, from_cores
 from ...init import INITS, core_std, random_factorized_conv, target_std
 from ...pruning.problem import CoreInfo
 from ...shapes import check_format
+from ...tensorizing import CONV_STRATEGIES
 from .layers import (
     _check_choice,
     _check_dtype,
@@ -57,7 +58,6 @@ __all__ = [
     "conv2d",
 ]
 
-CONV_STRATEGIES = ("auto", "reconstruct", "factorized", "unfold")
 _DIMS = ("NCHW", "OIHW", "NCHW")
 
 

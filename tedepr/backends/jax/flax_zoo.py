@@ -521,34 +521,32 @@ MODELS: dict[str, Callable[..., ZooModule]] = {
 }
 
 
-def available() -> tuple[str, ...]:
-    """The names the Flax zoo builds, sorted (the `Model` zoo's but ``lstm``)."""
-    return tuple(sorted(MODELS))
-
-
-def get(
-    name: str,
-    num_classes: int = 10,
-    in_channels: int = 1,
-    image_size: int = 28,
-    *,
-    rngs=0,
-    dtype=jnp.float32,
-    **kw,
-) -> ZooModule:
-    """The Flax NNX zoo model ``name`` (``**kw``: the `Model` zoo's options, e.g.
-    ``shortcut="B"``, ``batch_norm``, ``hidden``), its weights those of the `Model` version's
-    ``init(jax.random.key(rngs))`` (``rngs``: an int seed or an ``nnx.Rngs``)."""
-    if name in NOT_IN_FLAX:
+def _get(request: zoo.ZooRequest, *, rngs=0, dtype=jnp.float32) -> ZooModule:
+    """
+    rngs : int or nnx.Rngs
+        The weights are those of the `Model` version's ``init(jax.random.key(rngs))`` (default 0).
+    dtype : dtype
+        The parameters' dtype (default float32).
+    """
+    if request.name in NOT_IN_FLAX:
+        name = request.name
         raise ValueError(
             f"name {name!r} has no Flax version: {NOT_IN_FLAX[name]}; use "
             f"tedepr.backends.jax.get({name!r}) (a Model); Flax names: {', '.join(available())}"
         )
     build = functools.partial(_build, rngs=rngs, dtype=dtype)
-    table = {n: functools.partial(build, f) for n, f in MODELS.items()}
-    model, recipe = zoo.build_zoo_model(table, name, num_classes, in_channels, image_size, kw)
+    model, recipe = request.build({n: functools.partial(build, f) for n, f in MODELS.items()})
     model.zoo = {**recipe, "flax": True}
     return model
+
+
+available, get = zoo.zoo_front(
+    MODELS,
+    _get,
+    __name__,
+    "ZooModule\n    The Flax NNX model (``nnx.Linear``/``nnx.Conv``/``nnx.BatchNorm``).",
+    " in Flax NNX (the `Model` zoo's names but ``lstm``)",
+)
 
 
 def _build(constructor, *args, rngs, dtype, **kw):

@@ -506,33 +506,25 @@ MODELS: dict[str, Callable[..., Model]] = zoo.zoo_table(
 )
 
 
-def available() -> tuple[str, ...]:
-    """The registered model names, sorted."""
-    return tuple(sorted(MODELS))
-
-
-def get(
-    name: str,
-    num_classes: int = 10,
-    in_channels: int = 1,
-    image_size: int = 28,
-    *,
-    flax: bool = False,
-    **kw,
-) -> Model:
-    """Build a zoo model by name (``**kw``: model options, e.g. ``shortcut="B"``, ``hidden_size``,
-    ``dim``/``depth``/``heads``/``patch_size``/``mlp_dim``, ``batch_norm``).
-
-    Returns a `Model`; ``model.init(key)`` gives its parameters. ``flax=True``: the Flax NNX
-    version instead (`tedepr.backends.jax.flax_zoo.get`: ``nnx.Linear``/``nnx.Conv``/
-    ``nnx.BatchNorm`` modules holding the weights of ``init(jax.random.key(rngs))``; keyword
-    ``rngs``, default 0, and ``dtype``), the documented way for Flax users (docs/jax.md).
+def _build(request: zoo.ZooRequest, *, flax: bool = False) -> Model:
+    """
+    flax : bool
+        True: the Flax NNX version instead (`tedepr.backends.jax.flax_zoo.get`: ``nnx.Linear``/
+        ``nnx.Conv``/``nnx.BatchNorm`` modules holding the weights of
+        ``init(jax.random.key(rngs))``; keyword ``rngs``, default 0, and ``dtype``), the
+        documented way for Flax users (docs/jax.md).
     """
     if not isinstance(flax, bool):
         raise TypeError(f"flax must be a bool; got {type(flax).__name__}")
     if flax:
         from . import flax_zoo  # imports flax
 
-        return flax_zoo.get(name, num_classes, in_channels, image_size, **kw)
-    model, model.zoo = zoo.build_zoo_model(MODELS, name, num_classes, in_channels, image_size, kw)
+        r = request
+        return flax_zoo.get(r.name, r.num_classes, r.in_channels, r.image_size, **r.options)
+    model, model.zoo = request.build(MODELS)
     return model
+
+
+available, get = zoo.zoo_front(
+    MODELS, _build, __name__, "Model\n    ``model.init(key)`` gives its parameters."
+)

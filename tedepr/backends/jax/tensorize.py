@@ -14,7 +14,6 @@ those sublayers replaced (`TransformerEncoderLayer.with_sublayers`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -29,9 +28,9 @@ from ...tensorizing import (
     DEFAULT_MIN_PARAMS,
     LAYER_KINDS,
     LayerChooser,
-    check_layer_kinds,
+    bind,
+    layer_options,
 )
-from ...tensorizing import DEFAULT_LAYERS as _DEFAULT_LAYERS
 from .attention import (
     MultiheadAttention,
     TensorizedMultiheadAttention,
@@ -39,7 +38,7 @@ from .attention import (
     TransformerEncoderLayer,
     _Composite,
 )
-from .conv import CONV_CLASSES, CONV_STRATEGIES, Conv2d, TensorizedConv2d
+from .conv import CONV_CLASSES, Conv2d, TensorizedConv2d
 from .layers import LINEAR_CLASSES, Dense, TensorizedLinear
 from .models import Model
 from .nnx_detect import is_nnx_module, nnx_entry
@@ -86,32 +85,40 @@ def tensorize_layer(
     out_modes=None,
 ):
     """The tensorized counterpart of one dense layer (same shapes, options and init target);
-    ``in_modes``/``out_modes`` apply to a Dense layer only."""
+    ``in_modes``/``out_modes`` apply to a Dense layer only; the options as `tensorize` gives them
+    (`tedepr.tensorizing.layer_options`)."""
     format = check_format(format)
-    kind = next((t for t in TENSORIZABLE if isinstance(layer, t)), None)
-    if kind is None:
+    if not isinstance(layer, TENSORIZABLE):
         raise TypeError(
             f"layer must be one of {', '.join(t.__name__ for t in TENSORIZABLE)}; "
             f"got {type(layer).__name__}"
         )
+    if (in_modes is not None or out_modes is not None) and not isinstance(layer, Dense):
+        raise ValueError(
+            f"in_modes/out_modes apply to Dense layers only; got {type(layer).__name__}"
+        )
+    options = {"d": d, "strategy": strategy, "conv_strategy": conv_strategy}
+    options["tensorize_hidden"] = tensorize_hidden
+    if in_modes is not None or out_modes is not None:
+        options.update(in_modes=in_modes, out_modes=out_modes)
+    return _build(layer, format, rank, layer_options(_kind(layer), options))
+
+
+def _build(layer, format: str, rank, kw: dict[str, Any]):
+    """The tensorized ``layer`` in ``format`` at ``rank``, ``kw`` the new layer's keywords."""
+    kind = next(t for t in TENSORIZABLE if isinstance(layer, t))
     copied = {a: getattr(layer, a) for a in _COPIED[kind]}
-    if (in_modes is not None or out_modes is not None) and kind is not Dense:
-        raise ValueError(f"in_modes/out_modes apply to Dense layers only; got {kind.__name__}")
     if kind is Dense:
         cls = LINEAR_CLASSES[format]
-        kw = {"strategy": strategy, "in_modes": in_modes, "out_modes": out_modes}
     elif kind is Conv2d:
-        cls, kw = CONV_CLASSES[format], {"strategy": conv_strategy}
+        cls = CONV_CLASSES[format]
         if layer.weight_init == "he_fan_out":  # not a tedepr.target_std scheme: give the std itself
             fan_out = layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1]
             copied.pop("weight_init")
-            kw["std"] = math.sqrt(2.0 / fan_out)
+            kw = {**kw, "std": math.sqrt(2.0 / fan_out)}
     else:
-        cls = _TENSORIZED[kind]
-        kw = {"format": format, "strategy": strategy}
-        if kind in (LSTM, GRU):
-            kw["tensorize_hidden"] = tensorize_hidden
-    return cls(**copied, **kw, rank=rank, d=d)
+        cls, kw = _TENSORIZED[kind], {"format": format, **kw}
+    return cls(**copied, **kw, rank=rank)
 
 
 #: what a tensorized layer takes over from the dense one: these fields, by keyword
@@ -141,110 +148,31 @@ _TENSORIZED = {
 }
 
 
-def tensorize(
-    model: Model,
-    format: str = "tt",
-    rank=8,
-    *,
-    min_params: int = DEFAULT_MIN_PARAMS,
-    include=None,
-    exclude=None,
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
-    d: int | None = None,
-    strategy: str = "auto",
-    conv_strategy: str = "auto",
-    tensorize_hidden: bool = False,
-    layers: Sequence[str] = _DEFAULT_LAYERS,
-    decompose: bool = False,
-    params=None,
-):
-    """A new model whose eligible dense layers are tensorized.
-
-    Parameters
-    ----------
-    model : Model
-    format : {"tt", "tr", "tucker", "cp"}
-    rank : int, tuple or float
-        Every tensorized layer's ranks (a float is a per-layer parameter budget, the fraction of the
-        layer's dense weights the cores may hold).
-    min_params : int
-        Layers with fewer dense weights stay dense.
-    include, exclude : glob or sequence of globs over layer names, optional
-        Only layers matching ``include`` (default: all) and not matching ``exclude`` are tensorized.
-    overrides : ``{glob: {option: value}}``, optional
-        Per-layer options (``"format"``, ``"rank"``, ``"d"``, ``"strategy"``, ``"conv_strategy"``,
-        ``"tensorize_hidden"``); every matching glob applies, later ones winning (as torch).
-    d, strategy, conv_strategy, tensorize_hidden :
-        Passed to the layers (number of modes; contraction strategy; the convolutions' strategy;
-        whether the recurrent layers' hidden maps are tensorized too).
-    layers : sequence of {"linear", "conv2d", "lstm", "gru", "attention"}
-        Kinds of layers to replace (`LAYER_KINDS`; ``"attention"`` is `MultiheadAttention`, also
-        the ``self_attn`` of a `TransformerEncoderLayer`, whose feed-forward maps are ``"linear"``);
-        by default all but ``"gru"``, as the torch backend.
-    decompose : bool
-        False (default): return the new `Model`; its params come from its ``init`` (fresh exact
-        variance-preserving cores) or `transfer_params`. True: decompose the trained dense weights
-        in ``params`` into the new cores (float64 TT-SVD / TR-SVD / HOSVD / CP-ALS of
-        `tedepr.decompose` and `tedepr.decompose_conv`, at the ranks the layers were given), as
-        torch's ``tensorize(decompose=True)``, and return ``(model, params)``: unchanged layers keep
-        their params, biases and every array outside the decomposed weights are copied, and
-        ``model.decomposition_error`` maps each decomposed weight's path to its relative Frobenius
-        error.
-    params : pytree, optional
-        The trained params of ``model`` (``decompose=True`` only: a JAX model does not hold them).
-
-    A layer whose cores would hold at least as many entries as its dense weights, or whose float
-    budget cannot be met even at rank 1, stays dense with a warning (the rule of every backend,
-    `tedepr.tensorizing`). ``ValueError`` (giving each candidate's reason) when no layer is
-    replaced at all.
-    """
-    if not isinstance(decompose, bool):
-        raise TypeError(f"decompose must be a bool; got {type(decompose).__name__}")
-    if decompose and params is None:
-        raise ValueError(
-            "decompose=True needs params= (the trained params of model: a JAX model does not hold "
-            "its arrays)"
-        )
-    if params is not None and not decompose:
-        raise ValueError(
-            "params= is for decompose=True; without it the new layers' params come from "
-            "model.init or transfer_params"
-        )
+def _tensorize(model: Model, format, rank, *, layers, decompose, params, **options):
+    """`tensorize` on a `Model` or a Flax NNX model (the arguments checked by
+    `tedepr.tensorizing.bind`)."""
     if is_nnx_module(model):  # a Flax NNX model: tedepr.backends.jax.nnx.tensorize
         if decompose:
             raise ValueError(
                 "decompose=True applies to a tedepr.backends.jax Model; a Flax NNX model's "
                 "tensorize draws fresh cores (decompose its Linear weights with tedepr.decompose)"
             )
-        kwargs = {k: v for k, v in locals().items() if k not in ("decompose", "params")}
-        return nnx_entry("tensorize")(**kwargs)
+        return nnx_entry("tensorize")(model, format, rank, layers=layers, **options)
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
-    defaults = {
-        "format": format,
-        "rank": rank,
-        "d": d,
-        "strategy": strategy,
-        "conv_strategy": conv_strategy,
-        "tensorize_hidden": tensorize_hidden,
-    }
-    chooser = LayerChooser(
+    chooser = LayerChooser.for_call(
         [c for name, layer in model.layers.items() for c in _names(name, layer)],
-        defaults,
-        min_params=min_params,
-        include=include,
-        exclude=exclude,
-        overrides=overrides,
+        format,
+        rank,
+        options,
         overridable=_OVERRIDABLE,
         hints=getattr(model, "tensorize_hints", None),
     )
-    _check_options(chooser.defaults)
-    kinds = check_layer_kinds(layers)
     new_layers = dict(model.layers)
     for name, layer in model.layers.items():
         replaced = {}
         for cname, cand in _candidates(name, layer):
-            new = _decide(chooser, cname, cand, kinds)
+            new = _decide(chooser, cname, cand, layers)
             if new is not None:
                 replaced[cname] = new
         if not replaced:
@@ -272,6 +200,11 @@ def tensorize(
     return new_model, new_params
 
 
+#: `tedepr.tensorizing.tensorize` on a JAX `Model` (or a Flax NNX model: `nnx.tensorize`); a JAX
+#: model does not hold its arrays, so ``decompose=True`` takes them as ``params``
+tensorize = bind(_tensorize, __name__, holds_weights=False)
+
+
 def _candidates(name: str, layer) -> list[tuple[str, Any]]:
     """The candidates of one top-level layer, ``(name, layer)``: a `TransformerEncoderLayer` is a
     container of its attention and both feed-forward maps, judged one by one (as torch's
@@ -294,17 +227,16 @@ def _decide(chooser: LayerChooser, name: str, layer, kinds):
     if not chooser.selected(name, name):
         return None
     features = (layer.in_features, layer.out_features) if isinstance(layer, Dense) else None
-    opts = chooser.options(name, name, layer.num_weights, features)
+    opts = chooser.options(name, name, _kind(layer), layer.num_weights, features)
     if opts is None:
         return None
-    _check_options(opts)
     fmt, rank_l = opts.pop("format"), opts.pop("rank")
     return chooser.build(
         name,
         name,
         type(layer).__name__,
         layer.num_weights,
-        lambda: tensorize_layer(layer, fmt, rank_l, **opts),
+        lambda: _build(layer, fmt, rank_l, opts),
         lambda new: new.num_weights,
         fmt,
     )
@@ -371,15 +303,6 @@ def _decomposed(old, p, new, path: str, errors: dict):
         raise TypeError(f"{path}: no decomposition into a {type(new).__name__}")
     # biases (and anything else) are copied
     return {**{k: v for k, v in p.items() if not k.startswith("weight")}, **out}
-
-
-def _check_options(opts):
-    check_format(opts["format"])
-    if opts["conv_strategy"] not in CONV_STRATEGIES:
-        raise ValueError(
-            f"conv_strategy must be one of {', '.join(map(repr, CONV_STRATEGIES))}; "
-            f"got {opts['conv_strategy']!r}"
-        )
 
 
 def transfer_params(model: Model, params, new_model: Model, key) -> dict:

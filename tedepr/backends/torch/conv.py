@@ -34,6 +34,7 @@ from ...contraction import STEP_OVERHEAD_FLOPS, plan_reconstruction
 from ...decompositions import decompose_conv
 from ...init import random_factorized_conv
 from ...shapes import check_format
+from ...tensorizing import CONV_STRATEGIES
 from ...validation import check_sizes
 from .layers import (
     TensorizedLayer,
@@ -54,7 +55,6 @@ __all__ = [
     "CONV_STRATEGIES",
 ]
 
-CONV_STRATEGIES = ("auto", "reconstruct", "factorized", "unfold")
 PADDING_MODES = ("zeros",)
 _MAX_CACHED_SHAPES = 32
 

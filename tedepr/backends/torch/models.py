@@ -375,38 +375,21 @@ MODELS: dict[str, Callable[..., nn.Module]] = zoo.zoo_table(
 )
 
 
-def available() -> tuple[str, ...]:
-    """The registered model names, sorted."""
-    return tuple(sorted(MODELS))
-
-
-def get(
-    name: str,
-    num_classes: int = 10,
-    in_channels: int = 1,
-    image_size: int = 28,
-    *,
-    seed: int | None = None,
-    **kw,
-) -> nn.Module:
-    """Build a zoo model by name.
-
-    Parameters
-    ----------
-    name : one of `available()`.
-    num_classes, in_channels, image_size : the data's classes, channels and (square) side in pixels.
+def _build(request: zoo.ZooRequest, *, seed: int | None = None) -> nn.Module:
+    """
     seed : int, optional
-        Seeds the parameter initialisation without touching the global torch RNG; ``None`` draws
-        from the global RNG.
-    **kw : model-specific options (e.g. ``shortcut="B"`` for the CIFAR ResNets, ``hidden_size`` for
-        ``lstm``, ``dim``/``depth``/``heads``/``patch_size`` for ``vit``, ``batch_norm`` for VGG).
+        Seeds the parameter initialisation without touching the global torch RNG; ``None``
+        (default) draws from the global RNG.
     """
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"seed must be a non-negative int or None; got {seed!r}")
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        model, recipe = zoo.build_zoo_model(MODELS, name, num_classes, in_channels, image_size, kw)
+        model, recipe = request.build(MODELS)
     # how to rebuild the architecture (`tedepr.save` records it; deep copies keep it)
     model._tedepr_zoo = recipe
     return model
+
+
+available, get = zoo.zoo_front(MODELS, _build, __name__, "nn.Module")

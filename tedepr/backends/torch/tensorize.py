@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
-from ...tensorizing import (
-    CONV2D_FIELDS,
-    DEFAULT_MIN_PARAMS,
-    LAYER_KINDS,
-    LayerChooser,
-    check_layer_kinds,
-)
-from ...tensorizing import DEFAULT_LAYERS as _DEFAULT_LAYERS
+from ...tensorizing import CONV2D_FIELDS, DEFAULT_MIN_PARAMS, LAYER_KINDS, LayerChooser, bind
 from .attention import TensorizedMultiheadAttention, TensorizedTransformerEncoderLayer
-from .conv import CONV_STRATEGIES, conv_class
+from .conv import conv_class
 from .layers import TensorizedLayer, linear_class
 from .masking import prunable_parameters
 from .recurrent import TensorizedGRU, TensorizedLSTM, _TensorizedRNNBase
@@ -106,94 +98,16 @@ def _weight_count(module: nn.Module) -> int:
     return sum(p.numel() for p in prunable_parameters(module).values())
 
 
-def tensorize(
-    model: nn.Module,
-    format: str = "tt",
-    rank=8,
-    *,
-    min_params: int = DEFAULT_MIN_PARAMS,
-    include=None,
-    exclude=None,
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
-    layers: Sequence[str] = _DEFAULT_LAYERS,
-    decompose: bool = False,
-    d: int | None = None,
-    strategy: str = "auto",
-    conv_strategy: str = "auto",
-    tensorize_hidden: bool = False,
-) -> nn.Module:
-    """A copy of ``model`` whose eligible layers are tensorized; ``model`` itself is not changed.
-
-    Eligible: ``nn.Linear`` (-> `TTLinear` & co.), ``nn.Conv2d`` (-> `TTConv2d` & co.), ``nn.LSTM``
-    (-> `TensorizedLSTM`), ``nn.GRU`` (-> `TensorizedGRU`, only when ``"gru"`` is in ``layers``) and
-    ``nn.MultiheadAttention`` (-> `TensorizedMultiheadAttention`); the feed-forward maps of
-    ``nn.TransformerEncoderLayer`` are ``nn.Linear`` and are replaced as such. The output projection
-    inside an ``nn.MultiheadAttention`` is only replaced together with its attention.
-
-    Parameters
-    ----------
-    model : nn.Module
-    format : {"tt", "tr", "tucker", "cp"}
-    rank : int, tuple or float
-        Passed to every new layer (see `TTLinear`).
-    min_params : int
-        Layers with fewer dense weights than this stay dense.
-    include, exclude : glob or sequence of globs, optional
-        Module names (as in ``model.named_modules()``, matched with `fnmatch.fnmatchcase`) to
-        consider / to leave dense.
-    overrides : dict mapping a glob to a dict of keyword arguments, optional
-        Per-layer arguments (``"format"``, ``"rank"``, and any argument of the new layer's class or
-        of its ``from_dense``, e.g. ``{"classifier.*": {"rank": 4, "d": 2}, "*": {"weight_init": "he"}}``);
-        every matching glob applies, later ones winning.
-    layers : sequence of {"linear", "conv2d", "lstm", "gru", "attention"}
-        Kinds of layers to replace.
-    decompose : bool
-        True: decompose the trained weights (``from_dense``; each new layer's
-        ``decomposition_error`` reports the relative error). False: fresh exact variance-preserving
-        init.
-    d, strategy, conv_strategy, tensorize_hidden :
-        Defaults for the new layers (number of modes; contraction strategy of the Linear,
-        recurrent and attention maps; the convolutions' strategy; whether the recurrent layers'
-        hidden maps are tensorized too), as the JAX backend's; ``overrides`` take precedence.
-
-    Returns
-    -------
-    nn.Module
-        The new model (parameters on the replaced layers' devices and dtypes, same training mode).
-
-    Raises
-    ------
-    ValueError
-        When no layer would be replaced (the message gives each candidate's reason).
-
-    Notes
-    -----
-    A layer whose factorisation would not hold fewer weights than the dense layer, or whose float
-    rank budget cannot be met even at rank 1, stays dense with a warning (the rule of every
-    backend, `tedepr.tensorizing`). Modules that are already tensorized are left as they are.
-    """
+def _tensorize(model: nn.Module, format, rank, *, layers, decompose, params, **options):
+    """`tensorize` on an ``nn.Module`` (the arguments checked by `tedepr.tensorizing.bind`)."""
+    del params  # None here: bind checks it (a torch module holds its weights)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module; got {type(model).__name__}")
-    layers = check_layer_kinds(layers)
-    if conv_strategy not in CONV_STRATEGIES:
-        raise ValueError(
-            f"conv_strategy must be one of {', '.join(map(repr, CONV_STRATEGIES))}; "
-            f"got {conv_strategy!r}"
-        )
-    defaults = {
-        "d": d,
-        "strategy": strategy,
-        "conv_strategy": conv_strategy,
-        "tensorize_hidden": bool(tensorize_hidden),
-    }
-    chooser = LayerChooser(
+    chooser = LayerChooser.for_call(
         [n for n, _ in model.named_modules(remove_duplicate=False)],
-        # d joins the chooser's defaults (an in_shape hint sizes the modes with it)
-        {"format": format, "rank": rank, **({"d": d} if d is not None else {})},
-        min_params=min_params,
-        include=include,
-        exclude=exclude,
-        overrides=overrides,
+        format,
+        rank,
+        options,
         what="module",
         hints=getattr(model, "tensorize_hints", None),
     )
@@ -212,7 +126,7 @@ def tensorize(
             continue
         handled.append(name)
         if id(m) not in memo:
-            memo[id(m)] = _decide(chooser, name, kind, m, layers, decompose, defaults)
+            memo[id(m)] = _decide(chooser, name, kind, m, layers, decompose)
         new = memo[id(m)]
         if new is None:
             continue
@@ -236,21 +150,7 @@ def tensorize(
     return new_model
 
 
-def _layer_defaults(kind: str, defaults: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments ``tensorize``'s defaults give a new layer of ``kind`` (only those
-    that differ from the layer's own defaults, so ``from_dense`` sees what it saw before)."""
-    kw: dict[str, Any] = {}
-    if defaults["d"] is not None:
-        kw["d"] = defaults["d"]
-    strategy = defaults["conv_strategy" if kind == "conv2d" else "strategy"]
-    if strategy != "auto":
-        kw["strategy"] = strategy
-    if kind in ("lstm", "gru") and defaults["tensorize_hidden"]:
-        kw["tensorize_hidden"] = True
-    return kw
-
-
-def _decide(chooser, name, kind, m, layers, decompose, defaults) -> nn.Module | None:
+def _decide(chooser, name, kind, m, layers, decompose) -> nn.Module | None:
     """The replacement of ``m``, or None (the reason recorded by ``chooser``)."""
     label = name or "<root>"
     if kind not in layers:
@@ -262,11 +162,9 @@ def _decide(chooser, name, kind, m, layers, decompose, defaults) -> nn.Module | 
         return chooser.skip(label, why, warn=True)
     dense = _weight_count(m)
     features = (m.in_features, m.out_features) if kind == "linear" else None
-    kw = chooser.options(name, label, dense, features)
+    kw = chooser.options(name, label, kind, dense, features)
     if kw is None:
         return None
-    for key, value in _layer_defaults(kind, defaults).items():
-        kw.setdefault(key, value)  # the call's defaults; overrides and hints win
     fmt, rank = kw.pop("format"), kw.pop("rank")
     new = chooser.build(
         name,
@@ -280,3 +178,8 @@ def _decide(chooser, name, kind, m, layers, decompose, defaults) -> nn.Module | 
     if new is not None:
         new.train(m.training)
     return new
+
+
+#: `tedepr.tensorizing.tensorize` on ``nn.Module`` s: a torch module holds its weights, so
+#: ``params`` must be None (``decompose=True`` decomposes the modules' own weights)
+tensorize = bind(_tensorize, __name__, holds_weights=True)
