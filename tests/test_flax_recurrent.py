@@ -292,7 +292,10 @@ def test_what_does_not_map_is_refused_clearly():
         warnings.simplefilter("ignore", UserWarning)  # flax warns on carry_init in __init__
         init = nnx.LSTMCell(F, H, carry_init=nnx.initializers.ones_init(), rngs=r)
     cases = [
-        (nnx.GRUCell(F, H, rngs=r), r"RNN at 'rnn' does not map: its nnx.GRUCell has no hidden bias.*b_hn"),
+        (
+            nnx.GRUCell(F, H, rngs=r),
+            r"RNN at 'rnn' does not map: its nnx.GRUCell has no hidden bias.*b_hn",
+        ),
         (nnx.SimpleCell(F, H, rngs=r), r"RNN at 'rnn' does not map: its cell is a SimpleCell"),
         (nnx.LSTMCell(F, H, gate_fn=jax.nn.hard_sigmoid, rngs=r), "gate_fn / activation_fn"),
         (nnx.LSTMCell(F, H, activation_fn=jax.nn.relu, rngs=r), "gate_fn / activation_fn"),
