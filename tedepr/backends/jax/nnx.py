@@ -44,11 +44,31 @@ back. A `TransformerEncoderLayer` of this module (flax submodules) is routed who
 never draws (rate 0 or ``deterministic=True``) is carried without its random stream and given
 back.
 
+An ``nnx.RNN`` over an ``nnx.LSTMCell`` or ``nnx.OptimizedLSTMCell`` (flax's default
+``sigmoid``/``tanh``, no ``carry_init``) is routed whole — its cell and random stream with it — to
+the pure one-layer `LSTM` (``batch_first = not time_major``): flax's per-gate kernels (``ii, if_,
+ig, io`` input→hidden without bias, ``hi, hf, hg, ho`` hidden→hidden with bias;
+``OptimizedLSTMCell``'s ``dense_i``/``dense_h`` hold them side by side already) become
+``weight_ih_l0 (in, 4H)`` / ``weight_hh_l0 (H, 4H)`` in the gate order i, f, g, o (the transposes
+of torch's packed ``(4H, in)``/``(4H, H)``). flax has one bias ``b`` where the pure layer (torch's
+``nn.LSTM``) has two, which the gates see only as their sum: ``bias_ih_l0 = 0``, ``bias_hh_l0 =
+b`` in, ``b = bias_ih_l0 + bias_hh_l0`` back out — the same function both ways (fit then trains
+both biases, as torch does). The route keeps ``nnx.RNN``'s call: ``time_major``,
+``return_carry`` (flax's carry ``(c, h)``), ``reverse``/``keep_order``, ``seq_lengths`` with
+``reverse``, ``initial_carry``, extra batch axes (``_rnn_call``, which the `RNN` module here shares);
+``seq_lengths`` with ``return_carry=True`` is refused (flax takes each sequence's carry at its
+last valid step). A dense, unpruned result goes back into the user's ``nnx.RNN``; a tensorized or
+pruned one is an `RNN` of this module, called as ``nnx.RNN``.
+
 Limits (clear errors, never a silent result): besides those layers, `compress`/`score`/`fit`
 carry ``nnx.Param`` only — a model holding other state (the random stream of an ``nnx.Dropout``
 that draws, a ``BatchNorm`` that does not map) is refused, and so are weight layers the pipeline
 cannot count yet (``nnx.Embed``, ``nnx.ConvTranspose``, an ``nnx.Conv`` or attention that does
-not map, recurrent cells). The model is called as ``model(x)``.
+not map) and the recurrent modules that do not map exactly: an ``nnx.RNN`` over an
+``nnx.GRUCell`` (flax 0.12's has no hidden bias, ``n = tanh(x W_in + b_in + r ⊙ h W_hn)``, where
+torch's GRU — the pipeline's — trains ``b_hn`` in ``r ⊙ (h W_hn + b_hn)``), an ``nnx.SimpleCell``
+or another cell, other gate/activation functions, a ``carry_init``, ``nnx.Bidirectional``, a cell
+stepped outside an ``nnx.RNN``. The model is called as ``model(x)``.
 
 A model may carry hints as plain attributes (``layer_order``, ``weight_inits``,
 ``tensorize_hints``, ``zoo``; see ``_hints``): the Flax zoo's models do
@@ -1463,7 +1483,8 @@ def tensorize(
     """A copy of the NNX ``model`` whose eligible ``nnx.Linear`` s and 2-D ``nnx.Conv`` s are
     tensorized NNX layers; an ``nnx.MultiHeadAttention`` that maps becomes a `LayerModule` around
     a `TensorizedMultiheadAttention`, a `TransformerEncoderLayer` one around the pure encoder
-    layer with its attention and feed-forward maps tensorized.
+    layer with its attention and feed-forward maps tensorized, an ``nnx.RNN(nnx.LSTMCell)`` an
+    `RNN` around a `TensorizedLSTM` (a recurrent module that does not map stays, with a warning).
 
     The options and their rules are those of `tedepr.backends.jax.tensorize` (``min_params``,
     ``include``/``exclude`` globs and ``overrides`` over the ``/``-joined NNX paths such as
