@@ -1619,7 +1619,8 @@ def flax_export(obj) -> CompressionResult:
         names = ", ".join(repr(".".join(map(str, p))) for p in bridge._paths[:4])
         raise ValueError(
             f"tedepr.save cannot store a Flax model's parameters outside its nnx.Linear, "
-            f"nnx.Conv, nnx.BatchNorm and tedepr NNX layers yet (here {names}"
+            f"nnx.Conv, nnx.BatchNorm, nnx.MultiHeadAttention, nnx.RNN and tedepr NNX layers "
+            f"yet (here {names}"
             f"{', ...' if len(bridge._paths) > 4 else ''}): the file format has no place for "
             "them; save the arrays of nnx.state(model) yourself (e.g. with orbax)"
         )
