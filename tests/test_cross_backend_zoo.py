@@ -227,3 +227,38 @@ def test_older_recurrent_params_fail_with_the_renaming():
     with pytest.raises(ValueError, match=r"older recurrent keys \['ih'\].*'ih' -> 'weight_ih_l0'"):
         layer.apply(old, x)
     layer.apply(params["rnn"], x)  # the current keys run
+
+
+def test_flax_lstm_masks_equal_the_model_zoos_and_torchs():
+    """The Flax zoo's ``lstm`` (an ``nnx.RNN`` over an ``nnx.OptimizedLSTMCell``), the `Model`
+    zoo's and torch's ``nn.LSTM`` on the same weights: `compress` prunes the same entries."""
+    pytest.importorskip("flax")
+    import jax.numpy as jnp
+
+    from tedepr.backends.jax import interchange as jx
+    from tedepr.backends.torch import interchange as tx
+
+    kw = {"image_size": 8, "hidden_size": 8}
+    model = tj.get("lstm", **kw)
+    params = model.init(jax.random.key(3), jnp.float64)
+    flax_model = tj.get("lstm", flax=True, rngs=3, dtype=jnp.float64, **kw)
+    net = tt.get("lstm", **kw).double()
+    tx.import_arrays(net, jx.export_arrays(model, params))
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 1, 8, 8)), rng.integers(0, 10, 32)
+    xt = torch.tensor(x)
+    with torch.no_grad():
+        ref = net(xt).numpy()
+    np.testing.assert_allclose(np.asarray(model.apply(params, x)), ref, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(flax_model(x)), ref, rtol=1e-10, atol=1e-12)
+    opts = {"sparsity": 0.9, "format": None, "score": "snip", "seed": 0}
+    rm = tedepr.compress(model, (x, y), params=params, backend="jax", **opts)
+    rf = tedepr.compress(flax_model, (x, y), backend="jax", **opts)
+    rt = tedepr.compress(net, (xt, torch.tensor(y)), backend="torch", **opts)
+    names = jx.torch_names(model)
+    assert sorted(rm.masks) == sorted(rf.masks)
+    assert sorted(names[k] for k in rm.masks) == sorted(rt.masks)
+    for k, m in rm.masks.items():
+        np.testing.assert_array_equal(np.asarray(rf.masks[k]), np.asarray(m), err_msg=k)
+        np.testing.assert_array_equal(np.asarray(m).T, rt.masks[names[k]].numpy(), err_msg=k)
+    assert rm.report.kept_weights == rf.report.kept_weights == rt.report.kept_weights

@@ -51,7 +51,14 @@ CASES = {
         ),
         5,
     ),
+    "lstm": (
+        lambda: pure.lstm_classifier(hidden_size=16),
+        lambda s: flax_zoo.lstm_classifier(hidden_size=16, rngs=s),
+        6,
+    ),
 }
+#: the cases whose bridged params are the Model's bitwise (the LSTM's two biases are one in flax)
+SAME_ARRAYS = [c for c in CASES if c != "lstm"]
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +93,18 @@ def _assert_trees_close(a, b):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-4, atol=1e-6)
 
 
+def _one_bias(params):
+    """The params with every recurrent layer's two biases as flax holds them: ``bias_hh`` their
+    sum, ``bias_ih`` zero (what the bridge reads off an ``nnx.RNN``)."""
+    if not isinstance(params, dict):
+        return params
+    out = {k: _one_bias(v) for k, v in params.items()}
+    if "bias_ih_l0" in out:
+        out["bias_hh_l0"] = out["bias_ih_l0"] + out["bias_hh_l0"]
+        out["bias_ih_l0"] = jnp.zeros_like(out["bias_ih_l0"])
+    return out
+
+
 def _assert_masks_equal(a, b):
     assert sorted(a) == sorted(b)
     for k in a:
@@ -93,7 +112,7 @@ def _assert_masks_equal(a, b):
 
 
 # ------------------------------------------------------------------------------ weights, names
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", SAME_ARRAYS)
 def test_same_initial_weights_names_and_outputs(case, digits):
     model, flax_model, seed = _pair(case)
     bridge = tnnx.to_model(flax_model, (1, 28, 28))
@@ -130,6 +149,29 @@ def test_same_initial_weights_names_and_outputs(case, digits):
     assert flax_model(x[:, 0]).shape == (16, 10)  # (N, H, W) for one channel, as the Model zoo
 
 
+def test_lstm_holds_the_model_kernels_and_one_bias(digits):
+    model, flax_model, seed = _pair("lstm")
+    params = model.init(jax.random.key(seed))
+    rnn = flax_model.lstm
+    assert type(rnn) is nnx.RNN and type(rnn.cell) is nnx.OptimizedLSTMCell
+    # the kernels bitwise; flax's one bias the sum of the Model's two
+    np.testing.assert_array_equal(rnn.cell.dense_i.kernel[...], params["lstm"]["weight_ih_l0"])
+    np.testing.assert_array_equal(rnn.cell.dense_h.kernel[...], params["lstm"]["weight_hh_l0"])
+    np.testing.assert_array_equal(
+        rnn.cell.dense_h.bias[...], params["lstm"]["bias_ih_l0"] + params["lstm"]["bias_hh_l0"]
+    )
+    bridge = tnnx.to_model(flax_model, (1, 28, 28))
+    assert list(bridge.model.layers) == list(model.layers)
+    assert bridge.model.layers["lstm"] == model.layers["lstm"]  # tj.LSTM(28, 16, batch_first)
+    _assert_trees_equal(bridge.params, _one_bias(params))
+    x = jnp.asarray(digits[0][0][:16])
+    ref = model.apply(params, x)
+    # the same function, to the rounding of the bias sum
+    np.testing.assert_allclose(bridge.model.apply(bridge.params, x), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(flax_model(x), ref, rtol=1e-5, atol=1e-6)
+    assert flax_model(x[:, 0]).shape == (16, 10)
+
+
 def test_seed_changes_the_weights_and_rngs_may_be_an_nnx_rngs():
     a = tnnx.to_model(flax_zoo.lenet5(rngs=0), (1, 28, 28)).params
     b = tnnx.to_model(flax_zoo.lenet5(rngs=1), (1, 28, 28)).params
@@ -156,10 +198,11 @@ def test_get_builds_the_flax_version():
     r = tj.get("resnet20", flax=True, in_channels=1, shortcut="B")
     assert isinstance(r, flax_zoo.ResNet) and r.zoo["kwargs"]["shortcut"] == "B"
     assert isinstance(r.blocks[3].projection[0], nnx.Conv)
-    assert set(flax_zoo.available()) == set(tj.available()) - {"lstm"}
+    assert set(flax_zoo.available()) == set(tj.available()) and not flax_zoo.NOT_IN_FLAX
     assert isinstance(tj.get("lenet5"), tj.Model)  # flax=False: the Model zoo, unchanged
-    with pytest.raises(ValueError, match="no Flax version.*recurrent"):
-        tj.get("lstm", flax=True)
+    lstm = tedepr.models.get("lstm", backend="jax", flax=True, hidden_size=8)
+    assert isinstance(lstm, flax_zoo.LSTMClassifier) and lstm.zoo["kwargs"]["hidden_size"] == 8
+    assert lstm.lstm.cell.hidden_features == 8
     v = tj.get("vit", flax=True, rngs=2, dim=16, depth=1, heads=2, mlp_dim=32)
     assert isinstance(v, flax_zoo.ViT) and v.zoo["kwargs"]["dim"] == 16
     assert isinstance(v.layers[0].self_attn, nnx.MultiHeadAttention)
@@ -251,6 +294,8 @@ _CASES = [
     ("resnet8_B", None, "snip"),
     ("vit", "tt", "trainability"),
     ("vit", None, "snip"),
+    ("lstm", "tt", "trainability"),
+    ("lstm", None, "snip"),
 ]
 
 
@@ -264,7 +309,8 @@ def test_compress_gives_identical_masks(case, fmt, score, digits):
     assert isinstance(got, tnnx.FlaxCompressionResult)
     assert isinstance(got.model, type(flax_model))
     _assert_masks_equal(got.masks, ref.masks)
-    _assert_trees_equal(got.params, ref.params)
+    # (a tensorized LSTM draws both biases afresh, as the Model path; a dense one holds flax's)
+    _assert_trees_equal(_one_bias(got.params), _one_bias(ref.params))
     assert [r.name for r in got.report.layers] == [r.name for r in ref.report.layers]
     assert got.report.kept_weights == ref.report.kept_weights
     assert got.report.dense_weights == ref.report.dense_weights
@@ -301,3 +347,36 @@ def test_fit_matches_the_model_path(case, fmt, score, digits):
             layer, _, key = path.rpartition("/")
             value = trained.params[layer][key]
         assert not np.any(np.asarray(value)[~np.asarray(mask)]), path
+
+
+def test_lstm_round_trips_through_save_and_load(tmp_path, digits):
+    """The Flax zoo's LSTM, pruned and trained, saved and loaded: bitwise in JAX (rebuilt from the
+    file's zoo record), the same function in torch; a tensorized one loads into its skeleton."""
+    pytest.importorskip("torch")
+    import torch
+
+    (x, y), _ = digits
+    x, y = x[:32, :, 2:26:3, 2:26:3], y[:32]  # 8x8 images: 8 steps of 8 features
+    model = tedepr.models.get("lstm", backend="jax", flax=True, image_size=8, hidden_size=8)
+    kw = {"sparsity": 0.9, "score": "snip", "backend": "jax", "seed": 0}
+    r = tedepr.compress(model, (x, y), format=None, **kw)
+    trained = tj.fit(r.model, None, (x, y), epochs=1, batch_size=16, lr=0.05, progress=False)
+    assert isinstance(trained.model.lstm, tnnx.RNN)  # pruned: the pipeline's layer, masked
+    tedepr.save(trained.model, tmp_path / "lstm.tedepr")
+    back = tedepr.load(tmp_path / "lstm.tedepr", backend="jax")
+    assert isinstance(back.model, flax_zoo.LSTMClassifier)
+    np.testing.assert_array_equal(np.asarray(back.model(x)), np.asarray(trained.model(x)))
+    _assert_masks_equal(tnnx.to_model(back.model, (1, 8, 8)).masks, r.masks)
+    rt = tedepr.load(tmp_path / "lstm.tedepr", backend="torch")
+    with torch.no_grad():
+        yt = rt.model.eval()(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(yt, np.asarray(trained.model(x)), rtol=1e-5, atol=1e-6)
+    # tensorized: the file's TensorizedLSTM needs a skeleton (as for the Model zoo's)
+    rtt = tedepr.compress(
+        model, (x, y), format="tt", rank=2, tensorize_options={"min_params": 256}, **kw
+    )
+    tedepr.save(rtt, tmp_path / "tt.tedepr")
+    skeleton = tnnx.tensorize(model, "tt", rank=2, min_params=256, rngs=1)  # other cores
+    again = tedepr.load(tmp_path / "tt.tedepr", backend="jax", model=skeleton)
+    assert isinstance(again.model.lstm.layer, tj.TensorizedLSTM)
+    np.testing.assert_array_equal(np.asarray(again.model(x)), np.asarray(rtt.model(x)))

@@ -1,5 +1,5 @@
 """The JAX model zoo written in Flax NNX: ``nnx.Linear``, ``nnx.Conv``, ``nnx.BatchNorm``,
-``nnx.LayerNorm`` and ``nnx.MultiHeadAttention`` modules, built by
+``nnx.LayerNorm``, ``nnx.MultiHeadAttention`` and ``nnx.RNN`` modules, built by
 ``tedepr.backends.jax.get(name, ..., flax=True)`` (or `get` here).
 
 Each model here is the `tedepr.backends.jax.models` zoo model of the same name, written as an
@@ -32,8 +32,14 @@ Each model here is the `tedepr.backends.jax.models` zoo model of the same name, 
   `TransformerEncoderLayer`; ``norm`` and the free ``cls_token``/``pos_embed`` params are named in
   ``layer_order``, so the bridge makes them layers of their own, as the `Model` zoo's.
 
-The recurrent model (``lstm``) has no Flax version yet: the bridge does not route recurrent cells
-(docs/jax.md, "The Flax zoo and the `Model` zoo").
+* **LSTM.** ``lstm`` is an ``nnx.RNN`` over an ``nnx.OptimizedLSTMCell`` (``lstm``, batch first;
+  its kernels ``dense_i (in, 4H)`` / ``dense_h (H, 4H)`` are the `LSTM`'s ``weight_ih_l0`` /
+  ``weight_hh_l0``, gates i, f, g, o) and ``classifier`` on the last hidden state (the carry).
+  flax's cell has one bias where the `Model`'s layer has two: it holds their sum ``bias_ih_l0 +
+  bias_hh_l0``, and the bridge gives it back as ``bias_ih_l0 = 0``, ``bias_hh_l0 =`` that sum
+  (`tedepr.backends.jax.nnx`): the same function, to the float rounding of the sum, so
+  `compress` gives the `Model` path's masks (checked in tests/test_flax_zoo.py), not bitwise its
+  scores.
 
 Importing this module imports flax.
 """
@@ -54,6 +60,7 @@ from . import nnx as tnnx
 from .conv import Conv2d
 from .layers import BatchNorm, Dense, LayerNorm
 from .nnx import _key
+from .recurrent import LSTM
 
 __all__ = [
     "ZooModule",
@@ -63,6 +70,7 @@ __all__ = [
     "BasicBlock",
     "ResNet",
     "ViT",
+    "LSTMClassifier",
     "MODELS",
     "NOT_IN_FLAX",
     "available",
@@ -71,9 +79,7 @@ __all__ = [
 ]
 
 #: zoo models the Flax zoo does not have, and why
-NOT_IN_FLAX = {
-    "lstm": "the Flax bridge does not route recurrent cells (nnx.LSTMCell, nnx.RNN) yet",
-}
+NOT_IN_FLAX: dict[str, str] = {}
 
 _ZEROS = nnx.initializers.zeros_init()
 
@@ -140,7 +146,27 @@ def batch_norm(layer: BatchNorm, params, dtype) -> nnx.BatchNorm:
     return m
 
 
-_BUILDERS = {Dense: linear, Conv2d: conv, BatchNorm: batch_norm}
+def lstm(layer: LSTM, params, dtype) -> nnx.RNN:
+    """The ``nnx.RNN(nnx.OptimizedLSTMCell)`` of a pure one-layer `LSTM` with biases: the cell's
+    kernels are the layer's, its one bias ``bias_ih_l0 + bias_hh_l0``."""
+    if layer.num_layers != 1 or not layer.bias:
+        raise ValueError(
+            "the Flax zoo builds one-layer LSTMs with biases; got num_layers="
+            f"{layer.num_layers}, bias={layer.bias}"
+        )
+    cell = nnx.OptimizedLSTMCell(
+        layer.input_size,
+        layer.hidden_size,
+        kernel_init=_ZEROS,
+        recurrent_kernel_init=_ZEROS,
+        param_dtype=dtype,
+        rngs=_rngs(),
+    )
+    tnnx._fill_lstm_cell(cell, jax.tree.map(lambda a: jnp.asarray(a, dtype), params))
+    return nnx.RNN(cell, time_major=not layer.batch_first)
+
+
+_BUILDERS = {Dense: linear, Conv2d: conv, BatchNorm: batch_norm, LSTM: lstm}
 
 
 def from_model(spec: pure.Model, params, name: str, dtype=jnp.float32):
@@ -149,8 +175,8 @@ def from_model(spec: pure.Model, params, name: str, dtype=jnp.float32):
     build = _BUILDERS.get(type(layer))
     if build is None:
         raise TypeError(
-            f"layer {name!r} is a {type(layer).__name__}; the Flax zoo builds Dense, Conv2d and "
-            "BatchNorm layers only"
+            f"layer {name!r} is a {type(layer).__name__}; the Flax zoo builds Dense, Conv2d, "
+            "BatchNorm and LSTM layers only"
         )
     return build(layer, params[name], dtype)
 
@@ -436,6 +462,35 @@ class ViT(ZooModule):
         return self.classifier(self.norm(tokens[:, 0]))
 
 
+class LSTMClassifier(ZooModule):
+    """Sequential images (`tedepr.backends.jax.models.lstm_classifier`): each row is a time step
+    of ``C·W`` features; ``lstm`` an ``nnx.RNN(nnx.OptimizedLSTMCell)`` of ``hidden_size`` units
+    (batch first), ``classifier`` an ``nnx.Linear`` on its last hidden state."""
+
+    def __init__(
+        self,
+        num_classes=10,
+        in_channels=1,
+        image_size=28,
+        hidden_size=128,
+        *,
+        rngs=0,
+        dtype=jnp.float32,
+    ):
+        spec = pure.lstm_classifier(num_classes, in_channels, image_size, hidden_size)
+        p = self._start(spec, rngs, dtype)
+        self.lstm = from_model(spec, p, "lstm", dtype)
+        self.classifier = from_model(spec, p, "classifier", dtype)
+        self.in_channels = in_channels
+
+    def __call__(self, x):
+        x = pure.as_nchw(x, self.in_channels)
+        n, c, h, w = x.shape
+        seq = jnp.reshape(jnp.transpose(x, (0, 2, 1, 3)), (n, h, c * w))
+        (_, h_n), _ = self.lstm(seq, return_carry=True)  # flax's LSTM carry is (c, h)
+        return self.classifier(h_n)
+
+
 def lenet300_100(
     num_classes=10, in_channels=1, image_size=28, hidden=(300, 100), *, rngs=0, dtype=jnp.float32
 ) -> LeNet300_100:
@@ -482,6 +537,13 @@ def resnet18(num_classes=10, in_channels=3, image_size=32, *, rngs=0, dtype=jnp.
     return ResNet(pure.resnet18(num_classes, in_channels, image_size), rngs=rngs, dtype=dtype)
 
 
+def lstm_classifier(
+    num_classes=10, in_channels=1, image_size=28, hidden_size=128, *, rngs=0, dtype=jnp.float32
+) -> LSTMClassifier:
+    """`LSTMClassifier`."""
+    return LSTMClassifier(num_classes, in_channels, image_size, hidden_size, rngs=rngs, dtype=dtype)
+
+
 def vit(
     num_classes=10,
     in_channels=1,
@@ -515,7 +577,7 @@ def vit(
 MODELS: dict[str, Callable[..., ZooModule]] = {
     name: build
     for name, build in zoo.zoo_table(
-        lenet300_100, lenet5, vgg, cifar_resnet, resnet18, None, vit
+        lenet300_100, lenet5, vgg, cifar_resnet, resnet18, lstm_classifier, vit
     ).items()
     if name not in NOT_IN_FLAX
 }
@@ -545,7 +607,7 @@ available, get = zoo.zoo_front(
     _get,
     __name__,
     "ZooModule\n    The Flax NNX model (``nnx.Linear``/``nnx.Conv``/``nnx.BatchNorm``).",
-    " in Flax NNX (the `Model` zoo's names but ``lstm``)",
+    " in Flax NNX (the `Model` zoo's names)",
 )
 
 

@@ -44,11 +44,31 @@ back. A `TransformerEncoderLayer` of this module (flax submodules) is routed who
 never draws (rate 0 or ``deterministic=True``) is carried without its random stream and given
 back.
 
+An ``nnx.RNN`` over an ``nnx.LSTMCell`` or ``nnx.OptimizedLSTMCell`` (flax's default
+``sigmoid``/``tanh``, no ``carry_init``) is routed whole — its cell and random stream with it — to
+the pure one-layer `LSTM` (``batch_first = not time_major``): flax's per-gate kernels (``ii, if_,
+ig, io`` input→hidden without bias, ``hi, hf, hg, ho`` hidden→hidden with bias;
+``OptimizedLSTMCell``'s ``dense_i``/``dense_h`` hold them side by side already) become
+``weight_ih_l0 (in, 4H)`` / ``weight_hh_l0 (H, 4H)`` in the gate order i, f, g, o (the transposes
+of torch's packed ``(4H, in)``/``(4H, H)``). flax has one bias ``b`` where the pure layer (torch's
+``nn.LSTM``) has two, which the gates see only as their sum: ``bias_ih_l0 = 0``, ``bias_hh_l0 =
+b`` in, ``b = bias_ih_l0 + bias_hh_l0`` back out — the same function both ways (fit then trains
+both biases, as torch does). The route keeps ``nnx.RNN``'s call: ``time_major``,
+``return_carry`` (flax's carry ``(c, h)``), ``reverse``/``keep_order``, ``seq_lengths`` with
+``reverse``, ``initial_carry``, extra batch axes (``_rnn_call``, which the `RNN` module here shares);
+``seq_lengths`` with ``return_carry=True`` is refused (flax takes each sequence's carry at its
+last valid step). A dense, unpruned result goes back into the user's ``nnx.RNN``; a tensorized or
+pruned one is an `RNN` of this module, called as ``nnx.RNN``.
+
 Limits (clear errors, never a silent result): besides those layers, `compress`/`score`/`fit`
 carry ``nnx.Param`` only — a model holding other state (the random stream of an ``nnx.Dropout``
 that draws, a ``BatchNorm`` that does not map) is refused, and so are weight layers the pipeline
 cannot count yet (``nnx.Embed``, ``nnx.ConvTranspose``, an ``nnx.Conv`` or attention that does
-not map, recurrent cells). The model is called as ``model(x)``.
+not map) and the recurrent modules that do not map exactly: an ``nnx.RNN`` over an
+``nnx.GRUCell`` (flax 0.12's has no hidden bias, ``n = tanh(x W_in + b_in + r ⊙ h W_hn)``, where
+torch's GRU — the pipeline's — trains ``b_hn`` in ``r ⊙ (h W_hn + b_hn)``), an ``nnx.SimpleCell``
+or another cell, other gate/activation functions, a ``carry_init``, ``nnx.Bidirectional``, a cell
+stepped outside an ``nnx.RNN``. The model is called as ``model(x)``.
 
 A model may carry hints as plain attributes (``layer_order``, ``weight_inits``,
 ``tensorize_hints``, ``zoo``; see ``_hints``): the Flax zoo's models do
@@ -72,10 +92,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax.nnx.nn.recurrent import flip_sequences
 
 from . import attention as _attn
 from . import conv as _conv
 from . import layers as _layers
+from . import recurrent as _recurrent
 from .compress import CompressionResult
 from .compress import compress as _compress
 from .compress import score as _score
@@ -101,6 +123,8 @@ __all__ = [
     "TuckerConv2d",
     "CPConv2d",
     "TransformerEncoderLayer",
+    "RNN",
+    "RNNOptions",
     "wrap",
     "tensorize",
     "compress",
@@ -512,6 +536,146 @@ class TransformerEncoderLayer(nnx.Module):
         return self.norm2(x + ff(x))
 
 
+# ------------------------------------------------------------------------------------------ recurrent
+@dataclass(frozen=True)
+class RNNOptions:
+    """The ``nnx.RNN`` options a recurrent layer keeps through the bridge: ``time_major`` (inputs
+    ``(T, *batch, F)``; else ``(*batch, T, F)``), ``return_carry`` (return ``(carry, outputs)``),
+    ``reverse`` (run from the last step; with ``keep_order`` the outputs are flipped back)."""
+
+    time_major: bool = False
+    return_carry: bool = False
+    reverse: bool = False
+    keep_order: bool = False
+
+
+def _rnn_call(
+    run,
+    options: RNNOptions,
+    name: str,
+    inputs,
+    *,
+    initial_carry=None,
+    seq_lengths=None,
+    return_carry=None,
+    time_major=None,
+    reverse=None,
+    keep_order=None,
+    rngs=None,
+):
+    """``nnx.RNN.__call__`` (same arguments and results) over a pure recurrent layer of this
+    backend: ``run(x, state) -> (outputs, final)`` applies it to ``x`` ``(T, B, F)`` when
+    ``options.time_major``, else ``(B, T, F)`` (the pure layer's ``batch_first``).
+
+    Call-time ``return_carry``/``time_major``/``reverse``/``keep_order`` override ``options`` as
+    in flax; ``seq_lengths`` flips each padded sequence within its length when ``reverse`` (flax's
+    ``flip_sequences``), and is refused with ``return_carry=True`` (flax then picks each sequence's
+    carry at its last valid step: the pure layer gives the last step's only). The carry is flax's:
+    ``(c, h)`` for an LSTM (the pure layer's state is ``(h, c)``), ``h`` for a GRU, shaped
+    ``(*batch, H)``; no ``initial_carry`` is zeros (flax's default ``initialize_carry``). ``rngs``
+    is not used (it only feeds a cell's carry initializer, which the bridge requires to be zeros).
+    """
+    del rngs
+    o = options
+    return_carry = o.return_carry if return_carry is None else return_carry
+    time_major = o.time_major if time_major is None else time_major
+    reverse = o.reverse if reverse is None else reverse
+    keep_order = o.keep_order if keep_order is None else keep_order
+    x = jnp.asarray(inputs)
+    if x.ndim < 2:
+        raise ValueError(
+            f"recurrent layer {name!r}: inputs must be (*batch, time, features) (time first when "
+            f"time_major); got shape {tuple(x.shape)}"
+        )
+    if seq_lengths is not None and return_carry:
+        raise ValueError(
+            f"recurrent layer {name!r}: seq_lengths with return_carry=True is not supported "
+            "under tedepr's Flax bridge (flax takes each sequence's carry at its last valid step; "
+            "the pipeline's recurrent layer gives the last step's); drop one of them"
+        )
+    time_axis = 0 if time_major else x.ndim - 2
+    batch_shape = x.shape[1:-1] if time_major else x.shape[:-2]
+    if reverse:
+        x = flip_sequences(x, seq_lengths, len(batch_shape), time_major)
+    steps = x.shape[time_axis]
+    seq = jnp.reshape(jnp.moveaxis(x, time_axis, 0), (steps, -1, x.shape[-1]))  # (T, B, F)
+    state = None
+    if initial_carry is not None:
+        if isinstance(initial_carry, (tuple, list)):  # flax's LSTM carry (c, h): the layer's (h, c)
+            c, h = (jnp.reshape(a, (seq.shape[1], -1)) for a in initial_carry)
+            state = (h, c)
+        else:
+            state = jnp.reshape(initial_carry, (seq.shape[1], -1))
+    if not o.time_major:
+        seq = jnp.swapaxes(seq, 0, 1)
+    out, final = run(seq, state)
+    if not o.time_major:
+        out = jnp.swapaxes(out, 0, 1)
+    out = jnp.moveaxis(jnp.reshape(out, (steps, *batch_shape, out.shape[-1])), 0, time_axis)
+    if reverse and keep_order:
+        out = flip_sequences(out, seq_lengths, len(batch_shape), time_major)
+    if not return_carry:
+        return out
+
+    def unbatch(a):
+        return jnp.reshape(a, (*batch_shape, a.shape[-1]))
+
+    carry = (unbatch(final[1]), unbatch(final[0])) if isinstance(final, tuple) else unbatch(final)
+    return carry, out
+
+
+_RECURRENT = (_recurrent.LSTM, _recurrent.GRU, _recurrent.TensorizedLSTM, _recurrent.TensorizedGRU)
+
+
+class RNN(LayerModule):
+    """An ``nnx.RNN`` over a pure recurrent layer of this backend (`LSTM`, `TensorizedLSTM`,
+    `GRU`, `TensorizedGRU`, one layer), with its pruning masks: what `compress` and `tensorize`
+    make of a user's ``nnx.RNN(nnx.LSTMCell)`` whose maps they tensorize or prune (a dense,
+    unpruned one goes back to being the user's ``nnx.RNN``).
+
+    Called as ``nnx.RNN``: ``module(inputs, *, initial_carry=None, seq_lengths=None,
+    return_carry=None, time_major=None, reverse=None, keep_order=None, rngs=None)`` -> outputs
+    ``(*batch, T, H)`` (or ``(carry, outputs)``; see ``_rnn_call``). ``time_major`` defaults to
+    ``not layer.batch_first``; ``return_carry``, ``reverse``, ``keep_order`` are the module's
+    defaults, as ``nnx.RNN``'s constructor options.
+
+    ``RNN.wrap(layer, params, masks=None, options=None)`` (``options``: an `RNNOptions`, whose
+    ``time_major`` must be ``not layer.batch_first``).
+    """
+
+    def __init__(self, layer, params, masks=None, options: RNNOptions | None = None):
+        if not isinstance(layer, _RECURRENT):
+            raise TypeError(
+                "layer must be a recurrent layer of tedepr.backends.jax (LSTM, GRU, "
+                f"TensorizedLSTM, TensorizedGRU); got {type(layer).__name__}"
+            )
+        if layer.num_layers != 1:
+            raise ValueError(
+                f"layer.num_layers must be 1 (an nnx.RNN runs one layer; stack RNNs for more); "
+                f"got {layer.num_layers}"
+            )
+        options = RNNOptions(time_major=not layer.batch_first) if options is None else options
+        if not isinstance(options, RNNOptions) or options.time_major == layer.batch_first:
+            raise ValueError(
+                f"options must be an RNNOptions with time_major={not layer.batch_first} (the "
+                f"layer's batch_first={layer.batch_first}); got {options!r}"
+            )
+        super().__init__(layer, params, masks)
+        self.options = options
+
+    @classmethod
+    def wrap(cls, layer, params, masks=None, options: RNNOptions | None = None):
+        return cls(layer, params, masks, options)
+
+    def __call__(self, inputs, **kwargs):
+        params, masks = self.pure_params(), self.pure_masks()
+
+        def run(x, state):
+            return self.layer.apply(params, x, masks, state)
+
+        return _rnn_call(run, self.options, type(self.layer).__name__, inputs, **kwargs)
+
+
 LINEAR_CLASSES = {"tt": TTLinear, "tr": TRLinear, "tucker": TuckerLinear, "cp": CPLinear}
 CONV_CLASSES = {"tt": TTConv2d, "tr": TRConv2d, "tucker": TuckerConv2d, "cp": CPConv2d}
 _WRAPPERS = {
@@ -546,10 +710,7 @@ _UNSUPPORTED = (
     "LinearGeneral",
     "Einsum",
     "MultiHeadAttention",
-    "LSTMCell",
-    "OptimizedLSTMCell",
-    "GRUCell",
-    "SimpleCell",
+    "RNN",  # one over an LSTM cell is routed; the others are refused
 )
 
 
@@ -557,10 +718,12 @@ class _Route(nnx.Module):
     """Stands in for a converted layer inside the bridge's copy of the user's model: calling it
     applies the pipeline's layer of that name."""
 
-    def __init__(self, name: str, kind: str = "plain", feature_axis: int = -1):
+    def __init__(self, name: str, kind: str = "plain", option: Any = -1):
         self.name = name
-        self.kind = kind  # "plain", "conv" (NHWC images) or "norm" (features on feature_axis)
-        self.feature_axis = feature_axis
+        # "plain", "conv" (NHWC images), "attention", "norm" (features on the axis `option`) or
+        # "rnn" (an nnx.RNN's call; `option` its RNNOptions)
+        self.kind = kind
+        self.option = option
 
     def __call__(self, *args, **kwargs):
         call = _CALL.get()
@@ -571,6 +734,12 @@ class _Route(nnx.Module):
             )
         if self.kind == "plain":
             return call(self.name, *args, **kwargs)
+        if self.kind == "rnn":
+
+            def run(x, state):
+                return call(self.name, x, state=state)
+
+            return _rnn_call(run, self.option, self.name, *args, **kwargs)
         if self.kind == "attention":  # nnx.MultiHeadAttention(inputs_q, inputs_k, inputs_v)
             kwargs.pop("deterministic", None)  # the pipeline's mode decides on dropout
             if kwargs or not 1 <= len(args) <= 3:
@@ -593,7 +762,7 @@ class _Route(nnx.Module):
                 f"{tuple(x.shape)}"
             )
         # the pipeline's layers hold features on axis 1 (NCHW, (N, C)): move them there and back
-        axis = self.feature_axis % x.ndim
+        axis = self.option % x.ndim
         y = call(self.name, jnp.moveaxis(x, axis, 1))
         return jnp.moveaxis(y, 1, axis)
 
@@ -645,9 +814,19 @@ def _convertible(node, named: bool = False):
     for a module it does not; a str saying why for an ``nnx.Conv``/``nnx.BatchNorm`` that does not
     map. ``named``: the model's ``layer_order`` hint names this module (an ``nnx.LayerNorm`` is
     then its own layer, as in the `Model` zoo; otherwise it rides along opaque)."""
+    if isinstance(node, RNN):
+        return node.layer, node.pure_params(), node.pure_masks(), "rnn", node.options
     if isinstance(node, LayerModule):
         kind = "conv" if node.CHANNELS_LAST else "plain"
         return node.layer, node.pure_params(), node.pure_masks(), kind, -1
+    if type(node) is nnx.RNN:
+        return _rnn(node)
+    if type(node) is nnx.Bidirectional:
+        return (
+            "nnx.Bidirectional is not routed yet (it holds a random stream of its own); write "
+            "its two directions in your __call__: nnx.RNN(cell) and nnx.RNN(cell, reverse=True, "
+            "keep_order=True), then concatenate"
+        )
     if type(node) is nnx.Linear:
         layer = _layers.Dense(
             node.in_features, node.out_features, bias=node.use_bias, weight_init="lecun"
@@ -828,6 +1007,82 @@ def _fill_encoder(node, params):
             target[...] = jnp.asarray(v, target[...].dtype)
 
 
+#: flax's LSTMCell gates, one nnx.Linear each (input ``i<g>``, hidden ``h<g>``), in the pure
+#: layer's (and torch's) order i, f, g, o along the 4H axis
+_LSTM_GATES = (("ii", "hi"), ("if_", "hf"), ("ig", "hg"), ("io", "ho"))
+
+
+def _rnn(node):
+    """The pure one-layer `LSTM` of an ``nnx.RNN`` over an ``nnx.LSTMCell`` /
+    ``nnx.OptimizedLSTMCell`` (kind "rnn", its `RNNOptions`), or why it does not map.
+
+    flax's cell computes ``x W_i + (h W_h + b)``: one bias, on the hidden map. The pure layer
+    (torch's ``nn.LSTM``) adds two, ``b_ih + b_hh``, which enter the gates only as their sum:
+    the bridge sets ``bias_ih = 0`` and ``bias_hh = b``, and `_fill_lstm_cell` writes
+    ``bias_ih + bias_hh`` back into ``b`` — the same function both ways (to float rounding of the
+    sum). The kernels: ``weight_ih (in, 4H)`` is the four input kernels side by side (gates i, f,
+    g, o), ``weight_hh (H, 4H)`` the hidden ones (``OptimizedLSTMCell``'s ``dense_i`` /
+    ``dense_h`` already are).
+
+    ``nnx.GRUCell`` is refused: flax 0.12's has no hidden bias (``n = tanh(x W_in + b_in + r ⊙ h
+    W_hn)``), torch's GRU (the pipeline's) trains ``b_hn`` inside ``r ⊙ (h W_hn + b_hn)``, a
+    parameter the flax cell cannot hold."""
+    cell = node.cell
+    if type(cell) is nnx.GRUCell:
+        return (
+            "its nnx.GRUCell has no hidden bias (flax: n = tanh(x W_in + b_in + r * h W_hn)) "
+            "where the pipeline's GRU (torch's) trains b_hn in r * (h W_hn + b_hn): a trained "
+            "GRU could not go back into the flax cell; use tedepr.backends.jax.GRU"
+        )
+    if type(cell) not in (nnx.LSTMCell, nnx.OptimizedLSTMCell):
+        return f"its cell is a {type(cell).__name__} (nnx.LSTMCell and nnx.OptimizedLSTMCell only)"
+    if cell.gate_fn is not nnx.sigmoid or cell.activation_fn is not nnx.tanh:
+        return "a gate_fn / activation_fn other than flax's defaults (nnx.sigmoid / nnx.tanh)"
+    if cell.carry_init is not None:
+        return "a carry_init (zeros only: flax's default initialize_carry)"
+    if type(cell) is nnx.OptimizedLSTMCell:
+        w_ih, w_hh = cell.dense_i.kernel[...], cell.dense_h.kernel[...]
+        b = cell.dense_h.bias[...]
+    else:
+        w_ih = jnp.concatenate([getattr(cell, i).kernel[...] for i, _ in _LSTM_GATES], axis=1)
+        w_hh = jnp.concatenate([getattr(cell, h).kernel[...] for _, h in _LSTM_GATES], axis=1)
+        b = jnp.concatenate([getattr(cell, h).bias[...] for _, h in _LSTM_GATES])
+    layer = _recurrent.LSTM(cell.in_features, cell.hidden_features, batch_first=not node.time_major)
+    params = {
+        "weight_ih_l0": w_ih,
+        "weight_hh_l0": w_hh,
+        "bias_ih_l0": jnp.zeros_like(b),
+        "bias_hh_l0": b,
+    }
+    return layer, params, None, "rnn", _rnn_options(node)
+
+
+def _rnn_options(node) -> RNNOptions:
+    return RNNOptions(node.time_major, node.return_carry, node.reverse, node.keep_order)
+
+
+def _fill_lstm_cell(cell, params):
+    """An ``nnx.LSTMCell`` / ``nnx.OptimizedLSTMCell``'s kernels and bias set from the pure
+    one-layer `LSTM`'s params (in place): the bias is ``bias_ih + bias_hh`` (see `_rnn`)."""
+    w_ih, w_hh = (jnp.asarray(params[k]) for k in ("weight_ih_l0", "weight_hh_l0"))
+    b = jnp.asarray(params["bias_ih_l0"]) + jnp.asarray(params["bias_hh_l0"])
+    if type(cell) is nnx.OptimizedLSTMCell:
+        targets = [(cell.dense_i.kernel, w_ih), (cell.dense_h.kernel, w_hh), (cell.dense_h.bias, b)]
+    else:
+        targets = []
+        for (i, h), wi, wh, bg in zip(
+            _LSTM_GATES,
+            jnp.split(w_ih, 4, axis=1),
+            jnp.split(w_hh, 4, axis=1),
+            jnp.split(b, 4),
+            strict=True,
+        ):
+            targets += [(getattr(cell, i).kernel, wi), (getattr(cell, h).kernel, wh)]
+            targets.append((getattr(cell, h).bias, bg))
+    for var, value in targets:
+        var[...] = value.astype(var[...].dtype)
+
+
 def _batch_norm(node):
     """An ``nnx.BatchNorm`` as the pure `BatchNorm` (features moved to axis 1 by the route)."""
     if not (node.use_scale and node.use_bias):
@@ -882,6 +1137,9 @@ def _conv_layer(node):
         bias=node.use_bias,
         weight_init="lecun",
     )
+
+
+_CELLS = (nnx.LSTMCell, nnx.OptimizedLSTMCell, nnx.GRUCell, nnx.SimpleCell)
 
 
 def _unsupported_types() -> tuple:
@@ -943,8 +1201,15 @@ def _found_paths(model, strict: bool):
         if path and isinstance(node, nnx.Module)
     ]
     results = {path: _convertible(node, _path_name(path) in named) for path, node in nodes}
-    # a routed composite (attention, encoder layer) takes its submodules with it
-    routed = [p for p, r in results.items() if isinstance(r, tuple)]
+    # a routed composite (attention, encoder layer, RNN) takes its submodules with it; a
+    # recurrent module that does not map keeps its cell's Linears (tensorize leaves it whole)
+    recurrent = (nnx.RNN, nnx.Bidirectional)
+    kinds = {path: type(node) for path, node in nodes}
+    routed = [
+        p
+        for p, r in results.items()
+        if isinstance(r, tuple) or (isinstance(r, str) and kinds[p] in recurrent)
+    ]
 
     def inside(path):
         return any(len(r) < len(path) and tuple(path[: len(r)]) == tuple(r) for r in routed)
@@ -966,14 +1231,22 @@ def _found_paths(model, strict: bool):
             why = f"{type(node).__name__} at {_path_name(path)!r} does not map: {conv}"
             if strict and type(node) is not nnx.LayerNorm:
                 raise ValueError(f"model holds an {why}; tedepr's Flax bridge cannot carry it")
-            if type(node) is nnx.Conv:
+            if type(node) in (nnx.Conv, *recurrent):
                 warnings.warn(f"tensorize leaves {why}", stacklevel=3)
+        elif strict and isinstance(node, _CELLS):
+            raise ValueError(
+                f"model holds {type(node).__name__} at {_path_name(path)!r} outside an nnx.RNN; "
+                "tedepr's Flax bridge routes recurrent cells inside nnx.RNN only (an "
+                "nnx.RNN(nnx.LSTMCell) or nnx.RNN(nnx.OptimizedLSTMCell)), not a cell stepped "
+                "by the model's own loop"
+            )
         elif strict and isinstance(node, _unsupported_types()):
             raise ValueError(
                 f"model holds {type(node).__name__} at {_path_name(path)!r}, which tedepr's "
                 "Flax bridge cannot count or prune yet (supported weight layers: nnx.Linear, "
-                "2-D nnx.Conv, nnx.MultiHeadAttention, TransformerEncoderLayer and the "
-                "tedepr.backends.jax.nnx layers); use the tedepr.backends.jax zoo for it"
+                "2-D nnx.Conv, nnx.MultiHeadAttention, TransformerEncoderLayer, "
+                "nnx.RNN(nnx.LSTMCell) and the tedepr.backends.jax.nnx layers); use the "
+                "tedepr.backends.jax zoo for it"
             )
     return found
 
@@ -1126,6 +1399,13 @@ def _stateless_dropouts(work) -> list:
 
 
 def _module_for(layer, params, masks, original):
+    if isinstance(original, (nnx.RNN, RNN)):
+        if not masks and type(layer) is _recurrent.LSTM and type(original) is nnx.RNN:
+            node = nnx.clone(original)  # a dense, unpruned LSTM goes back into the user's cell
+            _fill_lstm_cell(node.cell, params)
+            return node
+        options = original.options if isinstance(original, RNN) else _rnn_options(original)
+        return RNN.wrap(layer, params, masks, options)
     if isinstance(layer, _layers.LayerNorm) and type(original) is nnx.LayerNorm:
         norm = nnx.clone(original)
         for k in ("scale", "bias"):
@@ -1203,7 +1483,8 @@ def tensorize(
     """A copy of the NNX ``model`` whose eligible ``nnx.Linear`` s and 2-D ``nnx.Conv`` s are
     tensorized NNX layers; an ``nnx.MultiHeadAttention`` that maps becomes a `LayerModule` around
     a `TensorizedMultiheadAttention`, a `TransformerEncoderLayer` one around the pure encoder
-    layer with its attention and feed-forward maps tensorized.
+    layer with its attention and feed-forward maps tensorized, an ``nnx.RNN(nnx.LSTMCell)`` an
+    `RNN` around a `TensorizedLSTM` (a recurrent module that does not map stays, with a warning).
 
     The options and their rules are those of `tedepr.backends.jax.tensorize` (``min_params``,
     ``include``/``exclude`` globs and ``overrides`` over the ``/``-joined NNX paths such as
@@ -1215,12 +1496,12 @@ def tensorize(
     _check_model(model)
     work = nnx.clone(model)
     found = _layer_paths(work, strict=False)
-    kinds = (nnx.Linear, nnx.Conv, nnx.MultiHeadAttention, TransformerEncoderLayer)
+    kinds = (nnx.Linear, nnx.Conv, nnx.MultiHeadAttention, TransformerEncoderLayer, nnx.RNN)
     candidates = [(p, n, c) for p, n, c in found if type(n) in kinds]
     if not candidates:
         raise ValueError(
-            "tensorize found no nnx.Linear, 2-D nnx.Conv or nnx.MultiHeadAttention to replace "
-            "in model"
+            "tensorize found no nnx.Linear, 2-D nnx.Conv, nnx.MultiHeadAttention or "
+            "nnx.RNN(nnx.LSTMCell) to replace in model"
         )
     layers = {_path_name(p): c[0] for p, _, c in candidates}
     params = {_path_name(p): c[1] for p, _, c in candidates}
@@ -1232,10 +1513,10 @@ def tensorize(
     dense.tensorize_hints = _hints(model)[2]
     new = _tensorize(dense, format, rank, min_params=min_params, **options)
     new_params = transfer_params(dense, params, new, _key(rngs))
-    for path, _, _ in candidates:
+    for path, node, _ in candidates:
         name = _path_name(path)
         if new.layers[name] != dense.layers[name]:
-            _set_path(work, path, wrap(new.layers[name], new_params[name]))
+            _set_path(work, path, _module_for(new.layers[name], new_params[name], None, node))
     return work
 
 
@@ -1338,7 +1619,8 @@ def flax_export(obj) -> CompressionResult:
         names = ", ".join(repr(".".join(map(str, p))) for p in bridge._paths[:4])
         raise ValueError(
             f"tedepr.save cannot store a Flax model's parameters outside its nnx.Linear, "
-            f"nnx.Conv, nnx.BatchNorm and tedepr NNX layers yet (here {names}"
+            f"nnx.Conv, nnx.BatchNorm, nnx.MultiHeadAttention, nnx.RNN and tedepr NNX layers "
+            f"yet (here {names}"
             f"{', ...' if len(bridge._paths) > 4 else ''}): the file format has no place for "
             "them; save the arrays of nnx.state(model) yourself (e.g. with orbax)"
         )
