@@ -23,7 +23,11 @@ from hypothesis import strategies as st
 
 import tedepr
 
-COUNTS: Counter = Counter()  # (entry point, outcome) -> drawn cases
+COUNTS: Counter = Counter()  # (entry point, outcome) -> drawn cases, in this process
+
+# Under pytest-xdist (the README runs `-n auto`; pyproject sets `--dist loadgroup`) the whole file runs
+# on one worker, so that `test_fuzz_counts` sees every case drawn by the tests above it.
+pytestmark = pytest.mark.xdist_group("fuzz")
 RAN: set[str] = set()
 
 # ----------------------------------------------------------------------------- bad values
