@@ -212,6 +212,7 @@ def test_table_flags_rows_off_budget():
     assert "*" in a_line and "*" not in b_line
 
 
+@pytest.mark.slow  # starts a local Ray cluster (~35 s)
 def test_ray_executor_runs_two_runs_like_local(tmp_path):
     pytest.importorskip("ray")  # the [ray] extra (in [all], so CI has it)
     args = ["run", "--methods", "dense", "--seeds", "0,1", "--epochs", "1", "--subset", "300",

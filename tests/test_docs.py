@@ -36,7 +36,7 @@ def _run_blocks(path: Path) -> str:
     ("page", "framework"),
     [
         pytest.param("torch.md", "torch", marks=pytest.mark.torch),
-        pytest.param("jax.md", "jax", marks=pytest.mark.jax),
+        pytest.param("jax.md", "jax", marks=[pytest.mark.jax, pytest.mark.slow]),  # ~50 s
         pytest.param("io.md", "torch", marks=pytest.mark.torch),
     ],
 )

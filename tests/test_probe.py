@@ -68,6 +68,7 @@ def test_probe_returns_the_untrained_candidate_of_lowest_probe_loss(digits):
 
 
 @pytest.mark.jax
+@pytest.mark.slow  # trains every candidate for its probe epochs (~25 s)
 def test_probe_in_jax_matches_its_own_candidates(digits):
     pytest.importorskip("jax")
     import jax
