@@ -343,3 +343,35 @@ def test_lstm_options_are_one_rule_in_every_zoo(flax):
             tj.get("lstm", flax=True, image_size=8, hidden_size=8, num_layers=2)
         one = tj.get("lstm", flax=True, image_size=8, hidden_size=8, num_layers=1, dropout=0.5)
         assert one.lstm.cell.hidden_features == 8
+
+
+def test_dense_vit_report_rows_are_named_alike():
+    """Dense PaI (``format=None``) on the ViT: torch's packed ``self_attn.in_proj_weight`` is
+    reported as the ``q_proj``/``k_proj``/``v_proj`` rows the JAX `Model` holds apart
+    (`tedepr.pipeline.packed_rows`), each counting its own third of the mask."""
+    kw = {"image_size": 8, "dim": 8, "depth": 1, "heads": 2, "mlp_dim": 8}
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 8)
+    opts = {"sparsity": 0.5, "format": None, "score": "magnitude", "seed": 0}
+    net = tt.get("vit", seed=0, **kw)
+    rt = tedepr.compress(net, (torch.tensor(x), torch.tensor(y)), backend="torch", **opts)
+    model = tj.get("vit", flax=False, **kw)
+    rj = tedepr.compress(model, (x, y), params=model.init(jax.random.key(0)), backend="jax", **opts)
+    names = [canonical_name(r.name) for r in rt.report.layers]
+    assert sorted(names) == sorted(canonical_name(r.name) for r in rj.report.layers)
+    rows = {canonical_name(r.name): r for r in rt.report.layers}
+    packed = rt.masks["layers.0.self_attn.in_proj_weight"].numpy()
+    for k, proj in enumerate(("q_proj", "k_proj", "v_proj")):
+        row = rows[f"layers.0.self_attn.{proj}"]
+        assert row.total == 64 and row.kept == int(packed[8 * k : 8 * (k + 1)].sum()) > 0
+        assert row.live and row.paths == row.kept
+    assert sum(r.kept for r in rt.report.layers) == rt.report.kept_weights
+    # without masks too (the unpruned rows of the same model)
+    unpruned = tedepr.compress(
+        tt.get("vit", seed=0, **kw),
+        (torch.tensor(x), torch.tensor(y)),
+        backend="torch",
+        **{**opts, "sparsity": 0.0},
+    )
+    q = {r.name: r for r in unpruned.report.layers}["layers.0.self_attn.q_proj"]
+    assert q.kept == q.total == 64
