@@ -550,28 +550,8 @@ def resnet18(num_classes=10, in_channels=3, image_size=32, *, rngs=0, dtype=jnp.
     return ResNet(pure.resnet18(num_classes, in_channels, image_size), rngs=rngs, dtype=dtype)
 
 
-def lstm_classifier(
-    num_classes=10,
-    in_channels=1,
-    image_size=28,
-    hidden_size=128,
-    num_layers=1,
-    dropout=0.0,
-    *,
-    rngs=0,
-    dtype=jnp.float32,
-) -> LSTMClassifier:
-    """`LSTMClassifier`."""
-    return LSTMClassifier(
-        num_classes,
-        in_channels,
-        image_size,
-        hidden_size,
-        num_layers,
-        dropout,
-        rngs=rngs,
-        dtype=dtype,
-    )
+#: `LSTMClassifier` itself: the zoo's builder takes the class's arguments as they are
+lstm_classifier = LSTMClassifier
 
 
 def vit(
