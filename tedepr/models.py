@@ -25,14 +25,15 @@ name               architecture
 ``resnet18``       CIFAR ResNet-18: 3×3 stem, no max-pool, 4 stages × 2 basic blocks,
                    64–512 channels, 1×1 conv projection shortcuts
 ``lstm``           sequential MNIST: image rows are time steps (28 steps of 28 features),
-                   an LSTM of 128 units, Linear on the last hidden state
+                   an LSTM of 128 units (``num_layers`` stacked, default 1, with ``dropout``
+                   between them), Linear on the top layer's last hidden state
 ``vit``            ViT: 7×7 patches (16 tokens on 28×28; side/4 in general) + class token,
                    dim 64, depth 2, 4 heads, pre-norm encoder layers (each holding a
                    multi-head attention), GELU MLP width 128
 =================  ==========================================================================
 
 The rules of the zoo's arguments, the registry of names and every zoo's ``available``/``get``
-are written here once (`check_resnet`, `check_vit`, `zoo_table`, `build_zoo_model`, `zoo_front`);
+are written here once (`check_resnet`, `check_vit`, `check_lstm`, `zoo_table`, `build_zoo_model`, `zoo_front`);
 the backends build the layers.
 """
 
@@ -45,7 +46,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from .validation import check_int
+from .validation import check_dropout, check_int
 
 #: VGG layer tables (CIFAR variant, Simonyan & Zisserman 2015): channels per conv, "M" = 2x2 max-pool.
 #: Shared by both backends' zoos.
@@ -174,6 +175,15 @@ def check_vit(
     return patch_size
 
 
+def check_lstm(hidden_size: Any, num_layers: Any, dropout: Any) -> float:
+    """The ``lstm`` zoo model's dropout probability (on the outputs of every LSTM layer but the
+    top one, training only, as ``nn.LSTM``'s; no effect with one layer) as a float in [0, 1],
+    after checking ``hidden_size`` and ``num_layers`` (ints >= 1)."""
+    check_int(hidden_size, "hidden_size")
+    check_int(num_layers, "num_layers")
+    return check_dropout(dropout, "dropout")
+
+
 def _variant(build: Callable[..., Any], first: Any) -> Callable[..., Any]:
     def make(num_classes=10, in_channels=1, image_size=28, **kw):
         return build(
@@ -266,8 +276,9 @@ num_classes, in_channels, image_size : int >= 1
     The data's classes, channels and (square) side in pixels.
 {keywords}**kw
     Model-specific options (e.g. ``shortcut="B"`` for the CIFAR ResNets, ``hidden`` for
-    ``lenet300_100``, ``hidden_size`` for ``lstm``, ``dim``/``depth``/``heads``/``patch_size``/
-    ``mlp_dim``/``dropout`` for ``vit``, ``batch_norm`` for VGG).
+    ``lenet300_100``, ``hidden_size``/``num_layers``/``dropout`` for ``lstm``,
+    ``dim``/``depth``/``heads``/``patch_size``/``mlp_dim``/``dropout`` for ``vit``, ``batch_norm``
+    for VGG).
 
 Returns
 -------

@@ -29,7 +29,7 @@ from .pruning import Guards, effective_ranks, prune
 from .pruning.connectivity import analyse
 from .pruning.problem import CoreInfo, ScoringProblem, canonical_name, canonical_order
 from .pruning.rescale import mask_aware_init, restoring_scales
-from .report import Report, layer_row
+from .report import LayerReport, Report, layer_row
 from .training import LOSSES  # the loss names of fit, the same for compress
 from .validation import check_input_shape, check_int
 
@@ -606,6 +606,31 @@ def restoring_factors(
     return factors
 
 
+#: the packed query/key/value weight of a dense torch ``nn.MultiheadAttention``: ``[W_q; W_k; W_v]``
+PACKED_IN_PROJ = "in_proj_weight"
+
+
+def packed_rows(layer: LayerWeights, name: str, weights, masks) -> list[LayerReport]:
+    """The report rows of a dense attention's packed ``in_proj_weight`` (``(3E, in)``, rows ``[W_q;
+    W_k; W_v]``): one per projection, ``<layer>.q_proj``/``k_proj``/``v_proj`` (the layer's
+    separator), as a backend that holds the three maps apart (JAX) names them, and as a tensorized
+    attention names them in both. A dense map's liveness: live when it keeps an entry, one path
+    per kept entry."""
+    sep = name[len(layer.name)] if layer.name else ""
+    w = to_numpy(weights[name])
+    m = to_numpy(masks[name]) if masks and name in masks else None
+    size = w.shape[0] // 3
+    rows = []
+    for k, proj in enumerate(("q_proj", "k_proj", "v_proj")):
+        total = size * math.prod(w.shape[1:])
+        kept = total if m is None else int(m[k * size : (k + 1) * size].sum())
+        row = layer_row(f"{layer.name}{sep}{proj}", "Linear", kept, total)
+        if m is not None:
+            row.live, row.paths = kept > 0, float(kept)
+        rows.append(row)
+    return rows
+
+
 def build_report(
     adapter: CompressAdapter,
     model,
@@ -634,6 +659,9 @@ def build_report(
             for n in names
         )
         cut = len(layer.name) + 1 if layer.name else 0  # a weight's name within its layer
+        if layer.factorized is None and [n[cut:] for n in names] == [PACKED_IN_PROJ]:
+            rows.extend(packed_rows(layer, names[0], weights, masks))
+            continue
         rows.append(
             layer_row(
                 layer.name,

@@ -76,11 +76,12 @@ LAYER_OPTIONS: dict[str, Any] = {
 }
 
 
-def check_conv_strategy(value: Any) -> str:
-    """``conv_strategy``: one of `CONV_STRATEGIES`."""
+def check_conv_strategy(value: Any, name: str = "conv_strategy") -> str:
+    """``conv_strategy``: one of `CONV_STRATEGIES` (``name``: the argument the error names, e.g.
+    ``"overrides['features.*']['conv_strategy']"``)."""
     if not isinstance(value, str) or value not in CONV_STRATEGIES:
         raise ValueError(
-            f"conv_strategy must be one of {', '.join(map(repr, CONV_STRATEGIES))}; got {value!r}"
+            f"{name} must be one of {', '.join(map(repr, CONV_STRATEGIES))}; got {value!r}"
         )
     return value
 
@@ -181,6 +182,9 @@ class LayerChooser:
                         f"overrides[{glob!r}] may set {', '.join(map(repr, overridable))}; "
                         f"got {sorted(unknown)}"
                     )
+        for glob, kw in self.overrides.items():  # here, so the error names the pattern
+            if "conv_strategy" in kw:
+                check_conv_strategy(kw["conv_strategy"], f"overrides[{glob!r}]['conv_strategy']")
         check_globs_match(self.include, names, "include", what)
         check_globs_match(self.exclude, names, "exclude", what)
         check_globs_match(self.overrides, names, "overrides", what)

@@ -262,3 +262,116 @@ def test_flax_lstm_masks_equal_the_model_zoos_and_torchs():
         np.testing.assert_array_equal(np.asarray(rf.masks[k]), np.asarray(m), err_msg=k)
         np.testing.assert_array_equal(np.asarray(m).T, rt.masks[names[k]].numpy(), err_msg=k)
     assert rm.report.kept_weights == rf.report.kept_weights == rt.report.kept_weights
+
+
+def test_two_layer_lstm_masks_equal_in_torch_and_the_model_zoo():
+    """``lstm`` with ``num_layers=2`` (torch's one ``nn.LSTM`` holding ``weight_ih_l0``/``_l1``,
+    the `Model` zoo's one stacked `LSTM` with the same names): the same logits and the same
+    masks from `compress` on the same weights, the second layer's maps pruned too. (No dropout
+    here: SNIP's gradient would see each backend's own random dropout masks.)"""
+    import jax.numpy as jnp
+
+    from tedepr.backends.jax import interchange as jx
+    from tedepr.backends.torch import interchange as tx
+
+    kw = {"image_size": 8, "hidden_size": 8, "num_layers": 2}
+    model = tj.get("lstm", flax=False, **kw)
+    params = model.init(jax.random.key(3), jnp.float64)
+    assert {"weight_ih_l1", "weight_hh_l1"} <= set(params["lstm"])
+    net = tt.get("lstm", **kw).double()
+    assert net.lstm.num_layers == 2 and not model.layers["lstm"].stochastic
+    tx.import_arrays(net, jx.export_arrays(model, params))
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 1, 8, 8)), rng.integers(0, 10, 32)
+    xt = torch.tensor(x)
+    with torch.no_grad():
+        ref = net.eval()(xt).numpy()
+    np.testing.assert_allclose(np.asarray(model.apply(params, x)), ref, rtol=1e-10, atol=1e-12)
+    # the top layer's state feeds the classifier: a one-layer model on the same first layer differs
+    one = tj.get("lstm", flax=False, image_size=8, hidden_size=8)
+    p1 = {"lstm": {k: v for k, v in params["lstm"].items() if k.endswith("_l0")}}
+    p1["classifier"] = params["classifier"]
+    assert not np.allclose(np.asarray(one.apply(p1, x)), ref)
+    opts = {"sparsity": 0.9, "format": None, "score": "snip", "seed": 0}
+    rm = tedepr.compress(model, (x, y), params=params, backend="jax", **opts)
+    rt = tedepr.compress(net, (xt, torch.tensor(y)), backend="torch", **opts)
+    names = jx.torch_names(model)
+    assert sorted(names[k] for k in rm.masks) == sorted(rt.masks)
+    assert {"lstm.weight_ih_l1", "lstm.weight_hh_l1"} <= set(rt.masks)
+    for k, m in rm.masks.items():
+        np.testing.assert_array_equal(np.asarray(m).T, rt.masks[names[k]].numpy(), err_msg=k)
+    assert rm.report.kept_weights == rt.report.kept_weights
+    assert sorted(canonical_name(r.name) for r in rm.report.layers) == sorted(
+        canonical_name(r.name) for r in rt.report.layers
+    )
+
+
+@pytest.mark.parametrize("flax", [False, True])
+def test_lstm_options_are_one_rule_in_every_zoo(flax):
+    """``num_layers``/``dropout`` are checked by `tedepr.models.check_lstm` in every zoo: the
+    same errors naming the argument; the Flax zoo builds one layer only and says so."""
+    if flax:
+        pytest.importorskip("flax")
+    else:  # dropout between the stacked layers, training only, in both backends
+        net = tt.get("lstm", image_size=8, hidden_size=8, num_layers=2, dropout=0.25)
+        model = tj.get("lstm", flax=False, image_size=8, hidden_size=8, num_layers=2, dropout=0.25)
+        assert net.lstm.dropout == 0.25 and model.layers["lstm"].stochastic
+        params = model.init(jax.random.key(0))
+        x = np.random.default_rng(0).standard_normal((4, 1, 8, 8)).astype(np.float32)
+        y_eval = np.asarray(model.apply(params, x))
+        np.testing.assert_array_equal(np.asarray(model.apply(params, x)), y_eval)
+        y_train = model.apply(params, x, train=True, key=jax.random.key(1))
+        assert not np.allclose(np.asarray(y_train), y_eval)
+        net.train()
+        xt = torch.tensor(x)
+        assert not torch.allclose(net(xt), net(xt))
+        with torch.no_grad():
+            net.eval()
+            assert torch.equal(net(xt), net(xt))
+    zoos = [lambda **kw: tt.get("lstm", **kw), lambda **kw: tj.get("lstm", flax=flax, **kw)]
+    for get in zoos:
+        with pytest.raises(ValueError, match="num_layers must be"):
+            get(num_layers=0)
+        with pytest.raises(TypeError, match="num_layers must be"):
+            get(num_layers=1.5)
+        with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\]; got 1.5"):
+            get(num_layers=2, dropout=1.5)
+        with pytest.raises(TypeError, match="dropout must be a number"):
+            get(num_layers=2, dropout="0.1")
+    if flax:
+        with pytest.raises(NotImplementedError, match="num_layers=1 only; got num_layers=2"):
+            tj.get("lstm", flax=True, image_size=8, hidden_size=8, num_layers=2)
+        one = tj.get("lstm", flax=True, image_size=8, hidden_size=8, num_layers=1, dropout=0.5)
+        assert one.lstm.cell.hidden_features == 8
+
+
+def test_dense_vit_report_rows_are_named_alike():
+    """Dense PaI (``format=None``) on the ViT: torch's packed ``self_attn.in_proj_weight`` is
+    reported as the ``q_proj``/``k_proj``/``v_proj`` rows the JAX `Model` holds apart
+    (`tedepr.pipeline.packed_rows`), each counting its own third of the mask."""
+    kw = {"image_size": 8, "dim": 8, "depth": 1, "heads": 2, "mlp_dim": 8}
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 8)
+    opts = {"sparsity": 0.5, "format": None, "score": "magnitude", "seed": 0}
+    net = tt.get("vit", seed=0, **kw)
+    rt = tedepr.compress(net, (torch.tensor(x), torch.tensor(y)), backend="torch", **opts)
+    model = tj.get("vit", flax=False, **kw)
+    rj = tedepr.compress(model, (x, y), params=model.init(jax.random.key(0)), backend="jax", **opts)
+    names = [canonical_name(r.name) for r in rt.report.layers]
+    assert sorted(names) == sorted(canonical_name(r.name) for r in rj.report.layers)
+    rows = {canonical_name(r.name): r for r in rt.report.layers}
+    packed = rt.masks["layers.0.self_attn.in_proj_weight"].numpy()
+    for k, proj in enumerate(("q_proj", "k_proj", "v_proj")):
+        row = rows[f"layers.0.self_attn.{proj}"]
+        assert row.total == 64 and row.kept == int(packed[8 * k : 8 * (k + 1)].sum()) > 0
+        assert row.live and row.paths == row.kept
+    assert sum(r.kept for r in rt.report.layers) == rt.report.kept_weights
+    # without masks too (the unpruned rows of the same model)
+    unpruned = tedepr.compress(
+        tt.get("vit", seed=0, **kw),
+        (torch.tensor(x), torch.tensor(y)),
+        backend="torch",
+        **{**opts, "sparsity": 0.0},
+    )
+    q = {r.name: r for r in unpruned.report.layers}["layers.0.self_attn.q_proj"]
+    assert q.kept == q.total == 64

@@ -12,6 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
+import tedepr
+
 torch = pytest.importorskip("torch")
 jax = pytest.importorskip("jax")
 pytestmark = [pytest.mark.torch, pytest.mark.jax]
@@ -23,6 +25,7 @@ from tedepr.backends import torch as tt  # noqa: E402
 from tedepr.backends.jax import interchange as jx  # noqa: E402
 from tedepr.backends.jax.layers import dropout  # noqa: E402
 from tedepr.backends.torch import interchange as tx  # noqa: E402
+from tedepr.tensorizing import CONV_STRATEGIES  # noqa: E402
 
 PROJ = ("q_proj", "k_proj", "v_proj", "out_proj")
 
@@ -347,5 +350,14 @@ def test_layer_options_are_one_rule_in_both_backends():
     assert {n: getattr(tnew, n).strategy for n in expected} == expected
     assert {n: jnew.layers[n].strategy for n in expected} == expected
     for module, model in ((tt, tt.get("lenet5", seed=0)), (tj, tj.get("lenet5"))):
-        with pytest.raises(ValueError, match="conv_strategy must be one of"):
+        # the error names the override pattern and the allowed values
+        with pytest.raises(ValueError) as err:
             module.tensorize(model, "tt", 2, overrides={"conv2": {"conv_strategy": "chain"}})
+        message = str(err.value)
+        assert message.startswith("overrides['conv2']['conv_strategy'] must be one of"), message
+        assert all(repr(s) in message for s in CONV_STRATEGIES) and "got 'chain'" in message
+    # compress's tensorize_options go through the same rule
+    x, y = np.zeros((4, 1, 28, 28), np.float32), np.arange(4) % 10
+    bad = {"overrides": {"conv*": {"conv_strategy": 3}}}
+    with pytest.raises(ValueError, match=r"^overrides\['conv\*'\]\['conv_strategy'\] must be one"):
+        tedepr.compress(tt.get("lenet5", seed=0), (x, y), format="tt", tensorize_options=bad)

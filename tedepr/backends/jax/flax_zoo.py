@@ -465,7 +465,12 @@ class ViT(ZooModule):
 class LSTMClassifier(ZooModule):
     """Sequential images (`tedepr.backends.jax.models.lstm_classifier`): each row is a time step
     of ``C·W`` features; ``lstm`` an ``nnx.RNN(nnx.OptimizedLSTMCell)`` of ``hidden_size`` units
-    (batch first), ``classifier`` an ``nnx.Linear`` on its last hidden state."""
+    (batch first), ``classifier`` an ``nnx.Linear`` on its last hidden state.
+
+    ``num_layers`` and ``dropout`` are checked as in the other zoos (`tedepr.models.check_lstm`),
+    but only one layer is built here: a stack of ``nnx.RNN`` would be routed as separate one-layer
+    LSTMs, whose names do not map to torch's one ``lstm`` (``weight_ih_l1``, ...); ``num_layers >
+    1`` raises ``NotImplementedError`` (the `Model` zoo, ``flax=False``, stacks them)."""
 
     def __init__(
         self,
@@ -473,10 +478,18 @@ class LSTMClassifier(ZooModule):
         in_channels=1,
         image_size=28,
         hidden_size=128,
+        num_layers=1,
+        dropout=0.0,
         *,
         rngs=0,
         dtype=jnp.float32,
     ):
+        zoo.check_lstm(hidden_size, num_layers, dropout)
+        if num_layers != 1:
+            raise NotImplementedError(
+                f"the Flax zoo's lstm has num_layers=1 only; got num_layers={num_layers} (use the "
+                "Model zoo, flax=False, or tedepr.backends.torch's lstm for stacked layers)"
+            )
         spec = pure.lstm_classifier(num_classes, in_channels, image_size, hidden_size)
         p = self._start(spec, rngs, dtype)
         self.lstm = from_model(spec, p, "lstm", dtype)
@@ -537,11 +550,8 @@ def resnet18(num_classes=10, in_channels=3, image_size=32, *, rngs=0, dtype=jnp.
     return ResNet(pure.resnet18(num_classes, in_channels, image_size), rngs=rngs, dtype=dtype)
 
 
-def lstm_classifier(
-    num_classes=10, in_channels=1, image_size=28, hidden_size=128, *, rngs=0, dtype=jnp.float32
-) -> LSTMClassifier:
-    """`LSTMClassifier`."""
-    return LSTMClassifier(num_classes, in_channels, image_size, hidden_size, rngs=rngs, dtype=dtype)
+#: `LSTMClassifier` itself: the zoo's builder takes the class's arguments as they are
+lstm_classifier = LSTMClassifier
 
 
 def vit(

@@ -24,7 +24,6 @@ import jax.numpy as jnp
 
 from ... import models as zoo
 from ...pruning.problem import CoreInfo
-from ...validation import check_int
 from .attention import TransformerEncoderLayer
 from .conv import Conv2d
 from .layers import BatchNorm, Dense, LayerNorm, _check_dtype, draw
@@ -435,13 +434,16 @@ def resnet18(num_classes=10, in_channels=3, image_size=32) -> Model:
     )
 
 
-def lstm_classifier(num_classes=10, in_channels=1, image_size=28, hidden_size=128) -> Model:
-    """Sequential images: each row is a time step of ``C·W`` features; one LSTM layer; Linear on the
-    last hidden state."""
-    check_int(hidden_size, "hidden_size")
+def lstm_classifier(
+    num_classes=10, in_channels=1, image_size=28, hidden_size=128, num_layers=1, dropout=0.0
+) -> Model:
+    """Sequential images: each row is a time step of ``C·W`` features; ``num_layers`` stacked LSTM
+    layers in one `LSTM` (``lstm/weight_ih_l0``, ``_l1``, ...: torch's names) with ``dropout``
+    between them (training only); Linear on the top layer's last hidden state, as the torch zoo."""
+    dropout = zoo.check_lstm(hidden_size, num_layers, dropout)
     input_size = in_channels * image_size
     layers = {
-        "lstm": LSTM(input_size, hidden_size, batch_first=True),
+        "lstm": LSTM(input_size, hidden_size, num_layers, batch_first=True, dropout=dropout),
         "classifier": Dense(hidden_size, num_classes),
     }
 
@@ -450,7 +452,7 @@ def lstm_classifier(num_classes=10, in_channels=1, image_size=28, hidden_size=12
         n, c, h, w = x.shape
         seq = jnp.reshape(jnp.transpose(x, (0, 2, 1, 3)), (n, h, c * w))
         _, (h_n, _) = call("lstm", seq)
-        return call("classifier", h_n)
+        return call("classifier", h_n if num_layers == 1 else h_n[-1])
 
     return Model(layers, forward, (in_channels, image_size, image_size), "lstm")
 

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ... import models as zoo
-from ...validation import check_int
 
 __all__ = [
     "MODELS",
@@ -257,6 +256,8 @@ class LSTMClassifier(nn.Module):
 
     Input ``(N, C, H, W)`` (or ``(N, H, W)``) becomes a sequence of ``H`` steps of ``C·W`` features;
     the LSTM's last hidden state of the top layer goes through ``Linear(hidden_size, num_classes)``.
+    ``num_layers`` LSTM layers are stacked in one ``nn.LSTM`` (``lstm.weight_ih_l0``, ``_l1``, ...),
+    with ``dropout`` on the outputs of every layer but the top one (training only).
     """
 
     def __init__(
@@ -266,13 +267,20 @@ class LSTMClassifier(nn.Module):
         image_size: int = 28,
         hidden_size: int = 128,
         num_layers: int = 1,
+        dropout: float = 0.0,
     ):
         super().__init__()
-        check_int(hidden_size, "hidden_size")
-        check_int(num_layers, "num_layers")
+        dropout = zoo.check_lstm(hidden_size, num_layers, dropout)
         self.in_channels = in_channels
         self.input_size = in_channels * image_size
-        self.lstm = nn.LSTM(self.input_size, hidden_size, num_layers=num_layers, batch_first=True)
+        # nn.LSTM warns about dropout on one layer, where it does nothing: pass it only when stacked
+        self.lstm = nn.LSTM(
+            self.input_size,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.classifier = nn.Linear(hidden_size, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
