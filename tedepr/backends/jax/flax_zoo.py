@@ -1,6 +1,7 @@
 """The JAX model zoo written in Flax NNX: ``nnx.Linear``, ``nnx.Conv``, ``nnx.BatchNorm``,
 ``nnx.LayerNorm``, ``nnx.MultiHeadAttention`` and ``nnx.RNN`` modules, built by
-``tedepr.backends.jax.get(name, ..., flax=True)`` (or `get` here).
+``tedepr.backends.jax.get(name, ...)`` (the JAX zoo's default; ``flax=False`` gives the `Model`)
+or `get` here.
 
 Each model here is the `tedepr.backends.jax.models` zoo model of the same name, written as an
 ``nnx.Module`` a Flax user can call, train and edit like their own:
