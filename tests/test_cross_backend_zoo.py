@@ -157,7 +157,7 @@ def test_vit_encoder_layers_are_containers_in_jax():
 
 
 def test_encoder_sublayers_follow_globs_kinds_and_min_params():
-    model = tj.get("vit")
+    model = tj.get("vit", flax=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         only_ffn = tj.tensorize(model, "tt", 2, layers=("linear",), include="layers/*/linear*")
@@ -239,7 +239,7 @@ def test_flax_lstm_masks_equal_the_model_zoos_and_torchs():
     from tedepr.backends.torch import interchange as tx
 
     kw = {"image_size": 8, "hidden_size": 8}
-    model = tj.get("lstm", **kw)
+    model = tj.get("lstm", flax=False, **kw)
     params = model.init(jax.random.key(3), jnp.float64)
     flax_model = tj.get("lstm", flax=True, rngs=3, dtype=jnp.float64, **kw)
     net = tt.get("lstm", **kw).double()
