@@ -157,7 +157,9 @@ def test_zoo_vit_dropout_reaches_training_forward():
     y_train = model.apply(params, x, train=True, key=jax.random.key(3))
     assert not np.allclose(y_eval, y_train)
     np.testing.assert_array_equal(y_eval, model.apply(params, x, train=True))  # no key
-    assert tj.get("vit", flax=False, image_size=16).layers["layers/0"].dropout == 0.0  # as the torch zoo
+    assert (
+        tj.get("vit", flax=False, image_size=16).layers["layers/0"].dropout == 0.0
+    )  # as the torch zoo
     assert tt.get("vit", image_size=16).layers[0].dropout.p == 0.0
 
 
