@@ -595,7 +595,8 @@ def _get(request: zoo.ZooRequest, *, rngs=0, dtype=jnp.float32) -> ZooModule:
         name = request.name
         raise ValueError(
             f"name {name!r} has no Flax version: {NOT_IN_FLAX[name]}; use "
-            f"tedepr.backends.jax.get({name!r}) (a Model); Flax names: {', '.join(available())}"
+            f"tedepr.backends.jax.get({name!r}, flax=False) (a Model); Flax names: "
+            f"{', '.join(available())}"
         )
     build = functools.partial(_build, rngs=rngs, dtype=dtype)
     model, recipe = request.build({n: functools.partial(build, f) for n, f in MODELS.items()})
