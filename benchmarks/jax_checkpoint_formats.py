@@ -39,7 +39,7 @@ def _tree():
 
     from tedepr.backends.jax import models
 
-    model = models.get("lenet300_100")
+    model = models.get("lenet300_100", flax=False)
     params = model.init(jax.random.key(0))
     opt_state = optax.adam(1e-3).init(params)
     return {"params": params, "opt": opt_state}

@@ -138,7 +138,7 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch rows")
     args = ap.parse_args(argv)
 
-    dense = get("lenet300_100")
+    dense = get("lenet300_100", flax=False)
     tt = tensorize(dense, args.format, args.rank, min_params=0, strategy=args.strategy)
     print(
         f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), "

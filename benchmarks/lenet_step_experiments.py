@@ -246,7 +246,7 @@ def split(args):
     rng = np.random.default_rng(0)
     xj = rng.standard_normal((32, 1, 28, 28)).astype(np.float32)
     yj = rng.integers(0, 10, 32).astype(np.int32)
-    jd = get("lenet300_100", backend="jax")
+    jd = get("lenet300_100", backend="jax", flax=False)
     params = jd.init(jax.random.key(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -157,15 +157,16 @@ STATE_PARAMETERS = ("model", "params", "masks")
 #: parameters that exist in one framework only: ``{backend: {parameter: why}}``
 FRAMEWORK_PARAMETERS: dict[str, dict[str, str]] = {
     "torch": {
-        "seed": "torch modules draw their parameters at construction (JAX: the key of init)",
+        "seed": "torch modules draw their parameters at construction (JAX: the Flax zoo's rngs=, "
+        "the Model's init key)",
         "device": "torch modules are allocated on a device at construction",
         "dtype": "torch modules are allocated with a dtype at construction (JAX: init's dtype)",
         "map_location": "torch.load's device mapping",
     },
     "jax": {
         "namespace": "the array namespace JAX scores are handed back in (torch: its tensors)",
-        "flax": "get(..., flax=True): the Flax NNX version of a zoo model (flax_zoo); torch "
-        "has one module system",
+        "flax": "get(...) gives the Flax NNX zoo model by default (flax_zoo), flax=False the "
+        "pure init/apply Model; torch has one module system",
     },
 }
 

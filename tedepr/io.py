@@ -418,8 +418,9 @@ def _record_fits(current: Any, rec: dict[str, Any], linear_types: tuple, conv_ty
     ) == (rec["in_channels"], rec["out_channels"], tuple(rec["kernel_size"]), rec["groups"])
 
 
-def skeleton_model(structure: dict[str, Any], backend: str, what: str) -> Any:
-    """The zoo model the file records, for ``model=None``; ``what`` names the model= to pass."""
+def skeleton_model(structure: dict[str, Any], backend: str, what: str, **framework: Any) -> Any:
+    """The zoo model the file records, for ``model=None``; ``what`` names the model= to pass,
+    ``framework`` are keywords of the backend's ``get`` (JAX: ``flax=False`` for a `Model`)."""
     zoo = structure.get("zoo")
     if zoo is None:
         raise ValueError(
@@ -428,7 +429,7 @@ def skeleton_model(structure: dict[str, Any], backend: str, what: str) -> Any:
         )
     from . import models
 
-    return models.get(zoo["name"], backend=backend, **json_tuples(zoo["kwargs"]))
+    return models.get(zoo["name"], backend=backend, **framework, **json_tuples(zoo["kwargs"]))
 
 
 def rebuild_layers(

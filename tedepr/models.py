@@ -5,7 +5,8 @@ imported on the first call that names it. Each backend module provides
 
 - ``MODELS``: a mapping from model name to its constructor;
 - ``get(name, num_classes=10, in_channels=1, image_size=28, **kw)``: build one model (an
-  ``nn.Module`` for torch; for jax whatever its backend documents, e.g. an init/apply pair).
+  ``nn.Module`` for torch; for jax a Flax NNX module, or with ``flax=False`` the pure
+  init/apply `Model`).
 
 Both zoos have the same models, architectures and layer names (torch's module names; the JAX
 `Model` writes ``/`` for ``.``). Every model takes images ``(N, C, H, W)``; single-channel models
@@ -97,6 +98,8 @@ def get(name: str, backend: str = "torch", **kw: Any) -> Any:
         One of `available(backend)`, e.g. ``"lenet300_100"``, ``"lenet5"``, ``"vgg16"``,
         ``"resnet20"``, ``"resnet18"``, ``"lstm"``, ``"vit"``.
     backend : ``"torch"`` or ``"jax"``
+        ``"torch"`` gives an ``nn.Module`` (keyword ``seed``); ``"jax"`` a Flax NNX module
+        (keywords ``rngs``, ``dtype``), or with ``flax=False`` the pure init/apply `Model`.
     **kw
         Passed to the backend's ``get``: ``num_classes``, ``in_channels``, ``image_size`` and
         model-specific options.
@@ -299,7 +302,7 @@ def zoo_front(
     image_size=28, *, <keywords>, **kw)`` binds its arguments (a ``TypeError`` naming a wrong one,
     as a plain function) and returns ``build(ZooRequest(...), **keywords)``: ``build`` is the
     backend's own work around `ZooRequest.build` (seeding, recording the recipe), and its
-    keyword-only parameters (torch ``seed``; JAX ``flax``; Flax ``rngs``/``dtype``) become
+    keyword-only parameters (torch ``seed``; JAX ``flax``, ``rngs``, ``dtype``; Flax ``rngs``/``dtype``) become
     ``get``'s, with their defaults; ``build``'s docstring documents them (numpydoc parameter
     entries, placed in ``get``'s). ``returns`` documents the result, ``what`` adds to the first
     lines."""

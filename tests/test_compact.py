@@ -533,7 +533,7 @@ def jax_lenet():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, 64).astype(np.int32)
-    dense = tedepr.models.get("lenet300_100", backend="jax")
+    dense = tedepr.models.get("lenet300_100", backend="jax", flax=False)
     params = dense.init(jax.random.key(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -629,7 +629,7 @@ def test_jax_compact_trains_identically(jax_lenet, optimizer):
 
 def test_jax_compress_compacts_by_default(jax_lenet):
     r, x, y = jax_lenet  # compact=False
-    dense = tedepr.models.get("lenet300_100", backend="jax")
+    dense = tedepr.models.get("lenet300_100", backend="jax", flax=False)
     params = dense.init(jax.random.key(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

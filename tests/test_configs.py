@@ -130,7 +130,8 @@ def test_paper_config_trains_one_step_torch(name):
 def jax_model(cfg: dict, name: str):
     spec = shapes(cfg, name)
     kwargs = {k: spec[k] for k in ("num_classes", "in_channels", "image_size")}
-    return zoo.get(cfg["model"], backend="jax", **kwargs, **cfg.get("model_options", {})), spec
+    options = cfg.get("model_options", {})
+    return zoo.get(cfg["model"], backend="jax", flax=False, **kwargs, **options), spec
 
 
 def jax_step(jax, model, cfg: dict):

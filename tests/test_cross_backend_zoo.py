@@ -57,6 +57,10 @@ def _summary(result, backend):
     return result.report.kept_weights, sorted(rows, key=str), masks, layers
 
 
+#: the JAX side compares the Model (its count_weights reads params and masks); the Flax
+#: default's own parity with it: tests/test_flax_zoo.py
+MODEL_KIND = {"torch": {}, "jax": {"flax": False}}
+
 # the deep variants repeat resnet20's / vgg16's blocks: long compiles, same code paths
 _SLOW = ("resnet18", "resnet32", "resnet56", "vgg19")
 
@@ -71,7 +75,7 @@ def test_same_compress_call_same_counts(name):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # layers left dense: the same in both
             result = tedepr.compress(
-                module.get(name, **ZOO[name]),
+                module.get(name, **MODEL_KIND[backend], **ZOO[name]),
                 None,
                 sparsity=0.99,
                 format="tt",
@@ -137,7 +141,9 @@ def test_vit_encoder_layers_are_containers_in_jax():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         res = {
-            b: tedepr.compress(m.get("vit"), None, 0.99, "tt", "magnitude", backend=b)
+            b: tedepr.compress(
+                m.get("vit", **MODEL_KIND[b]), None, 0.99, "tt", "magnitude", backend=b
+            )
             for b, m in (("torch", tt), ("jax", tj))
         }
     enc = res["jax"].model.layers["layers/0"]
@@ -157,7 +163,7 @@ def test_vit_encoder_layers_are_containers_in_jax():
 
 
 def test_encoder_sublayers_follow_globs_kinds_and_min_params():
-    model = tj.get("vit")
+    model = tj.get("vit", flax=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         only_ffn = tj.tensorize(model, "tt", 2, layers=("linear",), include="layers/*/linear*")
@@ -239,7 +245,7 @@ def test_flax_lstm_masks_equal_the_model_zoos_and_torchs():
     from tedepr.backends.torch import interchange as tx
 
     kw = {"image_size": 8, "hidden_size": 8}
-    model = tj.get("lstm", **kw)
+    model = tj.get("lstm", flax=False, **kw)
     params = model.init(jax.random.key(3), jnp.float64)
     flax_model = tj.get("lstm", flax=True, rngs=3, dtype=jnp.float64, **kw)
     net = tt.get("lstm", **kw).double()

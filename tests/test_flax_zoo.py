@@ -193,13 +193,13 @@ def test_get_builds_the_flax_version():
     assert model.tensorize_hints == {"hidden/0": {"in_shape": (1, 28, 28)}}
     _assert_trees_equal(
         tnnx.to_model(model, (1, 28, 28)).params,
-        tj.get("lenet300_100").init(jax.random.key(3)),
+        tj.get("lenet300_100", flax=False).init(jax.random.key(3)),
     )
     r = tj.get("resnet20", flax=True, in_channels=1, shortcut="B")
     assert isinstance(r, flax_zoo.ResNet) and r.zoo["kwargs"]["shortcut"] == "B"
     assert isinstance(r.blocks[3].projection[0], nnx.Conv)
     assert set(flax_zoo.available()) == set(tj.available()) and not flax_zoo.NOT_IN_FLAX
-    assert isinstance(tj.get("lenet5"), tj.Model)  # flax=False: the Model zoo, unchanged
+    assert isinstance(tj.get("lenet5", flax=False), tj.Model)  # the Model zoo, unchanged
     lstm = tedepr.models.get("lstm", backend="jax", flax=True, hidden_size=8)
     assert isinstance(lstm, flax_zoo.LSTMClassifier) and lstm.zoo["kwargs"]["hidden_size"] == 8
     assert lstm.lstm.cell.hidden_features == 8
@@ -208,7 +208,7 @@ def test_get_builds_the_flax_version():
     assert isinstance(v.layers[0].self_attn, nnx.MultiHeadAttention)
     _assert_trees_equal(
         tnnx.to_model(v, (1, 28, 28)).params,
-        tj.get("vit", dim=16, depth=1, heads=2, mlp_dim=32).init(jax.random.key(2)),
+        tj.get("vit", flax=False, dim=16, depth=1, heads=2, mlp_dim=32).init(jax.random.key(2)),
     )
     with pytest.raises(ValueError, match="name must be one of"):
         tj.get("lenet6", flax=True)
@@ -216,10 +216,36 @@ def test_get_builds_the_flax_version():
         tj.get("lenet5", flax="yes")
 
 
+def test_flax_is_the_jax_default_and_flax_false_the_model(digits):
+    """The front's JAX default is the Flax NNX model; ``flax=False`` the Model; on the same
+    weights (``rngs=s`` and ``seed=s``) one compress call gives both the same masks."""
+    flax_model = tedepr.models.get("lenet300_100", backend="jax", rngs=4)
+    model = tedepr.models.get("lenet300_100", backend="jax", flax=False)
+    assert isinstance(flax_model, nnx.Module) and not isinstance(flax_model, tj.Model)
+    assert isinstance(model, tj.Model) and not isinstance(model, nnx.Module)
+    assert isinstance(tj.get("lenet5"), flax_zoo.LeNet5) and flax_model.zoo["flax"] is True
+    assert "flax" not in model.zoo  # how tedepr.load tells a Model file from a Flax one
+    data = (digits[0][0][:64], digits[0][1][:64])
+    kw = {"sparsity": 0.9, "format": "tt", "score": "snip", "backend": "jax", "seed": 4}
+    got = tedepr.compress(flax_model, data, **kw)
+    ref = tedepr.compress(model, data, **kw)
+    assert isinstance(got, tnnx.FlaxCompressionResult)
+    _assert_masks_equal(got.masks, ref.masks)
+    assert got.report.kept_weights == ref.report.kept_weights
+    # each kind's seeding keywords are refused, with the other's named
+    with pytest.raises(TypeError, match=r"seed is the torch zoo's keyword.*rngs=.*flax=False"):
+        tj.get("lenet5", seed=1)
+    with pytest.raises(TypeError, match=r"seed is the torch zoo's keyword"):
+        tedepr.models.get("lenet5", backend="jax", flax=False, seed=1)
+    for key in ("rngs", "dtype"):
+        with pytest.raises(TypeError, match=rf"{key} applies to the Flax model.*model\.init"):
+            tj.get("lenet5", flax=False, **{key: 1 if key == "rngs" else jnp.float32})
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "kw"), [("resnet18", {}), ("vgg16", {"in_channels": 3})])
 def test_full_size_models_from_get(name, kw):
-    model, flax_model = tj.get(name, **kw), tj.get(name, flax=True, rngs=5, **kw)
+    model, flax_model = tj.get(name, flax=False, **kw), tj.get(name, rngs=5, **kw)
     bridge = tnnx.to_model(flax_model, model.input_shape)
     assert list(bridge.model.layers) == list(model.layers)
     params = model.init(jax.random.key(5))

@@ -138,7 +138,9 @@ def test_torch_to_jax(tmp_path, fmt):
 def test_jax_to_torch(tmp_path):
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
-    model = tedepr.models.get("lenet300_100", backend="jax", image_size=8, hidden=(32, 16))
+    model = tedepr.models.get(
+        "lenet300_100", backend="jax", flax=False, image_size=8, hidden=(32, 16)
+    )
     x, y = _data(1)
     xj, yj = jnp.asarray(x.numpy()), jnp.asarray(y.numpy())
     rj = tedepr.compress(model, (xj, yj), sparsity=0.9, format="tr", score="snip", backend="jax")
@@ -152,6 +154,7 @@ def test_jax_to_torch(tmp_path):
     np.testing.assert_allclose(yt, np.asarray(rj.apply(xj)), rtol=1e-5, atol=1e-5)
     # and back into JAX: bitwise the same params
     rj2 = tedepr.load(path, backend="jax")
+    assert type(rj2.model).__name__ == "Model"  # the file records a Model: a Model back
     for a, b in zip(jax.tree.leaves(rj.params), jax.tree.leaves(rj2.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -720,7 +723,7 @@ def test_model_file_loads_into_the_flax_zoo_model(tmp_path):
     kw = {"image_size": 8, "hidden": (32, 16)}
     x, y = _data(5)
     xj, yj = jnp.asarray(x.numpy()), jnp.asarray(y.numpy())
-    model = tedepr.models.get("lenet300_100", backend="jax", **kw)
+    model = tedepr.models.get("lenet300_100", backend="jax", flax=False, **kw)
     r = tedepr.compress(model, (xj, yj), sparsity=0.9, format="tr", score="snip", backend="jax")
     tedepr.save(r, tmp_path / "m.tedepr")
     flax = tedepr.load(tmp_path / "m.tedepr", backend="jax", model=flax_zoo.lenet300_100(**kw))

@@ -117,7 +117,7 @@ def _both(kind, options):
             return torch_models.CifarResNet(8, **options), cifar_resnet(8, **options)
         if kind == "vgg":
             return torch_models.VGG(SMALL_VGG, **options), vgg(SMALL_VGG, **options)
-        return torch_models.get(kind, **options), get(kind, **options)
+        return torch_models.get(kind, **options), get(kind, flax=False, **options)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -160,7 +160,7 @@ def test_zoo_matches_the_torch_zoo(case):
 
 
 def test_tensorize_replaces_eligible_layers_and_keeps_the_dense_count():
-    model = get("lenet5")
+    model = get("lenet5", flax=False)
     params = model.init(jax.random.key(0))
     tt = tensorize(model, "tt", 4, min_params=1000, exclude="classifier")
     assert type(tt.layers["conv2"]) is TTConv2d and type(tt.layers["fc1"]) is TTLinear
@@ -173,7 +173,7 @@ def test_tensorize_replaces_eligible_layers_and_keeps_the_dense_count():
     y = jax.jit(tt.apply)(tparams, jnp.ones((2, 1, 28, 28)))
     assert y.shape == (2, 10) and bool(jnp.all(jnp.isfinite(y)))
     assert params["conv1"]["weight"].shape == tparams["conv1"]["weight"].shape
-    lstm = tensorize(get("lstm", image_size=8), "tr", 2, min_params=0)
+    lstm = tensorize(get("lstm", flax=False, image_size=8), "tr", 2, min_params=0)
     assert isinstance(lstm.layers["lstm"], TensorizedLSTM) and lstm.layers["lstm"].format == "tr"
     over = tensorize(model, "tt", 4, min_params=0, overrides={"fc*": {"format": "cp", "rank": 3}})
     assert over.layers["fc1"].format == "cp" and over.layers["fc1"].ranks == (3,)
@@ -207,7 +207,7 @@ def test_interchange_with_the_torch_backend(name, fmt, options):
     from tedepr.backends.torch.interchange import export_arrays as torch_export
     from tedepr.backends.torch.interchange import import_arrays as torch_import
 
-    model = tensorize(get(name, **options), fmt, 4)
+    model = tensorize(get(name, flax=False, **options), fmt, 4)
     params = model.init(jax.random.key(0), jnp.float64)
     rng = np.random.default_rng(0)
     masks = {k: rng.random(v.shape) < 0.6 for k, v in prunable_leaves(params).items()}

@@ -267,7 +267,7 @@ def test_same_scores_and_masks_as_the_torch_backend():
 def test_compress_without_format_returns_the_callers_model():
     # budget, masks, layers and errors of both backends: tests/contract/test_contract_compress.py;
     # a JAX model is immutable structure, so the dense baseline shares it (torch copies its module)
-    model = get("lenet300_100", num_classes=3, image_size=6, hidden=(16, 12))
+    model = get("lenet300_100", flax=False, num_classes=3, image_size=6, hidden=(16, 12))
     rng = np.random.default_rng(0)
     data = (rng.standard_normal((16, 1, 6, 6)).astype(np.float32), rng.integers(0, 3, 16))
     base = compress(model, data, sparsity=0.9, format=None, score="magnitude")

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.jax
 
 def _tiny_tt_mlp():
     """LeNet-300-100's shape at 4×4 pixels, hidden 8–6, 3 classes, with TT hidden layers."""
-    model = get("lenet300_100", num_classes=3, image_size=4, hidden=(8, 6))
+    model = get("lenet300_100", flax=False, num_classes=3, image_size=4, hidden=(8, 6))
     return tensorize(model, "tt", 2, min_params=0, exclude="classifier")
 
 

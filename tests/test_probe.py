@@ -76,7 +76,7 @@ def test_probe_in_jax_matches_its_own_candidates(digits):
     from tedepr.backends.jax import fit
 
     x, y = digits
-    model = tedepr.models.get("lenet300_100", backend="jax", hidden=(32, 16))
+    model = tedepr.models.get("lenet300_100", backend="jax", flax=False, hidden=(32, 16))
     params = model.init(jax.random.key(0))
     common = dict(sparsity=0.97, format="tt", backend="jax", seed=1, params=params)
     res = tedepr.compress(

@@ -152,7 +152,7 @@ def test_dropout_is_inverted_dropout():
 
 
 def test_zoo_vit_dropout_reaches_training_forward():
-    model = tj.get("vit", image_size=16, dropout=0.2)
+    model = tj.get("vit", flax=False, image_size=16, dropout=0.2)
     assert all(model.layers[f"layers/{k}"].dropout == 0.2 for k in range(2))
     params = model.init(jax.random.key(0))
     x = jnp.asarray(np.random.default_rng(0).random((2, 1, 16, 16)), jnp.float32)
@@ -160,7 +160,9 @@ def test_zoo_vit_dropout_reaches_training_forward():
     y_train = model.apply(params, x, train=True, key=jax.random.key(3))
     assert not np.allclose(y_eval, y_train)
     np.testing.assert_array_equal(y_eval, model.apply(params, x, train=True))  # no key
-    assert tj.get("vit", image_size=16).layers["layers/0"].dropout == 0.0  # as the torch zoo
+    assert (
+        tj.get("vit", flax=False, image_size=16).layers["layers/0"].dropout == 0.0
+    )  # as the torch zoo
     assert tt.get("vit", image_size=16).layers[0].dropout.p == 0.0
 
 
@@ -224,7 +226,7 @@ def test_torch_tensorized_linear_and_conv_take_format():
 )
 def test_jax_tensorize_decompose_equals_torch(name, kw):
     tm = tt.get(name, seed=0, **kw).double().eval()
-    jm = tj.get(name, **kw)
+    jm = tj.get(name, flax=False, **kw)
     params, _ = jx.import_arrays(jm, tx.export_arrays(tm), dtype=jnp.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # rank caps
@@ -262,7 +264,7 @@ def test_jax_tensorize_decompose_equals_torch(name, kw):
 
 
 def test_jax_tensorize_decompose_arguments():
-    model = tj.get("lenet300_100", image_size=16, hidden=(64,))
+    model = tj.get("lenet300_100", flax=False, image_size=16, hidden=(64,))
     params = model.init(jax.random.key(0))
     with pytest.raises(ValueError, match="decompose=True needs params="):
         tj.tensorize(model, "tt", 2, decompose=True)
@@ -319,7 +321,7 @@ def test_one_tensorize_signature_for_the_front_and_both_backends():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         tnew = tensorizing.tensorize(tt.get("lenet5", seed=0), "tr", 2)
-        jnew = tensorizing.tensorize(tj.get("lenet5"), "tr", 2)
+        jnew = tensorizing.tensorize(tj.get("lenet5", flax=False), "tr", 2)
     assert type(tnew.fc1) is tt.TRLinear and type(jnew.layers["fc1"]) is tj.TRLinear
     # torch modules hold their weights: params= is rejected, naming it
     with pytest.raises(ValueError, match="params must be None for a torch module"):
@@ -339,7 +341,7 @@ def test_layer_options_are_one_rule_in_both_backends():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         tnew = tt.tensorize(tt.get("lenet5", seed=0), "tt", 2, min_params=0, **kw)
-        jnew = tj.tensorize(tj.get("lenet5"), "tt", 2, min_params=0, **kw)
+        jnew = tj.tensorize(tj.get("lenet5", flax=False), "tt", 2, min_params=0, **kw)
     expected = {
         "conv1": "unfold",
         "conv2": "reconstruct",
@@ -349,7 +351,7 @@ def test_layer_options_are_one_rule_in_both_backends():
     }
     assert {n: getattr(tnew, n).strategy for n in expected} == expected
     assert {n: jnew.layers[n].strategy for n in expected} == expected
-    for module, model in ((tt, tt.get("lenet5", seed=0)), (tj, tj.get("lenet5"))):
+    for module, model in ((tt, tt.get("lenet5", seed=0)), (tj, tj.get("lenet5", flax=False))):
         # the error names the override pattern and the allowed values
         with pytest.raises(ValueError) as err:
             module.tensorize(model, "tt", 2, overrides={"conv2": {"conv_strategy": "chain"}})

@@ -242,7 +242,7 @@ def test_jax_fit_checks_the_data_and_every_batch():
     jax = _jax()
     from tedepr.backends.jax import fit
 
-    model = tedepr.models.get("lenet300_100", backend="jax")
+    model = tedepr.models.get("lenet300_100", backend="jax", flax=False)
     params = model.init(jax.random.key(0))
     # NaN data in fit is its non-finite event (a ValueError too), naming the sample
     with pytest.raises(
@@ -314,7 +314,7 @@ def test_jax_tensorize_patterns_must_match_a_layer():
     _jax()
     from tedepr.backends.jax import tensorize
 
-    model = tedepr.models.get("lenet300_100", backend="jax")
+    model = tedepr.models.get("lenet300_100", backend="jax", flax=False)
     with pytest.raises(ValueError, match=r"overrides: the pattern 'nope' matches no layer"):
         tensorize(model, overrides={"nope": {"rank": 2}})
     with pytest.raises(ValueError, match=r"exclude: .*did you mean 'classifier'"):

@@ -184,7 +184,7 @@ def jax_rows(name, args, timer):
         rng.standard_normal((32,) + MODELS[name]).astype(np.float32),
         rng.integers(0, 10, 32).astype(np.int32),
     )
-    dense = get(name, backend="jax", **MODEL_KW[name])
+    dense = get(name, backend="jax", flax=False, **MODEL_KW[name])
     params = dense.init(jax.random.key(0))
     variants = {"dense": (dense, params, None)}
     sparsity = args.sparsity_now
@@ -201,7 +201,7 @@ def jax_rows(name, args, timer):
     variants["TEDEPR final"] = finalize(r.model, r.params, r.masks) + (None,)
     variants["TEDEPR folded"] = finalize(r.model, r.params, r.masks, fold=True) + (None,)
     if args.floor and name == "lenet300_100":
-        floor = get(name, backend="jax", hidden=(1, 1))
+        floor = get(name, backend="jax", flax=False, hidden=(1, 1))
         variants["struct. floor"] = (floor, floor.init(jax.random.key(0)), None)
     fns = {
         k: jax.jit(lambda p, x, masks=masks, model=model: model.apply(p, x, masks))

@@ -280,7 +280,7 @@ def jax_variants(name, args, batch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch,) + MODELS[name]).astype(np.float32)
     y = rng.integers(0, 10, batch).astype(np.int32)
-    dense = get(name, backend="jax", **MODEL_KW[name])
+    dense = get(name, backend="jax", flax=False, **MODEL_KW[name])
     params = dense.init(jax.random.key(0))
     variants = {"dense": (dense, params, None)}
     sparsity = args.sparsity_now

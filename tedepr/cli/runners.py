@@ -195,7 +195,11 @@ class JaxRunner(_Runner):
     def build(self, spec, data, seed):
         import tedepr
 
-        model = tedepr.models.get(spec["model"], backend="jax", **_model_kwargs(spec, data))
+        # the Model (flax=False): this runner is written on its init/apply functions (params
+        # passed to compress, fit and the jitted apply); the Flax default would need a
+        # FlaxCompressionResult path through unpack/fit/timing, not written yet
+        kw = _model_kwargs(spec, data)
+        model = tedepr.models.get(spec["model"], backend="jax", flax=False, **kw)
         return model, model.init(self.jax.random.key(seed))
 
     def compress_extra(self, params):

@@ -318,7 +318,9 @@ class JaxBackend(Backend):
         return cores, weights, np.asarray(params["bias"]), layer.core_std
 
     def zoo(self, name, **kw):
-        return self.module().get(name, **kw)
+        # the Model (flax=False): this adapter reads model.init / model.layers / params; the
+        # Flax default's parity with it is tests/test_flax_zoo.py's
+        return self.module().get(name, flax=False, **kw)
 
     def dense_count(self, model):
         params = self.jax.eval_shape(model.init, self.jax.random.key(0))  # shapes suffice

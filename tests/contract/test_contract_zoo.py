@@ -47,7 +47,8 @@ def test_zoo_argument_errors(backend):
 
 def test_zoo_get_signature_is_the_front(backend):
     """One ``get`` for every zoo: the shared positional parameters, then the framework's own
-    keyword-only ones (torch ``seed``, JAX ``flax``), then the model options."""
+    keyword-only ones (torch ``seed``; JAX ``flax``, default True: the Flax NNX model, and its
+    ``rngs``/``dtype``), then the model options."""
     params = list(inspect.signature(backend.module().get).parameters.values())
     assert [(p.name, p.default) for p in params[:4]] == [
         ("name", inspect.Parameter.empty),
@@ -55,8 +56,8 @@ def test_zoo_get_signature_is_the_front(backend):
         ("in_channels", 1),
         ("image_size", 28),
     ]
-    own = {"torch": ["seed"], "jax": ["flax"]}[backend.name]
-    assert [p.name for p in params[4:-1]] == own
+    own = {"torch": [("seed", None)], "jax": [("flax", True), ("rngs", None), ("dtype", None)]}
+    assert [(p.name, p.default) for p in params[4:-1]] == own[backend.name]
     assert all(p.kind is p.KEYWORD_ONLY for p in params[4:-1])
     assert params[-1].kind is params[-1].VAR_KEYWORD
     assert "num_classes, in_channels, image_size" in backend.module().get.__doc__

@@ -1,6 +1,7 @@
 """The JAX model zoo written in Flax NNX: ``nnx.Linear``, ``nnx.Conv``, ``nnx.BatchNorm``,
 ``nnx.LayerNorm``, ``nnx.MultiHeadAttention`` and ``nnx.RNN`` modules, built by
-``tedepr.backends.jax.get(name, ..., flax=True)`` (or `get` here).
+``tedepr.backends.jax.get(name, ...)`` (the JAX zoo's default; ``flax=False`` gives the `Model`)
+or `get` here.
 
 Each model here is the `tedepr.backends.jax.models` zoo model of the same name, written as an
 ``nnx.Module`` a Flax user can call, train and edit like their own:
@@ -604,7 +605,8 @@ def _get(request: zoo.ZooRequest, *, rngs=0, dtype=jnp.float32) -> ZooModule:
         name = request.name
         raise ValueError(
             f"name {name!r} has no Flax version: {NOT_IN_FLAX[name]}; use "
-            f"tedepr.backends.jax.get({name!r}) (a Model); Flax names: {', '.join(available())}"
+            f"tedepr.backends.jax.get({name!r}, flax=False) (a Model); Flax names: "
+            f"{', '.join(available())}"
         )
     build = functools.partial(_build, rngs=rngs, dtype=dtype)
     model, recipe = request.build({n: functools.partial(build, f) for n, f in MODELS.items()})

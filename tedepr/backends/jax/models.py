@@ -508,25 +508,50 @@ MODELS: dict[str, Callable[..., Model]] = zoo.zoo_table(
 )
 
 
-def _build(request: zoo.ZooRequest, *, flax: bool = False) -> Model:
+def _build(request: zoo.ZooRequest, *, flax: bool = True, rngs=None, dtype=None):
     """
     flax : bool
-        True: the Flax NNX version instead (`tedepr.backends.jax.flax_zoo.get`: ``nnx.Linear``/
-        ``nnx.Conv``/``nnx.BatchNorm`` modules holding the weights of
-        ``init(jax.random.key(rngs))``; keyword ``rngs``, default 0, and ``dtype``), the
-        documented way for Flax users (docs/jax.md).
+        True (the default): the Flax NNX model (`tedepr.backends.jax.flax_zoo.get`:
+        ``nnx.Linear``/``nnx.Conv``/``nnx.BatchNorm`` modules holding the weights of the `Model`
+        version's ``init(jax.random.key(rngs))``), docs/jax.md. False: the pure init/apply
+        `Model` (``model.init(key)`` gives its parameters), for users who want functions.
+    rngs : int or nnx.Rngs, optional
+        Flax only: the weights' seed (default 0). The `Model` takes none: its ``init(key)`` does.
+    dtype : dtype, optional
+        Flax only: the parameters' dtype (default float32); ``model.init(key, dtype)`` for the
+        `Model`.
     """
     if not isinstance(flax, bool):
         raise TypeError(f"flax must be a bool; got {type(flax).__name__}")
+    r = request
+    if "seed" in r.options:
+        raise TypeError(
+            "seed is the torch zoo's keyword; the JAX zoo's Flax model (the default) takes "
+            "rngs= (an int or nnx.Rngs), and the flax=False Model takes none: model.init(key)"
+        )
     if flax:
         from . import flax_zoo  # imports flax
 
-        r = request
-        return flax_zoo.get(r.name, r.num_classes, r.in_channels, r.image_size, **r.options)
+        seeding = {"rngs": 0 if rngs is None else rngs}
+        if dtype is not None:
+            seeding["dtype"] = dtype
+        return flax_zoo.get(
+            r.name, r.num_classes, r.in_channels, r.image_size, **seeding, **r.options
+        )
+    for key, value in (("rngs", rngs), ("dtype", dtype)):
+        if value is not None:
+            raise TypeError(
+                f"{key} applies to the Flax model (flax=True, the default); the flax=False "
+                f"Model takes its key and dtype in model.init(key, dtype)"
+            )
     model, model.zoo = request.build(MODELS)
     return model
 
 
 available, get = zoo.zoo_front(
-    MODELS, _build, __name__, "Model\n    ``model.init(key)`` gives its parameters."
+    MODELS,
+    _build,
+    __name__,
+    "ZooModule or Model\n    The Flax NNX model (`tedepr.backends.jax.flax_zoo.ZooModule`); with "
+    "``flax=False`` the\n    `Model`, whose ``model.init(key)`` gives its parameters.",
 )

@@ -87,7 +87,11 @@ def import_model(
 
 def _import(structure: dict, arrays: dict, model, dtype: str) -> CompressionResult:
     if model is None:
-        model = core_io.skeleton_model(structure, "jax", "the dense JAX Model that was compressed")
+        # a file without the recipe's "flax": True came from a Model (files before Flax
+        # became the default included): rebuild that kind
+        model = core_io.skeleton_model(
+            structure, "jax", "the dense JAX Model that was compressed", flax=False
+        )
     elif not isinstance(model, Model):
         raise TypeError(
             "model must be a tedepr.backends.jax Model or a Flax NNX model; got "
