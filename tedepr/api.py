@@ -167,6 +167,9 @@ FRAMEWORK_PARAMETERS: dict[str, dict[str, str]] = {
         "namespace": "the array namespace JAX scores are handed back in (torch: its tensors)",
         "flax": "get(...) gives the Flax NNX zoo model by default (flax_zoo), flax=False the "
         "pure init/apply Model; torch has one module system",
+        "rngs": "the Flax zoo model draws its parameters from nnx.Rngs at construction (torch: "
+        "seed=)",
+        "dtype": "the Flax zoo model's parameter dtype at construction (the Model: init's dtype)",
     },
 }
 
