@@ -34,8 +34,8 @@ name               architecture
 =================  ==========================================================================
 
 The rules of the zoo's arguments, the registry of names and every zoo's ``available``/``get``
-are written here once (`check_resnet`, `check_vit`, `check_lstm`, `zoo_table`, `build_zoo_model`, `zoo_front`);
-the backends build the layers.
+are written here once (`check_resnet`, `check_vit`, `check_lstm`, `zoo_table`, `build_zoo_model`,
+`zoo_front`); the backends build the layers.
 """
 
 from __future__ import annotations
@@ -302,9 +302,9 @@ def zoo_front(
     image_size=28, *, <keywords>, **kw)`` binds its arguments (a ``TypeError`` naming a wrong one,
     as a plain function) and returns ``build(ZooRequest(...), **keywords)``: ``build`` is the
     backend's own work around `ZooRequest.build` (seeding, recording the recipe), and its
-    keyword-only parameters (torch ``seed``; JAX ``flax``, ``rngs``, ``dtype``; Flax ``rngs``/``dtype``) become
-    ``get``'s, with their defaults; ``build``'s docstring documents them (numpydoc parameter
-    entries, placed in ``get``'s). ``returns`` documents the result, ``what`` adds to the first
+    keyword-only parameters (torch ``seed``; JAX ``flax``, ``rngs``, ``dtype``; Flax
+    ``rngs``/``dtype``) become ``get``'s, with their defaults; ``build``'s docstring documents
+    them (numpydoc parameter entries, placed in ``get``'s). ``returns`` documents the result, ``what`` adds to the first
     lines."""
     kind = inspect.Parameter
     keywords = {

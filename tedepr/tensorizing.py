@@ -174,15 +174,13 @@ class LayerChooser:
             raise TypeError(
                 f"overrides must map glob strings to dicts of keyword arguments; got {overrides!r}"
             )
-        if overridable is not None:
-            for glob, kw in self.overrides.items():
-                unknown = set(kw) - set(overridable)
-                if unknown:
-                    raise ValueError(
-                        f"overrides[{glob!r}] may set {', '.join(map(repr, overridable))}; "
-                        f"got {sorted(unknown)}"
-                    )
-        for glob, kw in self.overrides.items():  # here, so the error names the pattern
+        for glob, kw in self.overrides.items():  # checked here, so each error names the pattern
+            unknown = set() if overridable is None else set(kw) - set(overridable)
+            if unknown:
+                raise ValueError(
+                    f"overrides[{glob!r}] may set {', '.join(map(repr, overridable))}; "
+                    f"got {sorted(unknown)}"
+                )
             if "conv_strategy" in kw:
                 check_conv_strategy(kw["conv_strategy"], f"overrides[{glob!r}]['conv_strategy']")
         check_globs_match(self.include, names, "include", what)
