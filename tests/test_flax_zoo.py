@@ -405,9 +405,7 @@ def test_lstm_round_trips_through_save_and_load(tmp_path, digits, num_layers):
     (x, y), _ = digits
     x, y = x[:32, :, 2:26:3, 2:26:3], y[:32]  # 8x8 images: 8 steps of 8 features
     opts = {"num_layers": 2, "dropout": 0.25} if num_layers == 2 else {}
-    model = tedepr.models.get(
-        "lstm", backend="jax", flax=True, image_size=8, hidden_size=8, **opts
-    )
+    model = tedepr.models.get("lstm", backend="jax", flax=True, image_size=8, hidden_size=8, **opts)
     kw = {"sparsity": 0.9, "score": "snip", "backend": "jax", "seed": 0}
     r = tedepr.compress(model, (x, y), format=None, **kw)
     if num_layers == 2:  # the second layer's maps pruned too, under torch's names
