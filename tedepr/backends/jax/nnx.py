@@ -60,6 +60,15 @@ both biases, as torch does). The route keeps ``nnx.RNN``'s call: ``time_major``,
 last valid step). A dense, unpruned result goes back into the user's ``nnx.RNN``; a tensorized or
 pruned one is an `RNN` of this module, called as ``nnx.RNN``.
 
+Stacked LSTM layers: a `StackedLSTM` of this module (``nn.LSTM(num_layers=, dropout=)`` in NNX:
+an ``nnx.List`` ``layers`` of ``nnx.RNN(nnx.OptimizedLSTMCell)`` and an ``nnx.Dropout`` between
+them, torch's call) is routed whole to ONE stacked pure `LSTM`, its maps named as torch's and the
+`Model` zoo's (``lstm/weight_ih_l0``, ``lstm/weight_hh_l0``, ``lstm/weight_ih_l1``, ...); its
+dropout is the pure layer's (drawn by the pipeline in training). A dense, unpruned result is a
+`StackedLSTM` again, a pruned or tensorized one an `LSTM` of this module (called the same way).
+The Flax zoo's ``lstm`` with ``num_layers > 1`` is one. A stack of ``nnx.RNN`` s the user wrote
+without it is routed as separate one-layer LSTMs, named by their paths.
+
 Limits (clear errors, never a silent result): besides those layers, `compress`/`score`/`fit`
 carry ``nnx.Param`` only — a model holding other state (the random stream of an ``nnx.Dropout``
 that draws, a ``BatchNorm`` that does not map) is refused, and so are weight layers the pipeline
