@@ -363,6 +363,10 @@ def test_stacked_lstm_refuses_bad_input():
         "not map: its nnx.GRUCell has no hidden bias",
     ):
         tnnx.to_model(model, (T, F))
+    model = StackNet(r, dropout=0.5)
+    model.lstm.dropout = nnx.Dropout(0.5, broadcast_dims=(1,), rngs=r)
+    with pytest.raises(ValueError, match="its dropout is not a plain nnx.Dropout"):
+        tnnx.to_model(model, (T, F))
     # a stack with a drawing dropout is routed whole: its random stream is no model state
     assert tnnx.to_model(StackNet(r, dropout=0.5), (T, F)).model.layers["lstm"].stochastic
 

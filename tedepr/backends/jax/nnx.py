@@ -663,8 +663,7 @@ class RNN(LayerModule):
         if layer.num_layers != 1:
             raise ValueError(
                 "layer.num_layers must be 1 (an nnx.RNN runs one layer; tnnx.LSTM runs a "
-                f"stacked LSTM, called as a StackedLSTM); "
-                f"got {layer.num_layers}"
+                f"stacked LSTM, called as a StackedLSTM); got {layer.num_layers}"
             )
         options = RNNOptions(time_major=not layer.batch_first) if options is None else options
         if not isinstance(options, RNNOptions) or options.time_major == layer.batch_first:
@@ -1227,7 +1226,10 @@ def _stacked_lstm(node):
         if rnn.time_major == node.batch_first or rnn.reverse:
             return f"its layers/{k} has time_major={rnn.time_major} / reverse={rnn.reverse}"
         params.update({f"{name.removesuffix('_l0')}_l{k}": v for name, v in got[1].items()})
-    rate = node.dropout.rate
+    drop = node.dropout
+    if type(drop) is not nnx.Dropout or tuple(drop.broadcast_dims):
+        return "its dropout is not a plain nnx.Dropout (one without broadcast_dims)"
+    rate = drop.rate
     layer = _recurrent.LSTM(
         node.input_size,
         node.hidden_size,
@@ -1388,7 +1390,7 @@ def _found_paths(model, strict: bool):
         if path and isinstance(node, nnx.Module)
     ]
     results = {path: _convertible(node, _path_name(path) in named) for path, node in nodes}
-    # a routed composite (attention, encoder layer, RNN) takes its submodules with it; a
+    # a routed composite (attention, encoder layer, RNN, StackedLSTM) takes its submodules; a
     # recurrent module that does not map keeps its cell's Linears (tensorize leaves it whole)
     recurrent = (nnx.RNN, nnx.Bidirectional, StackedLSTM)
     kinds = {path: type(node) for path, node in nodes}
@@ -1678,7 +1680,8 @@ def tensorize(
     tensorized NNX layers; an ``nnx.MultiHeadAttention`` that maps becomes a `LayerModule` around
     a `TensorizedMultiheadAttention`, a `TransformerEncoderLayer` one around the pure encoder
     layer with its attention and feed-forward maps tensorized, an ``nnx.RNN(nnx.LSTMCell)`` an
-    `RNN` around a `TensorizedLSTM` (a recurrent module that does not map stays, with a warning).
+    `RNN` around a `TensorizedLSTM`, a `StackedLSTM` an `LSTM` around a stacked `TensorizedLSTM`
+    (a recurrent module that does not map stays, with a warning).
 
     The options and their rules are those of `tedepr.backends.jax.tensorize` (``min_params``,
     ``include``/``exclude`` globs and ``overrides`` over the ``/``-joined NNX paths such as
