@@ -55,7 +55,7 @@ def test_default_study_config_is_the_issue_s():
     assert cfg["model"] == "lenet300_100" and cfg["dataset"] == "mnist10k"
     assert cfg["sparsities"] == [0.99, 0.995, 0.998, 0.999] and cfg["seeds"] == [0, 1]
     assert (cfg["optimizer"], cfg["lr"], cfg["weight_decay"]) == ("adam", 0.003, 0.0)
-    assert (cfg["epochs"], cfg["batch_size"]) == (20, 128)
+    assert (cfg["epochs"], cfg["batch_size"]) == (60, 128)
 
 
 def shapes(cfg: dict, name: str) -> dict:

@@ -33,7 +33,7 @@ DEFAULTS = {
     "model_options": {},
     "dataset_options": {},
     # the one training recipe of every method (docs/reproduction.md: how it was chosen)
-    "epochs": 20,
+    "epochs": 60,
     "batch_size": 128,
     "optimizer": "adam",
     "lr": 3e-3,
