@@ -2,8 +2,9 @@
 
 LeNet-300-100 on the embedded MNIST-10k (fixed 8,000/2,000 split), one recipe for every row (Adam
 lr 3e-3, no weight decay, cosine, 20 epochs, batch 128 — the `tedepr run` default until Round 7,
-which moved it to 60 epochs), scoring on one batch of 256; each candidate is a `tedepr.compress` call. Prints mean ± std over seeds with the kept
-weights; appends every run to ``--out`` (JSON lines) so an interrupted grid resumes.
+which moved it to 60 epochs), scoring on one batch of 256; each candidate is a `tedepr.compress`
+call. Prints mean ± std over seeds with the kept weights; appends every run to ``--out`` (JSON
+lines) so an interrupted grid resumes.
 
     python benchmarks/fine_grain.py --sparsities 0.995 0.998 0.999 --seeds 0 1 \
         --candidates lowrank trainability trainability-os4 entries snip
