@@ -235,20 +235,27 @@ def test_older_recurrent_params_fail_with_the_renaming():
     layer.apply(params["rnn"], x)  # the current keys run
 
 
-def test_flax_lstm_masks_equal_the_model_zoos_and_torchs():
-    """The Flax zoo's ``lstm`` (an ``nnx.RNN`` over an ``nnx.OptimizedLSTMCell``), the `Model`
-    zoo's and torch's ``nn.LSTM`` on the same weights: `compress` prunes the same entries."""
-    pytest.importorskip("flax")
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_flax_lstm_masks_equal_the_model_zoos_and_torchs(num_layers):
+    """The Flax zoo's ``lstm`` (an ``nnx.RNN`` over an ``nnx.OptimizedLSTMCell``; two layers: a
+    `StackedLSTM` of them), the `Model` zoo's and torch's ``nn.LSTM`` on the same weights: the
+    same float64 logits, and `compress` prunes the same entries under the same names (two layers:
+    ``lstm/weight_ih_l1`` ..., one stacked layer in all three). No dropout: SNIP's gradient would
+    see each backend's own random dropout masks."""
+    nnx = pytest.importorskip("flax.nnx")
     import jax.numpy as jnp
 
     from tedepr.backends.jax import interchange as jx
+    from tedepr.backends.jax import nnx as tnnx
     from tedepr.backends.torch import interchange as tx
 
-    kw = {"image_size": 8, "hidden_size": 8}
+    kw = {"image_size": 8, "hidden_size": 8, "num_layers": num_layers}
     model = tj.get("lstm", flax=False, **kw)
     params = model.init(jax.random.key(3), jnp.float64)
     flax_model = tj.get("lstm", flax=True, rngs=3, dtype=jnp.float64, **kw)
+    assert isinstance(flax_model.lstm, tnnx.StackedLSTM if num_layers == 2 else nnx.RNN)
     net = tt.get("lstm", **kw).double()
+    assert net.lstm.num_layers == model.layers["lstm"].num_layers == num_layers
     tx.import_arrays(net, jx.export_arrays(model, params))
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((32, 1, 8, 8)), rng.integers(0, 10, 32)
@@ -264,10 +271,14 @@ def test_flax_lstm_masks_equal_the_model_zoos_and_torchs():
     names = jx.torch_names(model)
     assert sorted(rm.masks) == sorted(rf.masks)
     assert sorted(names[k] for k in rm.masks) == sorted(rt.masks)
+    maps = {f"lstm.weight_{w}_l{k}" for k in range(num_layers) for w in ("ih", "hh")}
+    assert maps <= set(rt.masks) and "lstm.weight_ih_l2" not in rt.masks
     for k, m in rm.masks.items():
         np.testing.assert_array_equal(np.asarray(rf.masks[k]), np.asarray(m), err_msg=k)
         np.testing.assert_array_equal(np.asarray(m).T, rt.masks[names[k]].numpy(), err_msg=k)
     assert rm.report.kept_weights == rf.report.kept_weights == rt.report.kept_weights
+    rows = [[canonical_name(r.name) for r in res.report.layers] for res in (rm, rf, rt)]
+    assert rows[0] == rows[1] and sorted(rows[0]) == sorted(rows[2])
 
 
 def test_two_layer_lstm_masks_equal_in_torch_and_the_model_zoo():
@@ -315,9 +326,40 @@ def test_two_layer_lstm_masks_equal_in_torch_and_the_model_zoo():
 @pytest.mark.parametrize("flax", [False, True])
 def test_lstm_options_are_one_rule_in_every_zoo(flax):
     """``num_layers``/``dropout`` are checked by `tedepr.models.check_lstm` in every zoo: the
-    same errors naming the argument; the Flax zoo builds one layer only and says so."""
+    same errors naming the argument; dropout between the stacked layers draws in training only
+    in every zoo (the Flax one's ``nnx.Dropout`` follows ``model.train()`` / ``model.eval()``,
+    and under the bridge the pipeline draws it exactly as for the `Model`)."""
     if flax:
         pytest.importorskip("flax")
+        from tedepr.backends.jax import nnx as tnnx
+
+        kw = {"image_size": 8, "hidden_size": 8, "num_layers": 2}
+        model = tj.get("lstm", flax=False, dropout=0.25, **kw)
+        params = model.init(jax.random.key(0))  # the Flax model's rngs=0 weights
+        flax_model = tj.get("lstm", flax=True, dropout=0.25, **kw)
+        assert flax_model.lstm.dropout.rate == 0.25
+        x = np.random.default_rng(0).standard_normal((4, 1, 8, 8)).astype(np.float32)
+        y_eval = np.asarray(model.apply(params, x))
+        y1, y2 = np.asarray(flax_model(x)), np.asarray(flax_model(x))  # fresh: training mode
+        assert not np.allclose(y1, y2) and not np.allclose(y1, y_eval)
+        flax_model.eval()
+        y3 = np.asarray(flax_model(x))
+        np.testing.assert_array_equal(np.asarray(flax_model(x)), y3)
+        np.testing.assert_allclose(y3, y_eval, rtol=1e-5, atol=1e-6)  # flax's one bias: rounding
+        flax_model.train()
+        assert not np.allclose(np.asarray(flax_model(x)), y3)
+        # the bridge: one stochastic stacked LSTM, dropped by the pipeline's key as the Model's
+        bridge = tnnx.to_model(flax_model, (1, 8, 8))
+        assert bridge.model.layers["lstm"] == model.layers["lstm"]
+        assert bridge.model.layers["lstm"].stochastic
+        key = jax.random.key(1)
+        y_train = np.asarray(model.apply(params, x, train=True, key=key))
+        assert not np.allclose(y_train, y_eval)
+        got = bridge.model.apply(bridge.params, x, train=True, key=key)
+        np.testing.assert_allclose(np.asarray(got), y_train, rtol=1e-5, atol=1e-6)
+        one = tj.get("lstm", flax=True, image_size=8, hidden_size=8, num_layers=1, dropout=0.5)
+        assert one.lstm.cell.hidden_features == 8  # one layer: the nnx.RNN, no dropout to draw
+        np.testing.assert_array_equal(np.asarray(one(x)), np.asarray(one(x)))
     else:  # dropout between the stacked layers, training only, in both backends
         net = tt.get("lstm", image_size=8, hidden_size=8, num_layers=2, dropout=0.25)
         model = tj.get("lstm", flax=False, image_size=8, hidden_size=8, num_layers=2, dropout=0.25)
@@ -344,11 +386,6 @@ def test_lstm_options_are_one_rule_in_every_zoo(flax):
             get(num_layers=2, dropout=1.5)
         with pytest.raises(TypeError, match="dropout must be a number"):
             get(num_layers=2, dropout="0.1")
-    if flax:
-        with pytest.raises(NotImplementedError, match="num_layers=1 only; got num_layers=2"):
-            tj.get("lstm", flax=True, image_size=8, hidden_size=8, num_layers=2)
-        one = tj.get("lstm", flax=True, image_size=8, hidden_size=8, num_layers=1, dropout=0.5)
-        assert one.lstm.cell.hidden_features == 8
 
 
 def test_dense_vit_report_rows_are_named_alike():

@@ -244,6 +244,133 @@ def test_score_and_dense_fit_give_the_flax_rnn_back():
     )
 
 
+# ------------------------------------------------------------------------------ stacked layers
+class StackNet(nnx.Module):
+    """A user's model with two stacked LSTM layers and a Linear on the top layer's last state:
+    a `tnnx.StackedLSTM` ``lstm``, or (``own=True``) the user's own ``nnx.List`` of two
+    ``nnx.RNN`` s ``rnns``."""
+
+    def __init__(self, rngs, own=False, dropout=0.0):
+        if own:
+            cells = (nnx.OptimizedLSTMCell(F, H, rngs=rngs), nnx.OptimizedLSTMCell(H, H, rngs=rngs))
+            self.rnns = nnx.List([nnx.RNN(c) for c in cells])
+        else:
+            self.lstm = tnnx.StackedLSTM(F, H, 2, dropout, rngs=rngs)
+        self.head = nnx.Linear(H, C, rngs=rngs)
+        self.own = own
+
+    def __call__(self, x):
+        if self.own:
+            for rnn in self.rnns:
+                x = rnn(x)
+            return self.head(x[:, -1])
+        _, (h_n, _) = self.lstm(x)
+        return self.head(h_n[-1])
+
+
+class Holder(nnx.Module):
+    def __init__(self, lstm):
+        self.lstm = lstm
+
+    def __call__(self, x):
+        return self.lstm(x)[0]
+
+
+def test_stacked_lstm_is_one_stacked_layer_with_torchs_names():
+    """A `StackedLSTM` is routed as ONE stacked `LSTM` (``lstm/weight_ih_l0`` ... ``_l1``, as
+    torch's ``nn.LSTM`` and the `Model` zoo name them); a stack of ``nnx.RNN`` s the user wrote
+    stays two one-layer LSTMs named by their paths. Its call is torch's (state ``(L, B, H)``,
+    ``(h, c)``), the same through the compressed `tnnx.LSTM`; time first too."""
+    x = jax.random.normal(jax.random.key(1), (3, T, F), jnp.float32)
+    y = jnp.asarray([0, 1, 2])
+    model = _random_biases(StackNet(nnx.Rngs(0)))
+    bridge = tnnx.to_model(model, (T, F))
+    assert sorted(bridge.model.layers) == ["head", "lstm"]  # (NNX walks attributes sorted)
+    assert bridge.model.layers["lstm"] == tj.LSTM(F, H, 2, batch_first=True)
+    p = bridge.params["lstm"]
+    assert sorted(p) == sorted(
+        f"{w}_l{k}" for k in (0, 1) for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    )
+    cell = model.lstm.layers[1].cell
+    np.testing.assert_array_equal(p["weight_ih_l1"], cell.dense_i.kernel[...])
+    np.testing.assert_array_equal(p["bias_hh_l1"], cell.dense_h.bias[...])
+    assert not np.any(p["bias_ih_l1"])
+    np.testing.assert_allclose(bridge.model.apply(bridge.params, x), model(x), atol=TOL)
+    own = tnnx.to_model(StackNet(nnx.Rngs(0), own=True), (T, F))
+    assert sorted(own.model.layers) == ["head", "rnns/0", "rnns/1"]
+    assert all(own.model.layers[f"rnns/{k}"].num_layers == 1 for k in (0, 1))
+    # torch's call: an initial (h_0, c_0) of (L, B, H) each, every layer's last state back
+    state = tuple(jax.random.normal(jax.random.key(k), (2, 3, H), jnp.float32) for k in (2, 3))
+    out, (h_n, c_n) = model.lstm(x, state)
+    assert out.shape == (3, T, H) and h_n.shape == c_n.shape == (2, 3, H)
+    (c0, h0), mid = model.lstm.layers[0](
+        x, initial_carry=(state[1][0], state[0][0]), return_carry=True
+    )
+    (c1, h1), top = model.lstm.layers[1](
+        mid, initial_carry=(state[1][1], state[0][1]), return_carry=True
+    )
+    assert _max_diff((out, h_n, c_n), (top, jnp.stack([h0, h1]), jnp.stack([c0, c1]))) == 0
+    wrapped = tnnx.LSTM.wrap(bridge.model.layers["lstm"], p)  # the compressed form, unmasked
+    assert _max_diff(wrapped(x, state), (out, (h_n, c_n))) < TOL
+    one = tnnx.StackedLSTM(F, H, rngs=nnx.Rngs(0))  # one layer: still (1, B, H) states
+    b1 = tnnx.to_model(Holder(one), (T, F))
+    assert b1.model.layers["lstm"] == tj.LSTM(F, H, 1, batch_first=True)
+    s1 = tuple(a[:1] for a in state)
+    wrapped = tnnx.LSTM.wrap(b1.model.layers["lstm"], b1.params["lstm"])
+    assert _max_diff(wrapped(x, s1), one(x, s1)) < TOL
+    # time first: the same weights (same draws) on (T, B, F)
+    tm = tnnx.StackedLSTM(F, H, 2, batch_first=False, rngs=nnx.Rngs(0))
+    bm = tnnx.StackedLSTM(F, H, 2, rngs=nnx.Rngs(0))
+    o_t, (h_t, _) = tm(jnp.swapaxes(x, 0, 1))
+    o_b, (h_b, _) = bm(x)
+    assert _max_diff((jnp.swapaxes(o_t, 0, 1), h_t), (o_b, h_b)) < TOL
+    assert tnnx.to_model(Holder(tm), (T, F)).model.layers["lstm"].batch_first is False
+    # compress: one stacked layer pruned, given back as a tnnx.LSTM (a dense fit: a StackedLSTM)
+    r = tnnx.compress(model, (x, y), sparsity=0.5, format=None, score="magnitude")
+    assert isinstance(r.model.lstm, tnnx.LSTM) and r.model.lstm.layer.num_layers == 2
+    assert {"lstm/weight_ih_l1", "lstm/weight_hh_l1"} <= set(r.masks)
+    np.testing.assert_allclose(r.model(x), r.jax_model.apply(r.params, x, r.masks), atol=TOL)
+    done = tnnx.fit(model, train_data=(x, y), epochs=1, batch_size=3, progress=False)
+    assert type(done.model.lstm) is tnnx.StackedLSTM
+    tensorized = tnnx.tensorize(model, "tt", rank=2, min_params=64)
+    assert isinstance(tensorized.lstm.layer, tj.TensorizedLSTM)
+
+
+def test_stacked_lstm_refuses_bad_input():
+    r = nnx.Rngs(0)
+    with pytest.raises(TypeError, match="rngs must be an nnx.Rngs; got int"):
+        tnnx.StackedLSTM(F, H, 2, rngs=0)
+    with pytest.raises(ValueError, match="num_layers must be"):
+        tnnx.StackedLSTM(F, H, 0, rngs=r)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\]"):
+        tnnx.StackedLSTM(F, H, 2, 1.5, rngs=r)
+    with pytest.raises(TypeError, match="batch_first must be a bool"):
+        tnnx.StackedLSTM(F, H, 2, batch_first="yes", rngs=r)
+    stack = tnnx.StackedLSTM(F, H, 2, rngs=r)
+    with pytest.raises(
+        ValueError, match=r"x must have shape \(B, T, input_size\) with input_size=8"
+    ):
+        stack(jnp.zeros((2, T, F + 1)))
+    gru = tj.GRU(F, H, 2)
+    with pytest.raises(TypeError, match="layer must be an LSTM or TensorizedLSTM"):
+        tnnx.LSTM.wrap(gru, gru.init(jax.random.key(0)))
+    # a layer that does not map: the whole stack is refused, naming the layer and the reason
+    model = StackNet(r)
+    model.lstm.layers[1] = nnx.RNN(nnx.GRUCell(H, H, rngs=r))
+    with pytest.raises(
+        ValueError,
+        match=r"StackedLSTM at 'lstm' does not map: its layers/1 does "
+        "not map: its nnx.GRUCell has no hidden bias",
+    ):
+        tnnx.to_model(model, (T, F))
+    model = StackNet(r, dropout=0.5)
+    model.lstm.dropout = nnx.Dropout(0.5, broadcast_dims=(1,), rngs=r)
+    with pytest.raises(ValueError, match="its dropout is not a plain nnx.Dropout"):
+        tnnx.to_model(model, (T, F))
+    # a stack with a drawing dropout is routed whole: its random stream is no model state
+    assert tnnx.to_model(StackNet(r, dropout=0.5), (T, F)).model.layers["lstm"].stochastic
+
+
 # ------------------------------------------------------------------------------ refusals
 class Loop(nnx.Module):
     """A cell stepped by the model's own loop (not inside an nnx.RNN)."""

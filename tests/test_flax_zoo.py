@@ -56,9 +56,14 @@ CASES = {
         lambda s: flax_zoo.lstm_classifier(hidden_size=16, rngs=s),
         6,
     ),
+    "lstm2": (  # a StackedLSTM: two layers, dropout between them
+        lambda: pure.lstm_classifier(hidden_size=8, num_layers=2, dropout=0.25),
+        lambda s: flax_zoo.lstm_classifier(hidden_size=8, num_layers=2, dropout=0.25, rngs=s),
+        7,
+    ),
 }
 #: the cases whose bridged params are the Model's bitwise (the LSTM's two biases are one in flax)
-SAME_ARRAYS = [c for c in CASES if c != "lstm"]
+SAME_ARRAYS = [c for c in CASES if not c.startswith("lstm")]
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +104,10 @@ def _one_bias(params):
     if not isinstance(params, dict):
         return params
     out = {k: _one_bias(v) for k, v in params.items()}
-    if "bias_ih_l0" in out:
-        out["bias_hh_l0"] = out["bias_ih_l0"] + out["bias_hh_l0"]
-        out["bias_ih_l0"] = jnp.zeros_like(out["bias_ih_l0"])
+    for k in [k for k in out if k.startswith("bias_ih_l")]:
+        hh = k.replace("_ih_", "_hh_")
+        out[hh] = out[k] + out[hh]
+        out[k] = jnp.zeros_like(out[k])
     return out
 
 
@@ -149,25 +155,36 @@ def test_same_initial_weights_names_and_outputs(case, digits):
     assert flax_model(x[:, 0]).shape == (16, 10)  # (N, H, W) for one channel, as the Model zoo
 
 
-def test_lstm_holds_the_model_kernels_and_one_bias(digits):
-    model, flax_model, seed = _pair("lstm")
+@pytest.mark.parametrize("case", ["lstm", "lstm2"])
+def test_lstm_holds_the_model_kernels_and_one_bias(case, digits):
+    model, flax_model, seed = _pair(case)
     params = model.init(jax.random.key(seed))
-    rnn = flax_model.lstm
-    assert type(rnn) is nnx.RNN and type(rnn.cell) is nnx.OptimizedLSTMCell
-    # the kernels bitwise; flax's one bias the sum of the Model's two
-    np.testing.assert_array_equal(rnn.cell.dense_i.kernel[...], params["lstm"]["weight_ih_l0"])
-    np.testing.assert_array_equal(rnn.cell.dense_h.kernel[...], params["lstm"]["weight_hh_l0"])
-    np.testing.assert_array_equal(
-        rnn.cell.dense_h.bias[...], params["lstm"]["bias_ih_l0"] + params["lstm"]["bias_hh_l0"]
-    )
+    if case == "lstm":
+        rnns = [flax_model.lstm]
+    else:  # a StackedLSTM: layer k's nnx.RNN holds the Model's weight_ih_l{k}, ...
+        assert type(flax_model.lstm) is tnnx.StackedLSTM and flax_model.lstm.dropout.rate == 0.25
+        rnns = list(flax_model.lstm.layers)
+    assert len(rnns) == model.layers["lstm"].num_layers
+    p = params["lstm"]
+    for k, rnn in enumerate(rnns):
+        assert type(rnn) is nnx.RNN and type(rnn.cell) is nnx.OptimizedLSTMCell
+        # the kernels bitwise; flax's one bias the sum of the Model's two
+        np.testing.assert_array_equal(rnn.cell.dense_i.kernel[...], p[f"weight_ih_l{k}"])
+        np.testing.assert_array_equal(rnn.cell.dense_h.kernel[...], p[f"weight_hh_l{k}"])
+        np.testing.assert_array_equal(
+            rnn.cell.dense_h.bias[...], p[f"bias_ih_l{k}"] + p[f"bias_hh_l{k}"]
+        )
     bridge = tnnx.to_model(flax_model, (1, 28, 28))
-    assert list(bridge.model.layers) == list(model.layers)
-    assert bridge.model.layers["lstm"] == model.layers["lstm"]  # tj.LSTM(28, 16, batch_first)
+    assert list(bridge.model.layers) == list(model.layers)  # one "lstm" layer, stacked or not
+    assert bridge.model.layers["lstm"] == model.layers["lstm"]  # tj.LSTM(28, H, L, batch_first)
     _assert_trees_equal(bridge.params, _one_bias(params))
     x = jnp.asarray(digits[0][0][:16])
     ref = model.apply(params, x)
     # the same function, to the rounding of the bias sum
     np.testing.assert_allclose(bridge.model.apply(bridge.params, x), ref, rtol=1e-5, atol=1e-6)
+    if case == "lstm2":  # a fresh model is in training mode (as torch's): its dropout draws
+        assert not np.allclose(flax_model(x), ref, rtol=1e-3, atol=1e-4)
+        flax_model.eval()
     np.testing.assert_allclose(flax_model(x), ref, rtol=1e-5, atol=1e-6)
     assert flax_model(x[:, 0]).shape == (16, 10)
 
@@ -322,6 +339,8 @@ _CASES = [
     ("vit", None, "snip"),
     ("lstm", "tt", "trainability"),
     ("lstm", None, "snip"),
+    ("lstm2", "tt", "trainability"),
+    ("lstm2", None, "snip"),
 ]
 
 
@@ -375,19 +394,26 @@ def test_fit_matches_the_model_path(case, fmt, score, digits):
         assert not np.any(np.asarray(value)[~np.asarray(mask)]), path
 
 
-def test_lstm_round_trips_through_save_and_load(tmp_path, digits):
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_lstm_round_trips_through_save_and_load(tmp_path, digits, num_layers):
     """The Flax zoo's LSTM, pruned and trained, saved and loaded: bitwise in JAX (rebuilt from the
-    file's zoo record), the same function in torch; a tensorized one loads into its skeleton."""
+    file's zoo record), the same function in torch; a tensorized one loads into its skeleton.
+    Two layers: a `StackedLSTM` with dropout, trained with the pipeline's dropout."""
     pytest.importorskip("torch")
     import torch
 
     (x, y), _ = digits
     x, y = x[:32, :, 2:26:3, 2:26:3], y[:32]  # 8x8 images: 8 steps of 8 features
-    model = tedepr.models.get("lstm", backend="jax", flax=True, image_size=8, hidden_size=8)
+    opts = {"num_layers": 2, "dropout": 0.25} if num_layers == 2 else {}
+    model = tedepr.models.get("lstm", backend="jax", flax=True, image_size=8, hidden_size=8, **opts)
     kw = {"sparsity": 0.9, "score": "snip", "backend": "jax", "seed": 0}
     r = tedepr.compress(model, (x, y), format=None, **kw)
+    if num_layers == 2:  # the second layer's maps pruned too, under torch's names
+        assert {"lstm/weight_ih_l1", "lstm/weight_hh_l1"} <= set(r.masks)
     trained = tj.fit(r.model, None, (x, y), epochs=1, batch_size=16, lr=0.05, progress=False)
-    assert isinstance(trained.model.lstm, tnnx.RNN)  # pruned: the pipeline's layer, masked
+    # pruned: the pipeline's layer, masked (called as nnx.RNN / as the StackedLSTM)
+    assert isinstance(trained.model.lstm, tnnx.RNN if num_layers == 1 else tnnx.LSTM)
+    assert trained.model.lstm.layer.num_layers == num_layers
     tedepr.save(trained.model, tmp_path / "lstm.tedepr")
     back = tedepr.load(tmp_path / "lstm.tedepr", backend="jax")
     assert isinstance(back.model, flax_zoo.LSTMClassifier)

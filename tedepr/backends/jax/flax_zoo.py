@@ -36,11 +36,13 @@ Each model here is the `tedepr.backends.jax.models` zoo model of the same name, 
 * **LSTM.** ``lstm`` is an ``nnx.RNN`` over an ``nnx.OptimizedLSTMCell`` (``lstm``, batch first;
   its kernels ``dense_i (in, 4H)`` / ``dense_h (H, 4H)`` are the `LSTM`'s ``weight_ih_l0`` /
   ``weight_hh_l0``, gates i, f, g, o) and ``classifier`` on the last hidden state (the carry).
-  flax's cell has one bias where the `Model`'s layer has two: it holds their sum ``bias_ih_l0 +
-  bias_hh_l0``, and the bridge gives it back as ``bias_ih_l0 = 0``, ``bias_hh_l0 =`` that sum
-  (`tedepr.backends.jax.nnx`): the same function, to the float rounding of the sum, so
-  `compress` gives the `Model` path's masks (checked in tests/test_flax_zoo.py), not bitwise its
-  scores.
+  With ``num_layers > 1`` it is a `tedepr.backends.jax.nnx.StackedLSTM` (an ``nnx.List`` of such
+  ``nnx.RNN`` s with an ``nnx.Dropout`` between them), which the bridge routes as one stacked
+  `LSTM` with the `Model`'s (torch's) names ``weight_ih_l1``, ... flax's cell has one bias where
+  the `Model`'s layer has two: it holds their sum ``bias_ih_l0 + bias_hh_l0``, and the bridge
+  gives it back as ``bias_ih_l0 = 0``, ``bias_hh_l0 =`` that sum (`tedepr.backends.jax.nnx`): the
+  same function, to the float rounding of the sum, so `compress` gives the `Model` path's masks
+  (checked in tests/test_flax_zoo.py), not bitwise its scores.
 
 Importing this module imports flax.
 """
@@ -152,8 +154,8 @@ def lstm(layer: LSTM, params, dtype) -> nnx.RNN:
     kernels are the layer's, its one bias ``bias_ih_l0 + bias_hh_l0``."""
     if layer.num_layers != 1 or not layer.bias:
         raise ValueError(
-            "the Flax zoo builds one-layer LSTMs with biases; got num_layers="
-            f"{layer.num_layers}, bias={layer.bias}"
+            "layer must be a one-layer LSTM with biases (stacked_lstm builds stacked ones); got "
+            f"num_layers={layer.num_layers}, bias={layer.bias}"
         )
     cell = nnx.OptimizedLSTMCell(
         layer.input_size,
@@ -165,6 +167,29 @@ def lstm(layer: LSTM, params, dtype) -> nnx.RNN:
     )
     tnnx._fill_lstm_cell(cell, jax.tree.map(lambda a: jnp.asarray(a, dtype), params))
     return nnx.RNN(cell, time_major=not layer.batch_first)
+
+
+def stacked_lstm(layer: LSTM, params, dtype, rngs) -> tnnx.StackedLSTM:
+    """The `tedepr.backends.jax.nnx.StackedLSTM` of a pure stacked `LSTM` with biases: layer
+    ``k``'s cell holds its kernels ``weight_ih_l{k}`` / ``weight_hh_l{k}`` and one bias
+    ``bias_ih_l{k} + bias_hh_l{k}`` (as `lstm`), the dropout its rate and a stream from ``rngs``
+    (an int seed or an ``nnx.Rngs``)."""
+    if not layer.bias:
+        raise ValueError("layer must be an LSTM with biases (flax's cell has one); got bias=False")
+    streams = rngs if isinstance(rngs, nnx.Rngs) else nnx.Rngs(rngs)
+    m = tnnx.StackedLSTM(
+        layer.input_size,
+        layer.hidden_size,
+        layer.num_layers,
+        layer.dropout,
+        layer.batch_first,
+        rngs=streams,
+        dtype=dtype,
+    )
+    arrays = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
+    for k, rnn in enumerate(m.layers):
+        tnnx._fill_lstm_cell(rnn.cell, tnnx._layer_k(arrays, k))
+    return m
 
 
 _BUILDERS = {Dense: linear, Conv2d: conv, BatchNorm: batch_norm, LSTM: lstm}
@@ -465,13 +490,17 @@ class ViT(ZooModule):
 
 class LSTMClassifier(ZooModule):
     """Sequential images (`tedepr.backends.jax.models.lstm_classifier`): each row is a time step
-    of ``C·W`` features; ``lstm`` an ``nnx.RNN(nnx.OptimizedLSTMCell)`` of ``hidden_size`` units
-    (batch first), ``classifier`` an ``nnx.Linear`` on its last hidden state.
+    of ``C·W`` features; ``lstm`` of ``hidden_size`` units (batch first), ``classifier`` an
+    ``nnx.Linear`` on the top layer's last hidden state.
 
-    ``num_layers`` and ``dropout`` are checked as in the other zoos (`tedepr.models.check_lstm`),
-    but only one layer is built here: a stack of ``nnx.RNN`` would be routed as separate one-layer
-    LSTMs, whose names do not map to torch's one ``lstm`` (``weight_ih_l1``, ...); ``num_layers >
-    1`` raises ``NotImplementedError`` (the `Model` zoo, ``flax=False``, stacks them)."""
+    ``num_layers`` (default 1) and ``dropout`` (default 0) are checked as in the other zoos
+    (`tedepr.models.check_lstm`). One layer: ``lstm`` is an ``nnx.RNN(nnx.OptimizedLSTMCell)``.
+    More: a `tedepr.backends.jax.nnx.StackedLSTM` (``lstm.layers`` an ``nnx.List`` of such
+    ``nnx.RNN`` s, ``lstm.dropout`` an ``nnx.Dropout`` on every layer's outputs but the top one's,
+    its stream from ``rngs``), which the bridge routes as the `Model` zoo's one stacked `LSTM`
+    (``lstm/weight_ih_l0``, ``lstm/weight_ih_l1``, ...: torch's names). The dropout draws in
+    training only, as torch's ``nn.LSTM(dropout=)``: ``model.eval()`` makes the model
+    deterministic; under `compress`/`fit` the pipeline draws it as for the `Model`."""
 
     def __init__(
         self,
@@ -485,24 +514,26 @@ class LSTMClassifier(ZooModule):
         rngs=0,
         dtype=jnp.float32,
     ):
-        zoo.check_lstm(hidden_size, num_layers, dropout)
-        if num_layers != 1:
-            raise NotImplementedError(
-                f"the Flax zoo's lstm has num_layers=1 only; got num_layers={num_layers} (use the "
-                "Model zoo, flax=False, or tedepr.backends.torch's lstm for stacked layers)"
-            )
-        spec = pure.lstm_classifier(num_classes, in_channels, image_size, hidden_size)
+        spec = pure.lstm_classifier(
+            num_classes, in_channels, image_size, hidden_size, num_layers, dropout
+        )
         p = self._start(spec, rngs, dtype)
-        self.lstm = from_model(spec, p, "lstm", dtype)
+        if num_layers == 1:
+            self.lstm = from_model(spec, p, "lstm", dtype)
+        else:
+            self.lstm = stacked_lstm(spec.layers["lstm"], p["lstm"], dtype, rngs)
         self.classifier = from_model(spec, p, "classifier", dtype)
-        self.in_channels = in_channels
+        self.in_channels, self.num_layers = in_channels, num_layers
 
     def __call__(self, x):
         x = pure.as_nchw(x, self.in_channels)
         n, c, h, w = x.shape
         seq = jnp.reshape(jnp.transpose(x, (0, 2, 1, 3)), (n, h, c * w))
-        (_, h_n), _ = self.lstm(seq, return_carry=True)  # flax's LSTM carry is (c, h)
-        return self.classifier(h_n)
+        if self.num_layers == 1:
+            (_, h_n), _ = self.lstm(seq, return_carry=True)  # flax's LSTM carry is (c, h)
+            return self.classifier(h_n)
+        _, (h_n, _) = self.lstm(seq)  # StackedLSTM: torch's (h_n, c_n), (num_layers, N, H)
+        return self.classifier(h_n[-1])
 
 
 def lenet300_100(

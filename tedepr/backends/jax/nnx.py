@@ -60,6 +60,15 @@ both biases, as torch does). The route keeps ``nnx.RNN``'s call: ``time_major``,
 last valid step). A dense, unpruned result goes back into the user's ``nnx.RNN``; a tensorized or
 pruned one is an `RNN` of this module, called as ``nnx.RNN``.
 
+Stacked LSTM layers: a `StackedLSTM` of this module (``nn.LSTM(num_layers=, dropout=)`` in NNX:
+an ``nnx.List`` ``layers`` of ``nnx.RNN(nnx.OptimizedLSTMCell)`` and an ``nnx.Dropout`` between
+them, torch's call) is routed whole to ONE stacked pure `LSTM`, its maps named as torch's and the
+`Model` zoo's (``lstm/weight_ih_l0``, ``lstm/weight_hh_l0``, ``lstm/weight_ih_l1``, ...); its
+dropout is the pure layer's (drawn by the pipeline in training). A dense, unpruned result is a
+`StackedLSTM` again, a pruned or tensorized one an `LSTM` of this module (called the same way).
+The Flax zoo's ``lstm`` with ``num_layers > 1`` is one. A stack of ``nnx.RNN`` s the user wrote
+without it is routed as separate one-layer LSTMs, named by their paths.
+
 Limits (clear errors, never a silent result): besides those layers, `compress`/`score`/`fit`
 carry ``nnx.Param`` only — a model holding other state (the random stream of an ``nnx.Dropout``
 that draws, a ``BatchNorm`` that does not map) is refused, and so are weight layers the pipeline
@@ -125,6 +134,8 @@ __all__ = [
     "TransformerEncoderLayer",
     "RNN",
     "RNNOptions",
+    "StackedLSTM",
+    "LSTM",
     "wrap",
     "tensorize",
     "compress",
@@ -651,8 +662,8 @@ class RNN(LayerModule):
             )
         if layer.num_layers != 1:
             raise ValueError(
-                f"layer.num_layers must be 1 (an nnx.RNN runs one layer; stack RNNs for more); "
-                f"got {layer.num_layers}"
+                "layer.num_layers must be 1 (an nnx.RNN runs one layer; tnnx.LSTM runs a "
+                f"stacked LSTM, called as a StackedLSTM); got {layer.num_layers}"
             )
         options = RNNOptions(time_major=not layer.batch_first) if options is None else options
         if not isinstance(options, RNNOptions) or options.time_major == layer.batch_first:
@@ -674,6 +685,131 @@ class RNN(LayerModule):
             return self.layer.apply(params, x, masks, state)
 
         return _rnn_call(run, self.options, type(self.layer).__name__, inputs, **kwargs)
+
+
+def _stack_call(run, num_layers: int, x, state=None):
+    """torch's ``nn.LSTM`` call over a pure `LSTM`/`TensorizedLSTM`: ``run(x, state) -> (outputs,
+    final)`` applies it; ``state`` and the returned ``(h_n, c_n)`` are ``(num_layers, B, H)``
+    each (the pure layer's one-layer state is ``(B, H)``: added/dropped here)."""
+    if state is not None:
+        h, c = (jnp.asarray(a) for a in state)
+        state = (h[0], c[0]) if num_layers == 1 else (h, c)
+    out, (h_n, c_n) = run(x, state)
+    return out, ((h_n[None], c_n[None]) if num_layers == 1 else (h_n, c_n))
+
+
+class StackedLSTM(nnx.Module):
+    """``nn.LSTM(input_size, hidden_size, num_layers, dropout=...)`` in Flax NNX: ``layers`` an
+    ``nnx.List`` of ``num_layers`` ``nnx.RNN(nnx.OptimizedLSTMCell)`` (layer ``k`` reads layer
+    ``k − 1``'s outputs) and ``dropout`` an ``nnx.Dropout`` on the outputs of every layer but the
+    top one — in training only, as torch's: ``model.eval()`` makes it deterministic.
+
+    The Flax bridge routes the whole module (cells, dropout and its random stream) to the
+    pipeline's one stacked `tedepr.backends.jax.LSTM`, so its maps carry torch's and the `Model`
+    zoo's names — ``lstm/weight_ih_l0``, ``lstm/weight_hh_l0``, ``lstm/weight_ih_l1``, ... under an
+    attribute ``lstm`` — one report row each, and under `compress`/`fit` the pipeline draws the
+    dropout (the `Model` zoo's rule: a key per layer position). A dense, unpruned result is a
+    `StackedLSTM` again; a pruned or tensorized one a `LSTM` of this module (called the same
+    way). A stack of ``nnx.RNN`` s written in your own model (not this module) is still routed as
+    separate one-layer LSTMs named by their paths (``rnns/0/weight_ih_l0``,
+    ``rnns/1/weight_ih_l0``, ...), and an ``nnx.Dropout`` that draws between them is refused.
+
+    Called as torch's ``nn.LSTM``: ``module(x, state=None) -> (outputs, (h_n, c_n))``; ``x`` is
+    ``(B, T, input_size)`` (``(T, B, input_size)`` when ``batch_first=False``), outputs are the top
+    layer's ``(B, T, H)`` (or ``(T, B, H)``), ``h_n``/``c_n`` every layer's last state
+    ``(num_layers, B, H)``; ``state`` is the initial ``(h_0, c_0)`` in the same shapes (zeros when
+    None). Note the order: torch's ``(h, c)``, where ``nnx.RNN``'s carry is ``(c, h)``.
+
+    Parameters: torch's ``input_size, hidden_size, num_layers`` (default 1), ``dropout`` (default
+    0, a float in [0, 1]), ``batch_first`` (default True, ``nnx.RNN``'s ``time_major=False``;
+    torch's default is False), keyword ``rngs`` (an ``nnx.Rngs``: flax's default cell init and
+    the dropout stream) and ``dtype``. Each cell is flax's ``OptimizedLSTMCell`` with its one
+    bias (the bridge reads it as ``bias_ih = 0``, ``bias_hh =`` the bias; see `_rnn`).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        batch_first: bool = True,
+        *,
+        rngs: nnx.Rngs,
+        dtype=jnp.float32,
+    ):
+        if not isinstance(rngs, nnx.Rngs):
+            raise TypeError(f"rngs must be an nnx.Rngs; got {type(rngs).__name__}")
+        if not isinstance(batch_first, bool):
+            raise TypeError(f"batch_first must be a bool; got {type(batch_first).__name__}")
+        # the pure layer checks sizes, num_layers and dropout as torch does
+        pure = _recurrent.LSTM(input_size, hidden_size, num_layers, dropout=dropout)
+        self.input_size, self.hidden_size = pure.input_size, pure.hidden_size
+        self.batch_first = batch_first
+        self.layers = nnx.List(
+            [
+                nnx.RNN(
+                    nnx.OptimizedLSTMCell(pure._n_in(k), hidden_size, param_dtype=dtype, rngs=rngs),
+                    time_major=not batch_first,
+                )
+                for k in range(num_layers)
+            ]
+        )
+        self.dropout = nnx.Dropout(pure.dropout, rngs=rngs if pure.stochastic else None)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def __call__(self, x, state=None):
+        x = jnp.asarray(x)
+        if x.ndim != 3 or x.shape[-1] != self.input_size:
+            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            raise ValueError(
+                f"x must have shape {layout} with input_size={self.input_size}; got "
+                f"{tuple(x.shape)}"
+            )
+        h_n, c_n = [], []
+        for k, rnn in enumerate(self.layers):
+            carry = None if state is None else (state[1][k], state[0][k])  # flax's (c, h)
+            (c, h), x = rnn(x, initial_carry=carry, return_carry=True)
+            h_n.append(h)
+            c_n.append(c)
+            if k < self.num_layers - 1:
+                x = self.dropout(x)
+        return x, (jnp.stack(h_n), jnp.stack(c_n))
+
+
+class LSTM(LayerModule):
+    """An NNX module over the pipeline's stacked `tedepr.backends.jax.LSTM` or `TensorizedLSTM`
+    (any ``num_layers``) with its pruning masks, called as a `StackedLSTM` (torch's
+    ``nn.LSTM`` call: ``module(x, state=None) -> (outputs, (h_n, c_n))``): what `compress` and
+    `tensorize` make of a `StackedLSTM` whose maps they prune or tensorize.
+
+    Called directly it is deterministic (no dropout, as a compressed
+    `TransformerEncoderLayer`'s `LayerModule`); under `fit` the pipeline draws the layer's
+    dropout. ``LSTM.wrap(layer, params, masks=None)``.
+    """
+
+    def __init__(self, layer, params, masks=None):
+        if not isinstance(layer, (_recurrent.LSTM, _recurrent.TensorizedLSTM)):
+            raise TypeError(
+                "layer must be an LSTM or TensorizedLSTM of tedepr.backends.jax; got "
+                f"{type(layer).__name__}"
+            )
+        super().__init__(layer, params, masks)
+
+    @classmethod
+    def wrap(cls, layer, params, masks=None):
+        return cls(layer, params, masks)
+
+    def __call__(self, x, state=None):
+        params, masks = self.pure_params(), self.pure_masks()
+
+        def run(x, state):
+            return self.layer.apply(params, x, masks, state)
+
+        return _stack_call(run, self.layer.num_layers, x, state)
 
 
 LINEAR_CLASSES = {"tt": TTLinear, "tr": TRLinear, "tucker": TuckerLinear, "cp": CPLinear}
@@ -720,8 +856,9 @@ class _Route(nnx.Module):
 
     def __init__(self, name: str, kind: str = "plain", option: Any = -1):
         self.name = name
-        # "plain", "conv" (NHWC images), "attention", "norm" (features on the axis `option`) or
-        # "rnn" (an nnx.RNN's call; `option` its RNNOptions)
+        # "plain", "conv" (NHWC images), "attention", "norm" (features on the axis `option`),
+        # "rnn" (an nnx.RNN's call; `option` its RNNOptions) or "stack" (a StackedLSTM's call;
+        # `option` its num_layers)
         self.kind = kind
         self.option = option
 
@@ -740,6 +877,12 @@ class _Route(nnx.Module):
                 return call(self.name, x, state=state)
 
             return _rnn_call(run, self.option, self.name, *args, **kwargs)
+        if self.kind == "stack":
+
+            def run_stack(x, state):
+                return call(self.name, x, state=state)
+
+            return _stack_call(run_stack, self.option, *args, **kwargs)
         if self.kind == "attention":  # nnx.MultiHeadAttention(inputs_q, inputs_k, inputs_v)
             kwargs.pop("deterministic", None)  # the pipeline's mode decides on dropout
             if kwargs or not 1 <= len(args) <= 3:
@@ -816,11 +959,15 @@ def _convertible(node, named: bool = False):
     then its own layer, as in the `Model` zoo; otherwise it rides along opaque)."""
     if isinstance(node, RNN):
         return node.layer, node.pure_params(), node.pure_masks(), "rnn", node.options
+    if isinstance(node, LSTM):
+        return node.layer, node.pure_params(), node.pure_masks(), "stack", node.layer.num_layers
     if isinstance(node, LayerModule):
         kind = "conv" if node.CHANNELS_LAST else "plain"
         return node.layer, node.pure_params(), node.pure_masks(), kind, -1
     if type(node) is nnx.RNN:
         return _rnn(node)
+    if type(node) is StackedLSTM:
+        return _stacked_lstm(node)
     if type(node) is nnx.Bidirectional:
         return (
             "nnx.Bidirectional is not routed yet (it holds a random stream of its own); write "
@@ -1057,6 +1204,48 @@ def _rnn(node):
     return layer, params, None, "rnn", _rnn_options(node)
 
 
+def _stacked_lstm(node):
+    """The pure stacked `LSTM` of a `StackedLSTM` (kind "stack", its num_layers), or why it does
+    not map: each layer's ``nnx.RNN`` as in `_rnn`, its maps renamed ``weight_ih_l{k}``, ...;
+    the module's dropout rate the pipeline layer's."""
+    params = {}
+    for k, rnn in enumerate(node.layers):
+        if type(rnn) is not nnx.RNN:
+            return f"its layers/{k} is a {type(rnn).__name__}, not an nnx.RNN"
+        got = _rnn(rnn)
+        if isinstance(got, str):
+            return f"its layers/{k} does not map: {got}"
+        n_in = node.input_size if k == 0 else node.hidden_size
+        cell = rnn.cell
+        if (cell.in_features, cell.hidden_features) != (n_in, node.hidden_size):
+            return (
+                f"its layers/{k} maps {cell.in_features} -> {cell.hidden_features} features; a "
+                f"stack of {node.input_size} -> {node.hidden_size} needs {n_in} -> "
+                f"{node.hidden_size}"
+            )
+        if rnn.time_major == node.batch_first or rnn.reverse:
+            return f"its layers/{k} has time_major={rnn.time_major} / reverse={rnn.reverse}"
+        params.update({f"{name.removesuffix('_l0')}_l{k}": v for name, v in got[1].items()})
+    drop = node.dropout
+    if type(drop) is not nnx.Dropout or tuple(drop.broadcast_dims):
+        return "its dropout is not a plain nnx.Dropout (one without broadcast_dims)"
+    rate = drop.rate
+    layer = _recurrent.LSTM(
+        node.input_size,
+        node.hidden_size,
+        node.num_layers,
+        batch_first=node.batch_first,
+        dropout=float(rate),
+    )
+    return layer, params, None, "stack", node.num_layers
+
+
+def _layer_k(params, k: int) -> dict:
+    """Layer ``k``'s params of a stacked `LSTM` under layer 0's keys (``weight_ih_l0``, ...)."""
+    suffix = f"_l{k}"
+    return {f"{n.removesuffix(suffix)}_l0": v for n, v in params.items() if n.endswith(suffix)}
+
+
 def _rnn_options(node) -> RNNOptions:
     return RNNOptions(node.time_major, node.return_carry, node.reverse, node.keep_order)
 
@@ -1201,9 +1390,9 @@ def _found_paths(model, strict: bool):
         if path and isinstance(node, nnx.Module)
     ]
     results = {path: _convertible(node, _path_name(path) in named) for path, node in nodes}
-    # a routed composite (attention, encoder layer, RNN) takes its submodules with it; a
+    # a routed composite (attention, encoder layer, RNN, StackedLSTM) takes its submodules; a
     # recurrent module that does not map keeps its cell's Linears (tensorize leaves it whole)
-    recurrent = (nnx.RNN, nnx.Bidirectional)
+    recurrent = (nnx.RNN, nnx.Bidirectional, StackedLSTM)
     kinds = {path: type(node) for path, node in nodes}
     routed = [
         p
@@ -1399,6 +1588,13 @@ def _stateless_dropouts(work) -> list:
 
 
 def _module_for(layer, params, masks, original):
+    if isinstance(original, (StackedLSTM, LSTM)):
+        if not masks and type(layer) is _recurrent.LSTM and type(original) is StackedLSTM:
+            node = nnx.clone(original)  # a dense, unpruned stack goes back into the user's cells
+            for k, rnn in enumerate(node.layers):
+                _fill_lstm_cell(rnn.cell, _layer_k(params, k))
+            return node
+        return LSTM.wrap(layer, params, masks)
     if isinstance(original, (nnx.RNN, RNN)):
         if not masks and type(layer) is _recurrent.LSTM and type(original) is nnx.RNN:
             node = nnx.clone(original)  # a dense, unpruned LSTM goes back into the user's cell
@@ -1484,7 +1680,8 @@ def tensorize(
     tensorized NNX layers; an ``nnx.MultiHeadAttention`` that maps becomes a `LayerModule` around
     a `TensorizedMultiheadAttention`, a `TransformerEncoderLayer` one around the pure encoder
     layer with its attention and feed-forward maps tensorized, an ``nnx.RNN(nnx.LSTMCell)`` an
-    `RNN` around a `TensorizedLSTM` (a recurrent module that does not map stays, with a warning).
+    `RNN` around a `TensorizedLSTM`, a `StackedLSTM` an `LSTM` around a stacked `TensorizedLSTM`
+    (a recurrent module that does not map stays, with a warning).
 
     The options and their rules are those of `tedepr.backends.jax.tensorize` (``min_params``,
     ``include``/``exclude`` globs and ``overrides`` over the ``/``-joined NNX paths such as
@@ -1496,7 +1693,14 @@ def tensorize(
     _check_model(model)
     work = nnx.clone(model)
     found = _layer_paths(work, strict=False)
-    kinds = (nnx.Linear, nnx.Conv, nnx.MultiHeadAttention, TransformerEncoderLayer, nnx.RNN)
+    kinds = (
+        nnx.Linear,
+        nnx.Conv,
+        nnx.MultiHeadAttention,
+        TransformerEncoderLayer,
+        nnx.RNN,
+        StackedLSTM,
+    )
     candidates = [(p, n, c) for p, n, c in found if type(n) in kinds]
     if not candidates:
         raise ValueError(
