@@ -116,8 +116,19 @@ def test_jax_runner_trains_as_the_model_runner(data):
         assert got["eval_acc"] == pytest.approx(want["eval_acc"], abs=0.01)
 
 
-def test_a_model_the_flax_zoo_refuses_runs_as_the_model(data, fitted, monkeypatch):
-    monkeypatch.setitem(flax_zoo.NOT_IN_FLAX, "lenet300_100", "refused for this test")
+@pytest.mark.parametrize("refusal", ["name", "option"])
+def test_a_model_the_flax_zoo_refuses_runs_as_the_model(data, fitted, monkeypatch, refusal):
+    if refusal == "name":  # the Flax zoo's ValueError for a name it lacks
+        monkeypatch.setitem(flax_zoo.NOT_IN_FLAX, "lenet300_100", "refused for this test")
+    else:  # its NotImplementedError for options it lacks
+        get = tedepr.models.get
+
+        def refusing(name, backend="torch", **kw):
+            if backend == "jax" and kw.get("flax", True):
+                raise NotImplementedError("refused for this test")
+            return get(name, backend, **kw)
+
+        monkeypatch.setattr(tedepr.models, "get", refusing)
     rec = runners.run_one(_spec("jax"), data)
     assert rec["status"] == "ok" and rec["kept"] == 2662
     assert any("ran the JAX Model (flax=False)" in w for w in rec["warnings"]), rec["warnings"]
@@ -127,8 +138,9 @@ def test_a_model_the_flax_zoo_refuses_runs_as_the_model(data, fitted, monkeypatc
 
 
 def test_stacked_lstm_runs_on_the_jax_backend(data, fitted):
-    """A 2-layer ``lstm``: the Flax model when the Flax zoo builds one, else the `Model`."""
-    options = {"hidden_size": 8, "num_layers": 2}
+    """A 2-layer ``lstm`` with dropout: the Flax model (a `StackedLSTM`) where the Flax zoo builds
+    one, else the `Model`; the torch runner's kept count either way."""
+    options = {"hidden_size": 8, "num_layers": 2, "dropout": 0.25}
     try:
         tedepr.models.get("lstm", backend="jax", **options)
         refused = False

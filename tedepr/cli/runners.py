@@ -238,9 +238,9 @@ class JaxRunner(_Runner):
 
     The weights are the `JaxModelRunner`'s (``rngs=seed``, an int, draws those of the `Model`'s
     ``init(jax.random.key(seed))``). A zoo model the Flax zoo refuses (``ValueError`` for a name of
-    its ``NOT_IN_FLAX``, ``NotImplementedError`` for options it lacks, e.g. a stacked ``lstm``)
-    runs as the `Model` (`JaxModelRunner`) instead, with a warning the record keeps: a sweep that
-    ran before the Flax default still runs, on the same weights."""
+    its ``NOT_IN_FLAX``, ``NotImplementedError`` for options it lacks; none today) runs as the
+    `Model` (`JaxModelRunner`) instead, with a warning the record keeps: a sweep that ran before
+    the Flax default still runs, on the same weights."""
 
     name = "jax"
 
