@@ -609,6 +609,11 @@ def restoring_factors(
 #: the packed query/key/value weight of a dense torch ``nn.MultiheadAttention``: ``[W_q; W_k; W_v]``
 PACKED_IN_PROJ = "in_proj_weight"
 
+#: the report kind of a dense affine map in every backend (torch's ``nn.Linear`` and its internal
+#: subclasses, a packed attention's q/k/v rows; JAX's `Dense` and a dense attention's q/k/v maps):
+#: one public name for the same layer, as the tensorized ones are ``TTLinear``, ... in both
+LINEAR_KIND = "Linear"
+
 
 def packed_rows(layer: LayerWeights, name: str, weights, masks) -> list[LayerReport]:
     """The report rows of a dense attention's packed ``in_proj_weight`` (``(3E, in)``, rows ``[W_q;
@@ -624,7 +629,7 @@ def packed_rows(layer: LayerWeights, name: str, weights, masks) -> list[LayerRep
     for k, proj in enumerate(("q_proj", "k_proj", "v_proj")):
         total = size * math.prod(w.shape[1:])
         kept = total if m is None else int(m[k * size : (k + 1) * size].sum())
-        row = layer_row(f"{layer.name}{sep}{proj}", "Linear", kept, total)
+        row = layer_row(f"{layer.name}{sep}{proj}", LINEAR_KIND, kept, total)
         if m is not None:
             row.live, row.paths = kept > 0, float(kept)
         rows.append(row)

@@ -177,23 +177,21 @@ class Report:
         return json.dumps(self.to_dict(), indent=2, default=list)
 
     def __str__(self) -> str:
-        head = (
-            f"{'layer':<28} {'kind':<10} {'format':<7} {'ranks':<22} {'kept/total':>17} "
-            f"{'dense':>9} {'compr.':>8} {'FLOPs':>10}"
-        )
-        lines = [head, "-" * len(head)]
-        for r in self.layers:
-            ranks = "" if r.ranks is None else str(tuple(r.ranks)).replace(" ", "")
-            if r.connected_ranks is not None and tuple(r.connected_ranks) != tuple(r.ranks or ()):
-                ranks += "→" + str(tuple(r.connected_ranks)).replace(" ", "")
-            if r.live is False:
-                ranks = "DEAD " + ranks
-            flops = "" if r.flops is None else f"{r.flops:,}"
-            lines.append(
-                f"{r.name[:28]:<28} {r.kind:<10} {r.format:<7} {ranks[:22]:<22} "
-                f"{f'{r.kept:,}/{r.total:,}':>17} {r.dense:>9,} {r.compression:>7.1f}x {flops:>10}"
-            )
-        lines.append("-" * len(head))
+        """The table: one line per layer, each column as wide as its widest cell (a long layer
+        name, kind or rank list shifts the columns after it, in every line alike), then the
+        whole-model line and notes."""
+        table = [_TABLE_HEAD] + [_cells(r) for r in self.layers]
+        widths = [max(len(row[k]) for row in table) for k in range(len(_TABLE_HEAD))]
+        lines = [
+            " ".join(
+                cell.ljust(w) if k < _LEFT_COLUMNS else cell.rjust(w)
+                for k, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+            for row in table
+        ]
+        rule = "-" * (sum(widths) + len(widths) - 1)
+        lines[1:1] = [rule]
+        lines.append(rule)
         lines.append(
             f"whole model: kept {self.kept_weights:,} of {self.dense_weights:,} dense weights "
             f"(sparsity {100 * self.sparsity:.3f}%, {self.compression:.1f}x); "
@@ -203,6 +201,31 @@ class Report:
             lines.append("ranks a→b: allocated ranks → ranks on complete paths of kept entries")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+#: the report table's columns; the first `_LEFT_COLUMNS` are left-aligned, the numbers right-aligned
+_TABLE_HEAD = ("layer", "kind", "format", "ranks", "kept/total", "dense", "compr.", "FLOPs")
+_LEFT_COLUMNS = 4
+
+
+def _cells(r: LayerReport) -> tuple[str, ...]:
+    """One layer's cells of the report table, in `_TABLE_HEAD`'s order."""
+    ranks = "" if r.ranks is None else str(tuple(r.ranks)).replace(" ", "")
+    if r.connected_ranks is not None and tuple(r.connected_ranks) != tuple(r.ranks or ()):
+        ranks += "→" + str(tuple(r.connected_ranks)).replace(" ", "")
+    if r.live is False:
+        ranks = "DEAD " + ranks
+    flops = "" if r.flops is None else f"{r.flops:,}"
+    return (
+        r.name,
+        r.kind,
+        r.format,
+        ranks,
+        f"{r.kept:,}/{r.total:,}",
+        f"{r.dense:,}",
+        f"{r.compression:.1f}x",
+        flops,
+    )
 
 
 def count_summary(layers: dict, *, biases: int, norm: int, other: int) -> dict:

@@ -418,3 +418,26 @@ def test_dense_vit_report_rows_are_named_alike():
     )
     q = {r.name: r for r in unpruned.report.layers}["layers.0.self_attn.q_proj"]
     assert q.kept == q.total == 64
+
+
+def test_dense_vit_report_rows_have_the_same_kinds():
+    """Dense PaI on the ViT: every row has the same (name, kind) in torch, the JAX `Model` and the
+    Flax model — ``Linear`` for each dense map (torch's packed q/k/v thirds and its out_proj's
+    ``NonDynamicallyQuantizableLinear``; JAX's `Dense` and its attention's internal q/k/v class)."""
+    kw = {"image_size": 8, "dim": 8, "depth": 1, "heads": 2, "mlp_dim": 8}
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 8)
+    opts = {"sparsity": 0.5, "format": None, "score": "snip", "seed": 0}
+    data = (torch.tensor(x), torch.tensor(y))
+    reports = {"torch": tedepr.compress(tt.get("vit", seed=0, **kw), data, backend="torch", **opts)}
+    model = tj.get("vit", flax=False, **kw)
+    params = model.init(jax.random.key(0))
+    reports["jax"] = tedepr.compress(model, (x, y), params=params, backend="jax", **opts)
+    reports["flax"] = tedepr.compress(tj.get("vit", **kw), (x, y), backend="jax", **opts)
+    rows = {
+        b: [(canonical_name(r.name), r.kind) for r in res.report.layers]
+        for b, res in reports.items()
+    }
+    assert rows["torch"] == rows["jax"] == rows["flax"]
+    assert {kind for _, kind in rows["torch"]} == {"Linear"}
+    assert len(rows["torch"]) == 8 and ("layers.0.self_attn.v_proj", "Linear") in rows["torch"]

@@ -17,13 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ... import compression
-from ...pipeline import CompressionResult, LayerWeights, bind
+from ...pipeline import LINEAR_KIND, CompressionResult, LayerWeights, bind
 from ...pipeline import build_report as _build_report
 from ...pruning.problem import CoreInfo
 from ...report import DEFAULT_OVERSAMPLE, Report
 from ...validation import check_float_dtype
-from .attention import TransformerEncoderLayer
+from .attention import TransformerEncoderLayer, _XavierPacked
 from .counting import owner_kind
+from .layers import Dense
 from .masking import apply_masks, flatten_masks, leaf_paths, prunable_leaves
 from .models import Model
 from .nnx_detect import is_nnx_module, nnx_entry
@@ -85,6 +86,12 @@ def _structure(model: Model, params) -> dict[str, CoreInfo]:
     return {
         p: known.get(p) or CoreInfo(p.rpartition("/")[0], "dense") for p in prunable_leaves(params)
     }
+
+
+def _kind(layer) -> str:
+    """A report row's kind: the layer's class name, but `LINEAR_KIND` for a dense map (`Dense`,
+    a dense attention's q/k/v maps), as torch names the same layer."""
+    return LINEAR_KIND if isinstance(layer, (Dense, _XavierPacked)) else type(layer).__name__
 
 
 class JaxAdapter:
@@ -165,7 +172,7 @@ class JaxAdapter:
             f = layer.factorized() if callable(getattr(layer, "factorized", None)) else None
             cores = [p for p in paths if structure[p].format != "dense"] if f else []
             cores.sort(key=lambda p: structure[p].index)
-            kind = type(layer).__name__ if layer is not None else owner_kind(model, name)
+            kind = _kind(layer) if layer is not None else owner_kind(model, name)
             strategy = getattr(layer, "strategy", "auto")
             out.append(LayerWeights(name, kind, tuple(paths), f, tuple(cores), strategy))
         return out

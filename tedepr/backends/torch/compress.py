@@ -61,10 +61,20 @@ def dense_weight_count(model: torch.nn.Module) -> int:
 
 
 def _class_name(module) -> str:
+    """A report row's kind: the module's class name; a torch class outside ``torch.nn``'s public
+    names goes by its public base (``out_proj``'s ``NonDynamicallyQuantizableLinear`` is
+    ``Linear``, `tedepr.pipeline.LINEAR_KIND`, as the JAX backend names the same layer)."""
     # torch.nn.utils.parametrize swaps in a subclass named "Parametrized<Name>"
     cls = type(module)
     if torch.nn.utils.parametrize.is_parametrized(module):
         cls = cls.__mro__[1]
+    for base in cls.__mro__:
+        internal = (
+            base.__module__.startswith("torch.")
+            and getattr(torch.nn, base.__name__, None) is not base
+        )
+        if not internal:
+            return base.__name__
     return cls.__name__
 
 
