@@ -6,8 +6,9 @@ Removing those slices whole is the same network as one trained on the images cro
 border-free centre: rows and columns 4..23 (the 20 x 20 box MNIST centres its digits in), with the
 axis-aligned modes of the cropped image. So this script trains `lowrank` and `tedepr` on the crop
 at the *same whole-model weight budgets* as on the full image (1,331 / 532 / 266 at 99.5 / 99.8 /
-99.9% of the 28 x 28 model) with the study's recipe and runner, and prints both. If the crop does
-not lift low-rank alone, the blank border costs it nothing and pruning it cannot pay.
+99.9% of the 28 x 28 model) with the study's runner and the 20-epoch recipe of Rounds 1-6, and
+prints both. If the crop does not lift low-rank alone, the blank border costs it nothing and
+pruning it cannot pay.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/border_crop.py --seeds 0,1,2 --out crop.jsonl
 
