@@ -283,6 +283,8 @@ def test_orthogonal_reinit_draws_an_orthogonal_kept_block_at_the_target_variance
         "trainability-isometry",
         "trainability-isometry-exact",
         "trainability-isometry-orth",
+        "trainability-lookahead",
+        "trainability-ntk",
     ],
 )
 def test_candidates_end_to_end_give_the_same_result_in_both_backends(method):
@@ -361,3 +363,84 @@ def test_lowrank_orth_control_prunes_nothing_and_redraws_the_low_rank_network():
         left = w.reshape(-1, w.shape[-1])
         gram = left.T @ left if left.shape[0] >= left.shape[1] else left @ left.T
         np.testing.assert_allclose(gram, np.eye(len(gram)) * gram[0, 0], atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- Round 8 candidates
+def _tt_problem(seed=0):
+    torch = pytest.importorskip("torch")
+    import tedepr.backends.torch as bt
+
+    torch.manual_seed(seed)
+    model = bt.tensorize(
+        bt.models.LeNet300_100(num_classes=4, image_size=4, hidden=(8,)).double(),
+        "tt",
+        rank=3,
+        min_params=0,
+    )
+    rng = np.random.default_rng(seed)
+    data = (
+        torch.as_tensor(rng.standard_normal((16, 1, 4, 4))),
+        torch.as_tensor(rng.integers(0, 4, 16)),
+    )
+    return bt.TorchScoringProblem(model, data, input_shape=(1, 4, 4))
+
+
+@pytest.mark.torch
+def test_lookahead_candidate_ranks_bond_units_by_the_prospr_saliency():
+    """``trainability-lookahead`` = `select_bonds` over ProsPr's look-ahead saliency (same steps
+    and lr), not over the saliency at init; its masks are `select_bonds`' of those scores."""
+    from tedepr.pruning import scores as registry
+
+    problem = _tt_problem()
+    rng = np.random.default_rng(0)
+    cand = registry.get("trainability-lookahead", steps=2, lr=0.05)
+    got = cand.importance(problem, None, rng)
+    want = registry.get("prospr", steps=2, lr=0.05).importance(problem, None, rng)
+    at_init = registry.get("trainability").importance(problem, None, rng)
+    assert got.keys() == want.keys()
+    for n in got:
+        np.testing.assert_array_equal(got[n].numpy(), want[n].numpy())
+    assert any(not np.allclose(got[n].numpy(), at_init[n].numpy()) for n in got)
+    total = sum(v.numel() for v in got.values())
+    keep = total // 5
+    masks = registry.prune(problem, cand, keep)
+    expect = select_bonds(got, keep, problem.structure())
+    assert sum(int(m.sum()) for m in masks.values()) == keep
+    for n in masks:
+        np.testing.assert_array_equal(masks[n].numpy(), expect[n].numpy())
+
+
+@pytest.mark.torch
+def test_ntk_candidate_averages_independent_ntksap_draws():
+    """``trainability-ntk``'s importance is the mean of ``draws`` NTK-SAP saliencies, each drawn
+    from the same generator in turn (one draw = NTK-SAP's own one-shot saliency)."""
+    from tedepr.pruning import scores as registry
+
+    problem = _tt_problem(1)
+    ntk = registry.get("ntksap", eps=0.02, samples=7)
+    one = registry.get("trainability-ntk", draws=1, eps=0.02, samples=7)
+    three = registry.get("trainability-ntk", draws=3, eps=0.02, samples=7)
+    a = one.importance(problem, None, np.random.default_rng(5))
+    b = ntk.importance(problem, None, np.random.default_rng(5))
+    for n in a:
+        np.testing.assert_allclose(a[n].numpy(), b[n].numpy(), rtol=1e-12)
+    rng = np.random.default_rng(9)
+    draws = [ntk.importance(problem, None, rng) for _ in range(3)]
+    got = three.importance(problem, None, np.random.default_rng(9))
+    for n in got:
+        mean = sum(d[n].numpy() for d in draws) / 3
+        np.testing.assert_allclose(got[n].numpy(), mean, rtol=1e-12)
+    assert not three.needs_data
+
+
+def test_round8_candidate_option_errors_name_the_argument():
+    from tedepr.pruning import scores as registry
+
+    with pytest.raises(ValueError, match="steps"):
+        registry.get("trainability-lookahead", steps=-1)
+    with pytest.raises(ValueError, match="lr"):
+        registry.get("trainability-lookahead", lr=0.0)
+    with pytest.raises(ValueError, match="draws"):
+        registry.get("trainability-ntk", draws=0)
+    with pytest.raises(ValueError, match="eps"):
+        registry.get("trainability-ntk", eps=-1.0)

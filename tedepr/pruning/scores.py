@@ -421,6 +421,60 @@ class TrainabilityIsometryOrthogonal(TrainabilityIsometryExact):
 
 @register
 @dataclass(frozen=True)
+class TrainabilityLookahead(Trainability):
+    """Round-8 candidate (docs/method.md §10): `Trainability`'s structured units (whole bond
+    indices), budget and guards, ranked by ProsPr's look-ahead saliency instead of the saliency at
+    init: ``|θ ⊙ ∂L(w_M)/∂w_0|`` after ``steps`` SGD steps of ``lr`` differentiated through
+    (`ProsPr`, Alizadeh et al. 2022) — a bond index is kept for what it does to the loss once
+    training has started, not at the random init."""
+
+    name: ClassVar[str] = "trainability-lookahead"
+    steps: int = 3
+    lr: float = 0.1
+
+    def __post_init__(self):
+        super().__post_init__()
+        ProsPr(steps=self.steps, lr=self.lr)  # the same argument checks
+
+    def importance(self, problem, masks, rng):
+        scores = ProsPr(steps=self.steps, lr=self.lr).importance(problem, None, rng)
+        return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
+
+
+@register
+@dataclass(frozen=True)
+class TrainabilityNTK(Trainability):
+    """Round-8 candidate (docs/method.md §10): `Trainability`'s structured units, budget and guards,
+    ranked by NTK-SAP's saliency of the NTK trace (`NTKSAP`, Wang et al. 2023), averaged over
+    ``draws`` independent re-initialisations at the unpruned network (one shot): which bond
+    indices — of which bonds, in which layers — carry the most of the network's NTK trace per
+    entry, i.e. how fast the network can move under gradient descent. Data-free; needs the input
+    shape."""
+
+    name: ClassVar[str] = "trainability-ntk"
+    needs_data: ClassVar[bool] = False
+    draws: int = 8
+    eps: float = 0.01
+    samples: int = 100
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.draws, bool) or not isinstance(self.draws, int) or self.draws < 1:
+            raise ValueError(f"draws must be a positive int; got {self.draws!r}")
+        NTKSAP(eps=self.eps, samples=self.samples)  # the same argument checks
+
+    def importance(self, problem, masks, rng):
+        one = NTKSAP(eps=self.eps, samples=self.samples)
+        scores = None
+        for _ in range(self.draws):
+            s = one.importance(problem, None, rng)
+            scores = s if scores is None else {n: scores[n] + s[n] for n in s}
+        scores = {n: v / self.draws for n, v in scores.items()}
+        return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
+
+
+@register
+@dataclass(frozen=True)
 class TrainabilityCoarseHidden0(Trainability):
     """Round-5 ablation (docs/method.md §10): `Trainability` with the zoo MLP's first layer
     (``hidden.0``) left to the coarse grain alone (oversample 1, nothing pruned in it)."""
