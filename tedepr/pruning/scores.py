@@ -475,6 +475,16 @@ class TrainabilityNTK(Trainability):
 
 @register
 @dataclass(frozen=True)
+class TrainabilityNTKOrthogonal(TrainabilityNTK):
+    """Round-8 candidate (docs/method.md §10): ``trainability-ntk``'s masks, then the kept cores
+    re-drawn orthogonal at the target variance of their surviving paths (as ``trainability-orth``)."""
+
+    name: ClassVar[str] = "trainability-ntk-orth"
+    reinit: str = "orthogonal"
+
+
+@register
+@dataclass(frozen=True)
 class TrainabilityCoarseHidden0(Trainability):
     """Round-5 ablation (docs/method.md §10): `Trainability` with the zoo MLP's first layer
     (``hidden.0``) left to the coarse grain alone (oversample 1, nothing pruned in it)."""
