@@ -391,7 +391,7 @@ def test_lstm_options_are_one_rule_in_every_zoo(flax):
 def test_dense_vit_report_rows_are_named_alike():
     """Dense PaI (``format=None``) on the ViT: torch's packed ``self_attn.in_proj_weight`` is
     reported as the ``q_proj``/``k_proj``/``v_proj`` rows the JAX `Model` holds apart
-    (`tedepr.pipeline.packed_rows`), each counting its own third of the mask."""
+    (`tedepr.pipeline.layer_counts`), each counting its own third of the mask."""
     kw = {"image_size": 8, "dim": 8, "depth": 1, "heads": 2, "mlp_dim": 8}
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((8, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 8)
