@@ -29,7 +29,7 @@ from .pruning import Guards, effective_ranks, prune
 from .pruning.connectivity import analyse
 from .pruning.problem import CoreInfo, ScoringProblem, canonical_name, canonical_order
 from .pruning.rescale import mask_aware_init, restoring_scales
-from .report import LayerReport, Report, layer_row
+from .report import Report, layer_row
 from .training import LOSSES  # the loss names of fit, the same for compress
 from .validation import check_input_shape, check_int
 
@@ -44,6 +44,9 @@ __all__ = [
     "LayerWeights",
     "bind",
     "build_report",
+    "counted_layers",
+    "layer_counts",
+    "LayerCount",
     "check_compress_args",
     "reinit_values",
     "restoring_factors",
@@ -615,25 +618,66 @@ PACKED_IN_PROJ = "in_proj_weight"
 LINEAR_KIND = "Linear"
 
 
-def packed_rows(layer: LayerWeights, name: str, weights, masks) -> list[LayerReport]:
-    """The report rows of a dense attention's packed ``in_proj_weight`` (``(3E, in)``, rows ``[W_q;
-    W_k; W_v]``): one per projection, ``<layer>.q_proj``/``k_proj``/``v_proj`` (the layer's
-    separator), as a backend that holds the three maps apart (JAX) names them, and as a tensorized
-    attention names them in both. A dense map's liveness: live when it keeps an entry, one path
-    per kept entry."""
-    sep = name[len(layer.name)] if layer.name else ""
-    w = to_numpy(weights[name])
-    m = to_numpy(masks[name]) if masks and name in masks else None
-    size = w.shape[0] // 3
-    rows = []
-    for k, proj in enumerate(("q_proj", "k_proj", "v_proj")):
-        total = size * math.prod(w.shape[1:])
-        kept = total if m is None else int(m[k * size : (k + 1) * size].sum())
-        row = layer_row(f"{layer.name}{sep}{proj}", LINEAR_KIND, kept, total)
-        if m is not None:
-            row.live, row.paths = kept > 0, float(kept)
-        rows.append(row)
-    return rows
+@dataclass(frozen=True)
+class LayerCount:
+    """The weight counts of one report row, which is one `count_weights` layer in every backend.
+
+    ``name``/``kind``: the row's name and kind; ``total``: its weight entries (core entries for a
+    tensorized layer), ``kept``: those its masks keep; ``dense``: the entries of the dense map it
+    stands for (``total`` for a dense one); ``layer``: the `LayerWeights` it counts; ``packed``: one
+    projection of a dense attention's packed ``in_proj_weight`` (`layer_counts`).
+    """
+
+    name: str
+    kind: str
+    kept: int
+    total: int
+    dense: int
+    layer: LayerWeights
+    packed: bool = False
+
+
+def layer_counts(
+    layers: list[LayerWeights], shapes: Mapping[str, tuple], masks: Mapping[str, Any] | None
+) -> list[LayerCount]:
+    """The report rows' counts of a backend's ``layers`` (`CompressAdapter.layers`), with each
+    weight's shape in ``shapes`` (names as in ``layers``) and ``masks`` (None, or bool arrays by
+    weight name): one `LayerCount` per layer, of the layer's kind, but three for a dense attention's
+    packed ``in_proj_weight`` (``(3E, in)``, rows ``[W_q; W_k; W_v]``): ``<layer>.q_proj`` /
+    ``k_proj`` / ``v_proj`` (the layer's separator), of kind `LINEAR_KIND`, each counting its third
+    of the mask, as a backend that holds the three maps apart (JAX) names them, and as a tensorized
+    attention names them in both."""
+    out = []
+    for layer in layers:
+        names = layer.weights
+        cut = len(layer.name) + 1 if layer.name else 0  # a weight's name within its layer
+        mask = {n: to_numpy(masks[n]) for n in names if masks and n in masks}
+        if layer.factorized is None and [n[cut:] for n in names] == [PACKED_IN_PROJ]:
+            shape, m = shapes[names[0]], mask.get(names[0])
+            sep = names[0][len(layer.name)] if layer.name else ""
+            size = shape[0] // 3
+            total = size * math.prod(shape[1:])
+            for k, proj in enumerate(("q_proj", "k_proj", "v_proj")):
+                kept = total if m is None else int(m[k * size : (k + 1) * size].sum())
+                name = f"{layer.name}{sep}{proj}"
+                out.append(LayerCount(name, LINEAR_KIND, kept, total, total, layer, packed=True))
+            continue
+        total = sum(math.prod(shapes[n]) for n in names)
+        kept = sum(int(mask[n].sum()) if n in mask else math.prod(shapes[n]) for n in names)
+        dense = total if layer.factorized is None else layer.factorized.dense_params
+        out.append(LayerCount(layer.name, layer.kind, kept, total, dense, layer))
+    return out
+
+
+def counted_layers(
+    layers: list[LayerWeights], shapes: Mapping[str, tuple], masks: Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    """The ``"layers"`` of every backend's ``count_weights``: ``{row name: {"type", "dense",
+    "params", "kept"}}``, the name, kind and counts of the report's rows (`layer_counts`)."""
+    return {
+        c.name: {"type": c.kind, "dense": c.dense, "params": c.total, "kept": c.kept}
+        for c in layer_counts(layers, shapes, masks)
+    }
 
 
 def build_report(
@@ -655,27 +699,27 @@ def build_report(
         live, liveness = effective_ranks(masks, structure), analyse(masks, structure)
     else:
         live, liveness = {}, {}
+    shapes = {n: tuple(w.shape) for n, w in weights.items()}
     rows = []
-    for layer in adapter.layers(model, params):
-        names = layer.weights
-        total = sum(math.prod(weights[n].shape) for n in names)
-        kept = sum(
-            int(to_numpy(masks[n]).sum()) if masks and n in masks else math.prod(weights[n].shape)
-            for n in names
-        )
-        cut = len(layer.name) + 1 if layer.name else 0  # a weight's name within its layer
-        if layer.factorized is None and [n[cut:] for n in names] == [PACKED_IN_PROJ]:
-            rows.extend(packed_rows(layer, names[0], weights, masks))
+    for count in layer_counts(adapter.layers(model, params), shapes, masks):
+        layer = count.layer
+        if count.packed:
+            # a dense map's liveness: live when it keeps an entry, one path per kept entry
+            row = layer_row(count.name, count.kind, count.kept, count.total)
+            if masks and layer.weights[0] in masks:
+                row.live, row.paths = count.kept > 0, float(count.kept)
+            rows.append(row)
             continue
+        cut = len(layer.name) + 1 if layer.name else 0  # a weight's name within its layer
         rows.append(
             layer_row(
                 layer.name,
-                layer.kind,
-                kept,
-                total,
+                count.kind,
+                count.kept,
+                count.total,
                 layer.factorized,
                 strategy=layer.strategy,
-                effective_ranks={n[cut:]: live[n] for n in names if n in live},
+                effective_ranks={n[cut:]: live[n] for n in layer.weights if n in live},
                 liveness=liveness.get(layer.name),
             )
         )

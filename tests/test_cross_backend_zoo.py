@@ -391,7 +391,7 @@ def test_lstm_options_are_one_rule_in_every_zoo(flax):
 def test_dense_vit_report_rows_are_named_alike():
     """Dense PaI (``format=None``) on the ViT: torch's packed ``self_attn.in_proj_weight`` is
     reported as the ``q_proj``/``k_proj``/``v_proj`` rows the JAX `Model` holds apart
-    (`tedepr.pipeline.packed_rows`), each counting its own third of the mask."""
+    (`tedepr.pipeline.layer_counts`), each counting its own third of the mask."""
     kw = {"image_size": 8, "dim": 8, "depth": 1, "heads": 2, "mlp_dim": 8}
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((8, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 8)
@@ -441,3 +441,60 @@ def test_dense_vit_report_rows_have_the_same_kinds():
     assert rows["torch"] == rows["jax"] == rows["flax"]
     assert {kind for _, kind in rows["torch"]} == {"Linear"}
     assert len(rows["torch"]) == 8 and ("layers.0.self_attn.v_proj", "Linear") in rows["torch"]
+
+
+def _counted_layers(counts) -> list[tuple[str, str]]:
+    return sorted((canonical_name(n), c["type"]) for n, c in counts["layers"].items())
+
+
+@pytest.mark.parametrize("fmt", [None, "tt"])
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n for n in sorted(ZOO)],
+)
+def test_count_weights_layers_are_the_report_rows(name, fmt):
+    """`count_weights` names and types its layers as the report does, in both backends: the same
+    ``(name, type)`` pairs for the same zoo model, dense and tensorized — every dense affine map is
+    ``Linear`` (`tedepr.pipeline.LINEAR_KIND`; not JAX's ``Dense`` / ``_XavierPacked`` nor torch's
+    ``NonDynamicallyQuantizableLinear``), and a dense torch attention's packed ``in_proj_weight``
+    is the three layers ``q_proj``/``k_proj``/``v_proj`` the JAX one holds apart."""
+    tmodel, jmodel = tt.get(name, seed=0, **ZOO[name]), tj.get(name, flax=False, **ZOO[name])
+    if fmt is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # layers left dense: the same in both
+            tmodel = tt.tensorize(tmodel, fmt, 2, min_params=0)
+            jmodel = tj.tensorize(jmodel, fmt, 2, min_params=0)
+    params = jmodel.init(jax.random.key(0))
+    tc, jc = tt.count_weights(tmodel), tj.count_weights(jmodel, params)
+    assert _counted_layers(tc) == _counted_layers(jc)
+    # the report's rows: the same names and kinds, and the same counts
+    for counts, report in (
+        (tc, tt.build_report(tmodel, None, dense_weights=tc["dense"])),
+        (jc, tj.build_report(jmodel, params, dense_weights=jc["dense"])),
+    ):
+        rows = {r.name: (r.kind, r.dense, r.total, r.kept) for r in report.layers}
+        entries = {
+            n: (c["type"], c["dense"], c["params"], c["kept"]) for n, c in counts["layers"].items()
+        }
+        assert entries == rows
+    kinds = {kind for _, kind in _counted_layers(tc)}
+    assert not kinds & {"Dense", "_XavierPacked", "NonDynamicallyQuantizableLinear"}
+    if fmt is None and name in ("lenet300_100", "lenet5", "vit"):
+        assert kinds == {"Linear"} if name != "lenet5" else kinds == {"Conv2d", "Linear"}
+    if fmt is None and name == "vit":
+        assert ("layers.0.self_attn.q_proj", "Linear") in _counted_layers(tc)
+        assert "layers.0.self_attn" not in {canonical_name(n) for n in tc["layers"]}
+
+
+def test_count_weights_splits_a_packed_in_proj_mask_by_projection():
+    """A dense torch attention's q/k/v layers each count their own third of the packed mask."""
+    kw = {"image_size": 8, "dim": 8, "depth": 1, "heads": 2, "mlp_dim": 8, "seed": 0}
+    net = tt.get("vit", **kw)
+    mask = torch.zeros(24, 8, dtype=torch.bool)
+    mask[:3] = True  # q: 3 rows
+    mask[8:9] = True  # k: 1 row
+    tt.apply_masks(net, {"layers.0.self_attn.in_proj_weight": mask})
+    layers = tt.count_weights(net)["layers"]
+    kept = [layers[f"layers.0.self_attn.{p}"]["kept"] for p in ("q_proj", "k_proj", "v_proj")]
+    assert kept == [24, 8, 0]
+    assert all(layers[f"layers.0.self_attn.{p}"]["dense"] == 64 for p in ("q_proj", "k_proj"))

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ...pipeline import counted_layers
 from ...report import count_summary
 from .layers import BatchNorm, LayerNorm
 from .masking import flatten_masks, leaf_paths, prunable_leaves
@@ -46,39 +47,25 @@ def count_weights(model: Model, params, masks=None) -> dict[str, Any]:
     in total.
 
     Returns the dict of the torch backend's `count_weights`: ``"layers"`` maps a layer name (the
-    `CoreInfo.layer` of its weights) to ``{"type", "dense", "params", "kept"}`` — for a tensorized
-    layer ``dense`` is the entry count of the matrix it replaces, ``params`` its core entries and
-    ``kept`` the entries the masks keep; for a dense layer all three count its weights (``kept``
-    after masks). ``"dense"``, ``"params"``, ``"kept"`` are the sums over layers; ``"biases"``,
-    ``"norm"``, ``"other"`` count the trained entries outside the weights (BatchNorm running
-    statistics are not trained and not counted).
+    `CoreInfo.layer` of its weights) to ``{"type", "dense", "params", "kept"}``, one per row of the
+    compression report, with its name and kind (`tedepr.pipeline.counted_layers`, the same code in
+    both backends) — ``type`` is the layer's class name, but ``Linear``
+    (`tedepr.pipeline.LINEAR_KIND`) for every dense affine map (`Dense`, a dense attention's
+    q/k/v maps), as torch's ``nn.Linear``; for a tensorized layer ``dense`` is the entry count of
+    the matrix it replaces, ``params`` its core entries and ``kept`` the entries the masks keep;
+    for a dense layer all three count its weights (``kept`` after masks). ``"dense"``,
+    ``"params"``, ``"kept"`` are the sums over layers; ``"biases"``, ``"norm"``, ``"other"`` count
+    the trained entries outside the weights (BatchNorm running statistics are not trained and not
+    counted). ``params`` may be abstract (``jax.eval_shape(model.init, key)``): counts read shapes.
     """
+    from .compress import ADAPTER  # compress imports this module
+
     if not isinstance(model, Model):
         raise TypeError(f"model must be a tedepr.backends.jax Model; got {type(model).__name__}")
     weights = prunable_leaves(params)
-    structure = model.structure()
-    flat = flatten_masks(masks, params) if masks else {}
-    layers: dict[str, dict[str, Any]] = {}
-    for path, array in weights.items():
-        info = structure.get(path)
-        name = info.layer if info is not None else path.rpartition("/")[0]
-        entry = layers.get(name)
-        if entry is None:
-            layer = _layer(model, name)
-            entry = layers[name] = {
-                "type": type(layer).__name__ if layer is not None else owner_kind(model, name),
-                "dense": 0,
-                "params": 0,
-                "kept": 0,
-            }
-            dense = getattr(layer, "dense_weights", None)
-            if info is not None and info.format != "dense" and isinstance(dense, int):
-                entry["dense"] = dense
-        size = int(np.prod(array.shape))
-        entry["params"] += size
-        entry["kept"] += int(np.sum(np.asarray(flat[path]))) if path in flat else size
-        if info is None or info.format == "dense":
-            entry["dense"] += size
+    shapes = {path: tuple(array.shape) for path, array in weights.items()}
+    flat = flatten_masks(masks, params) if masks else None
+    layers = counted_layers(ADAPTER.layers(model, params), shapes, flat)
     biases = norm = other = 0
     for path, leaf in zip(leaf_paths(params), jax.tree_util.tree_leaves(params), strict=True):
         if path in weights:

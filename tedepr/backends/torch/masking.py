@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ...pipeline import counted_layers
 from ...report import count_summary
 
 __all__ = [
@@ -398,32 +399,28 @@ def count_weights(model: nn.Module) -> dict[str, Any]:
     Returns
     -------
     dict with
-        ``"layers"``: ``{layer name: {"type", "dense", "params", "kept"}}`` — for a tensorized layer
-        ``dense`` is the entry count of the matrix it replaces, ``params`` its core entries and
-        ``kept`` the entries its masks keep; for a dense layer all three count its weights (``kept``
-        after masks). A dense layer's name is its module's; tensorized sub-maps (e.g. of
-        `TensorizedLSTM`) are layers of their own. ``"dense"``, ``"params"``, ``"kept"``: the sums
-        over layers (``dense`` is the denominator of ``sparsity``). ``"biases"``, ``"norm"``,
-        ``"other"``: parameter entries excluded from the weight count — biases, normalisation
-        parameters, and anything else (e.g. positional embeddings).
+        ``"layers"``: ``{layer name: {"type", "dense", "params", "kept"}}``, one per row of the
+        compression report, with its name and kind (`tedepr.pipeline.counted_layers`, the same code
+        in both backends) — for a tensorized layer ``dense`` is the entry count of the matrix it
+        replaces, ``params`` its core entries and ``kept`` the entries its masks keep; for a dense
+        layer all three count its weights (``kept`` after masks). A dense layer's name is its
+        module's, its type the module's class name, but ``Linear`` (`tedepr.pipeline.LINEAR_KIND`)
+        for every dense affine map (``nn.Linear`` and internal subclasses such as ``out_proj``'s
+        ``NonDynamicallyQuantizableLinear``), as the JAX backend's ``Dense``; a dense
+        ``nn.MultiheadAttention``'s packed ``in_proj_weight`` is the three layers
+        ``<attention>.q_proj`` / ``.k_proj`` / ``.v_proj`` (``Linear``, each counting its third of
+        the mask), as the JAX attention holds them; tensorized sub-maps (e.g. of `TensorizedLSTM`)
+        are layers of their own. ``"dense"``, ``"params"``, ``"kept"``: the sums over layers
+        (``dense`` is the denominator of ``sparsity``). ``"biases"``, ``"norm"``, ``"other"``:
+        parameter entries excluded from the weight count — biases, normalisation parameters, and
+        anything else (e.g. positional embeddings).
     """
-    layers: dict[str, dict[str, Any]] = {}
-    weight_ids: set[int] = set()
-    for name, module, pname, p in _walk(model):
-        weight_ids.add(id(p))
-        mod_name = row_name(module, name[: -len(pname) - 1] if name != pname else "", pname)
-        entry = layers.get(mod_name)
-        if entry is None:
-            kind = parametrize.type_before_parametrizations(module).__name__
-            entry = layers[mod_name] = {"type": kind, "dense": 0, "params": 0, "kept": 0}
-            dense = getattr(module, "dense_params", None)
-            if isinstance(dense, int) and hasattr(module, "kept_params"):
-                entry["dense"] = dense  # tensorized: counts the dense matrix it replaces
-        mask = _mask_module(module, pname)
-        entry["params"] += p.numel()
-        entry["kept"] += p.numel() if mask is None else int(mask.mask.sum())
-        if not hasattr(module, "kept_params"):
-            entry["dense"] += p.numel()
+    from .compress import ADAPTER  # compress imports this module
+
+    weights = prunable_parameters(model)
+    shapes = {name: tuple(p.shape) for name, p in weights.items()}
+    layers = counted_layers(ADAPTER.layers(model, None), shapes, get_masks(model))
+    weight_ids = {id(p) for p in weights.values()}
     biases = norm = other = 0
     for _, module, pname, p in _all_parameters(model):
         if id(p) in weight_ids:
