@@ -265,8 +265,13 @@ class Trainability(Score):
             )
 
     def importance(self, problem, masks, rng):
-        scores = _sensitivity(problem, None)
+        scores = self.ranking(problem, rng)
         return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
+
+    def ranking(self, problem, rng):
+        """The per-entry importance the units are ranked by, before the ``coarse`` layers are
+        exempted (`importance`): connection sensitivity at the unpruned network."""
+        return _sensitivity(problem, None)
 
     def unit_cost(self, problem):
         """An exact removal cost for `select_bonds` (``unit_cost``), or None: rank the units by
@@ -364,7 +369,7 @@ class TrainabilityIsometry(Trainability):
     name: ClassVar[str] = "trainability-isometry"
     needs_data: ClassVar[bool] = False
 
-    def importance(self, problem, masks, rng):
+    def ranking(self, problem, rng):
         from ..namespace import to_numpy
         from .isometry import isometry_gradient
         from .selection import _like
@@ -373,10 +378,7 @@ class TrainabilityIsometry(Trainability):
         weights = problem.weights()
         host = {n: to_numpy(w).astype(np.float64) for n, w in weights.items()}
         grads = isometry_gradient(host, problem.structure())
-        scores = {
-            n: xp.astype(_like(xp, host[n] * grads[n], w), w.dtype) for n, w in weights.items()
-        }
-        return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
+        return {n: xp.astype(_like(xp, host[n] * grads[n], w), w.dtype) for n, w in weights.items()}
 
 
 @register
@@ -436,9 +438,8 @@ class TrainabilityLookahead(Trainability):
         super().__post_init__()
         ProsPr(steps=self.steps, lr=self.lr)  # the same argument checks
 
-    def importance(self, problem, masks, rng):
-        scores = ProsPr(steps=self.steps, lr=self.lr).importance(problem, None, rng)
-        return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
+    def ranking(self, problem, rng):
+        return ProsPr(steps=self.steps, lr=self.lr).importance(problem, None, rng)
 
 
 @register
@@ -463,14 +464,10 @@ class TrainabilityNTK(Trainability):
             raise ValueError(f"draws must be a positive int; got {self.draws!r}")
         NTKSAP(eps=self.eps, samples=self.samples)  # the same argument checks
 
-    def importance(self, problem, masks, rng):
+    def ranking(self, problem, rng):
         one = NTKSAP(eps=self.eps, samples=self.samples)
-        scores = None
-        for _ in range(self.draws):
-            s = one.importance(problem, None, rng)
-            scores = s if scores is None else {n: scores[n] + s[n] for n in s}
-        scores = {n: v / self.draws for n, v in scores.items()}
-        return exempt_layers(problem, scores, self.coarse) if self.coarse else scores
+        draws = [one.importance(problem, None, rng) for _ in range(self.draws)]
+        return {n: sum(d[n] for d in draws) / self.draws for n in draws[0]}
 
 
 @register
